@@ -1,0 +1,831 @@
+//! Typed configuration: the TOML file as written, validation, and the resolved form the gateway runs on.
+//!
+//! The keys of the file are a contract with external tooling (see `config.example.toml`), so the
+//! raw structs deny unknown fields and every error names the file, the key and the reason.
+//! Secrets are read from the file itself, from an environment variable (`*_env`) or from a file
+//! (`*_file`) and are kept in [`Secret`], which never prints its value.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variable that names the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "S3FERRY_CONFIG";
+/// Environment variable that overrides `server.listen`.
+pub const LISTEN_ENV: &str = "S3FERRY_LISTEN";
+
+/// Provider dialect names s3ferry knows. The profiles behind them live in the dialect work;
+/// the core only validates the name so a typo is caught at start-up.
+pub const KNOWN_DIALECTS: &[&str] = &[
+    "aws", "oss", "spaces", "r2", "b2", "gcs", "wasabi", "minio", "garage", "ceph", "local",
+];
+
+/// A configuration error: which file, which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+/// A secret value (secret access key). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for signing. Never log or format the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    credentials: Vec<RawCredential>,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    buckets: Vec<RawBucket>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    domain: Option<String>,
+    region: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    access_key_id: String,
+    secret_access_key: Option<String>,
+    secret_access_key_env: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    secret_access_key_env: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
+    addressing: Option<String>,
+    dialect: Option<String>,
+    ca_file: Option<PathBuf>,
+    root: Option<PathBuf>,
+    connect_timeout_secs: Option<u64>,
+    read_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBucket {
+    name: String,
+    provider: String,
+    upstream_bucket: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resolved configuration.
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub source: String,
+    pub server: ServerConfig,
+    pub credentials: Vec<ClientCredential>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub buckets: Vec<BucketRoute>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub domain: Option<String>,
+    pub region: String,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A key pair clients sign with.
+#[derive(Debug, Clone)]
+pub struct ClientCredential {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+}
+
+/// How bucket names travel to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// `https://bucket.host/key`
+    Virtual,
+    /// `https://host/bucket/key`
+    Path,
+}
+
+impl Addressing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Virtual => "virtual",
+            Self::Path => "path",
+        }
+    }
+}
+
+/// Where a provider's objects live.
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    /// A remote S3 endpoint.
+    Remote(RemoteProvider),
+    /// A directory served in-process as S3 (s3s-fs) on a loopback port.
+    Local { root: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteProvider {
+    pub endpoint: http::Uri,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub region: String,
+    pub addressing: Addressing,
+    pub dialect: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// A client bucket routed to a provider. `name == "*"` matches any bucket not routed otherwise.
+#[derive(Debug, Clone)]
+pub struct BucketRoute {
+    pub name: String,
+    pub provider: String,
+    /// The bucket name at the provider; `None` means the same as the client's.
+    pub upstream_bucket: Option<String>,
+}
+
+/// The route name that matches every bucket without a route of its own.
+pub const WILDCARD_BUCKET: &str = "*";
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8333";
+const DEFAULT_REGION: &str = "us-east-1";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Config {
+    /// Reads, parses and validates a config file; applies environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: "(file)".into(),
+            reason: format!("cannot read the config file: {e}"),
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let env = |name: &str| std::env::var(name).ok();
+        Self::parse(&text, &file, &base_dir, &env)
+    }
+
+    /// Parses and validates config text. `base_dir` anchors relative paths; `env` reads the
+    /// environment (a parameter so tests need no global state).
+    pub fn parse(
+        text: &str,
+        file: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            key: toml_error_location(text, &e),
+            reason: e.message().to_string(),
+        })?;
+        Resolver {
+            file,
+            base_dir,
+            env,
+        }
+        .resolve(raw)
+    }
+
+    /// The provider a route points at (validated to exist).
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.get(name)
+    }
+}
+
+/// Turns toml's byte span into "line N" so the message points at the offending key.
+fn toml_error_location(text: &str, e: &toml::de::Error) -> String {
+    e.span().map_or_else(
+        || "(syntax)".to_string(),
+        |span| {
+            format!(
+                "line {}",
+                text[..span.start.min(text.len())].matches('\n').count() + 1
+            )
+        },
+    )
+}
+
+struct Resolver<'a> {
+    file: &'a str,
+    base_dir: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Resolver<'_> {
+    fn error(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn resolve(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = self.resolve_server(raw.server)?;
+
+        if raw.credentials.is_empty() {
+            return Err(self.error(
+                "credentials",
+                "no [[credentials]] given: add at least one access_key_id / secret_access_key pair clients sign with",
+            ));
+        }
+        let mut seen_keys = HashSet::new();
+        let mut credentials = Vec::new();
+        for (i, c) in raw.credentials.into_iter().enumerate() {
+            let key = format!("credentials[{i}]");
+            if c.access_key_id.trim().is_empty() {
+                return Err(self.error(format!("{key}.access_key_id"), "must not be empty"));
+            }
+            if !seen_keys.insert(c.access_key_id.clone()) {
+                return Err(self.error(
+                    format!("{key}.access_key_id"),
+                    format!("duplicate access key id '{}'", c.access_key_id),
+                ));
+            }
+            let secret = self.resolve_secret(
+                &key,
+                c.secret_access_key,
+                c.secret_access_key_env,
+                c.secret_access_key_file,
+            )?;
+            credentials.push(ClientCredential {
+                access_key_id: c.access_key_id,
+                secret_access_key: secret,
+            });
+        }
+
+        let mut providers = BTreeMap::new();
+        for (name, p) in raw.providers {
+            let provider = self.resolve_provider(&name, p)?;
+            providers.insert(name, provider);
+        }
+
+        let mut seen_buckets = HashSet::new();
+        let mut buckets = Vec::new();
+        for (i, b) in raw.buckets.into_iter().enumerate() {
+            let key = format!("buckets[{i}]");
+            if b.name != WILDCARD_BUCKET {
+                validate_bucket_name(&b.name).map_err(|r| self.error(format!("{key}.name"), r))?;
+            }
+            if !seen_buckets.insert(b.name.clone()) {
+                return Err(self.error(
+                    format!("{key}.name"),
+                    format!("duplicate bucket route '{}'", b.name),
+                ));
+            }
+            if !providers.contains_key(&b.provider) {
+                let known: Vec<_> = providers.keys().map(String::as_str).collect();
+                return Err(self.error(
+                    format!("{key}.provider"),
+                    format!(
+                        "route '{}' points to provider '{}', which is not defined (defined: {})",
+                        b.name,
+                        b.provider,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            if let Some(up) = &b.upstream_bucket {
+                if b.name == WILDCARD_BUCKET {
+                    return Err(self.error(
+                        format!("{key}.upstream_bucket"),
+                        "the \"*\" route keeps each bucket's own name; it cannot rename",
+                    ));
+                }
+                validate_bucket_name(up)
+                    .map_err(|r| self.error(format!("{key}.upstream_bucket"), r))?;
+            }
+            buckets.push(BucketRoute {
+                name: b.name,
+                provider: b.provider,
+                upstream_bucket: b.upstream_bucket,
+            });
+        }
+        if buckets.is_empty() {
+            return Err(self.error(
+                "buckets",
+                "no [[buckets]] routes given: add one per client bucket, or name = \"*\" for all",
+            ));
+        }
+
+        Ok(Config {
+            source: self.file.to_string(),
+            server,
+            credentials,
+            providers,
+            buckets,
+        })
+    }
+
+    fn resolve_server(&self, s: RawServer) -> Result<ServerConfig, ConfigError> {
+        let (listen_text, listen_key) = match (self.env)(LISTEN_ENV) {
+            Some(v) => (v, LISTEN_ENV.to_string()),
+            None => (
+                s.listen.unwrap_or_else(|| DEFAULT_LISTEN.into()),
+                "server.listen".to_string(),
+            ),
+        };
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            self.error(
+                listen_key,
+                format!("'{listen_text}' is not an address:port such as 127.0.0.1:8333"),
+            )
+        })?;
+        let domain = match s.domain {
+            Some(d) => {
+                let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+                if d.is_empty() || d.contains(['/', ':', ' ']) {
+                    return Err(self.error(
+                        "server.domain",
+                        "must be a bare host name such as s3.localhost (no scheme, port or path)",
+                    ));
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        let region = s.region.unwrap_or_else(|| DEFAULT_REGION.into());
+        if region.is_empty() {
+            return Err(self.error("server.region", "must not be empty"));
+        }
+        let tls = match (s.tls_cert, s.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let cert = self.path(&cert);
+                let key_path = self.path(&key);
+                for (k, p) in [("server.tls_cert", &cert), ("server.tls_key", &key_path)] {
+                    std::fs::metadata(p)
+                        .map_err(|e| self.error(k, format!("cannot read {}: {e}", p.display())))?;
+                }
+                Some(TlsFiles {
+                    cert,
+                    key: key_path,
+                })
+            }
+            _ => {
+                return Err(self.error(
+                    "server.tls_cert",
+                    "tls_cert and tls_key must be given together",
+                ));
+            }
+        };
+        Ok(ServerConfig {
+            listen,
+            domain,
+            region,
+            tls,
+        })
+    }
+
+    fn resolve_secret(
+        &self,
+        key: &str,
+        inline: Option<String>,
+        env: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Result<Secret, ConfigError> {
+        match (inline, env, file) {
+            (Some(v), None, None) => {
+                if v.is_empty() {
+                    return Err(self.error(format!("{key}.secret_access_key"), "must not be empty"));
+                }
+                Ok(Secret(v))
+            }
+            (None, Some(var), None) => match (self.env)(&var) {
+                Some(v) if !v.is_empty() => Ok(Secret(v)),
+                _ => Err(self.error(
+                    format!("{key}.secret_access_key_env"),
+                    format!("environment variable {var} is not set or empty"),
+                )),
+            },
+            (None, None, Some(path)) => {
+                let path = self.path(&path);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    self.error(
+                        format!("{key}.secret_access_key_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let v = text.trim_end_matches(['\r', '\n']).to_string();
+                if v.is_empty() {
+                    return Err(self.error(
+                        format!("{key}.secret_access_key_file"),
+                        format!("{} is empty", path.display()),
+                    ));
+                }
+                Ok(Secret(v))
+            }
+            (None, None, None) => Err(self.error(
+                format!("{key}.secret_access_key"),
+                "missing: give secret_access_key, secret_access_key_env or secret_access_key_file",
+            )),
+            _ => Err(self.error(
+                format!("{key}.secret_access_key"),
+                "give only one of secret_access_key, secret_access_key_env, secret_access_key_file",
+            )),
+        }
+    }
+
+    fn resolve_provider(&self, name: &str, p: RawProvider) -> Result<ProviderConfig, ConfigError> {
+        let key = format!("providers.{name}");
+        let kind_name = p.kind.as_deref().unwrap_or("s3");
+        let dialect = p
+            .dialect
+            .clone()
+            .unwrap_or_else(|| if kind_name == "local" { "local" } else { "aws" }.into());
+        if !KNOWN_DIALECTS.contains(&dialect.as_str()) {
+            return Err(self.error(
+                format!("{key}.dialect"),
+                format!(
+                    "unknown dialect '{dialect}' (known: {})",
+                    KNOWN_DIALECTS.join(", ")
+                ),
+            ));
+        }
+        let addressing = match p.addressing.as_deref() {
+            None | Some("path") => Addressing::Path,
+            Some("virtual") => Addressing::Virtual,
+            Some(other) => {
+                return Err(self.error(
+                    format!("{key}.addressing"),
+                    format!("'{other}' is neither \"virtual\" nor \"path\""),
+                ));
+            }
+        };
+        let connect_timeout = p
+            .connect_timeout_secs
+            .map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs);
+        let read_timeout = p
+            .read_timeout_secs
+            .map_or(DEFAULT_READ_TIMEOUT, Duration::from_secs);
+        if connect_timeout.is_zero() || read_timeout.is_zero() {
+            return Err(self.error(
+                format!("{key}.connect_timeout_secs"),
+                "timeouts must be at least 1 second",
+            ));
+        }
+
+        let kind = match kind_name {
+            "local" => {
+                let remote_only = [
+                    ("endpoint", p.endpoint.is_some()),
+                    ("access_key_id", p.access_key_id.is_some()),
+                    ("secret_access_key", p.secret_access_key.is_some()),
+                    ("secret_access_key_env", p.secret_access_key_env.is_some()),
+                    ("secret_access_key_file", p.secret_access_key_file.is_some()),
+                    ("ca_file", p.ca_file.is_some()),
+                ];
+                if let Some((field, _)) = remote_only.iter().find(|(_, set)| *set) {
+                    return Err(self.error(
+                        format!("{key}.{field}"),
+                        "a kind = \"local\" provider is served in-process from `root`; remove this key",
+                    ));
+                }
+                let root = p.root.ok_or_else(|| {
+                    self.error(
+                        format!("{key}.root"),
+                        "missing: a local provider needs the directory to serve",
+                    )
+                })?;
+                ProviderKind::Local {
+                    root: self.path(&root),
+                }
+            }
+            "s3" => {
+                if p.root.is_some() {
+                    return Err(self.error(
+                        format!("{key}.root"),
+                        "only kind = \"local\" providers have a root",
+                    ));
+                }
+                let endpoint_text = p.endpoint.ok_or_else(|| {
+                    self.error(
+                        format!("{key}.endpoint"),
+                        "missing: e.g. endpoint = \"https://s3.us-east-1.amazonaws.com\"",
+                    )
+                })?;
+                let endpoint = parse_endpoint(&endpoint_text)
+                    .map_err(|r| self.error(format!("{key}.endpoint"), r))?;
+                let access_key_id = p.access_key_id.filter(|k| !k.is_empty()).ok_or_else(|| {
+                    self.error(
+                        format!("{key}.access_key_id"),
+                        "missing: the provider's access key id",
+                    )
+                })?;
+                let secret_access_key = self.resolve_secret(
+                    &key,
+                    p.secret_access_key,
+                    p.secret_access_key_env,
+                    p.secret_access_key_file,
+                )?;
+                let ca_file = match p.ca_file {
+                    Some(f) => {
+                        let f = self.path(&f);
+                        std::fs::metadata(&f).map_err(|e| {
+                            self.error(
+                                format!("{key}.ca_file"),
+                                format!("cannot read {}: {e}", f.display()),
+                            )
+                        })?;
+                        Some(f)
+                    }
+                    None => None,
+                };
+                ProviderKind::Remote(RemoteProvider {
+                    endpoint,
+                    access_key_id,
+                    secret_access_key,
+                    ca_file,
+                })
+            }
+            other => {
+                return Err(self.error(
+                    format!("{key}.kind"),
+                    format!("unknown kind '{other}': use \"s3\" (a remote endpoint, the default) or \"local\""),
+                ));
+            }
+        };
+        let region = p.region.unwrap_or_else(|| DEFAULT_REGION.into());
+        Ok(ProviderConfig {
+            name: name.to_string(),
+            kind,
+            region,
+            addressing,
+            dialect,
+            connect_timeout,
+            read_timeout,
+        })
+    }
+}
+
+fn parse_endpoint(text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("'{text}' is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("'{text}' must start with http:// or https://")),
+    }
+    if uri.host().is_none() {
+        return Err(format!("'{text}' has no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "'{text}' must not have a path or query: give only scheme, host and port"
+        ));
+    }
+    Ok(uri)
+}
+
+/// S3 bucket naming rules (the part that matters for routing and addressing).
+pub fn validate_bucket_name(name: &str) -> Result<(), String> {
+    let ok_len = (3..=63).contains(&name.len());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let ok_ends = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok_len && ok_chars && ok_ends && !name.contains("..") {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a valid bucket name (3-63 characters: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml", Path::new("/etc/s3ferry"), &no_env)
+    }
+
+    const MINIMAL: &str = r#"
+        [[credentials]]
+        access_key_id = "client"
+        secret_access_key = "client-secret"
+        [providers.up]
+        endpoint = "http://127.0.0.1:9000"
+        access_key_id = "up"
+        secret_access_key = "up-secret"
+        [[buckets]]
+        name = "*"
+        provider = "up"
+    "#;
+
+    #[test]
+    fn example_config_parses_and_routes_every_bucket() {
+        let text = include_str!("../config.example.toml");
+        let cfg = Config::parse(text, "config.example.toml", Path::new("."), &no_env)
+            .expect("example parses");
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8333");
+        assert_eq!(cfg.server.domain.as_deref(), Some("s3.localhost"));
+        assert!(cfg.buckets.iter().any(|b| b.name == WILDCARD_BUCKET));
+        assert!(
+            cfg.buckets
+                .iter()
+                .any(|b| b.upstream_bucket.as_deref() == Some("photos-2017"))
+        );
+        assert!(matches!(
+            cfg.providers["local"].kind,
+            ProviderKind::Local { .. }
+        ));
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let cfg = parse(MINIMAL).expect("parses");
+        let up = &cfg.providers["up"];
+        assert_eq!(up.addressing, Addressing::Path);
+        assert_eq!(up.dialect, "aws");
+        assert_eq!(up.region, "us-east-1");
+        assert_eq!(cfg.server.region, "us-east-1");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = parse(&MINIMAL.replace("[[buckets]]", "[[buckets]]\nrenamed = 1")).unwrap_err();
+        assert!(err.reason.contains("unknown field `renamed`"), "{err}");
+        assert_eq!(err.file, "test.toml");
+    }
+
+    #[test]
+    fn route_to_missing_provider_is_rejected() {
+        let err = parse(&MINIMAL.replace("provider = \"up\"", "provider = \"nope\"")).unwrap_err();
+        assert_eq!(err.key, "buckets[0].provider");
+        assert!(err.reason.contains("'nope'"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_routes_and_keys_are_rejected() {
+        let dup_route = format!("{MINIMAL}\n[[buckets]]\nname = \"*\"\nprovider = \"up\"\n");
+        assert!(
+            parse(&dup_route)
+                .unwrap_err()
+                .reason
+                .contains("duplicate bucket route")
+        );
+        let dup_key = format!(
+            "{MINIMAL}\n[[credentials]]\naccess_key_id = \"client\"\nsecret_access_key = \"x\"\n"
+        );
+        assert!(
+            parse(&dup_key)
+                .unwrap_err()
+                .reason
+                .contains("duplicate access key")
+        );
+    }
+
+    #[test]
+    fn unreadable_secret_file_is_rejected_with_path() {
+        let text = MINIMAL.replace(
+            "secret_access_key = \"up-secret\"",
+            "secret_access_key_file = \"missing/secret\"",
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.key, "providers.up.secret_access_key_file");
+        assert!(err.reason.contains("/etc/s3ferry/missing/secret"), "{err}");
+    }
+
+    #[test]
+    fn secret_from_env_is_read_and_never_printed() {
+        let text = MINIMAL.replace(
+            "secret_access_key = \"up-secret\"",
+            "secret_access_key_env = \"UP_SECRET\"",
+        );
+        let env = |name: &str| (name == "UP_SECRET").then(|| "from-env".to_string());
+        let cfg = Config::parse(&text, "t.toml", Path::new("."), &env).expect("parses");
+        let ProviderKind::Remote(remote) = &cfg.providers["up"].kind else {
+            panic!("remote")
+        };
+        assert_eq!(remote.secret_access_key.expose(), "from-env");
+        let printed = format!("{cfg:?}");
+        assert!(
+            !printed.contains("from-env") && !printed.contains("client-secret"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn listen_env_overrides_the_file() {
+        let env = |name: &str| (name == LISTEN_ENV).then(|| "0.0.0.0:9999".to_string());
+        let cfg = Config::parse(MINIMAL, "t.toml", Path::new("."), &env).expect("parses");
+        assert_eq!(cfg.server.listen.to_string(), "0.0.0.0:9999");
+    }
+
+    #[test]
+    fn bad_bucket_names_and_endpoints_are_rejected() {
+        let text = MINIMAL.replace("name = \"*\"", "name = \"Bad_Bucket\"");
+        assert_eq!(parse(&text).unwrap_err().key, "buckets[0].name");
+        let text = MINIMAL.replace("http://127.0.0.1:9000", "ftp://x");
+        assert_eq!(parse(&text).unwrap_err().key, "providers.up.endpoint");
+        let text = MINIMAL.replace("http://127.0.0.1:9000", "http://x/base");
+        assert!(parse(&text).unwrap_err().reason.contains("path"));
+    }
+
+    #[test]
+    fn unknown_dialect_is_rejected() {
+        let text = MINIMAL.replace(
+            "access_key_id = \"up\"",
+            "access_key_id = \"up\"\ndialect = \"azure\"",
+        );
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .reason
+                .contains("unknown dialect 'azure'")
+        );
+    }
+}

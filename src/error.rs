@@ -1,0 +1,246 @@
+//! One error type for everything the gateway itself refuses or fails at, rendered as an S3 XML
+//! `<Error>` with a request id in exactly one place ([`render_error`]).
+//!
+//! Errors the client-verification front door (s3s) produces are re-rendered through the same
+//! function at the edge (see `server`), so every error a client sees has the same shape.
+//! Errors an upstream provider returns are relayed as they are (see `gateway`).
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+
+/// Who caused an error: decides logging level and which side is blamed in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Upstream,
+    Internal,
+}
+
+/// What went wrong, with enough context to tell the user what to do. Messages never contain
+/// secrets or signatures.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(
+        "The specified bucket is not routed by this gateway: add a [[buckets]] route for it (or a \"*\" route)"
+    )]
+    NoSuchBucket { bucket: String },
+
+    #[error("{0}")]
+    InvalidRequest(String),
+
+    #[error("{0}")]
+    InvalidUri(String),
+
+    #[error("{0}")]
+    NotImplemented(String),
+
+    #[error("The request body did not match its checksum: {0}")]
+    BadDigest(String),
+
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed")]
+    ContentSha256Mismatch,
+
+    #[error(
+        "The request signature we calculated does not match the signature you provided (aws-chunked chunk or trailer signature). Check your key and signing method"
+    )]
+    ChunkSignatureMismatch,
+
+    #[error("You did not provide the number of bytes specified by the Content-Length HTTP header")]
+    IncompleteBody,
+
+    #[error("Upstream provider '{provider}' is unreachable: {cause}")]
+    UpstreamUnreachable { provider: String, cause: String },
+
+    #[error("Upstream provider '{provider}' did not answer within {seconds} s")]
+    UpstreamTimeout { provider: String, seconds: u64 },
+
+    #[error("Upstream provider '{provider}' sent a response s3ferry cannot relay: {cause}")]
+    UpstreamProtocol { provider: String, cause: String },
+
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The S3 error code and HTTP status AWS would give for this condition.
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        match self {
+            Self::NoSuchBucket { .. } => ("NoSuchBucket", StatusCode::NOT_FOUND),
+            Self::InvalidRequest(_) => ("InvalidRequest", StatusCode::BAD_REQUEST),
+            Self::InvalidUri(_) => ("InvalidURI", StatusCode::BAD_REQUEST),
+            Self::NotImplemented(_) => ("NotImplemented", StatusCode::NOT_IMPLEMENTED),
+            Self::BadDigest(_) => ("BadDigest", StatusCode::BAD_REQUEST),
+            Self::ContentSha256Mismatch => ("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST),
+            Self::ChunkSignatureMismatch => ("SignatureDoesNotMatch", StatusCode::FORBIDDEN),
+            Self::IncompleteBody => ("IncompleteBody", StatusCode::BAD_REQUEST),
+            Self::UpstreamUnreachable { .. } => {
+                ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE)
+            }
+            Self::UpstreamTimeout { .. } => ("GatewayTimeout", StatusCode::GATEWAY_TIMEOUT),
+            Self::UpstreamProtocol { .. } => ("BadGateway", StatusCode::BAD_GATEWAY),
+            Self::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    pub fn origin(&self) -> Origin {
+        match self {
+            Self::NoSuchBucket { .. }
+            | Self::InvalidRequest(_)
+            | Self::InvalidUri(_)
+            | Self::NotImplemented(_)
+            | Self::BadDigest(_)
+            | Self::ContentSha256Mismatch
+            | Self::ChunkSignatureMismatch
+            | Self::IncompleteBody => Origin::Client,
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::UpstreamProtocol { .. } => Origin::Upstream,
+            Self::Internal(_) => Origin::Internal,
+        }
+    }
+
+    fn bucket(&self) -> Option<&str> {
+        match self {
+            Self::NoSuchBucket { bucket } => Some(bucket),
+            _ => None,
+        }
+    }
+
+    /// The S3 XML error response for this error.
+    pub fn to_response(&self, request_id: &str) -> Response<Bytes> {
+        let (code, status) = self.code_and_status();
+        render_error(status, code, &self.to_string(), self.bucket(), request_id)
+    }
+}
+
+/// Renders an S3 `<Error>` document. The only place error XML is written.
+pub fn render_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    bucket: Option<&str>,
+    request_id: &str,
+) -> Response<Bytes> {
+    let mut xml = String::with_capacity(256);
+    xml.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>");
+    xml.push_str(&escape_xml(code));
+    xml.push_str("</Code><Message>");
+    xml.push_str(&escape_xml(message));
+    xml.push_str("</Message>");
+    if let Some(bucket) = bucket {
+        xml.push_str("<BucketName>");
+        xml.push_str(&escape_xml(bucket));
+        xml.push_str("</BucketName>");
+    }
+    xml.push_str("<RequestId>");
+    xml.push_str(&escape_xml(request_id));
+    xml.push_str("</RequestId></Error>");
+
+    let mut response = Response::new(Bytes::from(xml));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amz-request-id", v);
+    }
+    response
+}
+
+fn escape_xml(text: &str) -> std::borrow::Cow<'_, str> {
+    quick_xml::escape::escape(text)
+}
+
+/// Reads `<Code>` and `<Message>` from an S3 `<Error>` document.
+pub fn parse_error_code(xml: &[u8]) -> Option<(String, String)> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let mut current = Vec::new();
+    let (mut code, mut message) = (None, String::new());
+    loop {
+        match reader.read_event_into(&mut buf).ok()? {
+            Event::Eof => break,
+            Event::Start(e) => current = e.local_name().as_ref().to_vec(),
+            Event::End(_) => current.clear(),
+            Event::Text(t) => match current.as_slice() {
+                b"Code" => code = Some(t.unescape().ok()?.into_owned()),
+                b"Message" => message = t.unescape().ok()?.into_owned(),
+                _ => {}
+            },
+            _ => {}
+        }
+        buf.clear();
+    }
+    code.map(|c| (c, message))
+}
+
+/// A fresh request id in the shape AWS uses (16 uppercase hex digits).
+pub fn new_request_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    id[..16].to_ascii_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_renders_code_message_bucket_and_request_id() {
+        let err = GatewayError::NoSuchBucket {
+            bucket: "a<b".into(),
+        };
+        let resp = err.to_response("REQ1");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let body = std::str::from_utf8(resp.body()).expect("utf8");
+        assert!(body.contains("<Code>NoSuchBucket</Code>"), "{body}");
+        assert!(body.contains("<BucketName>a&lt;b</BucketName>"), "{body}");
+        assert!(body.contains("<RequestId>REQ1</RequestId>"), "{body}");
+        assert_eq!(resp.headers()["x-amz-request-id"], "REQ1");
+    }
+
+    #[test]
+    fn upstream_failures_map_to_retryable_statuses() {
+        let unreachable = GatewayError::UpstreamUnreachable {
+            provider: "p".into(),
+            cause: "refused".into(),
+        };
+        assert_eq!(
+            unreachable.code_and_status(),
+            ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE)
+        );
+        let timeout = GatewayError::UpstreamTimeout {
+            provider: "p".into(),
+            seconds: 3,
+        };
+        assert_eq!(timeout.code_and_status().1, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn error_code_and_message_are_read_back() {
+        let resp = render_error(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            "a & b",
+            None,
+            "R",
+        );
+        assert_eq!(
+            parse_error_code(resp.body()),
+            Some(("SignatureDoesNotMatch".to_string(), "a & b".to_string()))
+        );
+        assert_eq!(parse_error_code(b"<NotAnError/>"), None);
+    }
+
+    #[test]
+    fn request_ids_are_16_uppercase_hex() {
+        let id = new_request_id();
+        assert_eq!(id.len(), 16);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        );
+    }
+}

@@ -1,0 +1,794 @@
+//! The request lifecycle after verification: route, translate, sign, send, rewrite.
+//!
+//! s3s has already verified who signed the request (and wraps the body in verifying streams);
+//! it hands every request to [`Gateway`] as a catch-all custom route. [`Gateway::handle`] reads
+//! top-down, one step per line.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use s3s::route::S3Route;
+use s3s::{Body, S3Request, S3Response, S3Result};
+
+use crate::access_log::{HandledByGateway, RequestContext};
+use crate::body::{
+    self, ChecksumAlgorithm, ChecksumHasher, FailureSlot, HoldBackLast, IdleTimeoutBody,
+    TrailerCheck, UploadFailure,
+};
+use crate::error::GatewayError;
+use crate::operation::{self, Target};
+use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
+use crate::route::{Route, RouteTable};
+use crate::upstream::sign::{EMPTY_PAYLOAD_SHA256, UNSIGNED_PAYLOAD};
+use crate::upstream::url::{parse_query, percent_decode, uri_encode};
+use crate::upstream::{self, OutgoingRequest};
+
+/// Query parameters that carry the client's presigned-URL signature; they are verified by s3s
+/// and never forwarded (the upstream request is signed anew in headers).
+const PRESIGN_PARAMS: &[&str] = &[
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+    "AWSAccessKeyId",
+    "Signature",
+    "Expires",
+];
+
+/// Request headers that are not forwarded: hop-by-hop headers, the client's signature, and
+/// framing that s3ferry sets itself.
+const DROPPED_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+/// Request headers that describe `aws-chunked` framing; dropped when s3ferry de-chunks.
+const CHUNKED_FRAMING_HEADERS: &[&str] = &[
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+    "x-amz-sdk-checksum-algorithm",
+];
+
+/// Response headers that are not relayed (hop-by-hop).
+const DROPPED_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The gateway: the routing table plus what it needs to answer service-level requests.
+pub struct Gateway {
+    routes: RouteTable,
+    domain: Option<String>,
+    /// Creation date reported for configured buckets whose provider does not list them.
+    started: String,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the client addressed: a bucket (maybe) and the key as the client encoded it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ClientTarget {
+    pub bucket: Option<String>,
+    pub raw_key: String,
+}
+
+/// How the client's body travels upstream.
+enum Framing {
+    /// No body.
+    Empty,
+    /// The client's bytes unchanged, with the payload hash to pass on.
+    Unchanged { payload_hash: String, length: u64 },
+    /// De-chunked `aws-chunked` body of `length` decoded bytes, checked before its last byte.
+    Dechunked {
+        length: u64,
+        trailer: Option<ChecksumAlgorithm>,
+    },
+}
+
+impl Gateway {
+    pub fn new(routes: RouteTable, domain: Option<String>) -> Self {
+        let started = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
+        Self {
+            routes,
+            domain,
+            started,
+        }
+    }
+
+    /// The whole lifecycle of one verified request.
+    async fn handle(
+        &self,
+        req: S3Request<Body>,
+        ctx: &RequestContext,
+    ) -> Result<S3Response<Body>, GatewayError> {
+        let target = parse_client_target(&req.uri, &req.headers, self.domain.as_deref())?;
+        let query = forwarded_query(req.uri.query());
+        let operation = classify(
+            &req.method,
+            &target,
+            &query,
+            req.headers.contains_key("x-amz-copy-source"),
+        );
+        ctx.record(|f| {
+            f.client_key_id = req.credentials.as_ref().map(|c| c.access_key.clone());
+            f.operation = operation;
+            f.bucket.clone_from(&target.bucket);
+        });
+        let Some(bucket) = target.bucket.as_deref() else {
+            return self.answer_service_request(&req.method).await;
+        };
+        let route = self.routes.resolve(bucket)?;
+        ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
+        let headers = self.forward_headers(&req.headers, &route)?;
+        let slot = FailureSlot::default();
+        let outgoing = build_outgoing(req, &route, &target, query, headers, &slot).await?;
+        let response = self.send(&route, outgoing, &slot).await?;
+        relay_response(response, &route, operation).await
+    }
+
+    /// Sends upstream; a body that failed verification wins over whatever the provider said.
+    async fn send(
+        &self,
+        route: &Route,
+        outgoing: OutgoingRequest,
+        slot: &FailureSlot,
+    ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+        let result = route.provider.send(outgoing).await;
+        if let Some(failure) = body::recorded_failure(slot) {
+            return Err(upload_failure_error(failure));
+        }
+        result.map_err(|e| e.into_gateway_error(&route.provider.settings))
+    }
+
+    /// Requests without a bucket: only ListBuckets exists.
+    async fn answer_service_request(
+        &self,
+        method: &Method,
+    ) -> Result<S3Response<Body>, GatewayError> {
+        if *method != Method::GET {
+            return Err(GatewayError::NotImplemented(format!(
+                "{method} on the service root is not an S3 operation s3ferry can route (no bucket given)"
+            )));
+        }
+        let buckets = self.list_buckets().await?;
+        let xml = rewrite::list_buckets::render_list_buckets(&buckets, "s3ferry");
+        Ok(xml_response(StatusCode::OK, Bytes::from(xml)))
+    }
+
+    /// The client-visible buckets: every explicit route, plus what the `*` provider lists.
+    async fn list_buckets(&self) -> Result<Vec<ListedBucket>, GatewayError> {
+        let mut listed: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        let mut wildcard_dates = std::collections::BTreeMap::new();
+        if let Some(wild) = self.routes.wildcard() {
+            let request = OutgoingRequest {
+                method: Method::GET,
+                bucket: None,
+                encoded_key: String::new(),
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: body::empty(),
+                payload_hash: EMPTY_PAYLOAD_SHA256.into(),
+            };
+            let response = wild.send_collect(request, MAX_XML_BODY).await?;
+            if !response.status().is_success() {
+                return Err(GatewayError::UpstreamProtocol {
+                    provider: wild.settings.name.clone(),
+                    cause: format!("ListBuckets answered {}", response.status()),
+                });
+            }
+            let buckets =
+                rewrite::list_buckets::parse_list_buckets(response.body()).map_err(|e| {
+                    GatewayError::UpstreamProtocol {
+                        provider: wild.settings.name.clone(),
+                        cause: e.to_string(),
+                    }
+                })?;
+            for b in buckets {
+                if self.routes.wildcard_exposes(&b.name) {
+                    listed.insert(b.name.clone(), b.creation_date.clone());
+                }
+                wildcard_dates.insert(b.name, b.creation_date);
+            }
+        }
+        for (name, provider, upstream_bucket) in self.routes.explicit_buckets() {
+            let on_wildcard = self
+                .routes
+                .wildcard()
+                .is_some_and(|w| Arc::ptr_eq(w, provider));
+            let date = on_wildcard
+                .then(|| wildcard_dates.get(upstream_bucket).cloned())
+                .flatten();
+            listed.insert(
+                name.to_string(),
+                date.unwrap_or_else(|| self.started.clone()),
+            );
+        }
+        Ok(listed
+            .into_iter()
+            .map(|(name, creation_date)| ListedBucket {
+                name,
+                creation_date,
+            })
+            .collect())
+    }
+
+    /// The client's headers minus what must not travel, with `x-amz-copy-source` pointing at
+    /// the source's upstream bucket.
+    fn forward_headers(
+        &self,
+        client: &HeaderMap,
+        route: &Route,
+    ) -> Result<HeaderMap, GatewayError> {
+        let connection_tokens: Vec<String> = client
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+            .collect();
+        let mut headers = HeaderMap::with_capacity(client.len());
+        for (name, value) in client {
+            let n = name.as_str();
+            if DROPPED_REQUEST_HEADERS.contains(&n) || connection_tokens.iter().any(|t| t == n) {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        if let Some(source) = client.get("x-amz-copy-source") {
+            let source = source.to_str().map_err(|_| {
+                GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into())
+            })?;
+            let rewritten = self.rewrite_copy_source(source, route)?;
+            let value = HeaderValue::from_str(&rewritten).map_err(|_| {
+                GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into())
+            })?;
+            headers.insert("x-amz-copy-source", value);
+        }
+        Ok(headers)
+    }
+
+    /// `x-amz-copy-source: /<client bucket>/<key>[?versionId=..]` -> the source's upstream bucket.
+    fn rewrite_copy_source(
+        &self,
+        value: &str,
+        destination: &Route,
+    ) -> Result<String, GatewayError> {
+        let trimmed = value.strip_prefix('/').unwrap_or(value);
+        let (bucket_raw, rest) = trimmed.split_once('/').ok_or_else(|| {
+            GatewayError::InvalidRequest(format!(
+                "x-amz-copy-source '{value}' must be <bucket>/<key>"
+            ))
+        })?;
+        let bucket = String::from_utf8_lossy(&percent_decode(bucket_raw)).into_owned();
+        let source = self.routes.resolve(&bucket)?;
+        if !Arc::ptr_eq(&source.provider, &destination.provider) {
+            return Err(GatewayError::NotImplemented(format!(
+                "copying from bucket '{bucket}' (provider '{}') to bucket '{}' (provider '{}') crosses providers, which s3ferry does not do server-side yet: download and upload instead",
+                source.provider.settings.name,
+                destination.client_bucket,
+                destination.provider.settings.name
+            )));
+        }
+        Ok(format!("/{}/{rest}", source.upstream_bucket))
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Route for Gateway {
+    /// Every request that passed verification is proxied.
+    fn is_match(&self, _: &Method, _: &http::Uri, _: &HeaderMap, _: &mut http::Extensions) -> bool {
+        true
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let ctx = req
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_else(|| RequestContext::new(crate::error::new_request_id()));
+        let mut response = match self.handle(req, &ctx).await {
+            Ok(response) => response,
+            Err(err) => {
+                match err.origin() {
+                    crate::error::Origin::Client => {
+                        tracing::debug!(request_id = %ctx.request_id, error = %err, "request refused")
+                    }
+                    _ => {
+                        tracing::warn!(request_id = %ctx.request_id, error = %err, "request failed")
+                    }
+                }
+                let (parts, bytes) = err.to_response(&ctx.request_id).into_parts();
+                let mut r = S3Response::new(Body::from(bytes));
+                r.status = Some(parts.status);
+                r.headers = parts.headers;
+                r
+            }
+        };
+        response.extensions.insert(HandledByGateway);
+        Ok(response)
+    }
+}
+
+/// Finds the bucket and key: virtual-hosted style when the Host is `<bucket>.<domain>`,
+/// path style otherwise.
+pub fn parse_client_target(
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    domain: Option<&str>,
+) -> Result<ClientTarget, GatewayError> {
+    let path = uri.path();
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    if let (Some(domain), Some(host)) = (domain, host)
+        && let Some(bucket) = virtual_host_bucket(host, domain)
+    {
+        return Ok(ClientTarget {
+            bucket: Some(bucket),
+            raw_key: rest.to_string(),
+        });
+    }
+    if rest.is_empty() {
+        return Ok(ClientTarget {
+            bucket: None,
+            raw_key: String::new(),
+        });
+    }
+    let (bucket_raw, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket = String::from_utf8(percent_decode(bucket_raw))
+        .map_err(|_| GatewayError::InvalidUri("the bucket name is not valid UTF-8".into()))?;
+    Ok(ClientTarget {
+        bucket: Some(bucket),
+        raw_key: key.to_string(),
+    })
+}
+
+/// `<bucket>.<domain>[:port]` -> `bucket` (case-insensitive domain match).
+pub fn virtual_host_bucket(host: &str, domain: &str) -> Option<String> {
+    let host_only = match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let lower = host_only.to_ascii_lowercase();
+    let bucket = lower.strip_suffix(domain)?.strip_suffix('.')?;
+    (!bucket.is_empty()).then(|| bucket.to_string())
+}
+
+/// The client's query pairs without its presigned-URL signature parameters.
+fn forwarded_query(raw: Option<&str>) -> Vec<(String, String)> {
+    parse_query(raw.unwrap_or(""))
+        .into_iter()
+        .filter(|(name, _)| !PRESIGN_PARAMS.contains(&name.as_str()))
+        .collect()
+}
+
+fn classify(
+    method: &Method,
+    target: &ClientTarget,
+    query: &[(String, String)],
+    has_copy_source: bool,
+) -> &'static str {
+    let kind = match (&target.bucket, target.raw_key.is_empty()) {
+        (None, _) => Target::Service,
+        (Some(_), true) => Target::Bucket,
+        (Some(_), false) => Target::Object,
+    };
+    operation::classify(method, kind, query, has_copy_source)
+}
+
+/// How the body must travel, from the client's `x-amz-content-sha256` and framing headers.
+fn framing_of(headers: &HeaderMap) -> Result<Framing, GatewayError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let content_sha = header("x-amz-content-sha256").unwrap_or(UNSIGNED_PAYLOAD);
+    if content_sha.starts_with("STREAMING-") {
+        let length = header("x-amz-decoded-content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                GatewayError::InvalidRequest(
+                    "aws-chunked upload without x-amz-decoded-content-length".into(),
+                )
+            })?;
+        let trailer = match header("x-amz-trailer") {
+            None => None,
+            Some(name) => Some(ChecksumAlgorithm::from_header_name(name).ok_or_else(|| {
+                GatewayError::InvalidRequest(format!(
+                    "unsupported trailer '{name}': only x-amz-checksum-* trailers exist"
+                ))
+            })?),
+        };
+        return Ok(Framing::Dechunked { length, trailer });
+    }
+    let length = header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if length == 0 {
+        return Ok(Framing::Empty);
+    }
+    let payload_hash =
+        if content_sha.len() == 64 && content_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            content_sha.to_ascii_lowercase()
+        } else {
+            UNSIGNED_PAYLOAD.to_string()
+        };
+    Ok(Framing::Unchanged {
+        payload_hash,
+        length,
+    })
+}
+
+/// Assembles the upstream request: address, query, headers and the body in its upstream form.
+async fn build_outgoing(
+    req: S3Request<Body>,
+    route: &Route,
+    target: &ClientTarget,
+    query: Vec<(String, String)>,
+    mut headers: HeaderMap,
+    slot: &FailureSlot,
+) -> Result<OutgoingRequest, GatewayError> {
+    let framing = framing_of(&req.headers)?;
+    let (body, payload_hash) = match framing {
+        Framing::Empty => {
+            let payload = if req.method == Method::GET
+                || req.method == Method::HEAD
+                || req.method == Method::DELETE
+            {
+                EMPTY_PAYLOAD_SHA256
+            } else {
+                // A 0-byte PUT signed with UNSIGNED-PAYLOAD by the client stays unsigned.
+                match req
+                    .headers
+                    .get("x-amz-content-sha256")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    Some(h) if h.len() == 64 => EMPTY_PAYLOAD_SHA256,
+                    _ => UNSIGNED_PAYLOAD,
+                }
+            };
+            if req.method == Method::PUT || req.method == Method::POST {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+            (body::empty(), payload.to_string())
+        }
+        Framing::Unchanged {
+            payload_hash,
+            length,
+        } => {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+            (
+                body::verified_passthrough(req.input, slot.clone()),
+                payload_hash,
+            )
+        }
+        Framing::Dechunked { length, trailer } => {
+            strip_chunked_framing(&mut headers);
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+            let trailer_check = match (trailer, req.trailing_headers.clone()) {
+                (Some(algorithm), Some(trailers)) => Some(TrailerCheck {
+                    algorithm,
+                    hasher: ChecksumHasher::new(algorithm),
+                    trailers,
+                }),
+                (Some(_), None) => {
+                    return Err(GatewayError::Internal(
+                        "trailing checksum announced but no trailer handle".into(),
+                    ));
+                }
+                (None, _) => None,
+            };
+            let held = HoldBackLast::new(req.input, trailer_check, slot.clone());
+            let body = if length == 0 {
+                verify_empty_upload(held, slot).await?
+            } else {
+                held.into_upstream_body()
+            };
+            (body, UNSIGNED_PAYLOAD.to_string())
+        }
+    };
+    Ok(OutgoingRequest {
+        method: req.method,
+        bucket: Some(route.upstream_bucket.clone()),
+        encoded_key: uri_encode(&percent_decode(&target.raw_key), true),
+        query,
+        headers,
+        body,
+        payload_hash,
+    })
+}
+
+/// An empty de-chunked body has no last byte to hold back: it is verified completely (it is
+/// only framing and a trailer) before anything is sent.
+async fn verify_empty_upload(
+    held: HoldBackLast,
+    slot: &FailureSlot,
+) -> Result<body::UpstreamBody, GatewayError> {
+    use futures_util::StreamExt as _;
+    let mut held = held;
+    while let Some(piece) = held.next().await {
+        if piece.is_err() {
+            let failure = body::recorded_failure(slot).unwrap_or(UploadFailure::Incomplete);
+            return Err(upload_failure_error(failure));
+        }
+    }
+    Ok(body::empty())
+}
+
+/// Removes `aws-chunked` from Content-Encoding and the chunked-framing headers.
+fn strip_chunked_framing(headers: &mut HeaderMap) {
+    for name in CHUNKED_FRAMING_HEADERS {
+        headers.remove(*name);
+    }
+    if let Some(value) = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        let rest: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        if rest.is_empty() {
+            headers.remove(http::header::CONTENT_ENCODING);
+        } else if let Ok(v) = HeaderValue::from_str(&rest.join(",")) {
+            headers.insert(http::header::CONTENT_ENCODING, v);
+        }
+    }
+}
+
+/// The S3 error for an upload body that failed while it streamed.
+fn upload_failure_error(failure: UploadFailure) -> GatewayError {
+    match failure {
+        UploadFailure::PayloadHashMismatch => GatewayError::ContentSha256Mismatch,
+        UploadFailure::ChunkSignatureMismatch => GatewayError::ChunkSignatureMismatch,
+        UploadFailure::ChecksumMismatch { algorithm } => GatewayError::BadDigest(format!(
+            "the {} trailer does not match the uploaded data",
+            algorithm.header_name()
+        )),
+        UploadFailure::MissingTrailer { header } => {
+            GatewayError::InvalidRequest(format!("the announced trailer {header} was not sent"))
+        }
+        UploadFailure::Incomplete => GatewayError::IncompleteBody,
+        UploadFailure::Malformed(detail) => {
+            GatewayError::InvalidRequest(format!("malformed aws-chunked body: {detail}"))
+        }
+        UploadFailure::Io(detail) => {
+            tracing::debug!(%detail, "client body ended with an error");
+            GatewayError::IncompleteBody
+        }
+    }
+}
+
+/// Turns the provider's response into the client's: hop-by-hop headers dropped, the provider's
+/// request id kept under its own name, bucket names mapped back where the bucket is renamed.
+async fn relay_response(
+    response: http::Response<hyper::body::Incoming>,
+    route: &Route,
+    operation: &'static str,
+) -> Result<S3Response<Body>, GatewayError> {
+    let (parts, incoming) = response.into_parts();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        if name.as_str() == "x-amz-request-id" {
+            headers.insert(
+                HeaderName::from_static("x-s3ferry-upstream-request-id"),
+                value.clone(),
+            );
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let is_xml = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("xml"));
+    let names_bucket = operation::response_names_bucket(operation) || !parts.status.is_success();
+    let settings = &route.provider.settings;
+    let body = if route.is_renamed() && is_xml && names_bucket {
+        let bytes = upstream::collect_capped(incoming, MAX_XML_BODY, settings.read_timeout)
+            .await
+            .map_err(|cause| GatewayError::UpstreamProtocol {
+                provider: settings.name.clone(),
+                cause,
+            })?;
+        let rewritten = rewrite::bucket_names::rewrite_bucket_names(
+            &bytes,
+            &route.upstream_bucket,
+            &route.client_bucket,
+        )
+        .map_err(|e| GatewayError::UpstreamProtocol {
+            provider: settings.name.clone(),
+            cause: e.to_string(),
+        })?;
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from(rewritten.len()),
+        );
+        Body::from(rewritten)
+    } else {
+        Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
+    };
+    let mut response = S3Response::new(body);
+    response.status = Some(parts.status);
+    response.headers = headers;
+    Ok(response)
+}
+
+fn xml_response(status: StatusCode, xml: Bytes) -> S3Response<Body> {
+    let mut response = S3Response::new(Body::from(xml));
+    response.status = Some(status);
+    response.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uri: &str, host: &str, domain: Option<&str>) -> ClientTarget {
+        let uri: http::Uri = uri.parse().expect("uri");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::HOST,
+            HeaderValue::from_str(host).expect("host"),
+        );
+        parse_client_target(&uri, &headers, domain).expect("target")
+    }
+
+    #[test]
+    fn path_style_splits_bucket_and_raw_key() {
+        let t = target("/photos/a%20b//c/", "127.0.0.1:8333", Some("s3.localhost"));
+        assert_eq!(
+            t,
+            ClientTarget {
+                bucket: Some("photos".into()),
+                raw_key: "a%20b//c/".into()
+            }
+        );
+        let t = target("/photos", "localhost:8333", Some("s3.localhost"));
+        assert_eq!(
+            t,
+            ClientTarget {
+                bucket: Some("photos".into()),
+                raw_key: String::new()
+            }
+        );
+        let t = target("/", "localhost:8333", None);
+        assert_eq!(t.bucket, None);
+    }
+
+    #[test]
+    fn virtual_hosted_style_takes_the_bucket_from_the_host() {
+        let t = target("/a/b.txt", "photos.s3.localhost:8333", Some("s3.localhost"));
+        assert_eq!(
+            t,
+            ClientTarget {
+                bucket: Some("photos".into()),
+                raw_key: "a/b.txt".into()
+            }
+        );
+        let t = target("/", "Photos.S3.Localhost", Some("s3.localhost"));
+        assert_eq!(t.bucket.as_deref(), Some("photos"));
+        // The bare domain is path style.
+        let t = target("/photos/k", "s3.localhost:8333", Some("s3.localhost"));
+        assert_eq!(t.bucket.as_deref(), Some("photos"));
+    }
+
+    #[test]
+    fn presign_parameters_are_not_forwarded() {
+        let q = forwarded_query(Some(
+            "X-Amz-Signature=abc&X-Amz-Date=1&versionId=v1&uploads",
+        ));
+        assert_eq!(
+            q,
+            vec![
+                ("versionId".to_string(), "v1".to_string()),
+                ("uploads".to_string(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn chunked_framing_is_removed_but_other_encodings_stay() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-encoding",
+            HeaderValue::from_static("aws-chunked,gzip"),
+        );
+        h.insert(
+            "x-amz-decoded-content-length",
+            HeaderValue::from_static("5"),
+        );
+        h.insert(
+            "x-amz-trailer",
+            HeaderValue::from_static("x-amz-checksum-crc32"),
+        );
+        strip_chunked_framing(&mut h);
+        assert_eq!(
+            h.get("content-encoding").map(|v| v.to_str().ok()),
+            Some(Some("gzip"))
+        );
+        assert!(
+            !h.contains_key("x-amz-decoded-content-length") && !h.contains_key("x-amz-trailer")
+        );
+        let mut h = HeaderMap::new();
+        h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
+        strip_chunked_framing(&mut h);
+        assert!(!h.contains_key("content-encoding"));
+    }
+
+    #[test]
+    fn framing_follows_the_payload_hash_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        );
+        h.insert(
+            "x-amz-decoded-content-length",
+            HeaderValue::from_static("10"),
+        );
+        h.insert(
+            "x-amz-trailer",
+            HeaderValue::from_static("x-amz-checksum-crc32c"),
+        );
+        assert!(matches!(
+            framing_of(&h),
+            Ok(Framing::Dechunked {
+                length: 10,
+                trailer: Some(ChecksumAlgorithm::Crc32c)
+            })
+        ));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(EMPTY_PAYLOAD_SHA256),
+        );
+        h.insert("content-length", HeaderValue::from_static("3"));
+        assert!(
+            matches!(framing_of(&h), Ok(Framing::Unchanged { ref payload_hash, length: 3 }) if payload_hash == EMPTY_PAYLOAD_SHA256)
+        );
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("3"));
+        assert!(
+            matches!(framing_of(&h), Ok(Framing::Unchanged { ref payload_hash, .. }) if payload_hash == UNSIGNED_PAYLOAD)
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! s3ferry: an S3-compatible translating proxy gateway.
+//!
+//! A request's path through the crate, in order:
+//!
+//! - [`server`]      listener, TLS, one hyper connection per client, request id, access log, shutdown
+//! - [`auth`]        the client key pairs s3s verifies every signature form against
+//! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
+//! - [`route`]       client bucket -> provider and upstream bucket
+//! - [`upstream`]    pooled hyper client over rustls, SigV4 signer, upstream addressing
+//! - [`body`]        streamed bodies: unchanged, de-chunked and held back one piece, idle timeouts
+//! - [`rewrite`]     XML responses mapped back to the client's view (bucket names, ListBuckets)
+//! - [`operation`]   names the S3 operation of a request (logs, rewrite decisions)
+//! - [`error`]       one error type, rendered as S3 XML in one place
+//! - [`config`]      the TOML file, validated; secrets from env or files
+//! - [`local`]       `kind = "local"` providers: a directory served as S3 in-process
+//! - [`access_log`]  the per-request record behind the one access-log event
+
+pub mod access_log;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod local;
+pub mod operation;
+pub mod rewrite;
+pub mod route;
+pub mod server;
+pub mod upstream;

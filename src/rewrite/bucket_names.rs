@@ -1,0 +1,119 @@
+//! Maps a renamed bucket back to the client's name inside XML responses: `<Name>`
+//! (ListObjects, ListObjectVersions), `<Bucket>` (multipart results, ListParts,
+//! ListMultipartUploads), `<BucketName>` (errors) and the bucket segment of `<Location>`
+//! (CompleteMultipartUpload).
+
+use quick_xml::events::{BytesText, Event};
+use quick_xml::{Reader, Writer};
+
+use super::RewriteError;
+
+/// Elements whose whole text is a bucket name.
+const BUCKET_ELEMENTS: &[&[u8]] = &[b"Name", b"Bucket", b"BucketName"];
+
+/// Rewrites `xml`, replacing the bucket `upstream` with `client`.
+pub fn rewrite_bucket_names(
+    xml: &[u8],
+    upstream: &str,
+    client: &str,
+) -> Result<Vec<u8>, RewriteError> {
+    let mut reader = Reader::from_reader(xml);
+    let mut writer = Writer::new(Vec::with_capacity(xml.len() + 64));
+    let mut buf = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    loop {
+        let event = reader.read_event_into(&mut buf)?;
+        match event {
+            Event::Eof => break,
+            Event::Start(ref e) => {
+                current = e.local_name().as_ref().to_vec();
+                writer
+                    .write_event(event.borrow())
+                    .map_err(|e| RewriteError(e.to_string()))?;
+            }
+            Event::End(_) => {
+                current.clear();
+                writer
+                    .write_event(event.borrow())
+                    .map_err(|e| RewriteError(e.to_string()))?;
+            }
+            Event::Text(ref t) => {
+                let text = t.unescape()?;
+                let replaced = if BUCKET_ELEMENTS.contains(&current.as_slice()) && text == upstream
+                {
+                    Some(client.to_string())
+                } else if current.as_slice() == b"Location" {
+                    Some(replace_bucket_segment(&text, upstream, client))
+                } else {
+                    None
+                };
+                match replaced {
+                    Some(new_text) => writer.write_event(Event::Text(BytesText::new(&new_text))),
+                    None => writer.write_event(event.borrow()),
+                }
+                .map_err(|e| RewriteError(e.to_string()))?;
+            }
+            _ => writer
+                .write_event(event.borrow())
+                .map_err(|e| RewriteError(e.to_string()))?,
+        }
+        buf.clear();
+    }
+    Ok(writer.into_inner())
+}
+
+/// Replaces the bucket in a URL or path: `/<upstream>/...` (path style) and
+/// `://<upstream>.` (virtual-hosted style).
+fn replace_bucket_segment(location: &str, upstream: &str, client: &str) -> String {
+    location
+        .replacen(&format!("/{upstream}/"), &format!("/{client}/"), 1)
+        .replacen(&format!("://{upstream}."), &format!("://{client}."), 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(case: &str) {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xml");
+        let upstream = std::fs::read(format!("{dir}/{case}.upstream.xml")).expect("fixture");
+        let expected =
+            std::fs::read_to_string(format!("{dir}/{case}.client.xml")).expect("fixture");
+        let out = rewrite_bucket_names(&upstream, "photos-2017", "photos").expect("rewrites");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            expected,
+            "case {case}"
+        );
+    }
+
+    #[test]
+    fn list_objects_v2_name_is_mapped_back() {
+        golden("list-objects-v2");
+    }
+
+    #[test]
+    fn complete_multipart_bucket_and_location_are_mapped_back() {
+        golden("complete-multipart");
+    }
+
+    #[test]
+    fn keys_that_equal_the_bucket_name_are_left_alone() {
+        let xml = b"<ListBucketResult><Name>photos-2017</Name><Contents><Key>photos-2017</Key></Contents></ListBucketResult>";
+        let out = rewrite_bucket_names(xml, "photos-2017", "photos").expect("rewrites");
+        assert_eq!(
+            std::str::from_utf8(&out).expect("utf8"),
+            "<ListBucketResult><Name>photos</Name><Contents><Key>photos-2017</Key></Contents></ListBucketResult>"
+        );
+    }
+
+    #[test]
+    fn escaped_text_is_copied_unchanged() {
+        let xml = b"<R><Name>photos-2017</Name><Key>a&amp;b &lt;c&gt;</Key></R>";
+        let out = rewrite_bucket_names(xml, "photos-2017", "photos").expect("rewrites");
+        assert_eq!(
+            std::str::from_utf8(&out).expect("utf8"),
+            "<R><Name>photos</Name><Key>a&amp;b &lt;c&gt;</Key></R>"
+        );
+    }
+}

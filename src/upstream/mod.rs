@@ -1,0 +1,306 @@
+//! Talking to providers: a pooled hyper client over rustls per provider, SigV4 re-signing, and
+//! the upstream address for each request.
+//!
+//! Sockets get `TCP_NODELAY` (without it every small request waits ~40 ms for a delayed ACK),
+//! every resolved address is tried in turn (see [`resolve`]), and connect and header timeouts
+//! turn a dead provider into a clear S3 error instead of a hang.
+
+pub mod resolve;
+pub mod sign;
+pub mod url;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::UpstreamBody;
+use crate::config::{Addressing, Secret};
+use crate::error::GatewayError;
+use resolve::LoopbackAwareResolver;
+use url::UpstreamAddress;
+
+type Connector = HttpsConnector<HttpConnector<LoopbackAwareResolver>>;
+
+/// What s3ferry needs to reach and sign for one provider.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    pub endpoint: http::Uri,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub addressing: Addressing,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// One provider: settings plus its connection pool.
+pub struct Upstream {
+    pub settings: UpstreamSettings,
+    client: Client<Connector, UpstreamBody>,
+    scheme: http::uri::Scheme,
+    authority: String,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.settings.name)
+            .field("endpoint", &self.authority)
+            .finish()
+    }
+}
+
+/// A request ready to be signed and sent: everything but the signature.
+pub struct OutgoingRequest {
+    pub method: Method,
+    /// `None` for service-level requests (ListBuckets).
+    pub bucket: Option<String>,
+    /// The key, canonically encoded (empty for bucket-level requests).
+    pub encoded_key: String,
+    /// Decoded query pairs, in the client's order.
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: UpstreamBody,
+    /// The value for `x-amz-content-sha256`.
+    pub payload_hash: String,
+}
+
+impl Upstream {
+    pub fn new(settings: UpstreamSettings) -> Result<Arc<Self>, String> {
+        let tls = tls_client_config(settings.ca_file.as_deref())?;
+        let mut http = HttpConnector::new_with_resolver(LoopbackAwareResolver::new());
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        let scheme = settings
+            .endpoint
+            .scheme()
+            .cloned()
+            .unwrap_or(http::uri::Scheme::HTTPS);
+        let authority = settings
+            .endpoint
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        Ok(Arc::new(Self {
+            settings,
+            client,
+            scheme,
+            authority,
+        }))
+    }
+
+    /// The provider's `host[:port]`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Signs `request` for this provider and sends it. Waits at most `read_timeout` for the
+    /// response headers.
+    pub async fn send(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
+        let OutgoingRequest {
+            method,
+            bucket,
+            encoded_key,
+            query,
+            mut headers,
+            body,
+            payload_hash,
+        } = request;
+        let UpstreamAddress { authority, path } = url::upstream_address(
+            &self.authority,
+            self.settings.addressing,
+            bucket.as_deref(),
+            &encoded_key,
+        );
+        let canonical_query = url::canonical_query(&query);
+        let host =
+            HeaderValue::from_str(&authority).map_err(|e| SendError::Build(e.to_string()))?;
+        headers.insert(http::header::HOST, host);
+        sign::sign_v4(
+            &method,
+            &path,
+            &canonical_query,
+            &mut headers,
+            &payload_hash,
+            &sign::SigningParams {
+                access_key_id: &self.settings.access_key_id,
+                secret_access_key: self.settings.secret_access_key.expose(),
+                region: &self.settings.region,
+                time: time::OffsetDateTime::now_utc(),
+            },
+        );
+        let path_and_query = if canonical_query.is_empty() {
+            path
+        } else {
+            format!("{path}?{canonical_query}")
+        };
+        let uri = http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(authority)
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| SendError::Build(e.to_string()))?;
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+        }
+        let request = builder
+            .body(body)
+            .map_err(|e| SendError::Build(e.to_string()))?;
+
+        match tokio::time::timeout(self.settings.read_timeout, self.client.request(request)).await {
+            Err(_) => Err(SendError::Timeout),
+            Ok(Err(e)) => Err(SendError::Transport(e)),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Sends a small request with an in-memory body and collects the (small, capped) response.
+    pub async fn send_collect(
+        &self,
+        request: OutgoingRequest,
+        max_body: usize,
+    ) -> Result<Response<Bytes>, GatewayError> {
+        let response = self
+            .send(request)
+            .await
+            .map_err(|e| e.into_gateway_error(&self.settings))?;
+        let (parts, body) = response.into_parts();
+        let bytes = collect_capped(body, max_body, self.settings.read_timeout)
+            .await
+            .map_err(|cause| GatewayError::UpstreamProtocol {
+                provider: self.settings.name.clone(),
+                cause,
+            })?;
+        Ok(Response::from_parts(parts, bytes))
+    }
+}
+
+/// Why a request did not get a response.
+#[derive(Debug)]
+pub enum SendError {
+    Build(String),
+    Timeout,
+    Transport(hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    /// The client-facing error, with the provider's name and the cause (never a secret).
+    pub fn into_gateway_error(self, settings: &UpstreamSettings) -> GatewayError {
+        let provider = settings.name.clone();
+        match self {
+            Self::Build(cause) => GatewayError::Internal(format!(
+                "cannot build the request for '{provider}': {cause}"
+            )),
+            Self::Timeout => GatewayError::UpstreamTimeout {
+                provider,
+                seconds: settings.read_timeout.as_secs(),
+            },
+            Self::Transport(e) => {
+                let cause = error_chain(&e);
+                if e.is_connect() {
+                    GatewayError::UpstreamUnreachable { provider, cause }
+                } else {
+                    GatewayError::UpstreamProtocol { provider, cause }
+                }
+            }
+        }
+    }
+}
+
+/// `err: cause: cause...` on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Reads a body into memory, failing past `max` bytes or after `idle` without data.
+pub async fn collect_capped<B>(body: B, max: usize, idle: Duration) -> Result<Bytes, String>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(format!("no data for {} s", idle.as_secs())),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(format!("response body larger than {max} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+fn tls_client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // The system's roots too, so a corporate or self-hosted CA installed on the host works.
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        let mut reader = std::io::BufReader::new(pem.as_slice());
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut reader) {
+            let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!(
+                "ca_file {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
