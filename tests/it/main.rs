@@ -1,0 +1,8 @@
+//! One integration-test binary: real upstream servers, the gateway, real clients.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+
+mod core_ops;
+mod moto;
+mod support;
+mod upstream_failures;
+mod verification;

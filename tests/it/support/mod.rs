@@ -1,0 +1,364 @@
+//! Test harness: real S3 servers (s3s-fs in-process) as upstreams, the gateway in-process, and
+//! the real aws-sdk-s3 client, all on 127.0.0.1 with port 0.
+
+pub mod raw;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3ferry::config::Config;
+use s3ferry::server::RunningGateway;
+use s3s::auth::SimpleAuth;
+use s3s::host::MultiDomain;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub const CLIENT_KEY: &str = "client-key";
+pub const CLIENT_SECRET: &str = "client-secret-0123456789";
+pub const UPSTREAM_KEY: &str = "upstream-key";
+pub const UPSTREAM_SECRET: &str = "upstream-secret-9876543210";
+
+/// Answers `localhost` and `*.localhost` with 127.0.0.1 for the SDK, so virtual-hosted
+/// clients work whether or not the machine resolves those names.
+#[derive(Debug, Clone)]
+struct LoopbackResolver;
+
+impl ResolveDns for LoopbackResolver {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        let host = name.trim_end_matches('.');
+        if host == "localhost" || host.ends_with(".localhost") {
+            return DnsFuture::ready(Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]));
+        }
+        let owned = name.to_string();
+        DnsFuture::new(async move {
+            let addrs = tokio::net::lookup_host((owned.as_str(), 0))
+                .await
+                .map_err(aws_smithy_runtime_api::client::dns::ResolveDnsError::new)?;
+            Ok(addrs.map(|a| a.ip()).collect())
+        })
+    }
+}
+
+/// An aws-sdk-s3 client for `endpoint` with the given key pair.
+pub fn sdk_client(endpoint: &str, key: &str, secret: &str, path_style: bool) -> Client {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_with_resolver(LoopbackResolver);
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .force_path_style(path_style)
+        .http_client(http_client)
+        .build();
+    Client::from_conf(config)
+}
+
+/// A real S3 server (s3s-fs over a temp dir) on a loopback port.
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    pub root: TempDir,
+    /// Reject path-style requests, as OSS does (`SecondLevelDomainForbidden`).
+    pub virtual_hosted_only: bool,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestUpstream {
+    /// A plain s3s-fs server addressed path-style at `http://127.0.0.1:PORT`.
+    pub async fn path_style() -> Self {
+        Self::start(false).await
+    }
+
+    /// s3s-fs addressed as `http://<bucket>.localhost:PORT`, behind a thin wrapper that refuses
+    /// path-style requests the way virtual-host-only providers (OSS) do.
+    pub async fn virtual_hosted_only() -> Self {
+        Self::start(true).await
+    }
+
+    async fn start(virtual_hosted_only: bool) -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(SimpleAuth::from_single(UPSTREAM_KEY, UPSTREAM_SECRET));
+        if virtual_hosted_only {
+            let domain = format!("localhost:{}", addr.port());
+            builder.set_host(MultiDomain::new([domain.as_str(), "localhost"]).expect("domain"));
+        }
+        let service = builder.build();
+        let task = tokio::spawn(serve(listener, service, virtual_hosted_only));
+        Self {
+            addr,
+            root,
+            virtual_hosted_only,
+            task,
+        }
+    }
+
+    /// The endpoint a provider config uses for this server.
+    pub fn endpoint(&self) -> String {
+        if self.virtual_hosted_only {
+            format!("http://localhost:{}", self.addr.port())
+        } else {
+            format!("http://127.0.0.1:{}", self.addr.port())
+        }
+    }
+
+    /// Creates a bucket (a directory for s3s-fs).
+    pub fn create_bucket(&self, name: &str) {
+        std::fs::create_dir_all(self.root.path().join(name)).expect("bucket dir");
+    }
+
+    /// A client that talks to this server directly, bypassing the gateway.
+    pub fn direct_client(&self) -> Client {
+        sdk_client(
+            &self.endpoint(),
+            UPSTREAM_KEY,
+            UPSTREAM_SECRET,
+            !self.virtual_hosted_only,
+        )
+    }
+
+    /// Whether `bucket/key` exists on this server, asked over S3 directly.
+    pub async fn has_object(&self, bucket: &str, key: &str) -> bool {
+        match self
+            .direct_client()
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
+            Err(e) => panic!("HEAD {bucket}/{key} on the upstream failed: {e:?}"),
+        }
+    }
+
+    pub fn bucket_dir(&self, bucket: &str) -> std::path::PathBuf {
+        self.root.path().join(bucket)
+    }
+}
+
+async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: bool) {
+    let builder = ConnBuilder::new(TokioExecutor::new());
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let service = service.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let service = service.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        answer(service, req, virtual_hosted_only).await,
+                    )
+                }
+            });
+            let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
+        });
+    }
+}
+
+async fn answer(
+    service: S3Service,
+    req: Request<Incoming>,
+    virtual_hosted_only: bool,
+) -> Response<s3s::Body> {
+    if virtual_hosted_only {
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let has_bucket_in_host = host
+            .split(':')
+            .next()
+            .is_some_and(|h| h.ends_with(".localhost"));
+        if !has_bucket_in_host && req.uri().path() != "/" {
+            let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SecondLevelDomainForbidden</Code><Message>Please use virtual hosted style to access.</Message></Error>";
+            let mut resp = Response::new(s3s::Body::from(xml.to_string()));
+            *resp.status_mut() = http::StatusCode::FORBIDDEN;
+            return resp;
+        }
+    }
+    match service.call(req.map(s3s::Body::from)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let mut resp = Response::new(s3s::Body::from(format!("{e:?}")));
+            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            resp
+        }
+    }
+}
+
+/// Two upstreams (one path-style, one virtual-hosted only) and the gateway in front of them.
+///
+/// Routes: `alpha` -> path upstream; `renamed` -> path upstream as `renamed-upstream`;
+/// `vbucket` -> vhost upstream; `vrenamed` -> vhost upstream as `vrenamed-upstream`;
+/// `*` -> path upstream.
+pub struct Harness {
+    pub gateway: Option<RunningGateway>,
+    pub path_up: TestUpstream,
+    pub vhost_up: TestUpstream,
+    pub addr: SocketAddr,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        let path_up = TestUpstream::path_style().await;
+        let vhost_up = TestUpstream::virtual_hosted_only().await;
+        for b in ["alpha", "renamed-upstream", "other"] {
+            path_up.create_bucket(b);
+        }
+        for b in ["vbucket", "vrenamed-upstream"] {
+            vhost_up.create_bucket(b);
+        }
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+domain = "s3.localhost"
+region = "us-east-1"
+
+[[credentials]]
+access_key_id = "{CLIENT_KEY}"
+secret_access_key = "{CLIENT_SECRET}"
+
+[providers.pathup]
+endpoint = "{path_endpoint}"
+region = "us-east-1"
+access_key_id = "{UPSTREAM_KEY}"
+secret_access_key = "{UPSTREAM_SECRET}"
+addressing = "path"
+dialect = "minio"
+read_timeout_secs = 20
+
+[providers.vhostup]
+endpoint = "{vhost_endpoint}"
+region = "us-east-1"
+access_key_id = "{UPSTREAM_KEY}"
+secret_access_key = "{UPSTREAM_SECRET}"
+addressing = "virtual"
+dialect = "oss"
+read_timeout_secs = 20
+
+[[buckets]]
+name = "alpha"
+provider = "pathup"
+
+[[buckets]]
+name = "renamed"
+provider = "pathup"
+upstream_bucket = "renamed-upstream"
+
+[[buckets]]
+name = "vbucket"
+provider = "vhostup"
+
+[[buckets]]
+name = "vrenamed"
+provider = "vhostup"
+upstream_bucket = "vrenamed-upstream"
+
+[[buckets]]
+name = "*"
+provider = "pathup"
+"#,
+            path_endpoint = path_up.endpoint(),
+            vhost_endpoint = vhost_up.endpoint(),
+        );
+        let config = Config::parse(&toml, "harness.toml", Path::new("."), &|_| None)
+            .expect("harness config");
+        let gateway = s3ferry::server::start(&config)
+            .await
+            .expect("gateway starts");
+        let addr = gateway.addr();
+        Self {
+            gateway: Some(gateway),
+            path_up,
+            vhost_up,
+            addr,
+        }
+    }
+
+    /// A path-style client (`http://127.0.0.1:PORT/<bucket>/<key>`).
+    pub fn client(&self) -> Client {
+        sdk_client(
+            &format!("http://127.0.0.1:{}", self.addr.port()),
+            CLIENT_KEY,
+            CLIENT_SECRET,
+            true,
+        )
+    }
+
+    /// A virtual-hosted-style client (`http://<bucket>.s3.localhost:PORT/<key>`).
+    pub fn vhost_client(&self) -> Client {
+        sdk_client(
+            &format!("http://s3.localhost:{}", self.addr.port()),
+            CLIENT_KEY,
+            CLIENT_SECRET,
+            false,
+        )
+    }
+
+    /// A client with another key pair.
+    pub fn client_with(&self, key: &str, secret: &str) -> Client {
+        sdk_client(
+            &format!("http://127.0.0.1:{}", self.addr.port()),
+            key,
+            secret,
+            true,
+        )
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Deterministic test data.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// The S3 error code of an SDK error.
+pub fn error_code<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> String {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .unwrap_or("<no code>")
+        .to_string()
+}
+
+/// The HTTP status of an SDK error's response.
+pub fn error_status<E>(e: &aws_sdk_s3::error::SdkError<E>) -> u16 {
+    e.raw_response().map_or(0, |r| r.status().as_u16())
+}

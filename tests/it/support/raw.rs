@@ -1,0 +1,203 @@
+//! Hand-built S3 requests for what a well-behaved SDK never sends: tampered bodies, bad chunk
+//! signatures, bad trailing checksums, skewed clocks, and GiB-sized streamed bodies.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::BoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use s3ferry::upstream::sign::{SigningParams, hex_sha256, sign_v4};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+pub type RawBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn full_body(data: impl Into<Bytes>) -> RawBody {
+    http_body_util::Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A response, read whole (tests only send small ones through here).
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The `<Code>` of an S3 error body.
+    pub fn code(&self) -> String {
+        s3ferry::error::parse_error_code(self.body.as_bytes())
+            .map(|(c, _)| c)
+            .unwrap_or_default()
+    }
+}
+
+/// Signs a request as a client of the gateway would (SigV4 header auth).
+pub struct Signer<'a> {
+    pub addr: SocketAddr,
+    pub key: &'a str,
+    pub secret: &'a str,
+    pub time: OffsetDateTime,
+}
+
+impl Signer<'_> {
+    /// Builds `method http://addr/path` with the given extra headers, signed for `payload_hash`.
+    /// Returns the request head and the seed signature (for aws-chunked chunk signing).
+    pub fn sign(
+        &self,
+        method: Method,
+        path: &str,
+        mut headers: HeaderMap,
+        payload_hash: &str,
+    ) -> (http::request::Builder, String) {
+        let host = format!("127.0.0.1:{}", self.addr.port());
+        headers.insert("host", HeaderValue::from_str(&host).expect("host"));
+        sign_v4(
+            &method,
+            path,
+            "",
+            &mut headers,
+            payload_hash,
+            &SigningParams {
+                access_key_id: self.key,
+                secret_access_key: self.secret,
+                region: "us-east-1",
+                time: self.time,
+            },
+        );
+        let auth = headers["authorization"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        let seed = auth
+            .rsplit("Signature=")
+            .next()
+            .expect("signature")
+            .to_string();
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{host}{path}"));
+        for (name, value) in &headers {
+            builder = builder.header(name, value);
+        }
+        (builder, seed)
+    }
+
+    fn amz_date(&self) -> String {
+        let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        self.time.format(f).expect("format")
+    }
+
+    fn scope(&self) -> String {
+        format!("{}/us-east-1/s3/aws4_request", &self.amz_date()[..8])
+    }
+
+    fn signing_key(&self) -> Vec<u8> {
+        let date = &self.amz_date()[..8];
+        let k = hmac(format!("AWS4{}", self.secret).as_bytes(), date.as_bytes());
+        let k = hmac(&k, b"us-east-1");
+        let k = hmac(&k, b"s3");
+        hmac(&k, b"aws4_request")
+    }
+
+    /// Frames `data` as a signed aws-chunked body (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`).
+    /// With `corrupt_chunk = Some(i)`, chunk `i` carries a wrong signature.
+    pub fn signed_chunks(
+        &self,
+        seed: &str,
+        data: &[u8],
+        chunk_size: usize,
+        corrupt_chunk: Option<usize>,
+    ) -> Vec<u8> {
+        let key = self.signing_key();
+        let mut prev = seed.to_string();
+        let mut out = Vec::new();
+        let mut chunks: Vec<&[u8]> = data.chunks(chunk_size).collect();
+        chunks.push(&[]);
+        for (i, chunk) in chunks.iter().enumerate() {
+            let sts = format!(
+                "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{prev}\n{}\n{}",
+                self.amz_date(),
+                self.scope(),
+                hex_sha256(b""),
+                hex_sha256(chunk)
+            );
+            let mut sig = hex::encode(hmac(&key, sts.as_bytes()));
+            prev = sig.clone();
+            if corrupt_chunk == Some(i) {
+                sig = "0".repeat(64);
+            }
+            out.extend_from_slice(
+                format!("{:x};chunk-signature={sig}\r\n", chunk.len()).as_bytes(),
+            );
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+}
+
+/// Frames `data` as an unsigned aws-chunked body with a CRC32 trailer
+/// (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`). `trailer_value` overrides the right checksum.
+pub fn unsigned_trailer_chunks(
+    data: &[u8],
+    chunk_size: usize,
+    trailer_value: Option<&str>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(chunk_size) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    let crc = crc32_base64(data);
+    let value = trailer_value.unwrap_or(&crc);
+    out.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{value}\r\n\r\n").as_bytes());
+    out
+}
+
+pub fn crc32_base64(data: &[u8]) -> String {
+    let mut hasher = s3ferry::body::ChecksumHasher::new(s3ferry::body::ChecksumAlgorithm::Crc32);
+    hasher.update(data);
+    hasher.finalize_base64()
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Sends a request and reads the response whole.
+pub async fn send(request: Request<RawBody>) -> RawResponse {
+    let client: Client<HttpConnector, RawBody> = Client::builder(TokioExecutor::new()).build_http();
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(60), client.request(request))
+            .await
+            .expect("response within 60 s")
+            .expect("response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    RawResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}

@@ -1,0 +1,321 @@
+//! Requests that must be refused: each gets the S3 error AWS would give, and the object never
+//! reaches the upstream (checked on the upstream directly).
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use http::{HeaderMap, HeaderValue, Method};
+use time::OffsetDateTime;
+
+use crate::support::raw::{self, Signer, full_body, sha256_hex, unsigned_trailer_chunks};
+use crate::support::{CLIENT_KEY, CLIENT_SECRET, Harness, error_code, error_status, pattern};
+
+fn signer(h: &Harness) -> Signer<'static> {
+    Signer {
+        addr: h.addr,
+        key: CLIENT_KEY,
+        secret: CLIENT_SECRET,
+        time: OffsetDateTime::now_utc(),
+    }
+}
+
+#[tokio::test]
+async fn wrong_secret_is_signature_does_not_match_and_nothing_is_stored() {
+    let h = Harness::start().await;
+    let err = h
+        .client_with(CLIENT_KEY, "not-the-secret")
+        .put_object()
+        .bucket("alpha")
+        .key("wrong-secret")
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        (error_status(&err), error_code(&err).as_str()),
+        (403, "SignatureDoesNotMatch")
+    );
+    assert!(!h.path_up.has_object("alpha", "wrong-secret").await);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_access_key_is_invalid_access_key_id() {
+    let h = Harness::start().await;
+    let err = h
+        .client_with("nobody", "whatever")
+        .get_object()
+        .bucket("alpha")
+        .key("k")
+        .send()
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        (error_status(&err), error_code(&err).as_str()),
+        (403, "InvalidAccessKeyId")
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn front_door_errors_carry_a_request_id_and_no_signature() {
+    let h = Harness::start().await;
+    let mut s = signer(&h);
+    s.secret = "bad-secret";
+    let (req, seed) = s.sign(
+        Method::GET,
+        "/alpha/k",
+        HeaderMap::new(),
+        raw::sha256_hex(b"").as_str(),
+    );
+    let resp = raw::send(req.body(full_body("")).expect("req")).await;
+    assert_eq!(resp.status, 403);
+    assert_eq!(resp.code(), "SignatureDoesNotMatch");
+    let request_id = resp.headers["x-amz-request-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    assert!(
+        resp.body
+            .contains(&format!("<RequestId>{request_id}</RequestId>")),
+        "{}",
+        resp.body
+    );
+    assert!(
+        !resp.body.contains(&seed),
+        "the error must not echo the signature"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn expired_presigned_url_is_access_denied() {
+    let h = Harness::start().await;
+    let client = h.client();
+    client
+        .put_object()
+        .bucket("alpha")
+        .key("p")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect("put");
+    let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let cfg = PresigningConfig::builder()
+        .start_time(past)
+        .expires_in(Duration::from_secs(60))
+        .build()
+        .expect("cfg");
+    let get = client
+        .get_object()
+        .bucket("alpha")
+        .key("p")
+        .presigned(cfg)
+        .await
+        .expect("presign");
+    let resp = raw::send(
+        http::Request::get(get.uri())
+            .body(full_body(""))
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(
+        (resp.status, resp.code().as_str()),
+        (403, "AccessDenied"),
+        "{}",
+        resp.body
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn skewed_clock_is_request_time_too_skewed_and_nothing_is_stored() {
+    let h = Harness::start().await;
+    let mut s = signer(&h);
+    s.time = OffsetDateTime::now_utc() - time::Duration::minutes(20);
+    let body = b"skewed";
+    let (req, _) = s.sign(
+        Method::PUT,
+        "/alpha/skewed",
+        HeaderMap::new(),
+        &sha256_hex(body),
+    );
+    let resp = raw::send(req.body(full_body(&body[..])).expect("req")).await;
+    assert_eq!(
+        (resp.status, resp.code().as_str()),
+        (403, "RequestTimeTooSkewed"),
+        "{}",
+        resp.body
+    );
+    assert!(!h.path_up.has_object("alpha", "skewed").await);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_body_under_a_signed_payload_hash_is_refused_and_not_stored() {
+    let h = Harness::start().await;
+    for (bucket, upstream_bucket, up) in [
+        ("alpha", "alpha", &h.path_up),
+        ("vrenamed", "vrenamed-upstream", &h.vhost_up),
+    ] {
+        let signed = pattern(200_000, 1);
+        let mut sent = signed.clone();
+        sent[199_999] ^= 0xff; // the very last byte differs
+        let (req, _) = signer(&h).sign(
+            Method::PUT,
+            &format!("/{bucket}/tampered"),
+            HeaderMap::new(),
+            &sha256_hex(&signed),
+        );
+        let resp = raw::send(req.body(full_body(sent)).expect("req")).await;
+        assert_eq!(
+            (resp.status, resp.code().as_str()),
+            (400, "XAmzContentSHA256Mismatch"),
+            "{}",
+            resp.body
+        );
+        assert!(
+            !up.has_object(upstream_bucket, "tampered").await,
+            "tampered body reached {bucket}"
+        );
+    }
+    h.stop().await;
+}
+
+fn chunked_headers(decoded_len: usize, encoded_len: usize, trailer: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
+    h.insert(
+        "x-amz-decoded-content-length",
+        HeaderValue::from(decoded_len),
+    );
+    h.insert("content-length", HeaderValue::from(encoded_len));
+    if trailer {
+        h.insert(
+            "x-amz-trailer",
+            HeaderValue::from_static("x-amz-checksum-crc32"),
+        );
+        h.insert(
+            "x-amz-sdk-checksum-algorithm",
+            HeaderValue::from_static("CRC32"),
+        );
+    }
+    h
+}
+
+/// Sends `data` as a signed aws-chunked upload, optionally corrupting one chunk's signature.
+async fn put_signed_chunks(
+    h: &Harness,
+    path: &str,
+    data: &[u8],
+    corrupt: Option<usize>,
+) -> raw::RawResponse {
+    let s = signer(h);
+    // The body length must be known before signing; frame once with a dummy seed to measure it.
+    let encoded_len = s
+        .signed_chunks(&"0".repeat(64), data, 64 * 1024, None)
+        .len();
+    let (req, seed) = s.sign(
+        Method::PUT,
+        path,
+        chunked_headers(data.len(), encoded_len, false),
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    );
+    let body = s.signed_chunks(&seed, data, 64 * 1024, corrupt);
+    raw::send(req.body(full_body(body)).expect("req")).await
+}
+
+#[tokio::test]
+async fn signed_chunked_upload_is_verified_and_stored() {
+    let h = Harness::start().await;
+    let data = pattern(200_000, 2);
+    let resp = put_signed_chunks(&h, "/vrenamed/chunked", &data, None).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let got = h
+        .client()
+        .get_object()
+        .bucket("vrenamed")
+        .key("chunked")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        got.body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .as_ref(),
+        data.as_slice()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_chunk_signature_is_refused_and_nothing_is_stored() {
+    let h = Harness::start().await;
+    let data = pattern(200_000, 3); // 4 chunks of 64 KiB (the last short) + the final empty chunk
+    for (corrupt, key) in [(1, "bad-middle-chunk"), (4, "bad-final-chunk")] {
+        let resp = put_signed_chunks(&h, &format!("/alpha/{key}"), &data, Some(corrupt)).await;
+        assert_eq!(
+            (resp.status, resp.code().as_str()),
+            (403, "SignatureDoesNotMatch"),
+            "{key}: {}",
+            resp.body
+        );
+        assert!(
+            !h.path_up.has_object("alpha", key).await,
+            "{key} reached the upstream"
+        );
+    }
+    h.stop().await;
+}
+
+async fn put_unsigned_trailer(
+    h: &Harness,
+    path: &str,
+    data: &[u8],
+    trailer_value: Option<&str>,
+) -> raw::RawResponse {
+    let body = unsigned_trailer_chunks(data, 50_000, trailer_value);
+    let (req, _) = signer(h).sign(
+        Method::PUT,
+        path,
+        chunked_headers(data.len(), body.len(), true),
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    );
+    raw::send(req.body(full_body(body)).expect("req")).await
+}
+
+#[tokio::test]
+async fn trailing_checksum_is_verified_before_the_last_byte_goes_upstream() {
+    let h = Harness::start().await;
+    let data = pattern(180_000, 4);
+    let good = put_unsigned_trailer(&h, "/vbucket/trailer-good", &data, None).await;
+    assert_eq!(good.status, 200, "{}", good.body);
+    assert!(h.vhost_up.has_object("vbucket", "trailer-good").await);
+
+    let wrong = raw::crc32_base64(b"something else");
+    let bad = put_unsigned_trailer(&h, "/vbucket/trailer-bad", &data, Some(&wrong)).await;
+    assert_eq!(
+        (bad.status, bad.code().as_str()),
+        (400, "BadDigest"),
+        "{}",
+        bad.body
+    );
+    assert!(
+        !h.vhost_up.has_object("vbucket", "trailer-bad").await,
+        "a body with a bad checksum was committed"
+    );
+
+    let empty_bad = put_unsigned_trailer(&h, "/vbucket/empty-bad", b"", Some(&wrong)).await;
+    assert_eq!(
+        (empty_bad.status, empty_bad.code().as_str()),
+        (400, "BadDigest"),
+        "{}",
+        empty_bad.body
+    );
+    assert!(!h.vhost_up.has_object("vbucket", "empty-bad").await);
+    h.stop().await;
+}
