@@ -232,7 +232,8 @@ run_workflow "gateway: config check rejects a route to an undefined provider" \
 GW_RUST_LOG="${RUST_LOG:-info}"
 (
     cd "$WORK"
-    S3FERRY_LISTEN="127.0.0.1:$PORT" RUST_LOG="$GW_RUST_LOG" exec "$BIN" serve --config "$CONFIG"
+    S3FERRY_LISTEN="127.0.0.1:$PORT" RUST_LOG="$GW_RUST_LOG" \
+        S3FERRY_LOG_FORMAT="${S3FERRY_LOG_FORMAT:-text}" exec "$BIN" serve --config "$CONFIG"
 ) >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 

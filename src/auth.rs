@@ -17,12 +17,7 @@ impl ClientAuth {
     pub fn new(credentials: &[ClientCredential]) -> Self {
         let keys = credentials
             .iter()
-            .map(|c| {
-                (
-                    c.access_key_id.clone(),
-                    SecretKey::from(c.secret_access_key.expose()),
-                )
-            })
+            .map(|c| (c.access_key_id.clone(), SecretKey::from(c.secret_access_key.expose())))
             .collect();
         Self { keys }
     }

@@ -28,16 +28,12 @@ pub type UpstreamBody = BoxBody<Bytes, BoxError>;
 
 /// An empty upstream body.
 pub fn empty() -> UpstreamBody {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed()
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// A small body held in memory (rewritten XML, tiny control bodies).
 pub fn full(bytes: Bytes) -> UpstreamBody {
-    http_body_util::Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed()
+    http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 /// The client's body, unchanged.
@@ -103,8 +99,7 @@ fn classify_stream_error(err: &BoxError) -> UploadFailure {
 /// Wraps the client's unchanged body so a payload-hash failure is recorded.
 pub fn verified_passthrough(body: s3s::Body, slot: FailureSlot) -> UpstreamBody {
     let stream = RecordFailures { inner: body, slot };
-    http_body_util::StreamBody::new(futures_util::StreamExt::map(stream, |r| r.map(Frame::data)))
-        .boxed()
+    http_body_util::StreamBody::new(futures_util::StreamExt::map(stream, |r| r.map(Frame::data))).boxed()
 }
 
 struct RecordFailures {
@@ -139,11 +134,7 @@ pub enum ChecksumAlgorithm {
 impl ChecksumAlgorithm {
     /// From a header name such as `x-amz-checksum-crc32`.
     pub fn from_header_name(name: &str) -> Option<Self> {
-        match name
-            .trim()
-            .to_ascii_lowercase()
-            .strip_prefix("x-amz-checksum-")?
-        {
+        match name.trim().to_ascii_lowercase().strip_prefix("x-amz-checksum-")? {
             "crc32" => Some(Self::Crc32),
             "crc32c" => Some(Self::Crc32c),
             "crc64nvme" => Some(Self::Crc64Nvme),
@@ -239,8 +230,7 @@ impl HoldBackLast {
     }
 
     pub fn into_upstream_body(self) -> UpstreamBody {
-        http_body_util::StreamBody::new(futures_util::StreamExt::map(self, |r| r.map(Frame::data)))
-            .boxed()
+        http_body_util::StreamBody::new(futures_util::StreamExt::map(self, |r| r.map(Frame::data))).boxed()
     }
 
     /// Checks the trailing checksum after the body ended.
@@ -251,11 +241,7 @@ impl HoldBackLast {
         let header = check.algorithm.header_name();
         let sent = check
             .trailers
-            .read(|h| {
-                h.get(header)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            })
+            .read(|h| h.get(header).and_then(|v| v.to_str().ok()).map(str::to_owned))
             .flatten();
         let Some(sent) = sent else {
             return Err(UploadFailure::MissingTrailer {
@@ -345,10 +331,7 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
@@ -380,9 +363,7 @@ mod tests {
 
     fn stream_of(pieces: Vec<Result<Bytes, BoxError>>) -> s3s::Body {
         let stream = futures_util::stream::iter(pieces);
-        s3s::Body::http_body(http_body_util::StreamBody::new(
-            stream.map(|r| r.map(Frame::data)),
-        ))
+        s3s::Body::http_body(http_body_util::StreamBody::new(stream.map(|r| r.map(Frame::data))))
     }
 
     #[tokio::test]
@@ -404,17 +385,10 @@ mod tests {
             Err("AwsChunkedStreamError: SignatureMismatch".into()),
         ]);
         let out: Vec<_> = HoldBackLast::new(body, None, slot.clone()).collect().await;
-        assert_eq!(
-            out.len(),
-            2,
-            "first piece, then the error; 'cd' is never released"
-        );
+        assert_eq!(out.len(), 2, "first piece, then the error; 'cd' is never released");
         assert_eq!(out[0].as_ref().expect("first piece"), &Bytes::from("ab"));
         assert!(out[1].is_err());
-        assert_eq!(
-            recorded_failure(&slot),
-            Some(UploadFailure::ChunkSignatureMismatch)
-        );
+        assert_eq!(recorded_failure(&slot), Some(UploadFailure::ChunkSignatureMismatch));
     }
 
     #[test]

@@ -246,12 +246,7 @@ impl Config {
             key: toml_error_location(text, &e),
             reason: e.message().to_string(),
         })?;
-        Resolver {
-            file,
-            base_dir,
-            env,
-        }
-        .resolve(raw)
+        Resolver { file, base_dir, env }.resolve(raw)
     }
 
     /// The provider a route points at (validated to exist).
@@ -264,12 +259,7 @@ impl Config {
 fn toml_error_location(text: &str, e: &toml::de::Error) -> String {
     e.span().map_or_else(
         || "(syntax)".to_string(),
-        |span| {
-            format!(
-                "line {}",
-                text[..span.start.min(text.len())].matches('\n').count() + 1
-            )
-        },
+        |span| format!("line {}", text[..span.start.min(text.len())].matches('\n').count() + 1),
     )
 }
 
@@ -344,10 +334,7 @@ impl Resolver<'_> {
                 validate_bucket_name(&b.name).map_err(|r| self.error(format!("{key}.name"), r))?;
             }
             if !seen_buckets.insert(b.name.clone()) {
-                return Err(self.error(
-                    format!("{key}.name"),
-                    format!("duplicate bucket route '{}'", b.name),
-                ));
+                return Err(self.error(format!("{key}.name"), format!("duplicate bucket route '{}'", b.name)));
             }
             if !providers.contains_key(&b.provider) {
                 let known: Vec<_> = providers.keys().map(String::as_str).collect();
@@ -372,8 +359,7 @@ impl Resolver<'_> {
                         "the \"*\" route keeps each bucket's own name; it cannot rename",
                     ));
                 }
-                validate_bucket_name(up)
-                    .map_err(|r| self.error(format!("{key}.upstream_bucket"), r))?;
+                validate_bucket_name(up).map_err(|r| self.error(format!("{key}.upstream_bucket"), r))?;
             }
             buckets.push(BucketRoute {
                 name: b.name,
@@ -434,19 +420,12 @@ impl Resolver<'_> {
                 let cert = self.path(&cert);
                 let key_path = self.path(&key);
                 for (k, p) in [("server.tls_cert", &cert), ("server.tls_key", &key_path)] {
-                    std::fs::metadata(p)
-                        .map_err(|e| self.error(k, format!("cannot read {}: {e}", p.display())))?;
+                    std::fs::metadata(p).map_err(|e| self.error(k, format!("cannot read {}: {e}", p.display())))?;
                 }
-                Some(TlsFiles {
-                    cert,
-                    key: key_path,
-                })
+                Some(TlsFiles { cert, key: key_path })
             }
             _ => {
-                return Err(self.error(
-                    "server.tls_cert",
-                    "tls_cert and tls_key must be given together",
-                ));
+                return Err(self.error("server.tls_cert", "tls_cert and tls_key must be given together"));
             }
         };
         Ok(ServerConfig {
@@ -516,10 +495,7 @@ impl Resolver<'_> {
         if !KNOWN_DIALECTS.contains(&dialect.as_str()) {
             return Err(self.error(
                 format!("{key}.dialect"),
-                format!(
-                    "unknown dialect '{dialect}' (known: {})",
-                    KNOWN_DIALECTS.join(", ")
-                ),
+                format!("unknown dialect '{dialect}' (known: {})", KNOWN_DIALECTS.join(", ")),
             ));
         }
         let addressing = match p.addressing.as_deref() {
@@ -535,9 +511,7 @@ impl Resolver<'_> {
         let connect_timeout = p
             .connect_timeout_secs
             .map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs);
-        let read_timeout = p
-            .read_timeout_secs
-            .map_or(DEFAULT_READ_TIMEOUT, Duration::from_secs);
+        let read_timeout = p.read_timeout_secs.map_or(DEFAULT_READ_TIMEOUT, Duration::from_secs);
         if connect_timeout.is_zero() || read_timeout.is_zero() {
             return Err(self.error(
                 format!("{key}.connect_timeout_secs"),
@@ -567,16 +541,11 @@ impl Resolver<'_> {
                         "missing: a local provider needs the directory to serve",
                     )
                 })?;
-                ProviderKind::Local {
-                    root: self.path(&root),
-                }
+                ProviderKind::Local { root: self.path(&root) }
             }
             "s3" => {
                 if p.root.is_some() {
-                    return Err(self.error(
-                        format!("{key}.root"),
-                        "only kind = \"local\" providers have a root",
-                    ));
+                    return Err(self.error(format!("{key}.root"), "only kind = \"local\" providers have a root"));
                 }
                 let endpoint_text = p.endpoint.ok_or_else(|| {
                     self.error(
@@ -584,13 +553,9 @@ impl Resolver<'_> {
                         "missing: e.g. endpoint = \"https://s3.us-east-1.amazonaws.com\"",
                     )
                 })?;
-                let endpoint = parse_endpoint(&endpoint_text)
-                    .map_err(|r| self.error(format!("{key}.endpoint"), r))?;
+                let endpoint = parse_endpoint(&endpoint_text).map_err(|r| self.error(format!("{key}.endpoint"), r))?;
                 let access_key_id = p.access_key_id.filter(|k| !k.is_empty()).ok_or_else(|| {
-                    self.error(
-                        format!("{key}.access_key_id"),
-                        "missing: the provider's access key id",
-                    )
+                    self.error(format!("{key}.access_key_id"), "missing: the provider's access key id")
                 })?;
                 let secret_access_key = self.resolve_secret(
                     &key,
@@ -602,10 +567,7 @@ impl Resolver<'_> {
                     Some(f) => {
                         let f = self.path(&f);
                         std::fs::metadata(&f).map_err(|e| {
-                            self.error(
-                                format!("{key}.ca_file"),
-                                format!("cannot read {}: {e}", f.display()),
-                            )
+                            self.error(format!("{key}.ca_file"), format!("cannot read {}: {e}", f.display()))
                         })?;
                         Some(f)
                     }
@@ -639,9 +601,7 @@ impl Resolver<'_> {
 }
 
 fn parse_endpoint(text: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = text
-        .parse()
-        .map_err(|e| format!("'{text}' is not a URL: {e}"))?;
+    let uri: http::Uri = text.parse().map_err(|e| format!("'{text}' is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => return Err(format!("'{text}' must start with http:// or https://")),
@@ -663,14 +623,8 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let ok_ends = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
     if ok_len && ok_chars && ok_ends && !name.contains("..") {
         Ok(())
     } else {
@@ -708,8 +662,7 @@ mod tests {
     #[test]
     fn example_config_parses_and_routes_every_bucket() {
         let text = include_str!("../config.example.toml");
-        let cfg = Config::parse(text, "config.example.toml", Path::new("."), &no_env)
-            .expect("example parses");
+        let cfg = Config::parse(text, "config.example.toml", Path::new("."), &no_env).expect("example parses");
         assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8333");
         assert_eq!(cfg.server.domain.as_deref(), Some("s3.localhost"));
         assert!(cfg.buckets.iter().any(|b| b.name == WILDCARD_BUCKET));
@@ -718,10 +671,7 @@ mod tests {
                 .iter()
                 .any(|b| b.upstream_bucket.as_deref() == Some("photos-2017"))
         );
-        assert!(matches!(
-            cfg.providers["local"].kind,
-            ProviderKind::Local { .. }
-        ));
+        assert!(matches!(cfg.providers["local"].kind, ProviderKind::Local { .. }));
     }
 
     #[test]
@@ -751,21 +701,9 @@ mod tests {
     #[test]
     fn duplicate_routes_and_keys_are_rejected() {
         let dup_route = format!("{MINIMAL}\n[[buckets]]\nname = \"*\"\nprovider = \"up\"\n");
-        assert!(
-            parse(&dup_route)
-                .unwrap_err()
-                .reason
-                .contains("duplicate bucket route")
-        );
-        let dup_key = format!(
-            "{MINIMAL}\n[[credentials]]\naccess_key_id = \"client\"\nsecret_access_key = \"x\"\n"
-        );
-        assert!(
-            parse(&dup_key)
-                .unwrap_err()
-                .reason
-                .contains("duplicate access key")
-        );
+        assert!(parse(&dup_route).unwrap_err().reason.contains("duplicate bucket route"));
+        let dup_key = format!("{MINIMAL}\n[[credentials]]\naccess_key_id = \"client\"\nsecret_access_key = \"x\"\n");
+        assert!(parse(&dup_key).unwrap_err().reason.contains("duplicate access key"));
     }
 
     #[test]
@@ -817,15 +755,7 @@ mod tests {
 
     #[test]
     fn unknown_dialect_is_rejected() {
-        let text = MINIMAL.replace(
-            "access_key_id = \"up\"",
-            "access_key_id = \"up\"\ndialect = \"azure\"",
-        );
-        assert!(
-            parse(&text)
-                .unwrap_err()
-                .reason
-                .contains("unknown dialect 'azure'")
-        );
+        let text = MINIMAL.replace("access_key_id = \"up\"", "access_key_id = \"up\"\ndialect = \"azure\"");
+        assert!(parse(&text).unwrap_err().reason.contains("unknown dialect 'azure'"));
     }
 }

@@ -20,9 +20,7 @@ pub enum Origin {
 /// secrets or signatures.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error(
-        "The specified bucket is not routed by this gateway: add a [[buckets]] route for it (or a \"*\" route)"
-    )]
+    #[error("The specified bucket is not routed by this gateway: add a [[buckets]] route for it (or a \"*\" route)")]
     NoSuchBucket { bucket: String },
 
     #[error("{0}")]
@@ -73,9 +71,7 @@ impl GatewayError {
             Self::ContentSha256Mismatch => ("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST),
             Self::ChunkSignatureMismatch => ("SignatureDoesNotMatch", StatusCode::FORBIDDEN),
             Self::IncompleteBody => ("IncompleteBody", StatusCode::BAD_REQUEST),
-            Self::UpstreamUnreachable { .. } => {
-                ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE)
-            }
+            Self::UpstreamUnreachable { .. } => ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE),
             Self::UpstreamTimeout { .. } => ("GatewayTimeout", StatusCode::GATEWAY_TIMEOUT),
             Self::UpstreamProtocol { .. } => ("BadGateway", StatusCode::BAD_GATEWAY),
             Self::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
@@ -92,9 +88,9 @@ impl GatewayError {
             | Self::ContentSha256Mismatch
             | Self::ChunkSignatureMismatch
             | Self::IncompleteBody => Origin::Client,
-            Self::UpstreamUnreachable { .. }
-            | Self::UpstreamTimeout { .. }
-            | Self::UpstreamProtocol { .. } => Origin::Upstream,
+            Self::UpstreamUnreachable { .. } | Self::UpstreamTimeout { .. } | Self::UpstreamProtocol { .. } => {
+                Origin::Upstream
+            }
             Self::Internal(_) => Origin::Internal,
         }
     }
@@ -139,10 +135,7 @@ pub fn render_error(
     let mut response = Response::new(Bytes::from(xml));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
-    );
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert("x-amz-request-id", v);
     }
@@ -189,9 +182,7 @@ mod tests {
 
     #[test]
     fn error_renders_code_message_bucket_and_request_id() {
-        let err = GatewayError::NoSuchBucket {
-            bucket: "a<b".into(),
-        };
+        let err = GatewayError::NoSuchBucket { bucket: "a<b".into() };
         let resp = err.to_response("REQ1");
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         let body = std::str::from_utf8(resp.body()).expect("utf8");
@@ -220,13 +211,7 @@ mod tests {
 
     #[test]
     fn error_code_and_message_are_read_back() {
-        let resp = render_error(
-            StatusCode::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            "a & b",
-            None,
-            "R",
-        );
+        let resp = render_error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", "a & b", None, "R");
         assert_eq!(
             parse_error_code(resp.body()),
             Some(("SignatureDoesNotMatch".to_string(), "a & b".to_string()))
@@ -238,9 +223,6 @@ mod tests {
     fn request_ids_are_16_uppercase_hex() {
         let id = new_request_id();
         assert_eq!(id.len(), 16);
-        assert!(
-            id.bytes()
-                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-        );
+        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
     }
 }

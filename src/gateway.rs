@@ -13,8 +13,7 @@ use s3s::{Body, S3Request, S3Response, S3Result};
 
 use crate::access_log::{HandledByGateway, RequestContext};
 use crate::body::{
-    self, ChecksumAlgorithm, ChecksumHasher, FailureSlot, HoldBackLast, IdleTimeoutBody,
-    TrailerCheck, UploadFailure,
+    self, ChecksumAlgorithm, ChecksumHasher, FailureSlot, HoldBackLast, IdleTimeoutBody, TrailerCheck, UploadFailure,
 };
 use crate::error::GatewayError;
 use crate::operation::{self, Target};
@@ -127,11 +126,7 @@ impl Gateway {
     }
 
     /// The whole lifecycle of one verified request.
-    async fn handle(
-        &self,
-        req: S3Request<Body>,
-        ctx: &RequestContext,
-    ) -> Result<S3Response<Body>, GatewayError> {
+    async fn handle(&self, req: S3Request<Body>, ctx: &RequestContext) -> Result<S3Response<Body>, GatewayError> {
         let target = parse_client_target(&req.uri, &req.headers, self.domain.as_deref())?;
         let query = forwarded_query(req.uri.query());
         let operation = classify(
@@ -172,10 +167,7 @@ impl Gateway {
     }
 
     /// Requests without a bucket: only ListBuckets exists.
-    async fn answer_service_request(
-        &self,
-        method: &Method,
-    ) -> Result<S3Response<Body>, GatewayError> {
+    async fn answer_service_request(&self, method: &Method) -> Result<S3Response<Body>, GatewayError> {
         if *method != Method::GET {
             return Err(GatewayError::NotImplemented(format!(
                 "{method} on the service root is not an S3 operation s3ferry can route (no bucket given)"
@@ -188,8 +180,7 @@ impl Gateway {
 
     /// The client-visible buckets: every explicit route, plus what the `*` provider lists.
     async fn list_buckets(&self) -> Result<Vec<ListedBucket>, GatewayError> {
-        let mut listed: std::collections::BTreeMap<String, String> =
-            std::collections::BTreeMap::new();
+        let mut listed: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
         let mut wildcard_dates = std::collections::BTreeMap::new();
         if let Some(wild) = self.routes.wildcard() {
             let request = OutgoingRequest {
@@ -208,13 +199,12 @@ impl Gateway {
                     cause: format!("ListBuckets answered {}", response.status()),
                 });
             }
-            let buckets =
-                rewrite::list_buckets::parse_list_buckets(response.body()).map_err(|e| {
-                    GatewayError::UpstreamProtocol {
-                        provider: wild.settings.name.clone(),
-                        cause: e.to_string(),
-                    }
-                })?;
+            let buckets = rewrite::list_buckets::parse_list_buckets(response.body()).map_err(|e| {
+                GatewayError::UpstreamProtocol {
+                    provider: wild.settings.name.clone(),
+                    cause: e.to_string(),
+                }
+            })?;
             for b in buckets {
                 if self.routes.wildcard_exposes(&b.name) {
                     listed.insert(b.name.clone(), b.creation_date.clone());
@@ -223,34 +213,21 @@ impl Gateway {
             }
         }
         for (name, provider, upstream_bucket) in self.routes.explicit_buckets() {
-            let on_wildcard = self
-                .routes
-                .wildcard()
-                .is_some_and(|w| Arc::ptr_eq(w, provider));
+            let on_wildcard = self.routes.wildcard().is_some_and(|w| Arc::ptr_eq(w, provider));
             let date = on_wildcard
                 .then(|| wildcard_dates.get(upstream_bucket).cloned())
                 .flatten();
-            listed.insert(
-                name.to_string(),
-                date.unwrap_or_else(|| self.started.clone()),
-            );
+            listed.insert(name.to_string(), date.unwrap_or_else(|| self.started.clone()));
         }
         Ok(listed
             .into_iter()
-            .map(|(name, creation_date)| ListedBucket {
-                name,
-                creation_date,
-            })
+            .map(|(name, creation_date)| ListedBucket { name, creation_date })
             .collect())
     }
 
     /// The client's headers minus what must not travel, with `x-amz-copy-source` pointing at
     /// the source's upstream bucket.
-    fn forward_headers(
-        &self,
-        client: &HeaderMap,
-        route: &Route,
-    ) -> Result<HeaderMap, GatewayError> {
+    fn forward_headers(&self, client: &HeaderMap, route: &Route) -> Result<HeaderMap, GatewayError> {
         let connection_tokens: Vec<String> = client
             .get_all(http::header::CONNECTION)
             .iter()
@@ -266,38 +243,29 @@ impl Gateway {
             headers.append(name.clone(), value.clone());
         }
         if let Some(source) = client.get("x-amz-copy-source") {
-            let source = source.to_str().map_err(|_| {
-                GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into())
-            })?;
+            let source = source
+                .to_str()
+                .map_err(|_| GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into()))?;
             let rewritten = self.rewrite_copy_source(source, route)?;
-            let value = HeaderValue::from_str(&rewritten).map_err(|_| {
-                GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into())
-            })?;
+            let value = HeaderValue::from_str(&rewritten)
+                .map_err(|_| GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into()))?;
             headers.insert("x-amz-copy-source", value);
         }
         Ok(headers)
     }
 
     /// `x-amz-copy-source: /<client bucket>/<key>[?versionId=..]` -> the source's upstream bucket.
-    fn rewrite_copy_source(
-        &self,
-        value: &str,
-        destination: &Route,
-    ) -> Result<String, GatewayError> {
+    fn rewrite_copy_source(&self, value: &str, destination: &Route) -> Result<String, GatewayError> {
         let trimmed = value.strip_prefix('/').unwrap_or(value);
         let (bucket_raw, rest) = trimmed.split_once('/').ok_or_else(|| {
-            GatewayError::InvalidRequest(format!(
-                "x-amz-copy-source '{value}' must be <bucket>/<key>"
-            ))
+            GatewayError::InvalidRequest(format!("x-amz-copy-source '{value}' must be <bucket>/<key>"))
         })?;
         let bucket = String::from_utf8_lossy(&percent_decode(bucket_raw)).into_owned();
         let source = self.routes.resolve(&bucket)?;
         if !Arc::ptr_eq(&source.provider, &destination.provider) {
             return Err(GatewayError::NotImplemented(format!(
                 "copying from bucket '{bucket}' (provider '{}') to bucket '{}' (provider '{}') crosses providers, which s3ferry does not do server-side yet: download and upload instead",
-                source.provider.settings.name,
-                destination.client_bucket,
-                destination.provider.settings.name
+                source.provider.settings.name, destination.client_bucket, destination.provider.settings.name
             )));
         }
         Ok(format!("/{}/{rest}", source.upstream_bucket))
@@ -395,12 +363,7 @@ fn forwarded_query(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn classify(
-    method: &Method,
-    target: &ClientTarget,
-    query: &[(String, String)],
-    has_copy_source: bool,
-) -> &'static str {
+fn classify(method: &Method, target: &ClientTarget, query: &[(String, String)], has_copy_source: bool) -> &'static str {
     let kind = match (&target.bucket, target.raw_key.is_empty()) {
         (None, _) => Target::Service,
         (Some(_), true) => Target::Bucket,
@@ -417,9 +380,7 @@ fn framing_of(headers: &HeaderMap) -> Result<Framing, GatewayError> {
         let length = header("x-amz-decoded-content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| {
-                GatewayError::InvalidRequest(
-                    "aws-chunked upload without x-amz-decoded-content-length".into(),
-                )
+                GatewayError::InvalidRequest("aws-chunked upload without x-amz-decoded-content-length".into())
             })?;
         let trailer = match header("x-amz-trailer") {
             None => None,
@@ -437,16 +398,12 @@ fn framing_of(headers: &HeaderMap) -> Result<Framing, GatewayError> {
     if length == 0 {
         return Ok(Framing::Empty);
     }
-    let payload_hash =
-        if content_sha.len() == 64 && content_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            content_sha.to_ascii_lowercase()
-        } else {
-            UNSIGNED_PAYLOAD.to_string()
-        };
-    Ok(Framing::Unchanged {
-        payload_hash,
-        length,
-    })
+    let payload_hash = if content_sha.len() == 64 && content_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        content_sha.to_ascii_lowercase()
+    } else {
+        UNSIGNED_PAYLOAD.to_string()
+    };
+    Ok(Framing::Unchanged { payload_hash, length })
 }
 
 /// Assembles the upstream request: address, query, headers and the body in its upstream form.
@@ -461,18 +418,11 @@ async fn build_outgoing(
     let framing = framing_of(&req.headers)?;
     let (body, payload_hash) = match framing {
         Framing::Empty => {
-            let payload = if req.method == Method::GET
-                || req.method == Method::HEAD
-                || req.method == Method::DELETE
-            {
+            let payload = if req.method == Method::GET || req.method == Method::HEAD || req.method == Method::DELETE {
                 EMPTY_PAYLOAD_SHA256
             } else {
                 // A 0-byte PUT signed with UNSIGNED-PAYLOAD by the client stays unsigned.
-                match req
-                    .headers
-                    .get("x-amz-content-sha256")
-                    .and_then(|v| v.to_str().ok())
-                {
+                match req.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
                     Some(h) if h.len() == 64 => EMPTY_PAYLOAD_SHA256,
                     _ => UNSIGNED_PAYLOAD,
                 }
@@ -482,15 +432,9 @@ async fn build_outgoing(
             }
             (body::empty(), payload.to_string())
         }
-        Framing::Unchanged {
-            payload_hash,
-            length,
-        } => {
+        Framing::Unchanged { payload_hash, length } => {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
-            (
-                body::verified_passthrough(req.input, slot.clone()),
-                payload_hash,
-            )
+            (body::verified_passthrough(req.input, slot.clone()), payload_hash)
         }
         Framing::Dechunked { length, trailer } => {
             strip_chunked_framing(&mut headers);
@@ -530,10 +474,7 @@ async fn build_outgoing(
 
 /// An empty de-chunked body has no last byte to hold back: it is verified completely (it is
 /// only framing and a trailer) before anything is sent.
-async fn verify_empty_upload(
-    held: HoldBackLast,
-    slot: &FailureSlot,
-) -> Result<body::UpstreamBody, GatewayError> {
+async fn verify_empty_upload(held: HoldBackLast, slot: &FailureSlot) -> Result<body::UpstreamBody, GatewayError> {
     use futures_util::StreamExt as _;
     let mut held = held;
     while let Some(piece) = held.next().await {
@@ -604,10 +545,7 @@ async fn relay_response(
             continue;
         }
         if name.as_str() == "x-amz-request-id" {
-            headers.insert(
-                HeaderName::from_static("x-s3ferry-upstream-request-id"),
-                value.clone(),
-            );
+            headers.insert(HeaderName::from_static("x-s3ferry-upstream-request-id"), value.clone());
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -625,19 +563,14 @@ async fn relay_response(
                 provider: settings.name.clone(),
                 cause,
             })?;
-        let rewritten = rewrite::bucket_names::rewrite_bucket_names(
-            &bytes,
-            &route.upstream_bucket,
-            &route.client_bucket,
-        )
-        .map_err(|e| GatewayError::UpstreamProtocol {
-            provider: settings.name.clone(),
-            cause: e.to_string(),
-        })?;
-        headers.insert(
-            http::header::CONTENT_LENGTH,
-            HeaderValue::from(rewritten.len()),
-        );
+        let rewritten =
+            rewrite::bucket_names::rewrite_bucket_names(&bytes, &route.upstream_bucket, &route.client_bucket).map_err(
+                |e| GatewayError::UpstreamProtocol {
+                    provider: settings.name.clone(),
+                    cause: e.to_string(),
+                },
+            )?;
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
         Body::from(rewritten)
     } else {
         Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
@@ -651,10 +584,9 @@ async fn relay_response(
 fn xml_response(status: StatusCode, xml: Bytes) -> S3Response<Body> {
     let mut response = S3Response::new(Body::from(xml));
     response.status = Some(status);
-    response.headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
-    );
+    response
+        .headers
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
     response
 }
 
@@ -665,10 +597,7 @@ mod tests {
     fn target(uri: &str, host: &str, domain: Option<&str>) -> ClientTarget {
         let uri: http::Uri = uri.parse().expect("uri");
         let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::HOST,
-            HeaderValue::from_str(host).expect("host"),
-        );
+        headers.insert(http::header::HOST, HeaderValue::from_str(host).expect("host"));
         parse_client_target(&uri, &headers, domain).expect("target")
     }
 
@@ -713,9 +642,7 @@ mod tests {
 
     #[test]
     fn presign_parameters_are_not_forwarded() {
-        let q = forwarded_query(Some(
-            "X-Amz-Signature=abc&X-Amz-Date=1&versionId=v1&uploads",
-        ));
+        let q = forwarded_query(Some("X-Amz-Signature=abc&X-Amz-Date=1&versionId=v1&uploads"));
         assert_eq!(
             q,
             vec![
@@ -728,26 +655,12 @@ mod tests {
     #[test]
     fn chunked_framing_is_removed_but_other_encodings_stay() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "content-encoding",
-            HeaderValue::from_static("aws-chunked,gzip"),
-        );
-        h.insert(
-            "x-amz-decoded-content-length",
-            HeaderValue::from_static("5"),
-        );
-        h.insert(
-            "x-amz-trailer",
-            HeaderValue::from_static("x-amz-checksum-crc32"),
-        );
+        h.insert("content-encoding", HeaderValue::from_static("aws-chunked,gzip"));
+        h.insert("x-amz-decoded-content-length", HeaderValue::from_static("5"));
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32"));
         strip_chunked_framing(&mut h);
-        assert_eq!(
-            h.get("content-encoding").map(|v| v.to_str().ok()),
-            Some(Some("gzip"))
-        );
-        assert!(
-            !h.contains_key("x-amz-decoded-content-length") && !h.contains_key("x-amz-trailer")
-        );
+        assert_eq!(h.get("content-encoding").map(|v| v.to_str().ok()), Some(Some("gzip")));
+        assert!(!h.contains_key("x-amz-decoded-content-length") && !h.contains_key("x-amz-trailer"));
         let mut h = HeaderMap::new();
         h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
         strip_chunked_framing(&mut h);
@@ -761,14 +674,8 @@ mod tests {
             "x-amz-content-sha256",
             HeaderValue::from_static("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
         );
-        h.insert(
-            "x-amz-decoded-content-length",
-            HeaderValue::from_static("10"),
-        );
-        h.insert(
-            "x-amz-trailer",
-            HeaderValue::from_static("x-amz-checksum-crc32c"),
-        );
+        h.insert("x-amz-decoded-content-length", HeaderValue::from_static("10"));
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32c"));
         assert!(matches!(
             framing_of(&h),
             Ok(Framing::Dechunked {
@@ -777,10 +684,7 @@ mod tests {
             })
         ));
         let mut h = HeaderMap::new();
-        h.insert(
-            "x-amz-content-sha256",
-            HeaderValue::from_static(EMPTY_PAYLOAD_SHA256),
-        );
+        h.insert("x-amz-content-sha256", HeaderValue::from_static(EMPTY_PAYLOAD_SHA256));
         h.insert("content-length", HeaderValue::from_static("3"));
         assert!(
             matches!(framing_of(&h), Ok(Framing::Unchanged { ref payload_hash, length: 3 }) if payload_hash == EMPTY_PAYLOAD_SHA256)

@@ -31,17 +31,12 @@ impl Drop for LocalServer {
 
 /// Starts serving `root` (created if missing) on 127.0.0.1 with a fresh key pair.
 pub async fn start_local_provider(root: &Path) -> Result<LocalServer, String> {
-    std::fs::create_dir_all(root)
-        .map_err(|e| format!("cannot create {}: {e:?}", root.display()))?;
-    let fs = s3s_fs::FileSystem::new(root)
-        .map_err(|e| format!("cannot serve {}: {e:?}", root.display()))?;
+    std::fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e:?}", root.display()))?;
+    let fs = s3s_fs::FileSystem::new(root).map_err(|e| format!("cannot serve {}: {e:?}", root.display()))?;
     let access_key_id = format!("local-{}", &crate::error::new_request_id()[..8]);
     let secret = uuid::Uuid::new_v4().simple().to_string();
     let mut builder = S3ServiceBuilder::new(fs);
-    builder.set_auth(SimpleAuth::from_single(
-        access_key_id.clone(),
-        secret.clone(),
-    ));
+    builder.set_auth(SimpleAuth::from_single(access_key_id.clone(), secret.clone()));
     let service = builder.build();
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .await
@@ -67,10 +62,7 @@ pub async fn serve_s3_service(listener: TcpListener, service: S3Service) {
         let service = service.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(socket), service)
-                .await
-            {
+            if let Err(e) = builder.serve_connection(TokioIo::new(socket), service).await {
                 tracing::debug!(error = %e, "local provider connection ended with an error");
             }
         });
@@ -80,6 +72,5 @@ pub async fn serve_s3_service(listener: TcpListener, service: S3Service) {
 /// Creates `bucket` under `root` if missing (a local bucket is a directory).
 pub fn ensure_local_bucket(root: &Path, bucket: &str) -> Result<(), String> {
     let dir = root.join(bucket);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create bucket directory {}: {e}", dir.display()))
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create bucket directory {}: {e}", dir.display()))
 }

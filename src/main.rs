@@ -87,11 +87,7 @@ fn init_logging(format: Option<LogFormat>) {
     // error level; the gateway logs every request itself, so s3s stays quiet.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        .add_directive(
-            "s3s=off"
-                .parse()
-                .unwrap_or_else(|_| unreachable!("static directive")),
-        )
+        .add_directive("s3s=off".parse().unwrap_or_else(|_| unreachable!("static directive")))
         .add_directive(
             "s3s_fs=off"
                 .parse()
@@ -126,11 +122,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     println!(
         "listen: {}{}",
         config.server.listen,
-        if config.server.tls.is_some() {
-            " (TLS)"
-        } else {
-            ""
-        }
+        if config.server.tls.is_some() { " (TLS)" } else { "" }
     );
     if let Some(domain) = &config.server.domain {
         println!("virtual-hosted style: <bucket>.{domain}");
@@ -164,14 +156,11 @@ fn check(path: &std::path::Path) -> ExitCode {
         } else {
             b.name.as_str()
         };
-        let upstream = b
-            .upstream_bucket
-            .as_deref()
-            .unwrap_or(if b.name == WILDCARD_BUCKET {
-                "<same name>"
-            } else {
-                &b.name
-            });
+        let upstream = b.upstream_bucket.as_deref().unwrap_or(if b.name == WILDCARD_BUCKET {
+            "<same name>"
+        } else {
+            &b.name
+        });
         println!("  {client} -> {}:{upstream}", b.provider);
     }
     ExitCode::SUCCESS
@@ -182,10 +171,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -15,10 +15,7 @@ pub enum Target {
 /// Bucket sub-resources and the operation names for GET, PUT and DELETE on them.
 const BUCKET_SUBRESOURCES: &[(&str, [&str; 3])] = &[
     ("acl", ["GetBucketAcl", "PutBucketAcl", "Unknown"]),
-    (
-        "cors",
-        ["GetBucketCors", "PutBucketCors", "DeleteBucketCors"],
-    ),
+    ("cors", ["GetBucketCors", "PutBucketCors", "DeleteBucketCors"]),
     (
         "lifecycle",
         [
@@ -28,10 +25,7 @@ const BUCKET_SUBRESOURCES: &[(&str, [&str; 3])] = &[
         ],
     ),
     ("location", ["GetBucketLocation", "Unknown", "Unknown"]),
-    (
-        "logging",
-        ["GetBucketLogging", "PutBucketLogging", "Unknown"],
-    ),
+    ("logging", ["GetBucketLogging", "PutBucketLogging", "Unknown"]),
     (
         "notification",
         [
@@ -48,10 +42,7 @@ const BUCKET_SUBRESOURCES: &[(&str, [&str; 3])] = &[
             "DeleteBucketOwnershipControls",
         ],
     ),
-    (
-        "policy",
-        ["GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"],
-    ),
+    ("policy", ["GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"]),
     (
         "publicAccessBlock",
         [
@@ -62,11 +53,7 @@ const BUCKET_SUBRESOURCES: &[(&str, [&str; 3])] = &[
     ),
     (
         "encryption",
-        [
-            "GetBucketEncryption",
-            "PutBucketEncryption",
-            "DeleteBucketEncryption",
-        ],
+        ["GetBucketEncryption", "PutBucketEncryption", "DeleteBucketEncryption"],
     ),
     (
         "replication",
@@ -78,31 +65,16 @@ const BUCKET_SUBRESOURCES: &[(&str, [&str; 3])] = &[
     ),
     (
         "tagging",
-        [
-            "GetBucketTagging",
-            "PutBucketTagging",
-            "DeleteBucketTagging",
-        ],
+        ["GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging"],
     ),
-    (
-        "versioning",
-        ["GetBucketVersioning", "PutBucketVersioning", "Unknown"],
-    ),
+    ("versioning", ["GetBucketVersioning", "PutBucketVersioning", "Unknown"]),
     (
         "website",
-        [
-            "GetBucketWebsite",
-            "PutBucketWebsite",
-            "DeleteBucketWebsite",
-        ],
+        ["GetBucketWebsite", "PutBucketWebsite", "DeleteBucketWebsite"],
     ),
     (
         "object-lock",
-        [
-            "GetObjectLockConfiguration",
-            "PutObjectLockConfiguration",
-            "Unknown",
-        ],
+        ["GetObjectLockConfiguration", "PutObjectLockConfiguration", "Unknown"],
     ),
     (
         "accelerate",
@@ -114,28 +86,14 @@ const BUCKET_SUBRESOURCES: &[(&str, [&str; 3])] = &[
     ),
     (
         "requestPayment",
-        [
-            "GetBucketRequestPayment",
-            "PutBucketRequestPayment",
-            "Unknown",
-        ],
+        ["GetBucketRequestPayment", "PutBucketRequestPayment", "Unknown"],
     ),
 ];
 
 /// The S3 operation name (`GetObject`, `ListObjectsV2`, ...), or `Unknown`.
-pub fn classify(
-    method: &Method,
-    target: Target,
-    query: &[(String, String)],
-    has_copy_source: bool,
-) -> &'static str {
+pub fn classify(method: &Method, target: Target, query: &[(String, String)], has_copy_source: bool) -> &'static str {
     let has = |name: &str| query.iter().any(|(n, _)| n == name);
-    let get = |name: &str| {
-        query
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     match target {
         Target::Service => match *method {
             Method::GET => "ListBuckets",
@@ -151,9 +109,7 @@ pub fn classify(
             if has("delete") && *method == Method::POST {
                 return "DeleteObjects";
             }
-            if let Some((_, [get_op, put_op, delete_op])) =
-                BUCKET_SUBRESOURCES.iter().find(|(name, _)| has(name))
-            {
+            if let Some((_, [get_op, put_op, delete_op])) = BUCKET_SUBRESOURCES.iter().find(|(name, _)| has(name)) {
                 return match *method {
                     Method::GET => get_op,
                     Method::PUT => put_op,
@@ -217,15 +173,21 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
+
+    /// (method, target, query, has copy source, expected operation)
+    type Case = (
+        Method,
+        Target,
+        &'static [(&'static str, &'static str)],
+        bool,
+        &'static str,
+    );
 
     #[test]
     fn common_operations_are_named() {
-        let cases: &[(Method, Target, &[(&str, &str)], bool, &str)] = &[
+        let cases: &[Case] = &[
             (Method::GET, Target::Service, &[], false, "ListBuckets"),
             (
                 Method::GET,
@@ -242,13 +204,7 @@ mod tests {
                 false,
                 "ListMultipartUploads",
             ),
-            (
-                Method::POST,
-                Target::Bucket,
-                &[("delete", "")],
-                false,
-                "DeleteObjects",
-            ),
+            (Method::POST, Target::Bucket, &[("delete", "")], false, "DeleteObjects"),
             (
                 Method::GET,
                 Target::Bucket,
@@ -293,13 +249,7 @@ mod tests {
                 false,
                 "CompleteMultipartUpload",
             ),
-            (
-                Method::GET,
-                Target::Object,
-                &[("uploadId", "u")],
-                false,
-                "ListParts",
-            ),
+            (Method::GET, Target::Object, &[("uploadId", "u")], false, "ListParts"),
             (
                 Method::DELETE,
                 Target::Object,

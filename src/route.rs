@@ -34,10 +34,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Builds the table; `providers` must hold every provider a route names (validated config).
-    pub fn new(
-        routes: &[BucketRoute],
-        providers: &BTreeMap<String, Arc<Upstream>>,
-    ) -> Result<Self, String> {
+    pub fn new(routes: &[BucketRoute], providers: &BTreeMap<String, Arc<Upstream>>) -> Result<Self, String> {
         let mut explicit = BTreeMap::new();
         let mut wildcard = None;
         for r in routes {

@@ -36,10 +36,7 @@ pub enum StartError {
     #[error("provider '{provider}': {reason}")]
     Provider { provider: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
     #[error("{0}")]
@@ -195,21 +192,14 @@ struct GatewayHost {
 impl s3s::host::S3Host for GatewayHost {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
         let vhost = s3s::host::VirtualHost::new(host);
-        match self
-            .domain
-            .as_deref()
-            .and_then(|d| virtual_host_bucket(host, d))
-        {
+        match self.domain.as_deref().and_then(|d| virtual_host_bucket(host, d)) {
             Some(bucket) => Ok(vhost.with_bucket(bucket)),
             None => Ok(vhost),
         }
     }
 }
 
-fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, StartError> {
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", p.display())))
     };
@@ -276,12 +266,7 @@ async fn accept_loop(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        Duration::from_secs(30),
-                        acceptor.accept(socket),
-                    )
-                    .await
-                    {
+                    let stream = match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(socket)).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
                             return tracing::debug!(error = %e, %remote, "TLS handshake failed");
@@ -299,13 +284,8 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "in-flight requests still running after the shutdown grace period; closing them"
-        );
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests still running after the shutdown grace period; closing them");
     }
 }
 
@@ -343,9 +323,7 @@ async fn handle_edge(
             Response::from_parts(parts, s3s::Body::from(bytes))
         }
     };
-    let mut response = if response.extensions().get::<HandledByGateway>().is_none()
-        && !response.status().is_success()
-    {
+    let mut response = if response.extensions().get::<HandledByGateway>().is_none() && !response.status().is_success() {
         rerender_front_door_error(response, &ctx.request_id).await
     } else {
         response
@@ -371,10 +349,7 @@ async fn handle_edge(
 
 /// s3s renders its own verification errors without a request id; re-render them through the
 /// gateway's one error renderer so every error a client sees has the same shape.
-async fn rerender_front_door_error(
-    response: Response<s3s::Body>,
-    request_id: &str,
-) -> Response<s3s::Body> {
+async fn rerender_front_door_error(response: Response<s3s::Body>, request_id: &str) -> Response<s3s::Body> {
     let (parts, body) = response.into_parts();
     let bytes = crate::upstream::collect_capped(body, 64 * 1024, Duration::from_secs(5))
         .await
@@ -385,8 +360,7 @@ async fn rerender_front_door_error(
             "the request could not be verified".to_string(),
         )
     });
-    let (new_parts, new_body) =
-        render_error(parts.status, &code, &message, None, request_id).into_parts();
+    let (new_parts, new_body) = render_error(parts.status, &code, &message, None, request_id).into_parts();
     let mut out = Response::from_parts(new_parts, s3s::Body::from(new_body));
     // Keep headers s3s set on purpose (e.g. Allow), but not a stale length.
     for (name, value) in &parts.headers {
@@ -407,10 +381,7 @@ impl HttpBody for CountingBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
@@ -473,10 +444,7 @@ impl HttpBody for EdgeBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -12,11 +12,7 @@ use super::RewriteError;
 const BUCKET_ELEMENTS: &[&[u8]] = &[b"Name", b"Bucket", b"BucketName"];
 
 /// Rewrites `xml`, replacing the bucket `upstream` with `client`.
-pub fn rewrite_bucket_names(
-    xml: &[u8],
-    upstream: &str,
-    client: &str,
-) -> Result<Vec<u8>, RewriteError> {
+pub fn rewrite_bucket_names(xml: &[u8], upstream: &str, client: &str) -> Result<Vec<u8>, RewriteError> {
     let mut reader = Reader::from_reader(xml);
     let mut writer = Writer::new(Vec::with_capacity(xml.len() + 64));
     let mut buf = Vec::new();
@@ -39,8 +35,7 @@ pub fn rewrite_bucket_names(
             }
             Event::Text(ref t) => {
                 let text = t.unescape()?;
-                let replaced = if BUCKET_ELEMENTS.contains(&current.as_slice()) && text == upstream
-                {
+                let replaced = if BUCKET_ELEMENTS.contains(&current.as_slice()) && text == upstream {
                     Some(client.to_string())
                 } else if current.as_slice() == b"Location" {
                     Some(replace_bucket_segment(&text, upstream, client))
@@ -77,14 +72,9 @@ mod tests {
     fn golden(case: &str) {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xml");
         let upstream = std::fs::read(format!("{dir}/{case}.upstream.xml")).expect("fixture");
-        let expected =
-            std::fs::read_to_string(format!("{dir}/{case}.client.xml")).expect("fixture");
+        let expected = std::fs::read_to_string(format!("{dir}/{case}.client.xml")).expect("fixture");
         let out = rewrite_bucket_names(&upstream, "photos-2017", "photos").expect("rewrites");
-        assert_eq!(
-            String::from_utf8(out).expect("utf8"),
-            expected,
-            "case {case}"
-        );
+        assert_eq!(String::from_utf8(out).expect("utf8"), expected, "case {case}");
     }
 
     #[test]
@@ -99,7 +89,8 @@ mod tests {
 
     #[test]
     fn keys_that_equal_the_bucket_name_are_left_alone() {
-        let xml = b"<ListBucketResult><Name>photos-2017</Name><Contents><Key>photos-2017</Key></Contents></ListBucketResult>";
+        let xml =
+            b"<ListBucketResult><Name>photos-2017</Name><Contents><Key>photos-2017</Key></Contents></ListBucketResult>";
         let out = rewrite_bucket_names(xml, "photos-2017", "photos").expect("rewrites");
         assert_eq!(
             std::str::from_utf8(&out).expect("utf8"),

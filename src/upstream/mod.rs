@@ -91,11 +91,7 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(connector);
-        let scheme = settings
-            .endpoint
-            .scheme()
-            .cloned()
-            .unwrap_or(http::uri::Scheme::HTTPS);
+        let scheme = settings.endpoint.scheme().cloned().unwrap_or(http::uri::Scheme::HTTPS);
         let authority = settings
             .endpoint
             .authority()
@@ -133,8 +129,7 @@ impl Upstream {
             &encoded_key,
         );
         let canonical_query = url::canonical_query(&query);
-        let host =
-            HeaderValue::from_str(&authority).map_err(|e| SendError::Build(e.to_string()))?;
+        let host = HeaderValue::from_str(&authority).map_err(|e| SendError::Build(e.to_string()))?;
         headers.insert(http::header::HOST, host);
         sign::sign_v4(
             &method,
@@ -164,9 +159,7 @@ impl Upstream {
         if let Some(h) = builder.headers_mut() {
             *h = headers;
         }
-        let request = builder
-            .body(body)
-            .map_err(|e| SendError::Build(e.to_string()))?;
+        let request = builder.body(body).map_err(|e| SendError::Build(e.to_string()))?;
 
         match tokio::time::timeout(self.settings.read_timeout, self.client.request(request)).await {
             Err(_) => Err(SendError::Timeout),
@@ -209,9 +202,7 @@ impl SendError {
     pub fn into_gateway_error(self, settings: &UpstreamSettings) -> GatewayError {
         let provider = settings.name.clone();
         match self {
-            Self::Build(cause) => GatewayError::Internal(format!(
-                "cannot build the request for '{provider}': {cause}"
-            )),
+            Self::Build(cause) => GatewayError::Internal(format!("cannot build the request for '{provider}': {cause}")),
             Self::Timeout => GatewayError::UpstreamTimeout {
                 provider,
                 seconds: settings.read_timeout.as_secs(),
@@ -278,8 +269,7 @@ fn tls_client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::Client
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
         let mut reader = std::io::BufReader::new(pem.as_slice());
         let mut added = 0;
         for cert in rustls_pemfile::certs(&mut reader) {
@@ -290,10 +280,7 @@ fn tls_client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::Client
             added += 1;
         }
         if added == 0 {
-            return Err(format!(
-                "ca_file {} holds no PEM certificate",
-                path.display()
-            ));
+            return Err(format!("ca_file {} holds no PEM certificate", path.display()));
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -13,8 +13,7 @@ use time::macros::format_description;
 /// Payload hash for a body s3ferry does not hash (streamed, verified elsewhere).
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// SHA-256 of the empty body.
-pub const EMPTY_PAYLOAD_SHA256: &str =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const EMPTY_PAYLOAD_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Whose key signs, for which region, at what time.
 pub struct SigningParams<'a> {
@@ -43,9 +42,9 @@ pub fn sign_v4(
     payload_hash: &str,
     params: &SigningParams<'_>,
 ) {
-    let amz_date = params.time.format(format_description!(
-        "[year][month][day]T[hour][minute][second]Z"
-    ));
+    let amz_date = params
+        .time
+        .format(format_description!("[year][month][day]T[hour][minute][second]Z"));
     let amz_date = amz_date.unwrap_or_default();
     let date = &amz_date[..8];
 
@@ -57,9 +56,8 @@ pub fn sign_v4(
     }
 
     let (canonical_headers, signed_headers) = canonical_headers(headers);
-    let canonical_request = format!(
-        "{method}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}"
-    );
+    let canonical_request =
+        format!("{method}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}");
     let scope = format!("{date}/{}/s3/aws4_request", params.region);
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
@@ -115,8 +113,8 @@ fn signing_key(secret: &str, date: &str, region: &str) -> [u8; 32] {
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
@@ -145,19 +143,13 @@ mod tests {
 
     fn signature_of(headers: &HeaderMap) -> String {
         let auth = headers["authorization"].to_str().expect("ascii");
-        auth.rsplit("Signature=")
-            .next()
-            .expect("signature")
-            .to_string()
+        auth.rsplit("Signature=").next().expect("signature").to_string()
     }
 
     #[test]
     fn get_object_example_matches_aws_documentation() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "host",
-            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
-        );
+        headers.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
         headers.insert("range", HeaderValue::from_static("bytes=0-9"));
         sign_v4(
             &Method::GET,
@@ -181,27 +173,11 @@ mod tests {
     #[test]
     fn put_object_example_matches_aws_documentation() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "host",
-            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
-        );
-        headers.insert(
-            "date",
-            HeaderValue::from_static("Fri, 24 May 2013 00:00:00 GMT"),
-        );
-        headers.insert(
-            "x-amz-storage-class",
-            HeaderValue::from_static("REDUCED_REDUNDANCY"),
-        );
+        headers.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
+        headers.insert("date", HeaderValue::from_static("Fri, 24 May 2013 00:00:00 GMT"));
+        headers.insert("x-amz-storage-class", HeaderValue::from_static("REDUCED_REDUNDANCY"));
         let payload = hex_sha256(b"Welcome to Amazon S3.");
-        sign_v4(
-            &Method::PUT,
-            "/test%24file.text",
-            "",
-            &mut headers,
-            &payload,
-            &params(),
-        );
+        sign_v4(&Method::PUT, "/test%24file.text", "", &mut headers, &payload, &params());
         assert_eq!(
             signature_of(&headers),
             "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
@@ -211,10 +187,7 @@ mod tests {
     #[test]
     fn get_bucket_lifecycle_example_matches_aws_documentation() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "host",
-            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
-        );
+        headers.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
         sign_v4(
             &Method::GET,
             "/",
@@ -232,10 +205,7 @@ mod tests {
     #[test]
     fn list_objects_example_matches_aws_documentation() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "host",
-            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
-        );
+        headers.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
         sign_v4(
             &Method::GET,
             "/",

@@ -11,10 +11,7 @@ use crate::config::Addressing;
 pub fn uri_encode(input: &[u8], keep_slash: bool) -> String {
     let mut out = String::with_capacity(input.len() + input.len() / 2);
     for &b in input {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (keep_slash && b == b'/')
-        {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (keep_slash && b == b'/') {
             out.push(char::from(b));
         } else {
             out.push('%');
@@ -54,12 +51,7 @@ fn decode_query_component(raw: &str) -> String {
 pub fn canonical_query(pairs: &[(String, String)]) -> String {
     let mut encoded: Vec<(String, String)> = pairs
         .iter()
-        .map(|(n, v)| {
-            (
-                uri_encode(n.as_bytes(), false),
-                uri_encode(v.as_bytes(), false),
-            )
-        })
+        .map(|(n, v)| (uri_encode(n.as_bytes(), false), uri_encode(v.as_bytes(), false)))
         .collect();
     encoded.sort();
     encoded
@@ -112,10 +104,7 @@ mod tests {
 
     #[test]
     fn encoding_keeps_unreserved_and_slash_only() {
-        assert_eq!(
-            uri_encode("a b+c%d~e/f".as_bytes(), true),
-            "a%20b%2Bc%25d~e/f"
-        );
+        assert_eq!(uri_encode("a b+c%d~e/f".as_bytes(), true), "a%20b%2Bc%25d~e/f");
         assert_eq!(uri_encode("a/b".as_bytes(), false), "a%2Fb");
         assert_eq!(uri_encode("é".as_bytes(), true), "%C3%A9");
     }
@@ -131,26 +120,17 @@ mod tests {
     #[test]
     fn canonical_query_sorts_and_encodes() {
         let pairs = parse_query("prefix=a%2Fb+c&uploads&max-keys=2");
-        assert_eq!(
-            canonical_query(&pairs),
-            "max-keys=2&prefix=a%2Fb%20c&uploads="
-        );
+        assert_eq!(canonical_query(&pairs), "max-keys=2&prefix=a%2Fb%20c&uploads=");
     }
 
     #[test]
     fn addressing_styles_place_the_bucket() {
         let path = upstream_address("h:9000", Addressing::Path, Some("b"), "k/x");
-        assert_eq!(
-            (path.authority.as_str(), path.path.as_str()),
-            ("h:9000", "/b/k/x")
-        );
+        assert_eq!((path.authority.as_str(), path.path.as_str()), ("h:9000", "/b/k/x"));
         let bucket_only = upstream_address("h:9000", Addressing::Path, Some("b"), "");
         assert_eq!(bucket_only.path, "/b");
         let virt = upstream_address("h:9000", Addressing::Virtual, Some("b"), "k/x");
-        assert_eq!(
-            (virt.authority.as_str(), virt.path.as_str()),
-            ("b.h:9000", "/k/x")
-        );
+        assert_eq!((virt.authority.as_str(), virt.path.as_str()), ("b.h:9000", "/k/x"));
         let root = upstream_address("h", Addressing::Virtual, None, "");
         assert_eq!(root.path, "/");
     }

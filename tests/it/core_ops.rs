@@ -2,9 +2,7 @@
 //! virtual-hosted style, against a path-style and a virtual-host-only upstream.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
-};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use futures::StreamExt as _;
 
 use crate::support::{Harness, error_code, pattern};
@@ -26,20 +24,9 @@ async fn put_get_head_delete_round_trip_for_both_client_and_upstream_addressing_
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("put {style} {bucket}: {e:?}"));
-            let got = client
-                .get_object()
-                .bucket(*bucket)
-                .key(&key)
-                .send()
-                .await
-                .expect("get");
+            let got = client.get_object().bucket(*bucket).key(&key).send().await.expect("get");
             assert_eq!(
-                got.body
-                    .collect()
-                    .await
-                    .expect("body")
-                    .into_bytes()
-                    .as_ref(),
+                got.body.collect().await.expect("body").into_bytes().as_ref(),
                 data.as_slice(),
                 "{style} {bucket}"
             );
@@ -136,21 +123,11 @@ async fn awkward_keys_round_trip_and_list_exactly() {
                 .await
                 .unwrap_or_else(|e| panic!("get {key:?}: {e:?}"));
             assert_eq!(
-                got.body
-                    .collect()
-                    .await
-                    .expect("body")
-                    .into_bytes()
-                    .as_ref(),
+                got.body.collect().await.expect("body").into_bytes().as_ref(),
                 key.as_bytes()
             );
         }
-        let listed = client
-            .list_objects_v2()
-            .bucket(bucket)
-            .send()
-            .await
-            .expect("list");
+        let listed = client.list_objects_v2().bucket(bucket).send().await.expect("list");
         let mut names: Vec<String> = listed
             .contents()
             .iter()
@@ -177,11 +154,7 @@ async fn multipart_upload_lists_parts_completes_and_aborts() {
             .send()
             .await
             .expect("create");
-        assert_eq!(
-            created.bucket(),
-            Some(bucket),
-            "the client's bucket name comes back"
-        );
+        assert_eq!(created.bucket(), Some(bucket), "the client's bucket name comes back");
         let upload_id = created.upload_id().expect("upload id").to_string();
         let mut parts = Vec::new();
         let mut all = Vec::new();
@@ -213,11 +186,7 @@ async fn multipart_upload_lists_parts_completes_and_aborts() {
             .send()
             .await
             .expect("list parts");
-        let mut numbers: Vec<i32> = listed
-            .parts()
-            .iter()
-            .filter_map(|p| p.part_number())
-            .collect();
+        let mut numbers: Vec<i32> = listed.parts().iter().filter_map(|p| p.part_number()).collect();
         numbers.sort();
         assert_eq!(numbers, vec![1, 2, 3]);
         assert!(listed.parts().iter().all(|p| p.size() == Some(PART as i64)));
@@ -226,11 +195,7 @@ async fn multipart_upload_lists_parts_completes_and_aborts() {
             .bucket(bucket)
             .key(key)
             .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
             .await
             .expect("complete");
@@ -239,19 +204,10 @@ async fn multipart_upload_lists_parts_completes_and_aborts() {
             Some(bucket),
             "CompleteMultipartUpload names the client's bucket"
         );
-        let got = client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .expect("get");
+        let got = client.get_object().bucket(bucket).key(key).send().await.expect("get");
         let bytes = got.body.collect().await.expect("body").into_bytes();
         assert_eq!(bytes.len(), all.len());
-        assert!(
-            bytes.as_ref() == all.as_slice(),
-            "multipart content differs"
-        );
+        assert!(bytes.as_ref() == all.as_slice(), "multipart content differs");
 
         let aborted = client
             .create_multipart_upload()
@@ -335,12 +291,7 @@ async fn copy_object_and_upload_part_copy_work_across_a_bucket_rename() {
         .await
         .expect("get");
     assert_eq!(
-        got.body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .as_ref(),
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
         data.as_slice()
     );
     // vhost upstream: copy within a renamed bucket.
@@ -381,10 +332,7 @@ async fn copy_object_and_upload_part_copy_work_across_a_bucket_rename() {
         .send()
         .await
         .expect("upload part copy");
-    let etag = part
-        .copy_part_result()
-        .and_then(|r| r.e_tag())
-        .map(str::to_string);
+    let etag = part.copy_part_result().and_then(|r| r.e_tag()).map(str::to_string);
     client
         .complete_multipart_upload()
         .bucket("alpha")
@@ -392,12 +340,7 @@ async fn copy_object_and_upload_part_copy_work_across_a_bucket_rename() {
         .upload_id(&id)
         .multipart_upload(
             CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .set_e_tag(etag)
-                        .build(),
-                )
+                .parts(CompletedPart::builder().part_number(1).set_e_tag(etag).build())
                 .build(),
         )
         .send()
@@ -411,12 +354,7 @@ async fn copy_object_and_upload_part_copy_work_across_a_bucket_rename() {
         .await
         .expect("get");
     assert_eq!(
-        got.body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .as_ref(),
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
         data.as_slice()
     );
 
@@ -458,12 +396,7 @@ async fn delete_objects_removes_every_listed_key() {
         let out = client
             .delete_objects()
             .bucket(bucket)
-            .delete(
-                Delete::builder()
-                    .set_objects(Some(ids))
-                    .build()
-                    .expect("delete"),
-            )
+            .delete(Delete::builder().set_objects(Some(ids)).build().expect("delete"))
             .send()
             .await
             .expect("delete objects");
@@ -474,10 +407,7 @@ async fn delete_objects_removes_every_listed_key() {
             "vbucket"
         };
         for k in &keys {
-            assert!(
-                !upstream.has_object(upstream_bucket, k).await,
-                "{k} still upstream"
-            );
+            assert!(!upstream.has_object(upstream_bucket, k).await, "{k} still upstream");
         }
     }
     h.stop().await;
@@ -522,17 +452,9 @@ async fn list_v1_and_v2_paginate_over_2500_keys_exactly_once() {
     let mut page_count = 0;
     while let Some(page) = pages.next().await {
         let page = page.expect("page");
-        assert_eq!(
-            page.name(),
-            Some(bucket),
-            "the listing names the client's bucket"
-        );
+        assert_eq!(page.name(), Some(bucket), "the listing names the client's bucket");
         page_count += 1;
-        v2.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
+        v2.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
     }
     assert_eq!(page_count, 3);
     assert_eq!(v2, keys, "v2 lists every key once, in order");
@@ -556,10 +478,7 @@ async fn list_v1_and_v2_paginate_over_2500_keys_exactly_once() {
             .iter()
             .filter_map(|o| o.key().map(str::to_string))
             .collect();
-        marker = page
-            .next_marker()
-            .map(str::to_string)
-            .or_else(|| got.last().cloned());
+        marker = page.next_marker().map(str::to_string).or_else(|| got.last().cloned());
         v1.extend(got);
         if !page.is_truncated().unwrap_or(false) {
             break;
@@ -575,11 +494,7 @@ async fn list_v1_and_v2_paginate_over_2500_keys_exactly_once() {
         .send()
         .await
         .expect("list");
-    let prefixes: Vec<&str> = top
-        .common_prefixes()
-        .iter()
-        .filter_map(|p| p.prefix())
-        .collect();
+    let prefixes: Vec<&str> = top.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
     assert_eq!(prefixes, vec!["many/"]);
     h.stop().await;
 }
@@ -607,12 +522,7 @@ async fn range_get_returns_exactly_the_requested_bytes() {
             .expect("range get");
         assert_eq!(got.content_range(), Some("bytes 1000-1999/100000"));
         assert_eq!(
-            got.body
-                .collect()
-                .await
-                .expect("body")
-                .into_bytes()
-                .as_ref(),
+            got.body.collect().await.expect("body").into_bytes().as_ref(),
             &data[1000..2000]
         );
         let tail = client
@@ -624,12 +534,7 @@ async fn range_get_returns_exactly_the_requested_bytes() {
             .await
             .expect("suffix");
         assert_eq!(
-            tail.body
-                .collect()
-                .await
-                .expect("body")
-                .into_bytes()
-                .as_ref(),
+            tail.body.collect().await.expect("body").into_bytes().as_ref(),
             &data[data.len() - 10..]
         );
     }
@@ -674,12 +579,7 @@ async fn sdk_default_and_explicit_checksums_are_accepted() {
             .await
             .expect("get");
         assert_eq!(
-            got.body
-                .collect()
-                .await
-                .expect("body")
-                .into_bytes()
-                .as_ref(),
+            got.body.collect().await.expect("body").into_bytes().as_ref(),
             data.as_slice(),
             "{key}"
         );
@@ -704,12 +604,7 @@ async fn sdk_default_and_explicit_checksums_are_accepted() {
         .await
         .expect("get");
     assert_eq!(
-        got.body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .as_ref(),
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
         data.as_slice()
     );
     h.stop().await;
@@ -733,17 +628,10 @@ async fn presigned_get_and_put_work_through_the_gateway() {
     for (k, v) in put.headers() {
         req = req.header(k, v);
     }
-    let resp = crate::support::raw::send(
-        req.body(crate::support::raw::full_body("presigned body"))
-            .expect("req"),
-    )
-    .await;
+    let resp =
+        crate::support::raw::send(req.body(crate::support::raw::full_body("presigned body")).expect("req")).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
-    assert!(
-        h.path_up
-            .has_object("renamed-upstream", "presigned.txt")
-            .await
-    );
+    assert!(h.path_up.has_object("renamed-upstream", "presigned.txt").await);
 
     let get = client
         .get_object()
@@ -766,17 +654,9 @@ async fn presigned_get_and_put_work_through_the_gateway() {
 #[tokio::test]
 async fn list_buckets_shows_routes_and_wildcard_buckets_but_not_renamed_targets() {
     let h = Harness::start().await;
-    let out = h
-        .client()
-        .list_buckets()
-        .send()
-        .await
-        .expect("list buckets");
+    let out = h.client().list_buckets().send().await.expect("list buckets");
     let names: Vec<&str> = out.buckets().iter().filter_map(|b| b.name()).collect();
-    assert_eq!(
-        names,
-        vec!["alpha", "other", "renamed", "vbucket", "vrenamed"]
-    );
+    assert_eq!(names, vec!["alpha", "other", "renamed", "vbucket", "vrenamed"]);
     assert!(out.buckets().iter().all(|b| b.creation_date().is_some()));
     // The wildcard route serves buckets under their own name, and CreateBucket passes through.
     let client = h.client();

@@ -3,6 +3,7 @@
 
 mod core_ops;
 mod moto;
+mod streaming;
 mod support;
 mod upstream_failures;
 mod verification;

@@ -7,9 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, ObjectCannedAcl, Tag, Tagging, VersioningConfiguration,
-};
+use aws_sdk_s3::types::{BucketVersioningStatus, ObjectCannedAcl, Tag, Tagging, VersioningConfiguration};
 use s3ferry::config::Config;
 use s3ferry::server::RunningGateway;
 
@@ -43,10 +41,7 @@ impl Moto {
             .expect("moto_server is not installed: run `python3 -m pip install 'moto[server]'` (bash .ci/run does)");
         let moto = Self { child, port };
         for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return moto;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -204,21 +199,11 @@ async fn long_and_trailing_slash_keys_round_trip() {
             .await
             .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
         assert_eq!(
-            got.body
-                .collect()
-                .await
-                .expect("body")
-                .into_bytes()
-                .as_ref(),
+            got.body.collect().await.expect("body").into_bytes().as_ref(),
             key.as_bytes()
         );
     }
-    let listed = client
-        .list_objects_v2()
-        .bucket("mapped")
-        .send()
-        .await
-        .expect("list");
+    let listed = client.list_objects_v2().bucket("mapped").send().await.expect("list");
     assert_eq!(listed.name(), Some("mapped"));
     let mut names: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     names.sort_unstable();
@@ -240,13 +225,7 @@ async fn operations_s3ferry_does_not_model_pass_through() {
         .await
         .expect("put");
     let tagging = Tagging::builder()
-        .tag_set(
-            Tag::builder()
-                .key("team")
-                .value("ferry")
-                .build()
-                .expect("tag"),
-        )
+        .tag_set(Tag::builder().key("team").value("ferry").build().expect("tag"))
         .build()
         .expect("tagging");
     client
@@ -338,15 +317,7 @@ async fn operations_s3ferry_does_not_model_pass_through() {
         .send()
         .await
         .expect("get old version");
-    assert_eq!(
-        old.body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .as_ref(),
-        b"one"
-    );
+    assert_eq!(old.body.collect().await.expect("body").into_bytes().as_ref(), b"one");
 
     // The tag really is on the upstream object, under the upstream bucket name.
     let direct = moto

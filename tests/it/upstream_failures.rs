@@ -65,9 +65,7 @@ async fn unreachable_provider_is_service_unavailable() {
 #[tokio::test]
 async fn stalled_provider_times_out_with_gateway_timeout() {
     // Accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let hold = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -90,10 +88,7 @@ async fn stalled_provider_times_out_with_gateway_timeout() {
         .send()
         .await
         .expect_err("fails");
-    assert_eq!(
-        (error_status(&err), error_code(&err).as_str()),
-        (504, "GatewayTimeout")
-    );
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (504, "GatewayTimeout"));
     g.shutdown(Duration::from_secs(1)).await;
     hold.abort();
 }

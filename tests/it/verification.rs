@@ -63,29 +63,17 @@ async fn front_door_errors_carry_a_request_id_and_no_signature() {
     let h = Harness::start().await;
     let mut s = signer(&h);
     s.secret = "bad-secret";
-    let (req, seed) = s.sign(
-        Method::GET,
-        "/alpha/k",
-        HeaderMap::new(),
-        raw::sha256_hex(b"").as_str(),
-    );
+    let (req, seed) = s.sign(Method::GET, "/alpha/k", HeaderMap::new(), raw::sha256_hex(b"").as_str());
     let resp = raw::send(req.body(full_body("")).expect("req")).await;
     assert_eq!(resp.status, 403);
     assert_eq!(resp.code(), "SignatureDoesNotMatch");
-    let request_id = resp.headers["x-amz-request-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
+    let request_id = resp.headers["x-amz-request-id"].to_str().expect("id").to_string();
     assert!(
-        resp.body
-            .contains(&format!("<RequestId>{request_id}</RequestId>")),
+        resp.body.contains(&format!("<RequestId>{request_id}</RequestId>")),
         "{}",
         resp.body
     );
-    assert!(
-        !resp.body.contains(&seed),
-        "the error must not echo the signature"
-    );
+    assert!(!resp.body.contains(&seed), "the error must not echo the signature");
     h.stop().await;
 }
 
@@ -114,12 +102,7 @@ async fn expired_presigned_url_is_access_denied() {
         .presigned(cfg)
         .await
         .expect("presign");
-    let resp = raw::send(
-        http::Request::get(get.uri())
-            .body(full_body(""))
-            .expect("req"),
-    )
-    .await;
+    let resp = raw::send(http::Request::get(get.uri()).body(full_body("")).expect("req")).await;
     assert_eq!(
         (resp.status, resp.code().as_str()),
         (403, "AccessDenied"),
@@ -135,12 +118,7 @@ async fn skewed_clock_is_request_time_too_skewed_and_nothing_is_stored() {
     let mut s = signer(&h);
     s.time = OffsetDateTime::now_utc() - time::Duration::minutes(20);
     let body = b"skewed";
-    let (req, _) = s.sign(
-        Method::PUT,
-        "/alpha/skewed",
-        HeaderMap::new(),
-        &sha256_hex(body),
-    );
+    let (req, _) = s.sign(Method::PUT, "/alpha/skewed", HeaderMap::new(), &sha256_hex(body));
     let resp = raw::send(req.body(full_body(&body[..])).expect("req")).await;
     assert_eq!(
         (resp.status, resp.code().as_str()),
@@ -186,36 +164,20 @@ async fn tampered_body_under_a_signed_payload_hash_is_refused_and_not_stored() {
 fn chunked_headers(decoded_len: usize, encoded_len: usize, trailer: bool) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
-    h.insert(
-        "x-amz-decoded-content-length",
-        HeaderValue::from(decoded_len),
-    );
+    h.insert("x-amz-decoded-content-length", HeaderValue::from(decoded_len));
     h.insert("content-length", HeaderValue::from(encoded_len));
     if trailer {
-        h.insert(
-            "x-amz-trailer",
-            HeaderValue::from_static("x-amz-checksum-crc32"),
-        );
-        h.insert(
-            "x-amz-sdk-checksum-algorithm",
-            HeaderValue::from_static("CRC32"),
-        );
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32"));
+        h.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("CRC32"));
     }
     h
 }
 
 /// Sends `data` as a signed aws-chunked upload, optionally corrupting one chunk's signature.
-async fn put_signed_chunks(
-    h: &Harness,
-    path: &str,
-    data: &[u8],
-    corrupt: Option<usize>,
-) -> raw::RawResponse {
+async fn put_signed_chunks(h: &Harness, path: &str, data: &[u8], corrupt: Option<usize>) -> raw::RawResponse {
     let s = signer(h);
     // The body length must be known before signing; frame once with a dummy seed to measure it.
-    let encoded_len = s
-        .signed_chunks(&"0".repeat(64), data, 64 * 1024, None)
-        .len();
+    let encoded_len = s.signed_chunks(&"0".repeat(64), data, 64 * 1024, None).len();
     let (req, seed) = s.sign(
         Method::PUT,
         path,
@@ -241,12 +203,7 @@ async fn signed_chunked_upload_is_verified_and_stored() {
         .await
         .expect("get");
     assert_eq!(
-        got.body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .as_ref(),
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
         data.as_slice()
     );
     h.stop().await;
@@ -264,20 +221,12 @@ async fn bad_chunk_signature_is_refused_and_nothing_is_stored() {
             "{key}: {}",
             resp.body
         );
-        assert!(
-            !h.path_up.has_object("alpha", key).await,
-            "{key} reached the upstream"
-        );
+        assert!(!h.path_up.has_object("alpha", key).await, "{key} reached the upstream");
     }
     h.stop().await;
 }
 
-async fn put_unsigned_trailer(
-    h: &Harness,
-    path: &str,
-    data: &[u8],
-    trailer_value: Option<&str>,
-) -> raw::RawResponse {
+async fn put_unsigned_trailer(h: &Harness, path: &str, data: &[u8], trailer_value: Option<&str>) -> raw::RawResponse {
     let body = unsigned_trailer_chunks(data, 50_000, trailer_value);
     let (req, _) = signer(h).sign(
         Method::PUT,
@@ -298,12 +247,7 @@ async fn trailing_checksum_is_verified_before_the_last_byte_goes_upstream() {
 
     let wrong = raw::crc32_base64(b"something else");
     let bad = put_unsigned_trailer(&h, "/vbucket/trailer-bad", &data, Some(&wrong)).await;
-    assert_eq!(
-        (bad.status, bad.code().as_str()),
-        (400, "BadDigest"),
-        "{}",
-        bad.body
-    );
+    assert_eq!((bad.status, bad.code().as_str()), (400, "BadDigest"), "{}", bad.body);
     assert!(
         !h.vhost_up.has_object("vbucket", "trailer-bad").await,
         "a body with a bad checksum was committed"

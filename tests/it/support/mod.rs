@@ -140,14 +140,7 @@ impl TestUpstream {
 
     /// Whether `bucket/key` exists on this server, asked over S3 directly.
     pub async fn has_object(&self, bucket: &str, key: &str) -> bool {
-        match self
-            .direct_client()
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        match self.direct_client().head_object().bucket(bucket).key(key).send().await {
             Ok(_) => true,
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
             Err(e) => panic!("HEAD {bucket}/{key} on the upstream failed: {e:?}"),
@@ -171,32 +164,17 @@ async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: b
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let service = service.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        answer(service, req, virtual_hosted_only).await,
-                    )
-                }
+                async move { Ok::<_, std::convert::Infallible>(answer(service, req, virtual_hosted_only).await) }
             });
             let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
         });
     }
 }
 
-async fn answer(
-    service: S3Service,
-    req: Request<Incoming>,
-    virtual_hosted_only: bool,
-) -> Response<s3s::Body> {
+async fn answer(service: S3Service, req: Request<Incoming>, virtual_hosted_only: bool) -> Response<s3s::Body> {
     if virtual_hosted_only {
-        let host = req
-            .headers()
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let has_bucket_in_host = host
-            .split(':')
-            .next()
-            .is_some_and(|h| h.ends_with(".localhost"));
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+        let has_bucket_in_host = host.split(':').next().is_some_and(|h| h.ends_with(".localhost"));
         if !has_bucket_in_host && req.uri().path() != "/" {
             let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SecondLevelDomainForbidden</Code><Message>Please use virtual hosted style to access.</Message></Error>";
             let mut resp = Response::new(s3s::Body::from(xml.to_string()));
@@ -290,11 +268,8 @@ provider = "pathup"
             path_endpoint = path_up.endpoint(),
             vhost_endpoint = vhost_up.endpoint(),
         );
-        let config = Config::parse(&toml, "harness.toml", Path::new("."), &|_| None)
-            .expect("harness config");
-        let gateway = s3ferry::server::start(&config)
-            .await
-            .expect("gateway starts");
+        let config = Config::parse(&toml, "harness.toml", Path::new("."), &|_| None).expect("harness config");
+        let gateway = s3ferry::server::start(&config).await.expect("gateway starts");
         let addr = gateway.addr();
         Self {
             gateway: Some(gateway),
@@ -326,12 +301,7 @@ provider = "pathup"
 
     /// A client with another key pair.
     pub fn client_with(&self, key: &str, secret: &str) -> Client {
-        sdk_client(
-            &format!("http://127.0.0.1:{}", self.addr.port()),
-            key,
-            secret,
-            true,
-        )
+        sdk_client(&format!("http://127.0.0.1:{}", self.addr.port()), key, secret, true)
     }
 
     pub async fn stop(mut self) {
@@ -349,9 +319,7 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// The S3 error code of an SDK error.
-pub fn error_code<E: aws_sdk_s3::error::ProvideErrorMetadata>(
-    e: &aws_sdk_s3::error::SdkError<E>,
-) -> String {
+pub fn error_code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
     e.as_service_error()
         .and_then(|s| s.code())
         .unwrap_or("<no code>")

@@ -72,18 +72,9 @@ impl Signer<'_> {
                 time: self.time,
             },
         );
-        let auth = headers["authorization"]
-            .to_str()
-            .expect("ascii")
-            .to_string();
-        let seed = auth
-            .rsplit("Signature=")
-            .next()
-            .expect("signature")
-            .to_string();
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("http://{host}{path}"));
+        let auth = headers["authorization"].to_str().expect("ascii").to_string();
+        let seed = auth.rsplit("Signature=").next().expect("signature").to_string();
+        let mut builder = Request::builder().method(method).uri(format!("http://{host}{path}"));
         for (name, value) in &headers {
             builder = builder.header(name, value);
         }
@@ -109,13 +100,7 @@ impl Signer<'_> {
 
     /// Frames `data` as a signed aws-chunked body (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`).
     /// With `corrupt_chunk = Some(i)`, chunk `i` carries a wrong signature.
-    pub fn signed_chunks(
-        &self,
-        seed: &str,
-        data: &[u8],
-        chunk_size: usize,
-        corrupt_chunk: Option<usize>,
-    ) -> Vec<u8> {
+    pub fn signed_chunks(&self, seed: &str, data: &[u8], chunk_size: usize, corrupt_chunk: Option<usize>) -> Vec<u8> {
         let key = self.signing_key();
         let mut prev = seed.to_string();
         let mut out = Vec::new();
@@ -134,9 +119,7 @@ impl Signer<'_> {
             if corrupt_chunk == Some(i) {
                 sig = "0".repeat(64);
             }
-            out.extend_from_slice(
-                format!("{:x};chunk-signature={sig}\r\n", chunk.len()).as_bytes(),
-            );
+            out.extend_from_slice(format!("{:x};chunk-signature={sig}\r\n", chunk.len()).as_bytes());
             out.extend_from_slice(chunk);
             out.extend_from_slice(b"\r\n");
         }
@@ -146,11 +129,7 @@ impl Signer<'_> {
 
 /// Frames `data` as an unsigned aws-chunked body with a CRC32 trailer
 /// (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`). `trailer_value` overrides the right checksum.
-pub fn unsigned_trailer_chunks(
-    data: &[u8],
-    chunk_size: usize,
-    trailer_value: Option<&str>,
-) -> Vec<u8> {
+pub fn unsigned_trailer_chunks(data: &[u8], chunk_size: usize, trailer_value: Option<&str>) -> Vec<u8> {
     let mut out = Vec::new();
     for chunk in data.chunks(chunk_size) {
         out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
@@ -182,19 +161,13 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Sends a request and reads the response whole.
 pub async fn send(request: Request<RawBody>) -> RawResponse {
     let client: Client<HttpConnector, RawBody> = Client::builder(TokioExecutor::new()).build_http();
-    let response =
-        tokio::time::timeout(std::time::Duration::from_secs(60), client.request(request))
-            .await
-            .expect("response within 60 s")
-            .expect("response");
+    let response = tokio::time::timeout(std::time::Duration::from_secs(60), client.request(request))
+        .await
+        .expect("response within 60 s")
+        .expect("response");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
     RawResponse {
         status,
         headers,
