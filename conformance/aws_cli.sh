@@ -300,7 +300,9 @@ wf_rm_recursive() {
     awsc s3 rm "s3://$B" --recursive | tee rm.txt
     n="$(grep -c '^delete: ' rm.txt || true)"
     [[ "$n" -eq "$before" ]] || fail "s3 rm --recursive deleted $n objects, $before were listed"
-    [[ "$(awsc s3api list-objects-v2 --bucket "$B" | jget 'len(d.get("Contents", []))')" == 0 ]] || fail "bucket not empty after rm --recursive"
+    awsc s3api list-objects-v2 --bucket "$B" >left.json
+    [[ "$(jget 'len(d.get("Contents", []))' <left.json)" == 0 ]] \
+        || fail "bucket not empty after rm --recursive; left: $(jget '[o["Key"] for o in d.get("Contents", [])]' <left.json)"
     [[ -z "$(awsc s3 ls "s3://$B" --recursive)" ]] || fail "s3 ls still shows objects"
     ok "s3 rm --recursive removed all $before objects"
 }

@@ -63,7 +63,7 @@ def client(secret=SK, access_key=AK, signature_version=None, addressing_style=No
     """A boto3 S3 client on the gateway; fails fast (no retries, short timeouts)."""
     cfg = dict(
         connect_timeout=5,
-        read_timeout=30,
+        read_timeout=20,
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=16,
     )
@@ -166,22 +166,42 @@ def wf_put_get_head_delete():
         assert not bad, f"{label}: requests were not path-style: {bad[:3]}"
         log(f"{label}: put/get/head/delete ok, {len(urls)} path-style requests")
 
-    # A 0-byte object, then more requests on the same keep-alive connection. botocore sends
-    # `Expect: 100-continue`; a server that mishandles it stalls the next request.
-    c = client(read_timeout=10)
+    # A 0-byte object (the keep-alive behaviour after it has its own workflow below).
+    c = client()
     key = f"{PREFIX}basic/empty"
-    t0 = time.monotonic()
     c.put_object(Bucket=BUCKET, Key=key, Body=b"")
     h = c.head_object(Bucket=BUCKET, Key=key)
     assert h["ContentLength"] == 0, f"empty object: ContentLength {h['ContentLength']}"
     assert h["ETag"] == md5_etag(b""), f"empty object: ETag {h['ETag']}"
-    assert c.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b""
-    c.put_object(Bucket=BUCKET, Key=key + "2", Body=b"after the empty one")
-    assert c.get_object(Bucket=BUCKET, Key=key + "2")["Body"].read() == b"after the empty one"
-    c.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key}, {"Key": key + "2"}]})
-    took = time.monotonic() - t0
-    assert took < 5, f"0-byte PUT and the requests after it took {took:.1f}s (a stalled connection?)"
-    log(f"0-byte object and the requests after it: {took:.2f}s")
+    assert c.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"", "empty object: GET body not empty"
+    c.delete_object(Bucket=BUCKET, Key=key)
+    log("0-byte object: put/head/get/delete ok")
+
+
+@workflow("empty-put-then-put-same-connection")
+def wf_empty_put_keepalive():
+    """botocore sends `Expect: 100-continue` on every PUT. When a server answers a 0-byte PUT
+    with its final response and no `100 Continue`, botocore keeps that status line for the
+    connection's next Expect request, so a PUT with a body right after it on the same
+    keep-alive connection hangs until the read timeout. Real S3 works, so the gateway must
+    either send `100 Continue` for these requests or close the connection after them."""
+    c = client(read_timeout=5, max_pool_connections=1)
+    base = f"{PREFIX}keepalive/"
+    t0 = time.monotonic()
+    c.put_object(Bucket=BUCKET, Key=base + "empty", Body=b"")
+    try:
+        c.put_object(Bucket=BUCKET, Key=base + "next", Body=b"the PUT right after a 0-byte PUT")
+    except botocore.exceptions.ReadTimeoutError as e:
+        raise AssertionError(
+            f"the PUT right after a 0-byte PUT on the same connection hung for {time.monotonic() - t0:.1f}s "
+            "(the 0-byte PUT's `Expect: 100-continue` was answered without `100 Continue` and the connection kept open)"
+        ) from e
+    got = c.get_object(Bucket=BUCKET, Key=base + "next")["Body"].read()
+    assert got == b"the PUT right after a 0-byte PUT", f"second object has body {got!r}"
+    c.put_object(Bucket=BUCKET, Key=base + "empty2", Body=b"")
+    c.upload_fileobj(io.BytesIO(b"x" * 1000), BUCKET, base + "fileobj")
+    c.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": base + k} for k in ("empty", "next", "empty2", "fileobj")]})
+    log(f"0-byte PUT, then PUTs on the same connection: {time.monotonic() - t0:.2f}s")
 
 
 AWKWARD_KEYS = [
@@ -208,10 +228,12 @@ def wf_awkward_keys():
     problems = []
     for k in AWKWARD_KEYS:
         key = base + k
+        # "trailing/" is a 0-byte folder marker, as consoles make them. It is sent on a
+        # connection of its own: the keep-alive after a 0-byte PUT has its own workflow.
         body = b"" if k.endswith("/") else f"body of {k}".encode()
         bodies[key] = body
         try:
-            put_c.put_object(Bucket=BUCKET, Key=key, Body=body)
+            (client() if not body else put_c).put_object(Bucket=BUCKET, Key=key, Body=body)
         except ClientError as e:
             problems.append(f"PUT {key!r}: {e}")
             continue
@@ -485,10 +507,26 @@ def wf_sigv2_header():
     c2 = client(signature_version="s3")
     key = f"{PREFIX}v2/header-signed.txt"
     body = b"signed with AWS (SigV2) headers"
-    c2.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="text/plain")
-    assert c2.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body, "SigV2 GET body differs"
-    assert key in list_keys(c2, f"{PREFIX}v2/"), "SigV2 listing misses the key"
-    c2.delete_object(Bucket=BUCKET, Key=key)
+    steps = [
+        ("PutObject", lambda: c2.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="text/plain")),
+        ("GetObject", lambda: c2.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body or "body differs"),
+        ("HeadBucket (bucket-level: botocore signs the resource /bucket/)", lambda: c2.head_bucket(Bucket=BUCKET)),
+        ("ListObjectsV2 (bucket-level)", lambda: key in list_keys(c2, f"{PREFIX}v2/") or "key not listed"),
+        ("ListBuckets", lambda: c2.list_buckets()),
+        ("DeleteObject", lambda: c2.delete_object(Bucket=BUCKET, Key=key)),
+    ]
+    problems = []
+    for what, fn in steps:
+        try:
+            r = fn()
+            if isinstance(r, str):
+                problems.append(f"{what}: {r}")
+            else:
+                log(f"SigV2 {what}: ok")
+        except ClientError as e:
+            problems.append(f"{what}: {e}")
+    client().delete_object(Bucket=BUCKET, Key=key)
+    assert not problems, "SigV2 header-signed requests failed:\n    " + "\n    ".join(problems)
     bad = client(secret="wrong-secret", signature_version="s3")
     expect_error(lambda: bad.list_objects_v2(Bucket=BUCKET), code="SignatureDoesNotMatch", status=403, what="SigV2 with a wrong secret")
     log("SigV2 header-signed put/get/list/delete ok")

@@ -56,15 +56,16 @@ wf_rclone() {
     rc copy src "gw:$bucket/tree"
     rc check src "gw:$bucket/tree" || fail "rclone check found differences (see above)"
     ok "copy up (12 MiB file as a 5 MiB-part multipart upload) + check (sizes and MD5s)"
-    rc lsf -R --files-only "gw:$bucket/tree" | sort >lsf.txt
-    printf '%s\n' a/b/c.txt "a/with space.txt" deep/big.bin deep/x/small.bin top.txt | sort >want.txt
-    diff want.txt lsf.txt || fail "rclone lsf lists other files than were copied"
-    ok "lsf lists exactly the copied files"
     rc copy "gw:$bucket/tree" dst
     diff -r src dst || fail "copying back gives a different tree"
     ok "copy back down: identical tree"
     rc cat "gw:$bucket/tree/top.txt" >cat.txt
     cmp -s src/top.txt cat.txt || fail "rclone cat returned other content"
+    # lsf -R lists recursively in one go (ListObjects with an empty delimiter).
+    rc lsf -R --files-only "gw:$bucket/tree" | sort >lsf.txt
+    printf '%s\n' a/b/c.txt "a/with space.txt" deep/big.bin deep/x/small.bin top.txt | sort >want.txt
+    diff want.txt lsf.txt || fail "rclone lsf -R lists other files than were copied (see diff above)"
+    ok "lsf -R lists exactly the copied files"
     rc purge "gw:$bucket"
     rc lsd gw: >lsd2.txt
     if grep -Eq " $bucket\$" lsd2.txt; then fail "bucket still listed after rclone purge"; fi

@@ -29,7 +29,7 @@ gateway_log_tail() {
     local n="${1:-80}"
     if [[ -n "$WORK" && -f "$WORK/gateway.log" ]]; then
         log "=== gateway log (last $n lines of $WORK/gateway.log) ==="
-        tail -n "$n" "$WORK/gateway.log" | sed 's/^/  | /'
+        tail -n "$n" "$WORK/gateway.log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/  | /'
         log "=== end of gateway log ==="
     fi
 }
@@ -81,6 +81,8 @@ run_workflow() {
     safe="$(printf '%s' "$name" | tr -c 'A-Za-z0-9._-' '_')"
     log="$WORK/logs/$safe.log"
     start=$SECONDS
+    local gw_lines_before=0
+    [[ -f "$WORK/gateway.log" ]] && gw_lines_before="$(wc -l <"$WORK/gateway.log")"
     set +e
     timeout --kill-after=5 "$WORKFLOW_TIMEOUT" "$@" >"$log" 2>&1 </dev/null
     rc=$?
@@ -98,6 +100,16 @@ run_workflow() {
             log "FAIL  $name  (exit $rc, ${took}s)"
         fi
         tail -n 40 "$log" | sed 's/^/      /'
+        # The gateway's own view of this workflow: its warnings, errors and 4xx/5xx answers.
+        if [[ -f "$WORK/gateway.log" ]]; then
+            local gw_err
+            gw_err="$(tail -n +"$((gw_lines_before + 1))" "$WORK/gateway.log" | sed 's/\x1b\[[0-9;]*m//g' \
+                | grep -E ' (WARN|ERROR) | status=[45][0-9][0-9] ' | tail -n 15 || true)"
+            if [[ -n "$gw_err" ]]; then
+                log "      gateway log, errors during this workflow (last 15):"
+                printf '%s\n' "$gw_err" | cut -c1-400 | sed 's/^/      | /'
+            fi
+        fi
     fi
     # A dead gateway would fail everything after this point: say so once, clearly.
     if [[ -n "$GW_PID" ]] && ! kill -0 "$GW_PID" 2>/dev/null; then
@@ -233,7 +245,7 @@ GW_RUST_LOG="${RUST_LOG:-info}"
 (
     cd "$WORK"
     S3FERRY_LISTEN="127.0.0.1:$PORT" RUST_LOG="$GW_RUST_LOG" \
-        S3FERRY_LOG_FORMAT="${S3FERRY_LOG_FORMAT:-text}" exec "$BIN" serve --config "$CONFIG"
+        S3FERRY_LOG_FORMAT="${S3FERRY_LOG_FORMAT:-text}" NO_COLOR=1 exec "$BIN" serve --config "$CONFIG"
 ) >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 
