@@ -211,8 +211,9 @@ AWKWARD_KEYS = [
     "tilde~name.txt",
     "unicodé-日本語-ключ.txt",
     "emoji-🚀.bin",
-    "a//b",
-    "trailing/",
+    # Not here: "a//b" and "trailing/" (a 0-byte folder marker). The embedded local provider
+    # stores keys as files, so it folds "//" and cannot hold a key ending in "/"; the cargo
+    # tests check that s3ferry carries both faithfully to moto (tests/it/moto.rs).
     "amp&eq=semi;comma,.txt",
     "paren(1)[2]{3}!*'$@:.txt",
     "quote\"and<angle>.txt",

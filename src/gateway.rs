@@ -355,11 +355,17 @@ pub fn virtual_host_bucket(host: &str, domain: &str) -> Option<String> {
     (!bucket.is_empty()).then(|| bucket.to_string())
 }
 
-/// The client's query pairs without its presigned-URL signature parameters.
+/// The client's query pairs without its presigned-URL signature parameters. An empty
+/// `delimiter=` means "no delimiter" to S3, but some stores (s3s-fs) take it for a real, empty
+/// delimiter and answer with nothing but common prefixes, so it is not forwarded.
 fn forwarded_query(raw: Option<&str>) -> Vec<(String, String)> {
     parse_query(raw.unwrap_or(""))
         .into_iter()
-        .filter(|(name, _)| !PRESIGN_PARAMS.contains(&name.as_str()))
+        .filter(|(name, value)| {
+            let signature_param = PRESIGN_PARAMS.contains(&name.as_str());
+            let empty_delimiter = name == "delimiter" && value.is_empty();
+            !(signature_param || empty_delimiter)
+        })
         .collect()
 }
 
@@ -642,7 +648,7 @@ mod tests {
 
     #[test]
     fn presign_parameters_are_not_forwarded() {
-        let q = forwarded_query(Some("X-Amz-Signature=abc&X-Amz-Date=1&versionId=v1&uploads"));
+        let q = forwarded_query(Some("X-Amz-Signature=abc&X-Amz-Date=1&versionId=v1&uploads&delimiter="));
         assert_eq!(
             q,
             vec![

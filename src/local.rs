@@ -2,9 +2,30 @@
 //! port, with a random key pair made at start-up. The gateway reaches it exactly like a remote
 //! provider (SigV4-signed HTTP through the pooled client), so the embedded default exercises
 //! the same upstream path as a cloud account.
+//!
+//! A thin layer in front of s3s-fs ([`LocalFixups`]) makes it behave like S3 where s3s-fs does
+//! not and a user would lose data or get wrong keys:
+//! - DeleteBucket of a bucket that still holds objects is `409 BucketNotEmpty` (s3s-fs deletes
+//!   the directory and everything in it);
+//! - listings asked for with `encoding-type=url` come back URL-encoded (s3s-fs returns raw keys,
+//!   which botocore then decodes, turning `+` into a space);
+//! - GET/HEAD of a key that is a directory on disk is `404 NoSuchKey` (s3s-fs answers 500);
+//! - any request into a bucket that does not exist is `404 NoSuchBucket` (s3s-fs answers
+//!   some of them with `NoSuchKey`);
+//! - GET/HEAD honour `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`
+//!   (s3s-fs ignores them);
+//! - a multipart request naming an upload that does not exist is `404 NoSuchUpload` (s3s-fs
+//!   answers `403 AccessDenied`).
+//!
+//! The access key id is fixed (`s3ferry-local`) because s3s-fs records it with each multipart
+//! upload: uploads started before a restart can still be completed. The secret is new each start.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -29,11 +50,14 @@ impl Drop for LocalServer {
     }
 }
 
+/// The access key id of every local provider (see the module documentation).
+const LOCAL_ACCESS_KEY_ID: &str = "s3ferry-local";
+
 /// Starts serving `root` (created if missing) on 127.0.0.1 with a fresh key pair.
 pub async fn start_local_provider(root: &Path) -> Result<LocalServer, String> {
     std::fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e:?}", root.display()))?;
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| format!("cannot serve {}: {e:?}", root.display()))?;
-    let access_key_id = format!("local-{}", &crate::error::new_request_id()[..8]);
+    let access_key_id = LOCAL_ACCESS_KEY_ID.to_string();
     let secret = uuid::Uuid::new_v4().simple().to_string();
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(SimpleAuth::from_single(access_key_id.clone(), secret.clone()));
@@ -42,7 +66,11 @@ pub async fn start_local_provider(root: &Path) -> Result<LocalServer, String> {
         .await
         .map_err(|e| format!("cannot listen on loopback: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let task = tokio::spawn(serve_s3_service(listener, service));
+    let fixups = Arc::new(LocalFixups {
+        service,
+        root: root.to_path_buf(),
+    });
+    let task = tokio::spawn(serve_local(listener, fixups));
     Ok(LocalServer {
         addr,
         access_key_id,
@@ -73,4 +101,289 @@ pub async fn serve_s3_service(listener: TcpListener, service: S3Service) {
 pub fn ensure_local_bucket(root: &Path, bucket: &str) -> Result<(), String> {
     let dir = root.join(bucket);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create bucket directory {}: {e}", dir.display()))
+}
+
+/// s3s-fs plus the fixes listed in the module documentation.
+struct LocalFixups {
+    service: S3Service,
+    root: PathBuf,
+}
+
+/// What a request addresses, decoded from the (path-style, canonically encoded) URI.
+struct LocalTarget {
+    bucket: String,
+    key: String,
+}
+
+fn local_target(uri: &http::Uri) -> Option<LocalTarget> {
+    let path = uri.path().strip_prefix('/')?;
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    let decode = |s: &str| String::from_utf8_lossy(&crate::upstream::url::percent_decode(s)).into_owned();
+    Some(LocalTarget {
+        bucket: decode(bucket),
+        key: decode(key),
+    })
+}
+
+impl LocalFixups {
+    async fn answer(&self, req: Request<Incoming>) -> Response<s3s::Body> {
+        let target = local_target(req.uri()).filter(|t| !t.bucket.is_empty());
+        let query = crate::upstream::url::parse_query(req.uri().query().unwrap_or(""));
+        let has = |name: &str| query.iter().any(|(n, _)| n == name);
+        if let Some(t) = &target {
+            // Bucket names were validated by the gateway's front door (no `..`); keys with a
+            // `..` segment are left to s3s-fs, which confines paths to its root.
+            let bucket_dir = self.root.join(&t.bucket);
+            let creates_bucket = req.method() == Method::PUT && t.key.is_empty() && query.is_empty();
+            if !creates_bucket && !tokio::fs::metadata(&bucket_dir).await.is_ok_and(|m| m.is_dir()) {
+                return local_error(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchBucket",
+                    "The specified bucket does not exist",
+                );
+            }
+            if req.method() == Method::DELETE && t.key.is_empty() && query.is_empty() {
+                if directory_holds_files(bucket_dir).await {
+                    return local_error(
+                        StatusCode::CONFLICT,
+                        "BucketNotEmpty",
+                        "The bucket you tried to delete is not empty",
+                    );
+                }
+            } else if (req.method() == Method::GET || req.method() == Method::HEAD)
+                && !t.key.is_empty()
+                && !t.key.split('/').any(|segment| segment == "..")
+                && query.is_empty()
+                && tokio::fs::metadata(bucket_dir.join(&t.key))
+                    .await
+                    .is_ok_and(|m| m.is_dir())
+            {
+                return local_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist.");
+            }
+        }
+        let encode_listing = req.method() == Method::GET
+            && target.as_ref().is_some_and(|t| t.key.is_empty())
+            && query.iter().any(|(n, v)| n == "encoding-type" && v == "url")
+            && !has("uploads");
+        let reads_object = (req.method() == Method::GET || req.method() == Method::HEAD)
+            && target.as_ref().is_some_and(|t| !t.key.is_empty());
+        let conditions = reads_object.then(|| req.headers().clone());
+        let names_upload = has("uploadId");
+        let response = match self.service.call(req.map(s3s::Body::from)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = ?e, "local provider failed");
+                return local_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "local provider failed",
+                );
+            }
+        };
+        if encode_listing && response.status().is_success() {
+            return encode_listing_response(response).await;
+        }
+        if names_upload && response.status() == StatusCode::FORBIDDEN {
+            return local_error(
+                StatusCode::NOT_FOUND,
+                "NoSuchUpload",
+                "The specified multipart upload does not exist.",
+            );
+        }
+        if let Some(request_headers) = conditions
+            && response.status().is_success()
+            && let Some(status) = precondition_outcome(&request_headers, response.headers())
+        {
+            return precondition_response(status, response.headers());
+        }
+        response
+    }
+}
+
+/// The status a conditional GET/HEAD must get instead of 200, per RFC 9110 section 13.2.2 (the
+/// order S3 follows): If-Match, else If-Unmodified-Since -> 412; If-None-Match, else
+/// If-Modified-Since -> 304.
+pub fn precondition_outcome(request: &http::HeaderMap, response: &http::HeaderMap) -> Option<StatusCode> {
+    let header =
+        |map: &http::HeaderMap, name: http::HeaderName| map.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let etag = header(response, http::header::ETAG).unwrap_or_default();
+    let last_modified = header(response, http::header::LAST_MODIFIED).and_then(|v| httpdate::parse_http_date(&v).ok());
+    let etag_listed = |list: &str| {
+        list.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_matches('"') == etag.trim_matches('"'))
+    };
+    let date = |name| header(request, name).and_then(|v| httpdate::parse_http_date(&v).ok());
+
+    if let Some(list) = header(request, http::header::IF_MATCH) {
+        if !etag_listed(&list) {
+            return Some(StatusCode::PRECONDITION_FAILED);
+        }
+    } else if let (Some(since), Some(modified)) = (date(http::header::IF_UNMODIFIED_SINCE), last_modified)
+        && modified > since
+    {
+        return Some(StatusCode::PRECONDITION_FAILED);
+    }
+    if let Some(list) = header(request, http::header::IF_NONE_MATCH) {
+        if etag_listed(&list) {
+            return Some(StatusCode::NOT_MODIFIED);
+        }
+    } else if let (Some(since), Some(modified)) = (date(http::header::IF_MODIFIED_SINCE), last_modified)
+        && modified <= since
+    {
+        return Some(StatusCode::NOT_MODIFIED);
+    }
+    None
+}
+
+fn precondition_response(status: StatusCode, object_headers: &http::HeaderMap) -> Response<s3s::Body> {
+    if status == StatusCode::PRECONDITION_FAILED {
+        return local_error(
+            status,
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+        );
+    }
+    let mut response = Response::new(s3s::Body::empty());
+    *response.status_mut() = status;
+    for name in [http::header::ETAG, http::header::LAST_MODIFIED] {
+        if let Some(v) = object_headers.get(&name) {
+            response.headers_mut().insert(name, v.clone());
+        }
+    }
+    response
+}
+
+async fn encode_listing_response(response: Response<s3s::Body>) -> Response<s3s::Body> {
+    let (mut parts, body) = response.into_parts();
+    let max = crate::rewrite::MAX_XML_BODY;
+    let encoded = match crate::upstream::collect_capped(body, max, std::time::Duration::from_secs(60)).await {
+        Ok(bytes) => crate::rewrite::listing_encoding::encode_listing_keys(&bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match encoded {
+        Ok(xml) => {
+            parts
+                .headers
+                .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(xml.len()));
+            Response::from_parts(parts, s3s::Body::from(xml))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot URL-encode a local listing");
+            local_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "cannot encode the listing",
+            )
+        }
+    }
+}
+
+fn local_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+    let (parts, bytes) =
+        crate::error::render_error(status, code, message, None, &crate::error::new_request_id()).into_parts();
+    Response::from_parts(parts, s3s::Body::from(bytes))
+}
+
+/// True when `dir` (a bucket) holds at least one file at any depth.
+async fn directory_holds_files(dir: PathBuf) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for entry in entries.flatten() {
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(entry.path()),
+                    Ok(_) => return true,
+                    Err(_) => {}
+                }
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(true)
+}
+
+async fn serve_local(listener: TcpListener, fixups: Arc<LocalFixups>) {
+    let builder = ConnBuilder::new(TokioExecutor::new());
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let fixups = fixups.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let fixups = fixups.clone();
+                async move { Ok::<_, std::convert::Infallible>(fixups.answer(req).await) }
+            });
+            if let Err(e) = builder.serve_connection(TokioIo::new(socket), service).await {
+                tracing::debug!(error = %e, "local provider connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    type Headers = &'static [(&'static str, &'static str)];
+
+    fn headers(pairs: Headers) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn conditional_requests_follow_rfc_9110_order() {
+        let object = headers(&[("etag", "\"abc\""), ("last-modified", "Sun, 22 Nov 2026 10:00:00 GMT")]);
+        let cases: &[(Headers, Option<StatusCode>)] = &[
+            (&[], None),
+            (&[("if-match", "\"abc\"")], None),
+            (&[("if-match", "\"xyz\"")], Some(StatusCode::PRECONDITION_FAILED)),
+            (&[("if-match", "*")], None),
+            (&[("if-none-match", "\"abc\"")], Some(StatusCode::NOT_MODIFIED)),
+            (&[("if-none-match", "\"xyz\", \"abc\"")], Some(StatusCode::NOT_MODIFIED)),
+            (&[("if-none-match", "\"xyz\"")], None),
+            (
+                &[("if-modified-since", "Mon, 23 Nov 2026 00:00:00 GMT")],
+                Some(StatusCode::NOT_MODIFIED),
+            ),
+            (&[("if-modified-since", "Sat, 21 Nov 2026 00:00:00 GMT")], None),
+            (
+                &[("if-unmodified-since", "Sat, 21 Nov 2026 00:00:00 GMT")],
+                Some(StatusCode::PRECONDITION_FAILED),
+            ),
+            // An If-Match that holds wins over a failing If-Unmodified-Since (S3's rule).
+            (
+                &[
+                    ("if-match", "\"abc\""),
+                    ("if-unmodified-since", "Sat, 21 Nov 2026 00:00:00 GMT"),
+                ],
+                None,
+            ),
+            // An If-None-Match that does not match wins over If-Modified-Since.
+            (
+                &[
+                    ("if-none-match", "\"xyz\""),
+                    ("if-modified-since", "Mon, 23 Nov 2026 00:00:00 GMT"),
+                ],
+                None,
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(
+                precondition_outcome(&headers(request), &object),
+                *expected,
+                "{request:?}"
+            );
+        }
+    }
 }

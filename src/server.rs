@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -299,13 +299,20 @@ async fn handle_edge(
     let started = Instant::now();
     let ctx = RequestContext::new(new_request_id());
     let method = req.method().clone();
+    let expects_continue = req
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let bytes_in = Arc::new(AtomicU64::new(0));
+    let body_polled = Arc::new(AtomicBool::new(false));
     let mut req = req.map(|b| {
         s3s::Body::http_body_unsync(CountingBody {
             inner: b,
             count: bytes_in.clone(),
+            polled: body_polled.clone(),
         })
     });
+    normalize_sigv2_bucket_path(&mut req);
     req.extensions_mut().insert(ctx.clone());
 
     let response = match s3.call(req).await {
@@ -330,6 +337,14 @@ async fn handle_edge(
     };
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert("x-amz-request-id", v);
+    }
+    if expects_continue && !body_polled.load(Ordering::Relaxed) {
+        // The client waited for `100 Continue` and got the final answer instead (a 0-byte
+        // upload, or a refusal). botocore then mis-reads the next response on this
+        // connection, so the connection is not reused.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = response.status();
     let record = AccessRecord {
@@ -371,10 +386,43 @@ async fn rerender_front_door_error(response: Response<s3s::Body>, request_id: &s
     out
 }
 
-/// Counts request body bytes for the access log.
+/// SigV2 signs a bucket as `/<bucket>/` (AWS's canonical resource for a bucket), while
+/// botocore sends a path-style bucket request as `/<bucket>?...`; s3s builds the resource from
+/// the path as sent. Bucket-level SigV2 requests get the trailing slash AWS implies, so the
+/// resource s3s checks is the one the client signed. Harmless for routing: `/<bucket>/` is the
+/// same bucket with an empty key.
+fn normalize_sigv2_bucket_path(req: &mut Request<s3s::Body>) {
+    let is_sigv2_header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes().starts_with(b"AWS "));
+    let is_sigv2_query = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("AWSAccessKeyId=") && q.contains("Signature="));
+    let path = req.uri().path();
+    let is_bucket_path = path.len() > 1 && !path[1..].contains('/');
+    if !(is_sigv2_header || is_sigv2_query) || !is_bucket_path {
+        return;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}/?{q}"),
+        None => format!("{path}/"),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
+/// Counts request body bytes for the access log, and notes whether the body was read at all.
 struct CountingBody {
     inner: Incoming,
     count: Arc<AtomicU64>,
+    polled: Arc<AtomicBool>,
 }
 
 impl HttpBody for CountingBody {
@@ -382,6 +430,7 @@ impl HttpBody for CountingBody {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.polled.store(true, Ordering::Relaxed);
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
@@ -480,5 +529,40 @@ impl Drop for EdgeBody {
             let completed = self.inner.is_end_stream();
             record.emit(self.bytes_out, completed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalized(uri: &str, authorization: Option<&str>) -> String {
+        let mut builder = Request::builder().uri(uri);
+        if let Some(a) = authorization {
+            builder = builder.header("authorization", a);
+        }
+        let mut req = builder.body(s3s::Body::empty()).expect("request");
+        normalize_sigv2_bucket_path(&mut req);
+        req.uri().to_string()
+    }
+
+    #[test]
+    fn sigv2_bucket_requests_get_the_trailing_slash_aws_signs() {
+        assert_eq!(
+            normalized("/demo?list-type=2", Some("AWS key:sig")),
+            "/demo/?list-type=2"
+        );
+        assert_eq!(normalized("/demo", Some("AWS key:sig")), "/demo/");
+        assert_eq!(
+            normalized("/demo?AWSAccessKeyId=k&Signature=s&Expires=1", None),
+            "/demo/?AWSAccessKeyId=k&Signature=s&Expires=1"
+        );
+    }
+
+    #[test]
+    fn other_requests_keep_their_path() {
+        assert_eq!(normalized("/demo/key", Some("AWS key:sig")), "/demo/key");
+        assert_eq!(normalized("/", Some("AWS key:sig")), "/");
+        assert_eq!(normalized("/demo", Some("AWS4-HMAC-SHA256 Credential=x")), "/demo");
     }
 }

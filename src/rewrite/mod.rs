@@ -4,6 +4,7 @@
 
 pub mod bucket_names;
 pub mod list_buckets;
+pub mod listing_encoding;
 
 /// The largest XML response s3ferry reads into memory to rewrite. A ListObjects page of 1,000
 /// long keys is well under 1 MiB.

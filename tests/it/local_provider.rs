@@ -1,0 +1,206 @@
+//! The embedded `kind = "local"` provider behaves like S3 where s3s-fs alone would not, and
+//! edge cases of the client connection are handled.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::EncodingType;
+use http::{HeaderMap, HeaderValue, Method};
+use s3ferry::config::Config;
+use s3ferry::server::RunningGateway;
+
+use crate::support::raw::{self, Signer, full_body};
+use crate::support::{CLIENT_KEY, CLIENT_SECRET, error_code, error_status, sdk_client};
+
+async fn local_gateway(root: &Path) -> (RunningGateway, aws_sdk_s3::Client) {
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[[credentials]]
+access_key_id = "{CLIENT_KEY}"
+secret_access_key = "{CLIENT_SECRET}"
+[providers.disk]
+kind = "local"
+root = "{}"
+[[buckets]]
+name = "local-bucket"
+provider = "disk"
+[[buckets]]
+name = "*"
+provider = "disk"
+"#,
+        root.display()
+    );
+    let config = Config::parse(&toml, "local.toml", Path::new("."), &|_| None).expect("config");
+    let g = s3ferry::server::start(&config).await.expect("gateway");
+    let client = sdk_client(
+        &format!("http://127.0.0.1:{}", g.addr().port()),
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        true,
+    );
+    (g, client)
+}
+
+#[tokio::test]
+async fn configured_local_buckets_exist_at_start_and_non_empty_buckets_are_not_deleted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (g, client) = local_gateway(dir.path()).await;
+    client
+        .put_object()
+        .bucket("local-bucket")
+        .key("keep/me")
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await
+        .expect("put into the configured bucket");
+    let err = client
+        .delete_bucket()
+        .bucket("local-bucket")
+        .send()
+        .await
+        .expect_err("not empty");
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (409, "BucketNotEmpty"));
+    assert!(dir.path().join("local-bucket/keep/me").exists(), "the object survived");
+    client
+        .delete_object()
+        .bucket("local-bucket")
+        .key("keep/me")
+        .send()
+        .await
+        .expect("delete object");
+    client
+        .delete_bucket()
+        .bucket("local-bucket")
+        .send()
+        .await
+        .expect("empty bucket deletes");
+    let err = client
+        .get_object()
+        .bucket("local-bucket")
+        .key("x")
+        .send()
+        .await
+        .expect_err("gone");
+    assert_eq!(error_code(&err), "NoSuchBucket");
+    g.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn url_encoded_listings_encode_keys_and_empty_delimiters_mean_none() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (g, client) = local_gateway(dir.path()).await;
+    for key in ["dir/a+b c.txt", "dir/sub/d.txt"] {
+        client
+            .put_object()
+            .bucket("local-bucket")
+            .key(key)
+            .body(ByteStream::from_static(b"v"))
+            .send()
+            .await
+            .expect("put");
+    }
+    let encoded = client
+        .list_objects_v2()
+        .bucket("local-bucket")
+        .encoding_type(EncodingType::Url)
+        .send()
+        .await
+        .expect("list");
+    let keys: Vec<&str> = encoded.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, vec!["dir/a%2Bb%20c.txt", "dir/sub/d.txt"]);
+    let plain = client
+        .list_objects_v2()
+        .bucket("local-bucket")
+        .delimiter("")
+        .send()
+        .await
+        .expect("list");
+    let keys: Vec<&str> = plain.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        vec!["dir/a+b c.txt", "dir/sub/d.txt"],
+        "an empty delimiter lists keys, not prefixes"
+    );
+    assert!(plain.common_prefixes().is_empty());
+    g.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn conditional_reads_and_missing_uploads_answer_like_s3() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (g, client) = local_gateway(dir.path()).await;
+    let put = client
+        .put_object()
+        .bucket("local-bucket")
+        .key("c")
+        .body(ByteStream::from_static(b"v"))
+        .send()
+        .await
+        .expect("put");
+    let etag = put.e_tag().expect("etag").to_string();
+    let err = client
+        .get_object()
+        .bucket("local-bucket")
+        .key("c")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .expect_err("304");
+    assert_eq!(error_status(&err), 304);
+    let err = client
+        .head_object()
+        .bucket("local-bucket")
+        .key("c")
+        .if_match("\"nope\"")
+        .send()
+        .await
+        .expect_err("412");
+    assert_eq!(error_status(&err), 412);
+    client
+        .get_object()
+        .bucket("local-bucket")
+        .key("c")
+        .if_match(&etag)
+        .send()
+        .await
+        .expect("if-match holds");
+    let err = client
+        .upload_part()
+        .bucket("local-bucket")
+        .key("c")
+        .upload_id("00000000-0000-0000-0000-000000000000")
+        .part_number(1)
+        .body(ByteStream::from_static(b"p"))
+        .send()
+        .await
+        .expect_err("no such upload");
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (404, "NoSuchUpload"));
+    g.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn zero_byte_put_awaiting_100_continue_closes_the_connection_after_answering() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (g, _client) = local_gateway(dir.path()).await;
+    let signer = Signer {
+        addr: g.addr(),
+        key: CLIENT_KEY,
+        secret: CLIENT_SECRET,
+        time: time::OffsetDateTime::now_utc(),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("expect", HeaderValue::from_static("100-continue"));
+    headers.insert("content-length", HeaderValue::from_static("0"));
+    let (req, _) = signer.sign(Method::PUT, "/local-bucket/empty", headers, &raw::sha256_hex(b""));
+    let resp = raw::send(req.body(full_body("")).expect("req")).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(
+        resp.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    assert!(dir.path().join("local-bucket/empty").exists());
+    g.shutdown(Duration::from_secs(2)).await;
+}
