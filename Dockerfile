@@ -5,12 +5,19 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked --bin s3ferry
+# The example config with its data under /var/lib/s3ferry (writable by the runtime user) and
+# listening on all interfaces inside the container.
+COPY config.example.toml ./
+RUN mkdir -p /out/data/local /out/data/archive \
+ && sed -e 's#"\./data/#"/var/lib/s3ferry/#' -e 's#^listen = .*#listen = "0.0.0.0:8333"#' \
+        config.example.toml > /out/config.toml
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/s3ferry /usr/local/bin/s3ferry
-COPY config.example.toml /etc/s3ferry/config.toml
-ENV S3FERRY_LISTEN=0.0.0.0:8333
+COPY --from=build /out/config.toml /etc/s3ferry/config.toml
+COPY --from=build --chown=nonroot:nonroot /out/data /var/lib/s3ferry
 EXPOSE 8333
 USER nonroot
 ENTRYPOINT ["s3ferry"]

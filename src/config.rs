@@ -528,6 +528,7 @@ impl Resolver<'_> {
                     ("secret_access_key_env", p.secret_access_key_env.is_some()),
                     ("secret_access_key_file", p.secret_access_key_file.is_some()),
                     ("ca_file", p.ca_file.is_some()),
+                    ("addressing", p.addressing.is_some()),
                 ];
                 if let Some((field, _)) = remote_only.iter().find(|(_, set)| *set) {
                     return Err(self.error(

@@ -89,8 +89,14 @@ provider = "up"
                 .expect("socket addr");
         }
     };
-    // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining the log so the child never blocks on a full pipe; keep it for the checks.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log_sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log_sink.lock().expect("log").push(line);
+        }
+    });
 
     let signer = Signer {
         addr,
@@ -151,5 +157,30 @@ provider = "up"
     let peak = peak_rss_kib(pid);
     eprintln!("s3ferry peak RSS after 1 GiB up and down: {} MiB", peak / 1024);
     assert!(peak < RSS_LIMIT_KIB, "peak RSS {peak} KiB exceeds {RSS_LIMIT_KIB} KiB");
+
+    // One JSON access-log event per request, with sizes, and never a secret or a signature.
     child.kill().await.expect("kill");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = log.lock().expect("log").clone();
+    let events: Vec<serde_json::Value> = log
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let puts: Vec<&serde_json::Value> = events.iter().filter(|e| e["operation"] == "PutObject").collect();
+    assert_eq!(puts.len(), 1, "one access event for the PUT: {log:?}");
+    assert_eq!(puts[0]["bytes_in"].as_u64(), Some((OBJECT_MIB * MIB) as u64));
+    assert_eq!(puts[0]["client_key_id"], CLIENT_KEY);
+    let gets: Vec<&serde_json::Value> = events.iter().filter(|e| e["operation"] == "GetObject").collect();
+    assert_eq!(gets.len(), 1);
+    assert_eq!(gets[0]["bytes_out"].as_u64(), Some((OBJECT_MIB * MIB) as u64));
+    for line in &log {
+        for secret in [
+            CLIENT_SECRET,
+            UPSTREAM_SECRET,
+            "Signature=",
+            "AWS4-HMAC-SHA256 Credential",
+        ] {
+            assert!(!line.contains(secret), "a log line leaks {secret:?}: {line}");
+        }
+    }
 }

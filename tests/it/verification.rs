@@ -263,3 +263,51 @@ async fn trailing_checksum_is_verified_before_the_last_byte_goes_upstream() {
     assert!(!h.vhost_up.has_object("vbucket", "empty-bad").await);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn signed_trailer_upload_is_verified_and_a_bad_checksum_is_refused() {
+    let h = Harness::start().await;
+    let data = pattern(150_000, 6);
+    let s = signer(&h);
+    for (key, trailer_value, expected) in [
+        ("signed-trailer-good", None, 200),
+        ("signed-trailer-bad", Some("AAAAAA=="), 400),
+    ] {
+        let encoded_len = s
+            .signed_chunks_with_trailer(&"0".repeat(64), &data, 64 * 1024, trailer_value)
+            .len();
+        let (req, seed) = s.sign(
+            Method::PUT,
+            &format!("/alpha/{key}"),
+            chunked_headers(data.len(), encoded_len, true),
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        );
+        let body = s.signed_chunks_with_trailer(&seed, &data, 64 * 1024, trailer_value);
+        let resp = raw::send(req.body(full_body(body)).expect("req")).await;
+        assert_eq!(resp.status, expected, "{key}: {}", resp.body);
+        assert_eq!(h.path_up.has_object("alpha", key).await, expected == 200, "{key}");
+        if expected == 400 {
+            assert_eq!(resp.code(), "BadDigest");
+        }
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn sigv2_header_auth_is_accepted_and_a_bad_sigv2_signature_refused() {
+    let h = Harness::start().await;
+    h.client()
+        .put_object()
+        .bucket("alpha")
+        .key("v2/obj")
+        .body(ByteStream::from_static(b"old client"))
+        .send()
+        .await
+        .expect("put");
+    let ok = raw::send(raw::sigv2_get(h.addr, "/alpha/v2/obj", CLIENT_KEY, CLIENT_SECRET)).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body, "old client");
+    let bad = raw::send(raw::sigv2_get(h.addr, "/alpha/v2/obj", CLIENT_KEY, "wrong-secret")).await;
+    assert_eq!((bad.status, bad.code().as_str()), (403, "SignatureDoesNotMatch"));
+    h.stop().await;
+}

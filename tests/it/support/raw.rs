@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue, Method, Request};
@@ -125,6 +126,64 @@ impl Signer<'_> {
         }
         out
     }
+}
+
+impl Signer<'_> {
+    /// Frames `data` as a signed aws-chunked body with a signed CRC32 trailer
+    /// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`). `trailer_value` overrides the checksum.
+    pub fn signed_chunks_with_trailer(
+        &self,
+        seed: &str,
+        data: &[u8],
+        chunk_size: usize,
+        trailer_value: Option<&str>,
+    ) -> Vec<u8> {
+        let key = self.signing_key();
+        let mut prev = seed.to_string();
+        let mut out = Vec::new();
+        let mut chunks: Vec<&[u8]> = data.chunks(chunk_size).collect();
+        chunks.push(&[]);
+        for chunk in chunks {
+            let sts = format!(
+                "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{prev}\n{}\n{}",
+                self.amz_date(),
+                self.scope(),
+                hex_sha256(b""),
+                hex_sha256(chunk)
+            );
+            prev = hex::encode(hmac(&key, sts.as_bytes()));
+            out.extend_from_slice(format!("{:x};chunk-signature={prev}\r\n", chunk.len()).as_bytes());
+            out.extend_from_slice(chunk);
+            if !chunk.is_empty() {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        let crc = crc32_base64(data);
+        let trailer = format!("x-amz-checksum-crc32:{}", trailer_value.unwrap_or(&crc));
+        let sts = format!(
+            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{prev}\n{}",
+            self.amz_date(),
+            self.scope(),
+            hex_sha256(format!("{trailer}\n").as_bytes())
+        );
+        let trailer_signature = hex::encode(hmac(&key, sts.as_bytes()));
+        out.extend_from_slice(format!("{trailer}\r\nx-amz-trailer-signature:{trailer_signature}\r\n\r\n").as_bytes());
+        out
+    }
+}
+
+/// Signs `GET /path` with AWS Signature Version 2 (header auth), as old clients do.
+pub fn sigv2_get(addr: SocketAddr, path: &str, key: &str, secret: &str) -> Request<RawBody> {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let string_to_sign = format!("GET\n\n\n{date}\n{path}");
+    let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(string_to_sign.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    Request::get(format!("http://127.0.0.1:{}{path}", addr.port()))
+        .header("date", date)
+        .header("authorization", format!("AWS {key}:{signature}"))
+        .body(full_body(""))
+        .expect("request")
 }
 
 /// Frames `data` as an unsigned aws-chunked body with a CRC32 trailer
