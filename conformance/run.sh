@@ -244,7 +244,7 @@ run_workflow "gateway: config check rejects a route to an undefined provider" \
 GW_RUST_LOG="${RUST_LOG:-info}"
 (
     cd "$WORK"
-    S3FERRY_LISTEN="127.0.0.1:$PORT" RUST_LOG="$GW_RUST_LOG" \
+    S3FERRY_LISTEN="127.0.0.1:$PORT" S3FERRY_ADMIN_LISTEN="127.0.0.1:0" RUST_LOG="$GW_RUST_LOG" \
         S3FERRY_LOG_FORMAT="${S3FERRY_LOG_FORMAT:-text}" NO_COLOR=1 exec "$BIN" serve --config "$CONFIG"
 ) >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!

@@ -17,6 +17,8 @@ use serde::Deserialize;
 pub const CONFIG_ENV: &str = "S3FERRY_CONFIG";
 /// Environment variable that overrides `server.listen`.
 pub const LISTEN_ENV: &str = "S3FERRY_LISTEN";
+/// Environment variable that overrides `server.admin_listen`.
+pub const ADMIN_LISTEN_ENV: &str = "S3FERRY_ADMIN_LISTEN";
 
 /// Provider dialect names s3ferry knows. The profiles behind them live in the dialect work;
 /// the core only validates the name so a typo is caught at start-up.
@@ -80,10 +82,25 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    admin_listen: Option<String>,
     domain: Option<String>,
     region: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    shutdown_grace: Option<RawDuration>,
+    readiness_timeout: Option<RawDuration>,
+    max_connections: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+}
+
+/// A duration as written: a number of seconds (`30`) or a number with a unit (`"30s"`,
+/// `"500ms"`, `"2m"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,9 +155,29 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (never on the S3 port, where
+    /// they would shadow buckets of the same name).
+    pub admin_listen: SocketAddr,
     pub domain: Option<String>,
     pub region: String,
     pub tls: Option<TlsFiles>,
+    /// How long in-flight requests may run after a stop signal.
+    pub shutdown_grace: Duration,
+    /// How long `/readyz` waits for each provider to answer.
+    pub readiness_timeout: Duration,
+    pub limits: ConnectionLimits,
+}
+
+/// What protects the process from too many or too large requests. Applied when the listener
+/// starts; a reload that changes them is logged and takes effect at the next restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Client connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// The largest request head (request line and headers) in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// The most header fields in one request; more gets 431.
+    pub max_headers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +252,18 @@ pub struct BucketRoute {
 pub const WILDCARD_BUCKET: &str = "*";
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8333";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9333";
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Conservative for the common `ulimit -n` of 1024: each client connection can hold a second
+/// descriptor for its upstream connection.
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// AWS itself accepts 8 KiB of request headers on uploads; 64 KiB leaves room for long
+/// presigned URLs and metadata while bounding what one connection can make the process hold.
+const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The smallest head buffer hyper accepts (it panics below this).
+const MIN_MAX_HEADER_BYTES: usize = 8192;
+const DEFAULT_MAX_HEADERS: usize = 100;
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
@@ -383,20 +432,43 @@ impl Resolver<'_> {
         })
     }
 
-    fn resolve_server(&self, s: RawServer) -> Result<ServerConfig, ConfigError> {
-        let (listen_text, listen_key) = match (self.env)(LISTEN_ENV) {
-            Some(v) => (v, LISTEN_ENV.to_string()),
-            None => (
-                s.listen.unwrap_or_else(|| DEFAULT_LISTEN.into()),
-                "server.listen".to_string(),
-            ),
+    /// An address from the environment override, else the file, else the default.
+    fn address(&self, env: &str, key: &str, written: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+        let (text, source) = match (self.env)(env) {
+            Some(v) => (v, env.to_string()),
+            None => (written.unwrap_or_else(|| default.into()), key.to_string()),
         };
-        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
-            self.error(
-                listen_key,
-                format!("'{listen_text}' is not an address:port such as 127.0.0.1:8333"),
-            )
-        })?;
+        text.parse::<SocketAddr>()
+            .map_err(|_| self.error(source, format!("'{text}' is not an address:port such as {default}")))
+    }
+
+    fn duration(&self, key: &str, written: Option<RawDuration>, default: Duration) -> Result<Duration, ConfigError> {
+        match written {
+            None => Ok(default),
+            Some(RawDuration::Seconds(secs)) => Ok(Duration::from_secs(secs)),
+            Some(RawDuration::Text(text)) => parse_duration(&text).ok_or_else(|| {
+                self.error(
+                    key,
+                    format!("'{text}' is not a duration: give seconds (30) or a number with ms, s, m or h (\"30s\")"),
+                )
+            }),
+        }
+    }
+
+    fn resolve_server(&self, s: RawServer) -> Result<ServerConfig, ConfigError> {
+        let listen = self.address(LISTEN_ENV, "server.listen", s.listen, DEFAULT_LISTEN)?;
+        let admin_listen = self.address(
+            ADMIN_LISTEN_ENV,
+            "server.admin_listen",
+            s.admin_listen,
+            DEFAULT_ADMIN_LISTEN,
+        )?;
+        if admin_listen == listen && listen.port() != 0 {
+            return Err(self.error(
+                "server.admin_listen",
+                format!("{admin_listen} is also server.listen: the admin endpoints need their own port"),
+            ));
+        }
         let domain = match s.domain {
             Some(d) => {
                 let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -428,11 +500,41 @@ impl Resolver<'_> {
                 return Err(self.error("server.tls_cert", "tls_cert and tls_key must be given together"));
             }
         };
+        let shutdown_grace = self.duration("server.shutdown_grace", s.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?;
+        let readiness_timeout = self.duration(
+            "server.readiness_timeout",
+            s.readiness_timeout,
+            DEFAULT_READINESS_TIMEOUT,
+        )?;
+        if readiness_timeout.is_zero() {
+            return Err(self.error("server.readiness_timeout", "must be more than 0"));
+        }
+        let limits = ConnectionLimits {
+            max_connections: s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_header_bytes: s.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            max_headers: s.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
+        };
+        if limits.max_connections == 0 {
+            return Err(self.error("server.max_connections", "must be at least 1"));
+        }
+        if limits.max_header_bytes < MIN_MAX_HEADER_BYTES {
+            return Err(self.error(
+                "server.max_header_bytes",
+                format!("must be at least {MIN_MAX_HEADER_BYTES}"),
+            ));
+        }
+        if limits.max_headers == 0 {
+            return Err(self.error("server.max_headers", "must be at least 1"));
+        }
         Ok(ServerConfig {
             listen,
+            admin_listen,
             domain,
             region,
             tls,
+            shutdown_grace,
+            readiness_timeout,
+            limits,
         })
     }
 
@@ -601,6 +703,21 @@ impl Resolver<'_> {
     }
 }
 
+/// `"30s"`, `"500ms"`, `"2m"`, `"1h"`, or bare seconds (`"30"`).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let n: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
 fn parse_endpoint(text: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = text.parse().map_err(|e| format!("'{text}' is not a URL: {e}"))?;
     match uri.scheme_str() {
@@ -676,6 +793,17 @@ mod tests {
     }
 
     #[test]
+    fn example_config_documents_the_server_defaults() {
+        let text = include_str!("../config.example.toml");
+        let example = Config::parse(text, "config.example.toml", Path::new("."), &no_env).expect("example parses");
+        let defaults = parse(MINIMAL).expect("parses");
+        assert_eq!(example.server.admin_listen, defaults.server.admin_listen);
+        assert_eq!(example.server.shutdown_grace, defaults.server.shutdown_grace);
+        assert_eq!(example.server.readiness_timeout, defaults.server.readiness_timeout);
+        assert_eq!(example.server.limits, defaults.server.limits);
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let cfg = parse(MINIMAL).expect("parses");
         let up = &cfg.providers["up"];
@@ -735,6 +863,69 @@ mod tests {
             !printed.contains("from-env") && !printed.contains("client-secret"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn server_defaults_suit_a_bare_binary() {
+        let cfg = parse(MINIMAL).expect("parses");
+        assert_eq!(cfg.server.admin_listen.to_string(), "127.0.0.1:9333");
+        assert_eq!(cfg.server.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(cfg.server.readiness_timeout, Duration::from_secs(2));
+        assert_eq!(
+            cfg.server.limits,
+            ConnectionLimits {
+                max_connections: 1024,
+                max_header_bytes: 64 * 1024,
+                max_headers: 100
+            }
+        );
+    }
+
+    #[test]
+    fn durations_are_seconds_or_a_number_with_a_unit() {
+        let with = |line: &str| parse(&format!("[server]\n{line}\n{MINIMAL}"));
+        let grace = |line: &str| with(line).expect("parses").server.shutdown_grace;
+        assert_eq!(grace("shutdown_grace = 45"), Duration::from_secs(45));
+        assert_eq!(grace("shutdown_grace = \"45s\""), Duration::from_secs(45));
+        assert_eq!(grace("shutdown_grace = \"1500ms\""), Duration::from_millis(1500));
+        assert_eq!(grace("shutdown_grace = \"2m\""), Duration::from_secs(120));
+        assert_eq!(grace("shutdown_grace = \"0s\""), Duration::ZERO);
+        let err = with("shutdown_grace = \"soon\"").unwrap_err();
+        assert_eq!(err.key, "server.shutdown_grace");
+        assert!(err.reason.contains("'soon'"), "{err}");
+        assert_eq!(
+            with("readiness_timeout = 0").unwrap_err().key,
+            "server.readiness_timeout"
+        );
+    }
+
+    #[test]
+    fn limits_too_small_to_serve_are_rejected() {
+        let with = |line: &str| parse(&format!("[server]\n{line}\n{MINIMAL}"));
+        assert_eq!(with("max_connections = 0").unwrap_err().key, "server.max_connections");
+        assert_eq!(
+            with("max_header_bytes = 1024").unwrap_err().key,
+            "server.max_header_bytes"
+        );
+        assert_eq!(with("max_headers = 0").unwrap_err().key, "server.max_headers");
+        let cfg = with("max_connections = 5\nmax_header_bytes = 16384\nmax_headers = 20").expect("parses");
+        assert_eq!(
+            cfg.server.limits,
+            ConnectionLimits {
+                max_connections: 5,
+                max_header_bytes: 16384,
+                max_headers: 20
+            }
+        );
+    }
+
+    #[test]
+    fn admin_endpoints_need_their_own_port() {
+        let text = format!("[server]\nlisten = \"127.0.0.1:8333\"\nadmin_listen = \"127.0.0.1:8333\"\n{MINIMAL}");
+        assert_eq!(parse(&text).unwrap_err().key, "server.admin_listen");
+        let env = |name: &str| (name == ADMIN_LISTEN_ENV).then(|| "0.0.0.0:9444".to_string());
+        let cfg = Config::parse(MINIMAL, "t.toml", Path::new("."), &env).expect("parses");
+        assert_eq!(cfg.server.admin_listen.to_string(), "0.0.0.0:9444");
     }
 
     #[test]

@@ -95,6 +95,17 @@ impl GatewayError {
         }
     }
 
+    /// The `kind` label of `s3ferry_upstream_errors_total` for a failed provider exchange;
+    /// `None` for errors that are not the provider's.
+    pub fn upstream_error_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::UpstreamUnreachable { .. } => Some("unreachable"),
+            Self::UpstreamTimeout { .. } => Some("timeout"),
+            Self::UpstreamProtocol { .. } => Some("protocol"),
+            _ => None,
+        }
+    }
+
     fn bucket(&self) -> Option<&str> {
         match self {
             Self::NoSuchBucket { bucket } => Some(bucket),

@@ -16,6 +16,7 @@ use crate::body::{
     self, ChecksumAlgorithm, ChecksumHasher, FailureSlot, HoldBackLast, IdleTimeoutBody, TrailerCheck, UploadFailure,
 };
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::operation::{self, Target};
 use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
 use crate::route::{Route, RouteTable};
@@ -81,6 +82,7 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &[
 pub struct Gateway {
     routes: RouteTable,
     domain: Option<String>,
+    metrics: Arc<Metrics>,
     /// Creation date reported for configured buckets whose provider does not list them.
     started: String,
 }
@@ -114,13 +116,14 @@ enum Framing {
 }
 
 impl Gateway {
-    pub fn new(routes: RouteTable, domain: Option<String>) -> Self {
+    pub fn new(routes: RouteTable, domain: Option<String>, metrics: Arc<Metrics>) -> Self {
         let started = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
         Self {
             routes,
             domain,
+            metrics,
             started,
         }
     }
@@ -159,11 +162,25 @@ impl Gateway {
         outgoing: OutgoingRequest,
         slot: &FailureSlot,
     ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+        let sent = std::time::Instant::now();
         let result = route.provider.send(outgoing).await;
+        // A client body that failed verification aborts the upstream request: that failure
+        // is the client's, not the provider's, so it is not counted against the provider.
         if let Some(failure) = body::recorded_failure(slot) {
             return Err(upload_failure_error(failure));
         }
-        result.map_err(|e| e.into_gateway_error(&route.provider.settings))
+        let result = result.map_err(|e| e.into_gateway_error(&route.provider.settings));
+        self.observe_upstream(&route.provider.settings.name, sent, result.as_ref().err());
+        result
+    }
+
+    /// Upstream latency for an exchange that got response headers, else the error's kind.
+    fn observe_upstream(&self, provider: &str, sent: std::time::Instant, error: Option<&GatewayError>) {
+        match error.map(|e| e.upstream_error_kind()) {
+            None => self.metrics.upstream_answered(provider, sent.elapsed()),
+            Some(Some(kind)) => self.metrics.upstream_error(provider, kind),
+            Some(None) => {}
+        }
     }
 
     /// Requests without a bucket: only ListBuckets exists.
@@ -192,7 +209,10 @@ impl Gateway {
                 body: body::empty(),
                 payload_hash: EMPTY_PAYLOAD_SHA256.into(),
             };
-            let response = wild.send_collect(request, MAX_XML_BODY).await?;
+            let sent = std::time::Instant::now();
+            let response = wild.send_collect(request, MAX_XML_BODY).await;
+            self.observe_upstream(&wild.settings.name, sent, response.as_ref().err());
+            let response = response?;
             if !response.status().is_success() {
                 return Err(GatewayError::UpstreamProtocol {
                     provider: wild.settings.name.clone(),

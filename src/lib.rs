@@ -2,7 +2,7 @@
 //!
 //! A request's path through the crate, in order:
 //!
-//! - [`server`]      listener, TLS, one hyper connection per client, request id, access log, shutdown
+//! - [`server`]      listener, limits, TLS, connections, request id, access log, reload, shutdown
 //! - [`auth`]        the client key pairs s3s verifies every signature form against
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
 //! - [`route`]       client bucket -> provider and upstream bucket
@@ -14,14 +14,18 @@
 //! - [`config`]      the TOML file, validated; secrets from env or files
 //! - [`local`]       `kind = "local"` providers: a directory served as S3 in-process
 //! - [`access_log`]  the per-request record behind the one access-log event
+//! - [`metrics`]     Prometheus metrics, one registry per running gateway
+//! - [`admin`]       the admin listener: `/healthz`, `/readyz`, `/metrics`
 
 pub mod access_log;
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod local;
+pub mod metrics;
 pub mod operation;
 pub mod rewrite;
 pub mod route;

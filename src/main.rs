@@ -3,10 +3,11 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use s3ferry::config::{CONFIG_ENV, Config, ProviderKind, WILDCARD_BUCKET};
-use s3ferry::server::{self, SHUTDOWN_GRACE};
+use s3ferry::server::{self, RunningGateway};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -16,13 +17,21 @@ Examples:
       The same, with the config path from the environment.
   s3ferry config check --config config.toml
       Validate a config and print the resolved routes (secrets masked).
+  s3ferry health --url http://127.0.0.1:9333/readyz
+      Ask a running gateway's admin listener; exit 0 when it answers 2xx.
   aws --endpoint-url http://127.0.0.1:8333 s3 ls s3://demo
       Talk to the gateway with the aws cli (use a key pair from [[credentials]]).
 
+Signals (serve):
+  SIGTERM, SIGINT  stop accepting, finish in-flight requests (server.shutdown_grace), exit 0
+  SIGHUP           reload the config file; a config that fails to load is logged and ignored
+
 Environment:
-  S3FERRY_CONFIG   config file when --config is not given
-  S3FERRY_LISTEN   overrides server.listen (e.g. 0.0.0.0:8333)
-  RUST_LOG         log level and filters (default: info)";
+  S3FERRY_CONFIG        config file when --config is not given
+  S3FERRY_LISTEN        overrides server.listen (e.g. 0.0.0.0:8333)
+  S3FERRY_ADMIN_LISTEN  overrides server.admin_listen (e.g. 0.0.0.0:9333)
+  S3FERRY_LOG_FORMAT    json or text (same as --log-format)
+  RUST_LOG              log level and filters (default: info)";
 
 #[derive(Parser)]
 #[command(
@@ -48,7 +57,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway until SIGTERM or Ctrl-C (in-flight requests finish first).
+    /// Run the gateway until SIGTERM or Ctrl-C (in-flight requests finish first); SIGHUP reloads the config.
     Serve {
         /// The TOML config file.
         #[arg(long, short, env = CONFIG_ENV)]
@@ -58,6 +67,15 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Check a running gateway through its admin listener (for container HEALTHCHECKs). Exits 0 on a 2xx answer.
+    Health {
+        /// The admin URL to GET: /healthz (alive) or /readyz (providers reachable).
+        #[arg(long, default_value = "http://127.0.0.1:9333/healthz")]
+        url: String,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout_secs: u64,
     },
 }
 
@@ -79,6 +97,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check(&config),
+        Command::Health { url, timeout_secs } => health(&url, Duration::from_secs(timeout_secs)),
     }
 }
 
@@ -123,6 +142,15 @@ fn check(path: &std::path::Path) -> ExitCode {
         "listen: {}{}",
         config.server.listen,
         if config.server.tls.is_some() { " (TLS)" } else { "" }
+    );
+    println!("admin (/healthz, /readyz, /metrics): {}", config.server.admin_listen);
+    let limits = &config.server.limits;
+    println!(
+        "limits: {} connections, {} header bytes, {} headers; shutdown grace {} ms",
+        limits.max_connections,
+        limits.max_header_bytes,
+        limits.max_headers,
+        config.server.shutdown_grace.as_millis()
     );
     if let Some(domain) = &config.server.domain {
         println!("virtual-hosted style: <bucket>.{domain}");
@@ -179,6 +207,14 @@ fn serve(path: &std::path::Path) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Registered before start-up: an unhandled SIGHUP would kill the process.
+        let mut signals = match Signals::register() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot listen for signals: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let running = match server::start(&config).await {
             Ok(r) => r,
             Err(e) => {
@@ -186,39 +222,102 @@ fn serve(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let stopper = running.stopper();
-        tokio::spawn(async move {
-            wait_for_stop_signal().await;
-            tracing::info!(
-                grace_secs = SHUTDOWN_GRACE.as_secs(),
-                "stop signal: draining in-flight requests"
-            );
-            let _ = stopper.send(true);
-        });
-        running.wait().await;
+        run_until_stopped(running, &mut signals, path).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Reloads on SIGHUP; on SIGTERM or SIGINT stops accepting and waits for the drain.
+async fn run_until_stopped(running: RunningGateway, signals: &mut Signals, path: &std::path::Path) {
+    while let Signal::Reload = signals.next().await {
+        match running.reload_from(path).await {
+            Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "config reload refused; the previous config keeps serving"
+            ),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    tracing::info!(
+        grace_ms = u64::try_from(running.shutdown_grace().as_millis()).unwrap_or(u64::MAX),
+        "stop signal: no new connections; in-flight requests may finish"
+    );
+    let _ = running.stopper().send(true);
+    running.wait().await;
+}
+
+fn health(url: &str, timeout: Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(s3ferry::admin::check_health(url, timeout)) {
+        Ok((status, body)) => {
+            print!("{body}");
+            if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{url} answered {status}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGTERM / SIGINT (stop) and SIGHUP (reload).
+struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+                hangup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.terminate.recv() => Signal::Stop,
+                _ = self.interrupt.recv() => Signal::Stop,
+                _ = self.hangup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }

@@ -1,12 +1,20 @@
-//! The edge: start-up (providers, routes, the s3s front door), the listener with optional TLS,
-//! one hyper connection per client with `TCP_NODELAY`, the per-request envelope (request id,
-//! one access-log event, errors rendered in the gateway's shape), and graceful shutdown.
+//! The edge: start-up and reload (providers, routes, the s3s front door), the listener with
+//! connection and header limits and optional TLS, one hyper connection per client with
+//! `TCP_NODELAY`, the per-request envelope (request id, one access-log event and its metrics,
+//! errors rendered in the gateway's shape), and graceful shutdown.
+//!
+//! Everything built from one config file is a [`Generation`]. A reload (SIGHUP) builds a new
+//! generation and swaps it in; each request reads the current one when it starts and keeps it
+//! to the end, so open connections and in-flight requests are never cut. The listener, the
+//! admin listener and the connection limits belong to the process and change only on restart.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,19 +26,20 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::access_log::{HandledByGateway, RequestContext};
 use crate::auth::ClientAuth;
-use crate::config::{Addressing, Config, ProviderKind};
+use crate::config::{Addressing, Config, ConfigError, ConnectionLimits, ProviderKind, WILDCARD_BUCKET};
 use crate::error::{new_request_id, render_error};
-use crate::gateway::{Gateway, virtual_host_bucket};
+use crate::gateway::{Gateway, parse_client_target, virtual_host_bucket};
 use crate::local::{LocalServer, ensure_local_bucket, start_local_provider};
+use crate::metrics::{Metrics, RequestObservation};
 use crate::route::RouteTable;
 use crate::upstream::{Upstream, UpstreamSettings};
 
-/// Why the gateway could not start.
+/// Why the gateway could not start, or a new config could not be put in place.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("provider '{provider}': {reason}")]
@@ -43,18 +52,39 @@ pub enum StartError {
     Setup(String),
 }
 
+/// Why a reload was refused. The previous config keeps serving either way.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Start(#[from] StartError),
+}
+
 /// A running gateway. Dropping it does not stop it; call [`RunningGateway::shutdown`].
 pub struct RunningGateway {
     addr: SocketAddr,
+    admin_addr: SocketAddr,
+    shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    _local_providers: Vec<LocalServer>,
+    admin_task: JoinHandle<()>,
 }
 
 impl RunningGateway {
     /// The address the S3 endpoint listens on (with the real port when configured as 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of `/healthz`, `/readyz` and `/metrics`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// This gateway's metrics (the ones `/metrics` renders).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
     }
 
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then returns.
@@ -67,112 +97,236 @@ impl RunningGateway {
         {
             task.abort();
         }
+        self.admin_task.abort();
     }
 
-    /// Runs until the accept loop ends (after [`RunningGateway::shutdown`] from elsewhere).
+    /// Runs until the accept loop ends: after a stop (see [`RunningGateway::stopper`]) and the
+    /// drain of in-flight requests, which lasts at most `server.shutdown_grace`.
     pub async fn wait(self) {
         let _ = self.task.await;
+        self.admin_task.abort();
     }
 
     /// A handle that stops the gateway when sent `true`.
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.stop.clone()
     }
+
+    /// The shutdown grace of the config in force now.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shared.current().config.server.shutdown_grace
+    }
+
+    /// Reads `path` again and puts the new config in place: routes, credentials, providers,
+    /// TLS files, domain, grace and readiness timeout. A config that does not load or whose
+    /// providers cannot be set up is refused and the previous one keeps serving.
+    pub async fn reload_from(&self, path: &Path) -> Result<(), ReloadError> {
+        let result = match Config::load(path) {
+            Ok(config) => self.reload(&config).await.map_err(ReloadError::from),
+            Err(e) => Err(ReloadError::from(e)),
+        };
+        self.shared.metrics.config_reload(result.is_ok());
+        result
+    }
+
+    /// Puts `config` in place (see [`RunningGateway::reload_from`]). Requests already running
+    /// finish on the config they started with.
+    pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
+        let previous = self.shared.current();
+        warn_about_restart_only_changes(&previous.config, config);
+        let next = Generation::build(config, &self.shared.metrics, Some(&previous)).await?;
+        self.shared.replace(next);
+        Ok(())
+    }
 }
 
-/// How long in-flight requests may run after a stop signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Settings bound to the sockets: they keep their start-up value until the process restarts.
+fn warn_about_restart_only_changes(running: &Config, next: &Config) {
+    let (old, new) = (&running.server, &next.server);
+    let changed = [
+        ("server.listen", old.listen != new.listen),
+        ("server.admin_listen", old.admin_listen != new.admin_listen),
+        (
+            "server.max_connections",
+            old.limits.max_connections != new.limits.max_connections,
+        ),
+        (
+            "server.max_header_bytes",
+            old.limits.max_header_bytes != new.limits.max_header_bytes,
+        ),
+        ("server.max_headers", old.limits.max_headers != new.limits.max_headers),
+    ];
+    for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
+        tracing::warn!(key, "changed in the new config; it takes effect at the next restart");
+    }
+}
 
-/// Starts every provider, builds the routes and the front door, and listens.
-pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
-    let mut local_providers = Vec::new();
-    let mut upstreams = std::collections::BTreeMap::new();
-    for (name, provider) in &config.providers {
-        let provider_error = |reason: String| StartError::Provider {
-            provider: name.clone(),
-            reason,
-        };
-        let settings = match &provider.kind {
-            ProviderKind::Local { root } => {
-                let local = start_local_provider(root).await.map_err(provider_error)?;
-                for route in config
-                    .buckets
-                    .iter()
-                    .filter(|b| &b.provider == name && b.name != crate::config::WILDCARD_BUCKET)
-                {
-                    let bucket = route.upstream_bucket.as_deref().unwrap_or(&route.name);
-                    ensure_local_bucket(root, bucket).map_err(provider_error)?;
-                }
-                let endpoint = format!("http://{}", local.addr)
-                    .parse()
-                    .map_err(|e| provider_error(format!("{e}")))?;
-                let settings = UpstreamSettings {
-                    name: name.clone(),
-                    endpoint,
-                    region: provider.region.clone(),
-                    access_key_id: local.access_key_id.clone(),
-                    secret_access_key: local.secret_access_key.clone(),
-                    addressing: Addressing::Path,
-                    ca_file: None,
-                    connect_timeout: provider.connect_timeout,
-                    read_timeout: provider.read_timeout,
-                };
-                local_providers.push(local);
-                settings
-            }
-            ProviderKind::Remote(remote) => UpstreamSettings {
-                name: name.clone(),
-                endpoint: remote.endpoint.clone(),
-                region: provider.region.clone(),
-                access_key_id: remote.access_key_id.clone(),
-                secret_access_key: remote.secret_access_key.clone(),
-                addressing: provider.addressing,
-                ca_file: remote.ca_file.clone(),
-                connect_timeout: provider.connect_timeout,
-                read_timeout: provider.read_timeout,
-            },
-        };
-        upstreams.insert(
-            name.clone(),
-            Upstream::new(settings).map_err(|reason| StartError::Provider {
+/// What the listener, every request and the admin endpoints share.
+pub(crate) struct Shared {
+    generation: RwLock<Arc<Generation>>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Set when the listener has closed and in-flight requests are draining.
+    draining: AtomicBool,
+    /// The S3 listener's address.
+    pub(crate) listen: SocketAddr,
+}
+
+impl Shared {
+    /// The generation new requests use.
+    pub(crate) fn current(&self) -> Arc<Generation> {
+        // The lock only guards a pointer swap, which cannot panic; a poisoned lock still holds
+        // a whole generation.
+        match self.generation.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, next: Generation) {
+        let next = Arc::new(next);
+        match self.generation.write() {
+            Ok(mut g) => *g = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything built from one config file.
+pub(crate) struct Generation {
+    pub(crate) config: Config,
+    s3: S3Service,
+    /// Every provider by name (the readiness probe asks each one).
+    pub(crate) upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// `kind = "local"` servers by root directory. A reload keeps a server whose root is
+    /// unchanged (same port, same key), so requests that are streaming from it are not cut
+    /// and the directory is never served twice.
+    local_providers: BTreeMap<PathBuf, Arc<LocalServer>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Generation {
+    /// Starts (or reuses from `previous`) every provider, builds the routes and the front door.
+    async fn build(config: &Config, metrics: &Arc<Metrics>, previous: Option<&Generation>) -> Result<Self, StartError> {
+        let mut local_providers = BTreeMap::new();
+        let mut upstreams = BTreeMap::new();
+        for (name, provider) in &config.providers {
+            let provider_error = |reason: String| StartError::Provider {
                 provider: name.clone(),
                 reason,
-            })?,
-        );
+            };
+            let settings = match &provider.kind {
+                ProviderKind::Local { root } => {
+                    let reused = previous.and_then(|p| p.local_providers.get(root)).cloned();
+                    let local = match reused {
+                        Some(local) => local,
+                        None => Arc::new(start_local_provider(root).await.map_err(provider_error)?),
+                    };
+                    for route in config
+                        .buckets
+                        .iter()
+                        .filter(|b| &b.provider == name && b.name != WILDCARD_BUCKET)
+                    {
+                        let bucket = route.upstream_bucket.as_deref().unwrap_or(&route.name);
+                        ensure_local_bucket(root, bucket).map_err(provider_error)?;
+                    }
+                    let endpoint = format!("http://{}", local.addr)
+                        .parse()
+                        .map_err(|e| provider_error(format!("{e}")))?;
+                    let settings = UpstreamSettings {
+                        name: name.clone(),
+                        endpoint,
+                        region: provider.region.clone(),
+                        access_key_id: local.access_key_id.clone(),
+                        secret_access_key: local.secret_access_key.clone(),
+                        addressing: Addressing::Path,
+                        ca_file: None,
+                        connect_timeout: provider.connect_timeout,
+                        read_timeout: provider.read_timeout,
+                    };
+                    local_providers.insert(root.clone(), local);
+                    settings
+                }
+                ProviderKind::Remote(remote) => UpstreamSettings {
+                    name: name.clone(),
+                    endpoint: remote.endpoint.clone(),
+                    region: provider.region.clone(),
+                    access_key_id: remote.access_key_id.clone(),
+                    secret_access_key: remote.secret_access_key.clone(),
+                    addressing: provider.addressing,
+                    ca_file: remote.ca_file.clone(),
+                    connect_timeout: provider.connect_timeout,
+                    read_timeout: provider.read_timeout,
+                },
+            };
+            upstreams.insert(name.clone(), Upstream::new(settings).map_err(provider_error)?);
+        }
+        let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
+        let gateway = Gateway::new(routes, config.server.domain.clone(), metrics.clone());
+
+        let mut builder = S3ServiceBuilder::new(ProxyOnly);
+        builder.set_auth(ClientAuth::new(&config.credentials));
+        builder.set_host(GatewayHost {
+            domain: config.server.domain.clone(),
+        });
+        builder.set_route(gateway);
+
+        let tls = match &config.server.tls {
+            Some(files) => Some(tls_acceptor(&files.cert, &files.key)?),
+            None => None,
+        };
+        Ok(Self {
+            config: config.clone(),
+            s3: builder.build(),
+            upstreams,
+            local_providers,
+            tls,
+        })
     }
-    let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
-    let gateway = Gateway::new(routes, config.server.domain.clone());
+}
 
-    let mut builder = S3ServiceBuilder::new(ProxyOnly);
-    builder.set_auth(ClientAuth::new(&config.credentials));
-    builder.set_host(GatewayHost {
-        domain: config.server.domain.clone(),
-    });
-    builder.set_route(gateway);
-    let s3 = builder.build();
-
-    let tls = match &config.server.tls {
-        Some(files) => Some(tls_acceptor(&files.cert, &files.key)?),
-        None => None,
+/// Starts every provider, builds the routes and the front door, and listens on the S3 and the
+/// admin addresses.
+pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let generation = Generation::build(config, &metrics, None).await?;
+    let bind = |addr: SocketAddr| async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source })?;
+        Ok::<_, StartError>((listener, local))
     };
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.server.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.server.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(config.server.listen).await?;
+    let (admin_listener, admin_addr) = bind(config.server.admin_listen).await?;
+    let shared = Arc::new(Shared {
+        generation: RwLock::new(Arc::new(generation)),
+        metrics,
+        draining: AtomicBool::new(false),
+        listen: addr,
+    });
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, tls, s3, stop_rx));
-    tracing::info!(%addr, tls = config.server.tls.is_some(), providers = upstreams.len(), "s3ferry listening");
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), config.server.limits, stop_rx));
+    let admin_task = tokio::spawn(crate::admin::serve_admin(admin_listener, shared.clone()));
+    tracing::info!(
+        %addr,
+        %admin_addr,
+        tls = config.server.tls.is_some(),
+        providers = config.providers.len(),
+        "s3ferry listening"
+    );
     Ok(RunningGateway {
         addr,
+        admin_addr,
+        shared,
         stop,
         task,
-        _local_providers: local_providers,
+        admin_task,
     })
 }
 
@@ -222,10 +376,33 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_r
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// One open client connection: holds a place under `server.max_connections` and counts in
+/// `s3ferry_active_connections` until it closes.
+struct ConnectionSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl ConnectionSlot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: Arc<Metrics>) -> Self {
+        metrics.connection_opened();
+        Self {
+            _permit: permit,
+            metrics,
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    s3: S3Service,
+    shared: Arc<Shared>,
+    limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -233,12 +410,40 @@ async fn accept_loop(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(60));
+        .header_read_timeout(Duration::from_secs(60))
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    // Waiting for a free slot before accepting leaves further clients in the kernel's listen
+    // backlog (as HAProxy's maxconn does) instead of failing them: they are served as soon as
+    // a connection closes.
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                shared.metrics.connection_limit_reached();
+                tracing::debug!(
+                    max_connections = limits.max_connections,
+                    "connection limit reached: new clients wait until a connection closes"
+                );
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        };
         let (socket, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
+                    // Typically EMFILE: back off instead of spinning on a listener that
+                    // cannot hand out sockets.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -246,10 +451,12 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
+        let slot = ConnectionSlot::new(permit, shared.metrics.clone());
         let _ = socket.set_nodelay(true);
-        let s3 = s3.clone();
-        let service = hyper::service::service_fn(move |req| handle_edge(s3.clone(), req, remote));
-        match &tls {
+        let tls = shared.current().tls.clone();
+        let service_shared = shared.clone();
+        let service = hyper::service::service_fn(move |req| handle_edge(service_shared.clone(), req, remote));
+        match tls {
             None => {
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(socket), service)
@@ -259,10 +466,10 @@ async fn accept_loop(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %remote, "client connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             Some(acceptor) => {
-                let acceptor = acceptor.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
@@ -279,12 +486,19 @@ async fn accept_loop(
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, %remote, "client connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
         }
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    shared.draining.store(true, Ordering::Relaxed);
+    let grace = shared.current().config.server.shutdown_grace;
+    tracing::info!(
+        grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        "listener closed: draining in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("in-flight requests still running after the shutdown grace period; closing them");
     }
 }
@@ -292,13 +506,16 @@ async fn accept_loop(
 /// One request at the edge: give it an id, run it through s3s (verification) and the gateway,
 /// make sure any error is in the gateway's shape, and log it once when its body is done.
 async fn handle_edge(
-    s3: S3Service,
+    shared: Arc<Shared>,
     req: Request<Incoming>,
     remote: SocketAddr,
 ) -> Result<Response<EdgeBody>, Infallible> {
     let started = Instant::now();
+    let generation = shared.current();
+    let s3 = generation.s3.clone();
     let ctx = RequestContext::new(new_request_id());
     let method = req.method().clone();
+    let path = path_template(&req, generation.config.server.domain.as_deref());
     let expects_continue = req
         .headers()
         .get(http::header::EXPECT)
@@ -350,16 +567,32 @@ async fn handle_edge(
     let record = AccessRecord {
         ctx,
         method,
+        path,
         status,
         started,
         bytes_in,
         remote,
+        metrics: shared.metrics.clone(),
     };
     Ok(response.map(|body| EdgeBody {
         inner: body,
         bytes_out: 0,
+        body_failed: false,
         record: Some(record),
     }))
+}
+
+/// The shape of the resource a request addresses, for the access log: bucket and key names
+/// are the client's data and stay out of the log line (the bucket has its own field).
+fn path_template<B>(req: &Request<B>, domain: Option<&str>) -> &'static str {
+    match parse_client_target(req.uri(), req.headers(), domain) {
+        Ok(target) => match (target.bucket, target.raw_key.is_empty()) {
+            (None, _) => "/",
+            (Some(_), true) => "/{bucket}",
+            (Some(_), false) => "/{bucket}/{key}",
+        },
+        Err(_) => "-",
+    }
 }
 
 /// s3s renders its own verification errors without a request id; re-render them through the
@@ -449,35 +682,54 @@ impl HttpBody for CountingBody {
     }
 }
 
-/// What the access-log event needs besides the gateway's fields.
+/// What the access-log event and the request metrics need besides the gateway's fields.
 struct AccessRecord {
     ctx: RequestContext,
     method: http::Method,
+    path: &'static str,
     status: StatusCode,
     started: Instant,
     bytes_in: Arc<AtomicU64>,
     remote: SocketAddr,
+    metrics: Arc<Metrics>,
 }
 
 impl AccessRecord {
-    fn emit(self, bytes_out: u64, completed: bool) {
+    /// The request's one access-log event and its metrics. `body_failed`: the response body
+    /// broke off while streaming (a provider failing mid-body).
+    fn emit(self, bytes_out: u64, completed: bool, body_failed: bool) {
         let f = self.ctx.fields();
+        let duration = self.started.elapsed();
+        let bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        let upstream = f.upstream.as_deref().unwrap_or(crate::metrics::UNKNOWN);
         tracing::info!(
             target: "s3ferry::access",
             request_id = %self.ctx.request_id,
             method = %self.method,
+            path = self.path,
             operation = f.operation,
             bucket = f.bucket.as_deref().unwrap_or("-"),
             client_key_id = f.client_key_id.as_deref().unwrap_or("-"),
             status = self.status.as_u16(),
-            bytes_in = self.bytes_in.load(Ordering::Relaxed),
+            bytes_in,
             bytes_out,
-            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            upstream = f.upstream.as_deref().unwrap_or("-"),
+            duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            upstream,
             remote = %self.remote,
             completed,
             "request"
         );
+        self.metrics.observe_request(&RequestObservation {
+            operation: f.operation,
+            status: self.status.as_u16(),
+            provider: upstream,
+            duration,
+            bytes_in,
+            bytes_out,
+        });
+        if body_failed && f.upstream.is_some() {
+            self.metrics.upstream_error(upstream, "response_body");
+        }
     }
 }
 
@@ -486,6 +738,7 @@ impl AccessRecord {
 pub struct EdgeBody {
     inner: s3s::Body,
     bytes_out: u64,
+    body_failed: bool,
     record: Option<AccessRecord>,
 }
 
@@ -503,10 +756,11 @@ impl HttpBody for EdgeBody {
             }
             Poll::Ready(None) => {
                 if let Some(record) = self.record.take() {
-                    record.emit(self.bytes_out, true);
+                    record.emit(self.bytes_out, true, false);
                 }
             }
             Poll::Ready(Some(Err(e))) => {
+                self.body_failed = true;
                 tracing::warn!(error = %e, "response body failed while streaming; the client sees a truncated response");
             }
             Poll::Pending => {}
@@ -527,7 +781,7 @@ impl Drop for EdgeBody {
     fn drop(&mut self) {
         if let Some(record) = self.record.take() {
             let completed = self.inner.is_end_stream();
-            record.emit(self.bytes_out, completed);
+            record.emit(self.bytes_out, completed, self.body_failed);
         }
     }
 }

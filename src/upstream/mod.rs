@@ -187,6 +187,27 @@ impl Upstream {
             })?;
         Ok(Response::from_parts(parts, bytes))
     }
+
+    /// Whether the provider answers HTTP within `timeout`, for the readiness probe: a signed
+    /// `HEAD /`. Any response counts, even an error status: the provider's key may well not be
+    /// allowed to list buckets, and the question is only whether the network path, TLS and the
+    /// HTTP server are there. Not counted in the upstream metrics (probes are not traffic).
+    pub async fn probe(&self, timeout: Duration) -> Result<http::StatusCode, String> {
+        let request = OutgoingRequest {
+            method: Method::HEAD,
+            bucket: None,
+            encoded_key: String::new(),
+            query: Vec::new(),
+            headers: HeaderMap::new(),
+            body: crate::body::empty(),
+            payload_hash: sign::EMPTY_PAYLOAD_SHA256.to_string(),
+        };
+        match tokio::time::timeout(timeout, self.send(request)).await {
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            Ok(Err(e)) => Err(e.into_gateway_error(&self.settings).to_string()),
+            Ok(Ok(response)) => Ok(response.status()),
+        }
+    }
 }
 
 /// Why a request did not get a response.

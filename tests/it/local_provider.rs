@@ -18,6 +18,7 @@ async fn local_gateway(root: &Path) -> (RunningGateway, aws_sdk_s3::Client) {
         r#"
 [server]
 listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"

@@ -46,6 +46,7 @@ async fn the_binary_streams_a_1_gib_put_and_get_in_under_100_mib_of_memory() {
             r#"
 [server]
 listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"

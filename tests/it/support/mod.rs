@@ -218,6 +218,7 @@ impl Harness {
             r#"
 [server]
 listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
 domain = "s3.localhost"
 region = "us-east-1"
 

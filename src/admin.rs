@@ -1,0 +1,182 @@
+//! The admin listener (`server.admin_listen`): `/healthz`, `/readyz` and `/metrics` for
+//! orchestrators and Prometheus, and the client side of `s3ferry health`.
+//!
+//! These live on their own address so that they never shadow a bucket called `healthz` or
+//! `metrics` on the S3 port, and so that the S3 port can stay on loopback in a sidecar while
+//! probes from the node reach the admin port.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::server::Shared;
+
+/// The paths the admin listener serves (the deployment examples probe these).
+pub const HEALTHZ: &str = "/healthz";
+pub const READYZ: &str = "/readyz";
+pub const METRICS: &str = "/metrics";
+
+/// Serves the admin endpoints until the task is aborted (after the S3 listener has drained,
+/// so that probes keep answering — unready — while requests drain).
+pub(crate) async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (socket, remote) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| answer(shared.clone(), req));
+            if let Err(e) = builder.serve_connection(TokioIo::new(socket), service).await {
+                tracing::debug!(error = %e, %remote, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into()));
+    }
+    Ok(match req.uri().path() {
+        HEALTHZ => text(StatusCode::OK, "ok\n".into()),
+        READYZ => {
+            let report = readiness(&shared).await;
+            let status = if report.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(status, report.text)
+        }
+        METRICS => match shared.metrics.render() {
+            Ok(body) => {
+                let mut response = text(StatusCode::OK, body);
+                if let Ok(v) = http::HeaderValue::from_str(&shared.metrics.content_type()) {
+                    response.headers_mut().insert(header::CONTENT_TYPE, v);
+                }
+                response
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot render metrics");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot render metrics: {e}\n"),
+                )
+            }
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!("not found: the admin endpoints are {HEALTHZ}, {READYZ} and {METRICS}\n"),
+        ),
+    })
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The answer of `/readyz`: ready or not, and one line per check so that `kubectl describe`
+/// and `curl` show which provider is the problem.
+struct Readiness {
+    ready: bool,
+    text: String,
+}
+
+/// Ready when a config is loaded, the S3 listener accepts (not draining), and every provider
+/// answers within `server.readiness_timeout`. Providers are asked at once, so the probe takes
+/// at most one timeout however many there are.
+async fn readiness(shared: &Shared) -> Readiness {
+    let generation = shared.current();
+    let timeout = generation.config.server.readiness_timeout;
+    let draining = shared.is_draining();
+    let probes = generation.upstreams.iter().map(|(name, upstream)| async move {
+        let started = Instant::now();
+        let outcome = upstream.probe(timeout).await;
+        (name, outcome, started.elapsed())
+    });
+    let outcomes = futures_util::future::join_all(probes).await;
+
+    let mut ready = !draining;
+    let mut lines = String::new();
+    let _ = writeln!(lines, "config {}: loaded", generation.config.source);
+    if draining {
+        let _ = writeln!(lines, "listener {}: closed, draining in-flight requests", shared.listen);
+    } else {
+        let _ = writeln!(lines, "listener {}: accepting", shared.listen);
+    }
+    for (name, outcome, elapsed) in outcomes {
+        match outcome {
+            Ok(status) => {
+                let _ = writeln!(
+                    lines,
+                    "provider {name}: ok (HTTP {} in {} ms)",
+                    status.as_u16(),
+                    elapsed.as_millis()
+                );
+            }
+            Err(reason) => {
+                ready = false;
+                let _ = writeln!(lines, "provider {name}: FAILED: {reason}");
+            }
+        }
+    }
+    let verdict = if ready { "ready" } else { "not ready" };
+    Readiness {
+        ready,
+        text: format!("{verdict}\n{lines}"),
+    }
+}
+
+/// `s3ferry health`: GETs an admin URL (plain HTTP) and returns its status and body. For
+/// container HEALTHCHECKs in images without a shell or curl.
+pub async fn check_health(url: &str, timeout: Duration) -> Result<(StatusCode, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(format!(
+            "'{url}' must be an http:// URL with a host (the admin listener speaks plain HTTP)"
+        ));
+    }
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| crate::upstream::error_chain(&e))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no answer from {url} within {} ms", timeout.as_millis()))?
+}

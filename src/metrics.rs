@@ -1,0 +1,336 @@
+//! Prometheus metrics: one [`Metrics`] per running gateway, made at start-up and handed to
+//! whoever records (the edge, the gateway, the accept loop) as `Arc<Metrics>`; rendered in the
+//! text exposition format by the admin listener's `/metrics`.
+//!
+//! Each instance owns its own registry, so two gateways in one process (the integration tests)
+//! never see each other's numbers. Label values are bounded sets: operation names, provider
+//! names, status codes, error kinds and configured bucket names — never keys or client input.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The label value for "not known" (no provider chosen, operation not classified), as in the
+/// access log.
+pub const UNKNOWN: &str = "-";
+
+/// Whole requests: quick HEADs to multi-minute transfers of large objects.
+const REQUEST_SECONDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Time to the provider's response headers.
+const UPSTREAM_SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every metric s3ferry exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    request_bytes: IntCounterVec,
+    response_bytes: IntCounterVec,
+    upstream_seconds: HistogramVec,
+    upstream_errors: IntCounterVec,
+    active_connections: IntGauge,
+    connection_limit_reached: IntCounter,
+    config_reloads: IntCounterVec,
+    migration_new_hits: IntCounterVec,
+    migration_fallbacks: IntCounterVec,
+    migration_copies: IntCounterVec,
+    migration_copy_bytes: IntCounterVec,
+    migration_tombstones: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            register(
+                &registry,
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels),
+            )
+        };
+        Self {
+            requests: counter(
+                "s3ferry_requests_total",
+                "Client requests answered, by S3 operation, HTTP status and provider.",
+                &["operation", "status", "provider"],
+            ),
+            request_seconds: histogram(
+                "s3ferry_request_duration_seconds",
+                "Client request duration, from the request head to the last response byte.",
+                &["operation"],
+                REQUEST_SECONDS,
+            ),
+            request_bytes: counter(
+                "s3ferry_request_bytes_total",
+                "Request body bytes received from clients.",
+                &["operation", "provider"],
+            ),
+            response_bytes: counter(
+                "s3ferry_response_bytes_total",
+                "Response body bytes sent to clients.",
+                &["operation", "provider"],
+            ),
+            upstream_seconds: histogram(
+                "s3ferry_upstream_duration_seconds",
+                "Time from sending a request to a provider to its response headers.",
+                &["provider"],
+                UPSTREAM_SECONDS,
+            ),
+            upstream_errors: counter(
+                "s3ferry_upstream_errors_total",
+                "Provider exchanges that failed, by kind: unreachable, timeout, protocol, response_body.",
+                &["provider", "kind"],
+            ),
+            active_connections: register(
+                &registry,
+                IntGauge::new("s3ferry_active_connections", "Client connections open now."),
+            ),
+            connection_limit_reached: register(
+                &registry,
+                IntCounter::new(
+                    "s3ferry_connection_limit_reached_total",
+                    "Times the listener stopped accepting because server.max_connections were open.",
+                ),
+            ),
+            config_reloads: counter(
+                "s3ferry_config_reloads_total",
+                "Config reloads (SIGHUP), by outcome: applied or refused.",
+                &["outcome"],
+            ),
+            migration_new_hits: counter(
+                "s3ferry_migration_new_hits_total",
+                "Requests on a migrating bucket served by the new provider.",
+                &["bucket"],
+            ),
+            migration_fallbacks: counter(
+                "s3ferry_migration_fallbacks_total",
+                "Requests on a migrating bucket that fell back to the old provider.",
+                &["bucket"],
+            ),
+            migration_copies: counter(
+                "s3ferry_migration_copies_total",
+                "Objects copied from the old provider to the new one, by outcome: done, failed, skipped.",
+                &["bucket", "outcome"],
+            ),
+            migration_copy_bytes: counter(
+                "s3ferry_migration_copy_bytes_total",
+                "Bytes of objects copied to the new provider (completed copies only).",
+                &["bucket"],
+            ),
+            migration_tombstones: counter(
+                "s3ferry_migration_tombstones_total",
+                "Deletes recorded as tombstones so the old provider's copy stays hidden.",
+                &["bucket"],
+            ),
+            registry,
+        }
+    }
+
+    /// One finished client request (recorded once, at the edge, with the access-log event).
+    pub fn observe_request(&self, request: &RequestObservation<'_>) {
+        let operation = non_empty(request.operation);
+        let provider = non_empty(request.provider);
+        let status = request.status.to_string();
+        self.requests
+            .with_label_values(&[operation, status.as_str(), provider])
+            .inc();
+        self.request_seconds
+            .with_label_values(&[operation])
+            .observe(request.duration.as_secs_f64());
+        self.request_bytes
+            .with_label_values(&[operation, provider])
+            .inc_by(request.bytes_in);
+        self.response_bytes
+            .with_label_values(&[operation, provider])
+            .inc_by(request.bytes_out);
+    }
+
+    /// A provider answered with response headers after `elapsed`.
+    pub fn upstream_answered(&self, provider: &str, elapsed: Duration) {
+        self.upstream_seconds
+            .with_label_values(&[provider])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A provider exchange failed; `kind` is one of a fixed set (see
+    /// `GatewayError::upstream_error_kind`, and `response_body` for a body cut short).
+    pub fn upstream_error(&self, provider: &str, kind: &str) {
+        self.upstream_errors
+            .with_label_values(&[non_empty(provider), kind])
+            .inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.active_connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.active_connections.dec();
+    }
+
+    pub fn connection_limit_reached(&self) {
+        self.connection_limit_reached.inc();
+    }
+
+    /// A SIGHUP reload: applied, or refused (the previous config keeps serving).
+    pub fn config_reload(&self, applied: bool) {
+        let outcome = if applied { "applied" } else { "refused" };
+        self.config_reloads.with_label_values(&[outcome]).inc();
+    }
+
+    /// A request on a migrating bucket was answered by the new provider.
+    pub fn migration_new_hit(&self, bucket: &str) {
+        self.migration_new_hits.with_label_values(&[bucket]).inc();
+    }
+
+    /// A request on a migrating bucket fell back to the old provider.
+    pub fn migration_fallback(&self, bucket: &str) {
+        self.migration_fallbacks.with_label_values(&[bucket]).inc();
+    }
+
+    /// A copy from the old provider to the new one ended; `outcome` is "done", "failed" or
+    /// "skipped". `bytes` count only for "done": a failed copy stored nothing.
+    pub fn migration_copy(&self, bucket: &str, outcome: &str, bytes: u64) {
+        self.migration_copies.with_label_values(&[bucket, outcome]).inc();
+        if outcome == "done" {
+            self.migration_copy_bytes.with_label_values(&[bucket]).inc_by(bytes);
+        }
+    }
+
+    /// A delete on a migrating bucket left a tombstone.
+    pub fn migration_tombstone(&self, bucket: &str) {
+        self.migration_tombstones.with_label_values(&[bucket]).inc();
+    }
+
+    /// Everything, in the Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut out = String::new();
+        TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+
+    /// The `Content-Type` of [`Metrics::render`]'s output.
+    pub fn content_type(&self) -> String {
+        TextEncoder::new().format_type().to_string()
+    }
+}
+
+/// What the edge knows about a finished request.
+#[derive(Debug)]
+pub struct RequestObservation<'a> {
+    pub operation: &'a str,
+    pub status: u16,
+    pub provider: &'a str,
+    pub duration: Duration,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+fn non_empty(label: &str) -> &str {
+    if label.is_empty() { UNKNOWN } else { label }
+}
+
+/// Registers a metric defined in this file. The definitions are static (valid names, no
+/// duplicates), so a failure here is a programming error caught by the unit tests.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<M>) -> M {
+    let metric = metric.expect("static metric definition is valid");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("static metric names are unique");
+    metric
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(metrics: &Metrics) -> String {
+        metrics.render().expect("renders")
+    }
+
+    #[test]
+    fn migration_counters_render_with_their_labels() {
+        let m = Metrics::new();
+        m.migration_new_hit("photos");
+        m.migration_new_hit("photos");
+        m.migration_fallback("photos");
+        m.migration_copy("photos", "done", 1000);
+        m.migration_copy("photos", "failed", 500);
+        m.migration_copy("photos", "skipped", 0);
+        m.migration_tombstone("photos");
+        let text = rendered(&m);
+        for line in [
+            "s3ferry_migration_new_hits_total{bucket=\"photos\"} 2",
+            "s3ferry_migration_fallbacks_total{bucket=\"photos\"} 1",
+            "s3ferry_migration_copies_total{bucket=\"photos\",outcome=\"done\"} 1",
+            "s3ferry_migration_copies_total{bucket=\"photos\",outcome=\"failed\"} 1",
+            "s3ferry_migration_copies_total{bucket=\"photos\",outcome=\"skipped\"} 1",
+            "s3ferry_migration_copy_bytes_total{bucket=\"photos\"} 1000",
+            "s3ferry_migration_tombstones_total{bucket=\"photos\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_request_counts_once_with_its_bytes_and_duration() {
+        let m = Metrics::new();
+        m.observe_request(&RequestObservation {
+            operation: "PutObject",
+            status: 200,
+            provider: "aws",
+            duration: Duration::from_millis(20),
+            bytes_in: 4096,
+            bytes_out: 0,
+        });
+        m.observe_request(&RequestObservation {
+            operation: "",
+            status: 403,
+            provider: "",
+            duration: Duration::from_millis(1),
+            bytes_in: 0,
+            bytes_out: 300,
+        });
+        let text = rendered(&m);
+        for line in [
+            "s3ferry_requests_total{operation=\"PutObject\",provider=\"aws\",status=\"200\"} 1",
+            "s3ferry_requests_total{operation=\"-\",provider=\"-\",status=\"403\"} 1",
+            "s3ferry_request_bytes_total{operation=\"PutObject\",provider=\"aws\"} 4096",
+            "s3ferry_response_bytes_total{operation=\"-\",provider=\"-\"} 300",
+            "s3ferry_request_duration_seconds_count{operation=\"PutObject\"} 1",
+            "s3ferry_request_duration_seconds_bucket{operation=\"PutObject\",le=\"0.025\"} 1",
+            "s3ferry_request_duration_seconds_bucket{operation=\"PutObject\",le=\"0.01\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn instances_do_not_share_numbers() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.connection_opened();
+        assert!(rendered(&a).lines().any(|l| l == "s3ferry_active_connections 1"));
+        assert!(rendered(&b).lines().any(|l| l == "s3ferry_active_connections 0"));
+    }
+}
