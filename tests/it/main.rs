@@ -4,6 +4,7 @@
 mod core_ops;
 mod local_provider;
 mod moto;
+mod sidecar;
 mod streaming;
 mod support;
 mod upstream_failures;

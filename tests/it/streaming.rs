@@ -1,15 +1,13 @@
 //! The built binary streams a 1 GiB upload and download in flat memory.
 
-use std::process::Stdio;
-
 use bytes::Bytes;
 use futures::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use md5::{Digest as _, Md5};
-use tokio::io::AsyncBufReadExt as _;
 
+use crate::support::binary::{GatewayProcess, write_config};
 use crate::support::raw::{RawBody, Signer};
 use crate::support::{CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET};
 
@@ -39,10 +37,9 @@ async fn the_binary_streams_a_1_gib_put_and_get_in_under_100_mib_of_memory() {
     let upstream = TestUpstream::path_style().await;
     upstream.create_bucket("big");
     let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             r#"
 [server]
 listen = "127.0.0.1:0"
@@ -60,44 +57,9 @@ provider = "up"
 "#,
             upstream.endpoint()
         ),
-    )
-    .expect("write config");
-
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3ferry"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--log-format", "json"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn s3ferry");
-    let pid = child.id().expect("pid");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("s3ferry logs its address within 30 s")
-            .expect("read stdout")
-            .expect("s3ferry exited before listening");
-        let event: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
-        if event["message"] == "s3ferry listening" {
-            break event["addr"]
-                .as_str()
-                .expect("addr field")
-                .parse()
-                .expect("socket addr");
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe; keep it for the checks.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let log_sink = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            log_sink.lock().expect("log").push(line);
-        }
-    });
+    );
+    let mut gateway = GatewayProcess::start(&config).await;
+    let (addr, pid) = (gateway.addr, gateway.pid);
 
     let signer = Signer {
         addr,
@@ -160,9 +122,9 @@ provider = "up"
     assert!(peak < RSS_LIMIT_KIB, "peak RSS {peak} KiB exceeds {RSS_LIMIT_KIB} KiB");
 
     // One JSON access-log event per request, with sizes, and never a secret or a signature.
-    child.kill().await.expect("kill");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let log = log.lock().expect("log").clone();
+    gateway.signal("TERM");
+    assert!(gateway.wait_exit().await.success());
+    let log = gateway.lines();
     let events: Vec<serde_json::Value> = log
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
