@@ -308,47 +308,68 @@ async fn metrics_count_requests_bytes_latency_and_upstream_errors() {
             .sum()
     };
     let text = metrics_when(g.admin_addr(), "four requests", |t| total(t) >= 4.0).await;
-    let expect = |name: &str, labels: &[(&str, &str)], value: f64| {
-        assert_eq!(metric(&text, name, labels), Some(value), "{name}{labels:?} in:\n{text}");
-    };
-    let req = |op, status, provider| [("operation", op), ("status", status), ("provider", provider)];
-    expect("s3ferry_requests_total", &req("PutObject", "200", "up"), 1.0);
-    expect("s3ferry_requests_total", &req("GetObject", "200", "up"), 1.0);
-    expect("s3ferry_requests_total", &req("HeadObject", "404", "up"), 1.0);
-    expect("s3ferry_requests_total", &req("GetObject", "503", "dead"), 1.0);
-    expect(
-        "s3ferry_request_bytes_total",
-        &[("operation", "PutObject"), ("provider", "up")],
-        1000.0,
-    );
-    expect(
-        "s3ferry_response_bytes_total",
-        &[("operation", "GetObject"), ("provider", "up")],
-        1000.0,
-    );
-    expect(
-        "s3ferry_request_duration_seconds_count",
-        &[("operation", "GetObject")],
-        2.0,
-    );
-    expect(
-        "s3ferry_request_duration_seconds_count",
-        &[("operation", "PutObject")],
-        1.0,
-    );
-    expect("s3ferry_upstream_duration_seconds_count", &[("provider", "up")], 3.0);
-    expect(
-        "s3ferry_upstream_errors_total",
-        &[("provider", "dead"), ("kind", "unreachable")],
-        1.0,
-    );
-    expect(
-        "s3ferry_migration_copies_total",
-        &[("bucket", "metered"), ("outcome", "done")],
-        1.0,
-    );
-    expect("s3ferry_migration_copy_bytes_total", &[("bucket", "metered")], 42.0);
-    expect("s3ferry_migration_fallbacks_total", &[("bucket", "metered")], 1.0);
+    let expected: &[(&str, &[(&str, &str)], f64)] = &[
+        (
+            "s3ferry_requests_total",
+            &[("operation", "PutObject"), ("status", "200"), ("provider", "up")],
+            1.0,
+        ),
+        (
+            "s3ferry_requests_total",
+            &[("operation", "GetObject"), ("status", "200"), ("provider", "up")],
+            1.0,
+        ),
+        (
+            "s3ferry_requests_total",
+            &[("operation", "HeadObject"), ("status", "404"), ("provider", "up")],
+            1.0,
+        ),
+        (
+            "s3ferry_requests_total",
+            &[("operation", "GetObject"), ("status", "503"), ("provider", "dead")],
+            1.0,
+        ),
+        (
+            "s3ferry_request_bytes_total",
+            &[("operation", "PutObject"), ("provider", "up")],
+            1000.0,
+        ),
+        (
+            "s3ferry_response_bytes_total",
+            &[("operation", "GetObject"), ("provider", "up")],
+            1000.0,
+        ),
+        (
+            "s3ferry_request_duration_seconds_count",
+            &[("operation", "GetObject")],
+            2.0,
+        ),
+        (
+            "s3ferry_request_duration_seconds_count",
+            &[("operation", "PutObject")],
+            1.0,
+        ),
+        ("s3ferry_upstream_duration_seconds_count", &[("provider", "up")], 3.0),
+        (
+            "s3ferry_upstream_errors_total",
+            &[("provider", "dead"), ("kind", "unreachable")],
+            1.0,
+        ),
+        (
+            "s3ferry_migration_copies_total",
+            &[("bucket", "metered"), ("outcome", "done")],
+            1.0,
+        ),
+        ("s3ferry_migration_copy_bytes_total", &[("bucket", "metered")], 42.0),
+        ("s3ferry_migration_fallbacks_total", &[("bucket", "metered")], 1.0),
+    ];
+    for (name, labels, value) in expected {
+        assert_eq!(
+            metric(&text, name, labels),
+            Some(*value),
+            "{name}{labels:?} in:\n{text}"
+        );
+    }
     assert!(
         text.contains("# TYPE s3ferry_request_duration_seconds histogram"),
         "{text}"
