@@ -100,8 +100,11 @@ async fn admin_get(admin: std::net::SocketAddr, path: &str) -> RawResponse {
     .await
 }
 
+/// A metric's label pairs.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
 /// The value of the sample `name{labels}` in Prometheus text, when present.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+fn metric(text: &str, name: &str, labels: Labels<'_>) -> Option<f64> {
     let wanted: BTreeMap<&str, &str> = labels.iter().copied().collect();
     text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
         let (series, value) = line.rsplit_once(' ')?;
@@ -308,7 +311,7 @@ async fn metrics_count_requests_bytes_latency_and_upstream_errors() {
             .sum()
     };
     let text = metrics_when(g.admin_addr(), "four requests", |t| total(t) >= 4.0).await;
-    let expected: &[(&str, &[(&str, &str)], f64)] = &[
+    let expected: &[(&str, Labels, f64)] = &[
         (
             "s3ferry_requests_total",
             &[("operation", "PutObject"), ("status", "200"), ("provider", "up")],
