@@ -27,6 +27,18 @@ pub enum GatewayError {
     InvalidRequest(String),
 
     #[error("{0}")]
+    InvalidArgument(String),
+
+    #[error("The specified key does not exist.")]
+    NoSuchKey { key: String },
+
+    #[error("At least one of the pre-conditions you specified did not hold")]
+    PreconditionFailed,
+
+    #[error("{0}")]
+    AccessDenied(String),
+
+    #[error("{0}")]
     InvalidUri(String),
 
     #[error("{0}")]
@@ -65,6 +77,10 @@ impl GatewayError {
         match self {
             Self::NoSuchBucket { .. } => ("NoSuchBucket", StatusCode::NOT_FOUND),
             Self::InvalidRequest(_) => ("InvalidRequest", StatusCode::BAD_REQUEST),
+            Self::InvalidArgument(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
+            Self::NoSuchKey { .. } => ("NoSuchKey", StatusCode::NOT_FOUND),
+            Self::PreconditionFailed => ("PreconditionFailed", StatusCode::PRECONDITION_FAILED),
+            Self::AccessDenied(_) => ("AccessDenied", StatusCode::FORBIDDEN),
             Self::InvalidUri(_) => ("InvalidURI", StatusCode::BAD_REQUEST),
             Self::NotImplemented(_) => ("NotImplemented", StatusCode::NOT_IMPLEMENTED),
             Self::BadDigest(_) => ("BadDigest", StatusCode::BAD_REQUEST),
@@ -82,6 +98,10 @@ impl GatewayError {
         match self {
             Self::NoSuchBucket { .. }
             | Self::InvalidRequest(_)
+            | Self::InvalidArgument(_)
+            | Self::NoSuchKey { .. }
+            | Self::PreconditionFailed
+            | Self::AccessDenied(_)
             | Self::InvalidUri(_)
             | Self::NotImplemented(_)
             | Self::BadDigest(_)

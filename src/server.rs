@@ -27,6 +27,9 @@ use crate::config::{Addressing, Config, ProviderKind};
 use crate::error::{new_request_id, render_error};
 use crate::gateway::{Gateway, virtual_host_bucket};
 use crate::local::{LocalServer, ensure_local_bucket, start_local_provider};
+use crate::migration::MigrationStats;
+use crate::migration::copy::Copier;
+use crate::migration::serve::Migration;
 use crate::route::RouteTable;
 use crate::upstream::{Upstream, UpstreamSettings};
 
@@ -46,6 +49,7 @@ pub enum StartError {
 /// A running gateway. Dropping it does not stop it; call [`RunningGateway::shutdown`].
 pub struct RunningGateway {
     addr: SocketAddr,
+    migration_stats: Arc<MigrationStats>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     _local_providers: Vec<LocalServer>,
@@ -74,6 +78,11 @@ impl RunningGateway {
         let _ = self.task.await;
     }
 
+    /// What lazy migration did since start-up.
+    pub fn migration_stats(&self) -> &MigrationStats {
+        &self.migration_stats
+    }
+
     /// A handle that stops the gateway when sent `true`.
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.stop.clone()
@@ -85,6 +94,54 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Starts every provider, builds the routes and the front door, and listens.
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
+    let (upstreams, local_providers) = start_providers(config).await?;
+    let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
+    let stats = Arc::new(MigrationStats::default());
+    let migration = Migration {
+        copier: Copier::start(&config.migration, stats.clone()),
+        stats: stats.clone(),
+    };
+    let gateway = Gateway::new(routes, config.server.domain.clone(), migration);
+
+    let mut builder = S3ServiceBuilder::new(ProxyOnly);
+    builder.set_auth(ClientAuth::new(&config.credentials));
+    builder.set_host(GatewayHost {
+        domain: config.server.domain.clone(),
+    });
+    builder.set_route(gateway);
+    let s3 = builder.build();
+
+    let tls = match &config.server.tls {
+        Some(files) => Some(tls_acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.server.listen,
+        source,
+    })?;
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, tls, s3, stop_rx));
+    tracing::info!(%addr, tls = config.server.tls.is_some(), providers = upstreams.len(), "s3ferry listening");
+    Ok(RunningGateway {
+        addr,
+        migration_stats: stats,
+        stop,
+        task,
+        _local_providers: local_providers,
+    })
+}
+
+/// Every provider's client, with the in-process servers of the local ones (keep them alive).
+pub type Providers = (std::collections::BTreeMap<String, Arc<Upstream>>, Vec<LocalServer>);
+
+/// Starts local providers and builds a client for every provider.
+pub async fn start_providers(config: &Config) -> Result<Providers, StartError> {
     let mut local_providers = Vec::new();
     let mut upstreams = std::collections::BTreeMap::new();
     for (name, provider) in &config.providers {
@@ -95,13 +152,8 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         let settings = match &provider.kind {
             ProviderKind::Local { root } => {
                 let local = start_local_provider(root).await.map_err(provider_error)?;
-                for route in config
-                    .buckets
-                    .iter()
-                    .filter(|b| &b.provider == name && b.name != crate::config::WILDCARD_BUCKET)
-                {
-                    let bucket = route.upstream_bucket.as_deref().unwrap_or(&route.name);
-                    ensure_local_bucket(root, bucket).map_err(provider_error)?;
+                for bucket in local_buckets(config, name) {
+                    ensure_local_bucket(root, &bucket).map_err(provider_error)?;
                 }
                 let endpoint = format!("http://{}", local.addr)
                     .parse()
@@ -140,40 +192,25 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
             })?,
         );
     }
-    let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
-    let gateway = Gateway::new(routes, config.server.domain.clone());
+    Ok((upstreams, local_providers))
+}
 
-    let mut builder = S3ServiceBuilder::new(ProxyOnly);
-    builder.set_auth(ClientAuth::new(&config.credentials));
-    builder.set_host(GatewayHost {
-        domain: config.server.domain.clone(),
-    });
-    builder.set_route(gateway);
-    let s3 = builder.build();
-
-    let tls = match &config.server.tls {
-        Some(files) => Some(tls_acceptor(&files.cert, &files.key)?),
-        None => None,
-    };
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.server.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.server.listen,
-        source,
-    })?;
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, tls, s3, stop_rx));
-    tracing::info!(%addr, tls = config.server.tls.is_some(), providers = upstreams.len(), "s3ferry listening");
-    Ok(RunningGateway {
-        addr,
-        stop,
-        task,
-        _local_providers: local_providers,
-    })
+/// The buckets explicit routes keep on provider `name`, as route target or as fallback.
+fn local_buckets(config: &Config, name: &str) -> Vec<String> {
+    let mut buckets = Vec::new();
+    for route in config
+        .buckets
+        .iter()
+        .filter(|b| b.name != crate::config::WILDCARD_BUCKET)
+    {
+        if route.provider == name {
+            buckets.push(route.upstream_bucket.clone().unwrap_or_else(|| route.name.clone()));
+        }
+        if let Some(f) = route.fallback.as_ref().filter(|f| f.provider == name) {
+            buckets.push(f.bucket.clone().unwrap_or_else(|| route.name.clone()));
+        }
+    }
+    buckets
 }
 
 /// s3s needs an `S3` implementation; every request is taken by the catch-all route first, so
