@@ -151,13 +151,37 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check(&config),
-        Command::Migrate { config, bucket, prefix, concurrency, dry_run, status, json } => {
-            let options = MigrateOptions { prefix, concurrency, dry_run: dry_run || status };
-            run_bulk(&config, |route, fallback| Box::pin(migrate_command(route, fallback, options, json)), &bucket)
+        Command::Migrate {
+            config,
+            bucket,
+            prefix,
+            concurrency,
+            dry_run,
+            status,
+            json,
+        } => {
+            let options = MigrateOptions {
+                prefix,
+                concurrency,
+                dry_run: dry_run || status,
+            };
+            run_bulk(
+                &config,
+                |route, fallback| Box::pin(migrate_command(route, fallback, options, json)),
+                &bucket,
+            )
         }
-        Command::Check { config, bucket, prefix, download, json } => {
-            run_bulk(&config, |route, fallback| Box::pin(check_command(route, fallback, prefix, download, json)), &bucket)
-        }
+        Command::Check {
+            config,
+            bucket,
+            prefix,
+            download,
+            json,
+        } => run_bulk(
+            &config,
+            |route, fallback| Box::pin(check_command(route, fallback, prefix, download, json)),
+            &bucket,
+        ),
     }
 }
 
@@ -240,7 +264,24 @@ fn check(path: &std::path::Path) -> ExitCode {
         } else {
             &b.name
         });
-        println!("  {client} -> {}:{upstream}", b.provider);
+        let fallback = b.fallback.as_ref().map_or(String::new(), |f| {
+            format!(
+                " (falls back to {}:{}{}{})",
+                f.provider,
+                f.bucket.as_deref().unwrap_or(if b.name == WILDCARD_BUCKET {
+                    "<same name>"
+                } else {
+                    &b.name
+                }),
+                if f.copy_on_read { ", copy on read" } else { "" },
+                if f.delete_from_fallback {
+                    ", deletes there too"
+                } else {
+                    ", deletes leave tombstones"
+                }
+            )
+        });
+        println!("  {client} -> {}:{upstream}{fallback}", b.provider);
     }
     ExitCode::SUCCESS
 }
@@ -305,7 +346,11 @@ async fn wait_for_stop_signal() {
 type BulkFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ExitCode>>>;
 
 /// Loads the config, starts the providers and runs a bulk command on `bucket`'s route.
-fn run_bulk(path: &std::path::Path, command: impl FnOnce(Route, FallbackRoute) -> BulkFuture, bucket: &str) -> ExitCode {
+fn run_bulk(
+    path: &std::path::Path,
+    command: impl FnOnce(Route, FallbackRoute) -> BulkFuture,
+    bucket: &str,
+) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -374,7 +419,11 @@ async fn migrate_command(route: Route, fallback: FallbackRoute, options: Migrate
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
-    let progress = ProgressBar { bar, objects: AtomicU64::new(0), planned_objects: AtomicU64::new(0) };
+    let progress = ProgressBar {
+        bar,
+        objects: AtomicU64::new(0),
+        planned_objects: AtomicU64::new(0),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {
@@ -384,7 +433,11 @@ async fn migrate_command(route: Route, fallback: FallbackRoute, options: Migrate
     });
     eprintln!(
         "{} '{}' ({}:{}) -> ({}:{})",
-        if options.dry_run { "planning the migration of" } else { "migrating" },
+        if options.dry_run {
+            "planning the migration of"
+        } else {
+            "migrating"
+        },
         route.client_bucket,
         fallback.provider.settings.name,
         fallback.bucket,
@@ -417,16 +470,30 @@ async fn migrate_command(route: Route, fallback: FallbackRoute, options: Migrate
 fn print_migrate_report(r: &MigrateReport) {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     if r.dry_run {
-        println!("still only in the old provider: {} objects ({:.1} MiB)", r.planned_objects, mib(r.planned_bytes));
+        println!(
+            "still only in the old provider: {} objects ({:.1} MiB)",
+            r.planned_objects,
+            mib(r.planned_bytes)
+        );
         println!("already in the new provider:    {} objects", r.already_in_new);
-        println!("newer in the new provider:      {} objects (written through s3ferry; never overwritten)", r.newer_in_new);
-        println!("deleted through s3ferry:        {} objects (tombstoned; not copied)", r.deleted_through_s3ferry);
+        println!(
+            "newer in the new provider:      {} objects (written through s3ferry; never overwritten)",
+            r.newer_in_new
+        );
+        println!(
+            "deleted through s3ferry:        {} objects (tombstoned; not copied)",
+            r.deleted_through_s3ferry
+        );
         if r.planned_objects == 0 {
             println!("nothing left to copy: the old bucket can be switched off once `s3ferry check` agrees");
         }
         return;
     }
-    println!("copied:                  {} objects ({:.1} MiB)", r.copied_objects, mib(r.copied_bytes));
+    println!(
+        "copied:                  {} objects ({:.1} MiB)",
+        r.copied_objects,
+        mib(r.copied_bytes)
+    );
     println!("already in new:          {}", r.already_in_new);
     println!("newer in new (kept):     {}", r.newer_in_new);
     println!("deleted through s3ferry: {}", r.deleted_through_s3ferry);
@@ -459,10 +526,16 @@ async fn check_command(route: Route, fallback: FallbackRoute, prefix: String, do
         for key in report.differ.iter().take(20) {
             println!("  {key}");
         }
-        println!("only in new:             {} (written through s3ferry)", report.only_in_new);
+        println!(
+            "only in new:             {} (written through s3ferry)",
+            report.only_in_new
+        );
         println!("deleted through s3ferry: {}", report.deleted_through_s3ferry);
         if report.unverified > 0 {
-            println!("unverified:              {} (same size, ETags not comparable: run with --download)", report.unverified);
+            println!(
+                "unverified:              {} (same size, ETags not comparable: run with --download)",
+                report.unverified
+            );
         }
         let verdict = if report.differences() == 0 {
             "OK: every object of the old provider is in the new one"
@@ -471,5 +544,9 @@ async fn check_command(route: Route, fallback: FallbackRoute, prefix: String, do
         };
         println!("{verdict}");
     }
-    if report.differences() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.differences() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

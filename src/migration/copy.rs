@@ -118,10 +118,10 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
         .unwrap_or("")
         .to_string();
     let mut headers = preserved_headers(&parts.headers);
-    if let Some(tagging) = read_tagging(old, old_bucket, key).await {
-        if let Ok(v) = HeaderValue::from_str(&tagging) {
-            headers.insert(HeaderName::from_static("x-amz-tagging"), v);
-        }
+    if let Some(tagging) = read_tagging(old, old_bucket, key).await
+        && let Ok(v) = HeaderValue::from_str(&tagging)
+    {
+        headers.insert(HeaderName::from_static("x-amz-tagging"), v);
     }
     headers.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
     let body = http_body_util::BodyExt::boxed(IdleTimeoutBody::new(body, old.settings.read_timeout));

@@ -3,6 +3,7 @@
 
 mod core_ops;
 mod local_provider;
+mod migration;
 mod moto;
 mod streaming;
 mod support;
