@@ -1172,3 +1172,77 @@ async fn migrate_and_check_commands_report_and_exit_with_the_right_status() {
     assert!(String::from_utf8_lossy(&not_migrating.stderr).contains("error: bucket 'unrouted'"));
     m.stop().await;
 }
+
+#[tokio::test]
+async fn failed_copies_are_retried_counted_and_never_reach_the_reader() {
+    let m = Migrating::start().await;
+    m.seed_old("source-of-files", &[("unlucky", b"still readable")]).await;
+    // The new provider refuses writes: every copy attempt fails.
+    m.new.quirks.read_only.store(true, Ordering::Relaxed);
+    let c = m.client();
+    assert_eq!(
+        read(&c, "media", "unlucky").await.expect("the reader is served"),
+        b"still readable"
+    );
+    // copy_retries = 1: one retry after 2 s, then the failure is counted.
+    for _ in 0..300 {
+        if MigrationStats::get(&m.stats().copies_failed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(MigrationStats::get(&m.stats().copies_failed), 1);
+    assert_eq!(MigrationStats::get(&m.stats().copies_done), 0);
+    m.new.quirks.read_only.store(false, Ordering::Relaxed);
+    // A later read schedules the copy again, and now it lands.
+    assert_eq!(
+        read(&c, "media", "unlucky").await.expect("served again"),
+        b"still readable"
+    );
+    wait_for("copied on a later read", || {
+        MigrationStats::get(&m.stats().copies_done) == 1
+    })
+    .await;
+    assert!(m.new.has_object("media-new", "unlucky").await);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn replicas_behind_a_load_balancer_agree_on_deletes_and_listings() {
+    let m = Migrating::start().await;
+    m.seed_old("lazy", &[("shared/a", b"a"), ("shared/b+c d", b"b")]).await;
+    let other = s3ferry::server::start(&m.config).await.expect("second replica");
+    let c2 = sdk_client(
+        &format!("http://127.0.0.1:{}", other.addr().port()),
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        true,
+    );
+    m.client()
+        .delete_object()
+        .bucket("lazy")
+        .key("shared/a")
+        .send()
+        .await
+        .expect("delete on replica 1");
+    assert_eq!(
+        read(&c2, "lazy", "shared/a").await,
+        Err("NoSuchKey".to_string()),
+        "replica 2 sees the tombstone"
+    );
+    let listed = c2
+        .list_objects_v2()
+        .bucket("lazy")
+        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+        .send()
+        .await
+        .expect("list on replica 2");
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        vec!["shared/b%2Bc%20d"],
+        "merged listing honours tombstones and encoding-type=url"
+    );
+    other.shutdown(Duration::from_secs(2)).await;
+    m.stop().await;
+}
