@@ -96,12 +96,8 @@ pub async fn copy_through(
         }
     }
     let (parts, body) = response.into_parts();
-    let length: u64 = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| GatewayError::UpstreamProtocol {
+    let length =
+        crate::upstream::requests::content_length(&parts.headers).ok_or_else(|| GatewayError::UpstreamProtocol {
             provider: source.provider.settings.name.clone(),
             cause: "the copy source has no Content-Length".into(),
         })?;

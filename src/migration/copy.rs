@@ -102,12 +102,8 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
         _ => {}
     }
     let (parts, body) = source.into_parts();
-    let length: u64 = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| GatewayError::UpstreamProtocol {
+    let length =
+        crate::upstream::requests::content_length(&parts.headers).ok_or_else(|| GatewayError::UpstreamProtocol {
             provider: old.settings.name.clone(),
             cause: format!("GET {old_bucket}/{key} has no Content-Length"),
         })?;

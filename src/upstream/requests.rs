@@ -13,6 +13,14 @@ use crate::error::GatewayError;
 use crate::rewrite::MAX_XML_BODY;
 use crate::rewrite::list_objects::{ListPage, parse_list_page};
 
+/// A message's `Content-Length`, if it has a valid one.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// What a HEAD says about an object.
 #[derive(Debug, Clone)]
 pub struct ObjectHead {
@@ -68,11 +76,7 @@ impl Upstream {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => {
                 let headers = response.headers().clone();
-                let size = headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
+                let size = content_length(&headers).unwrap_or(0);
                 let etag = headers
                     .get(http::header::ETAG)
                     .and_then(|v| v.to_str().ok())
