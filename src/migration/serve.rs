@@ -71,12 +71,16 @@ impl Migration {
             .await
             .map_err(|e| e.into_gateway_error(&route.provider.settings))?;
         let status = response.status();
+        let mut message = String::new();
         let error_code = if status == StatusCode::NOT_FOUND && read.method == Method::GET {
             let (_, body) = response.into_parts();
             let bytes = crate::upstream::collect_capped(body, 64 * 1024, route.provider.settings.read_timeout)
                 .await
                 .unwrap_or_default();
-            crate::error::parse_error_code(&bytes).map(|(code, _)| code)
+            crate::error::parse_error_code(&bytes).map(|(code, text)| {
+                message = text;
+                code
+            })
         } else {
             if decide_read(&read.method, status, None) == ReadDecision::Serve {
                 MigrationStats::add(&self.stats.new_hits, 1);
@@ -85,11 +89,12 @@ impl Migration {
             None
         };
         if decide_read(&read.method, status, error_code.as_deref()) == ReadDecision::Serve {
-            // A GET 404 that is not a plain miss (NoSuchUpload...): answered in our words, the
-            // provider's body was consumed to read its code.
-            return Err(GatewayError::UpstreamProtocol {
-                provider: route.provider.settings.name.clone(),
-                cause: format!("answered {status} {}", error_code.unwrap_or_default()),
+            // A GET 404 that is not a plain miss (NoSuchVersion...): the provider's body was read
+            // to learn its code, so its answer is passed on with the same status and code.
+            return Err(GatewayError::Relayed {
+                status,
+                code: error_code.unwrap_or_else(|| "NotFound".into()),
+                message,
             });
         }
         if tombstone::is_tombstoned(&route.provider, &route.upstream_bucket, key).await? {
