@@ -76,6 +76,8 @@ struct RawConfig {
     providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     buckets: Vec<RawBucket>,
+    #[serde(default)]
+    migration: RawMigration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +138,19 @@ struct RawBucket {
     name: String,
     provider: String,
     upstream_bucket: Option<String>,
+    fallback: Option<String>,
+    fallback_bucket: Option<String>,
+    copy_on_read: Option<bool>,
+    delete_from_fallback: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMigration {
+    copy_workers: Option<usize>,
+    copy_queue: Option<usize>,
+    copy_on_read_max_bytes: Option<u64>,
+    copy_retries: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,6 +165,7 @@ pub struct Config {
     pub credentials: Vec<ClientCredential>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub buckets: Vec<BucketRoute>,
+    pub migration: MigrationConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +262,44 @@ pub struct BucketRoute {
     pub provider: String,
     /// The bucket name at the provider; `None` means the same as the client's.
     pub upstream_bucket: Option<String>,
+    /// Lazy migration: where reads fall back to on a miss.
+    pub fallback: Option<FallbackConfig>,
+}
+
+/// The old provider of a bucket being migrated lazily.
+#[derive(Debug, Clone)]
+pub struct FallbackConfig {
+    pub provider: String,
+    /// The bucket at the old provider; `None` means the same as the client's.
+    pub bucket: Option<String>,
+    /// Copy an object into the new provider after serving it from the old one.
+    pub copy_on_read: bool,
+    /// DELETE also deletes at the old provider (needs a write key there); otherwise a tombstone.
+    pub delete_from_fallback: bool,
+}
+
+/// Settings for background copies (copy on read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationConfig {
+    /// Copies running at once.
+    pub copy_workers: usize,
+    /// Copies waiting; when full, a miss is served without scheduling a copy (counted as skipped).
+    pub copy_queue: usize,
+    /// Objects larger than this are not copied on read (left to `s3ferry migrate`).
+    pub copy_on_read_max_bytes: u64,
+    /// Attempts after the first failed copy, with growing delays.
+    pub copy_retries: u32,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        Self {
+            copy_workers: 4,
+            copy_queue: 1024,
+            copy_on_read_max_bytes: 5 * 1024 * 1024 * 1024,
+            copy_retries: 3,
+        }
+    }
 }
 
 /// The route name that matches every bucket without a route of its own.
@@ -410,10 +464,12 @@ impl Resolver<'_> {
                 }
                 validate_bucket_name(up).map_err(|r| self.error(format!("{key}.upstream_bucket"), r))?;
             }
+            let fallback = self.resolve_fallback(&key, &b, &providers)?;
             buckets.push(BucketRoute {
                 name: b.name,
                 provider: b.provider,
                 upstream_bucket: b.upstream_bucket,
+                fallback,
             });
         }
         if buckets.is_empty() {
@@ -423,13 +479,87 @@ impl Resolver<'_> {
             ));
         }
 
+        let migration = self.resolve_migration(raw.migration)?;
         Ok(Config {
             source: self.file.to_string(),
             server,
             credentials,
             providers,
             buckets,
+            migration,
         })
+    }
+
+    fn resolve_fallback(
+        &self,
+        key: &str,
+        b: &RawBucket,
+        providers: &BTreeMap<String, ProviderConfig>,
+    ) -> Result<Option<FallbackConfig>, ConfigError> {
+        let Some(provider) = &b.fallback else {
+            for (field, set) in [
+                ("fallback_bucket", b.fallback_bucket.is_some()),
+                ("copy_on_read", b.copy_on_read.is_some()),
+                ("delete_from_fallback", b.delete_from_fallback.is_some()),
+            ] {
+                if set {
+                    return Err(self.error(
+                        format!("{key}.{field}"),
+                        "only meaningful with `fallback = \"<old provider>\"`",
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        if !providers.contains_key(provider) {
+            return Err(self.error(
+                format!("{key}.fallback"),
+                format!(
+                    "route '{}' falls back to provider '{provider}', which is not defined",
+                    b.name
+                ),
+            ));
+        }
+        if let Some(fb) = &b.fallback_bucket {
+            if b.name == WILDCARD_BUCKET {
+                return Err(self.error(
+                    format!("{key}.fallback_bucket"),
+                    "the \"*\" route falls back to each bucket's own name; it cannot rename",
+                ));
+            }
+            validate_bucket_name(fb).map_err(|r| self.error(format!("{key}.fallback_bucket"), r))?;
+        }
+        let upstream = b.upstream_bucket.as_deref().unwrap_or(&b.name);
+        let old_bucket = b.fallback_bucket.as_deref().unwrap_or(&b.name);
+        if provider == &b.provider && upstream == old_bucket {
+            return Err(self.error(
+                format!("{key}.fallback"),
+                "the fallback is the same bucket on the same provider",
+            ));
+        }
+        Ok(Some(FallbackConfig {
+            provider: provider.clone(),
+            bucket: b.fallback_bucket.clone(),
+            copy_on_read: b.copy_on_read.unwrap_or(false),
+            delete_from_fallback: b.delete_from_fallback.unwrap_or(false),
+        }))
+    }
+
+    fn resolve_migration(&self, m: RawMigration) -> Result<MigrationConfig, ConfigError> {
+        let d = MigrationConfig::default();
+        let config = MigrationConfig {
+            copy_workers: m.copy_workers.unwrap_or(d.copy_workers),
+            copy_queue: m.copy_queue.unwrap_or(d.copy_queue),
+            copy_on_read_max_bytes: m.copy_on_read_max_bytes.unwrap_or(d.copy_on_read_max_bytes),
+            copy_retries: m.copy_retries.unwrap_or(d.copy_retries),
+        };
+        if config.copy_workers == 0 || config.copy_queue == 0 {
+            return Err(self.error(
+                "migration.copy_workers",
+                "copy_workers and copy_queue must be at least 1",
+            ));
+        }
+        Ok(config)
     }
 
     /// An address from the environment override, else the file, else the default.

@@ -27,6 +27,18 @@ pub enum GatewayError {
     InvalidRequest(String),
 
     #[error("{0}")]
+    InvalidArgument(String),
+
+    #[error("The specified key does not exist.")]
+    NoSuchKey { key: String },
+
+    #[error("At least one of the pre-conditions you specified did not hold")]
+    PreconditionFailed,
+
+    #[error("{0}")]
+    AccessDenied(String),
+
+    #[error("{0}")]
     InvalidUri(String),
 
     #[error("{0}")]
@@ -57,6 +69,15 @@ pub enum GatewayError {
 
     #[error("Internal error: {0}")]
     Internal(String),
+
+    /// An error answer of a provider that s3ferry had to read (to decide what to do) and now
+    /// passes on with the provider's status and code.
+    #[error("{message}")]
+    Relayed {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
 }
 
 impl GatewayError {
@@ -65,6 +86,10 @@ impl GatewayError {
         match self {
             Self::NoSuchBucket { .. } => ("NoSuchBucket", StatusCode::NOT_FOUND),
             Self::InvalidRequest(_) => ("InvalidRequest", StatusCode::BAD_REQUEST),
+            Self::InvalidArgument(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
+            Self::NoSuchKey { .. } => ("NoSuchKey", StatusCode::NOT_FOUND),
+            Self::PreconditionFailed => ("PreconditionFailed", StatusCode::PRECONDITION_FAILED),
+            Self::AccessDenied(_) => ("AccessDenied", StatusCode::FORBIDDEN),
             Self::InvalidUri(_) => ("InvalidURI", StatusCode::BAD_REQUEST),
             Self::NotImplemented(_) => ("NotImplemented", StatusCode::NOT_IMPLEMENTED),
             Self::BadDigest(_) => ("BadDigest", StatusCode::BAD_REQUEST),
@@ -75,6 +100,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => ("GatewayTimeout", StatusCode::GATEWAY_TIMEOUT),
             Self::UpstreamProtocol { .. } => ("BadGateway", StatusCode::BAD_GATEWAY),
             Self::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
+            Self::Relayed { status, .. } => ("", *status),
         }
     }
 
@@ -82,6 +108,10 @@ impl GatewayError {
         match self {
             Self::NoSuchBucket { .. }
             | Self::InvalidRequest(_)
+            | Self::InvalidArgument(_)
+            | Self::NoSuchKey { .. }
+            | Self::PreconditionFailed
+            | Self::AccessDenied(_)
             | Self::InvalidUri(_)
             | Self::NotImplemented(_)
             | Self::BadDigest(_)
@@ -92,6 +122,7 @@ impl GatewayError {
                 Origin::Upstream
             }
             Self::Internal(_) => Origin::Internal,
+            Self::Relayed { .. } => Origin::Upstream,
         }
     }
 
@@ -115,7 +146,10 @@ impl GatewayError {
 
     /// The S3 XML error response for this error.
     pub fn to_response(&self, request_id: &str) -> Response<Bytes> {
-        let (code, status) = self.code_and_status();
+        let (code, status) = match self {
+            Self::Relayed { status, code, .. } => (code.as_str(), *status),
+            other => other.code_and_status(),
+        };
         render_error(status, code, &self.to_string(), self.bucket(), request_id)
     }
 }
@@ -228,6 +262,24 @@ mod tests {
             Some(("SignatureDoesNotMatch".to_string(), "a & b".to_string()))
         );
         assert_eq!(parse_error_code(b"<NotAnError/>"), None);
+    }
+
+    #[test]
+    fn relayed_provider_errors_keep_status_and_code() {
+        let err = GatewayError::Relayed {
+            status: StatusCode::NOT_FOUND,
+            code: "NoSuchVersion".into(),
+            message: "The specified version does not exist.".into(),
+        };
+        let resp = err.to_response("R");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            parse_error_code(resp.body()),
+            Some((
+                "NoSuchVersion".to_string(),
+                "The specified version does not exist.".to_string()
+            ))
+        );
     }
 
     #[test]

@@ -15,11 +15,14 @@ use crate::access_log::{HandledByGateway, RequestContext};
 use crate::body::{
     self, ChecksumAlgorithm, ChecksumHasher, FailureSlot, HoldBackLast, IdleTimeoutBody, TrailerCheck, UploadFailure,
 };
+use crate::copy_through::{self, CopySource};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
+use crate::migration::serve::{Migration, ReadRequest};
+use crate::migration::tombstone::{RESERVED_PREFIX, is_reserved};
 use crate::operation::{self, Target};
 use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
-use crate::route::{Route, RouteTable};
+use crate::route::{FallbackRoute, Route, RouteTable};
 use crate::upstream::sign::{EMPTY_PAYLOAD_SHA256, UNSIGNED_PAYLOAD};
 use crate::upstream::url::{parse_query, percent_decode, uri_encode};
 use crate::upstream::{self, OutgoingRequest};
@@ -82,6 +85,7 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &[
 pub struct Gateway {
     routes: RouteTable,
     domain: Option<String>,
+    migration: Migration,
     metrics: Arc<Metrics>,
     /// Creation date reported for configured buckets whose provider does not list them.
     started: String,
@@ -116,13 +120,14 @@ enum Framing {
 }
 
 impl Gateway {
-    pub fn new(routes: RouteTable, domain: Option<String>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(routes: RouteTable, domain: Option<String>, migration: Migration, metrics: Arc<Metrics>) -> Self {
         let started = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
         Self {
             routes,
             domain,
+            migration,
             metrics,
             started,
         }
@@ -148,7 +153,65 @@ impl Gateway {
         };
         let route = self.routes.resolve(bucket)?;
         ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
-        let headers = self.forward_headers(&req.headers, &route)?;
+        let key = String::from_utf8_lossy(&percent_decode(&target.raw_key)).into_owned();
+        let encoded_key = uri_encode(&percent_decode(&target.raw_key), true);
+        let mut satisfied_by_old = false;
+        if let Some(fallback) = route.fallback.clone() {
+            if is_reserved(&key) {
+                return Err(GatewayError::AccessDenied(format!(
+                    "keys under {RESERVED_PREFIX} hold s3ferry's migration state and are not accessible"
+                )));
+            }
+            match operation {
+                "GetObject" | "HeadObject" => {
+                    let headers = self.forward_headers(&req.headers, &route)?;
+                    let read = ReadRequest {
+                        method: req.method.clone(),
+                        encoded_key,
+                        query,
+                        headers,
+                    };
+                    let (response, answered_by) = self.migration.read_through(&route, &fallback, &key, read).await?;
+                    return relay_response(response, &answered_by, operation).await;
+                }
+                "ListObjects" | "ListObjectsV2" => {
+                    let xml = self
+                        .migration
+                        .list(&route, &fallback, &query, operation == "ListObjectsV2")
+                        .await?;
+                    return Ok(xml_response(StatusCode::OK, xml));
+                }
+                "DeleteObject" if !query.iter().any(|(n, _)| n == "versionId") => {
+                    self.migration
+                        .before_delete(&route, &fallback, std::slice::from_ref(&key))
+                        .await?;
+                }
+                "DeleteObjects" => {
+                    return self
+                        .delete_objects_migrating(req, &route, &fallback, &target, query)
+                        .await;
+                }
+                "PutObject" => {
+                    satisfied_by_old = self
+                        .migration
+                        .check_conditional_write(&route, &fallback, &key, &req.headers)
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+        if matches!(operation, "CopyObject" | "UploadPartCopy")
+            && let Some(xml) = self
+                .copy_from_another_provider(&req.headers, &route, &encoded_key, &query)
+                .await?
+        {
+            return Ok(xml_response(StatusCode::OK, Bytes::from(xml)));
+        }
+        let mut headers = self.forward_headers(&req.headers, &route)?;
+        if satisfied_by_old {
+            // The old copy matched If-Match; the new provider has no copy to match against.
+            headers.remove(http::header::IF_MATCH);
+        }
         let slot = FailureSlot::default();
         let outgoing = build_outgoing(req, &route, &target, query, headers, &slot).await?;
         let response = self.send(&route, outgoing, &slot).await?;
@@ -274,6 +337,79 @@ impl Gateway {
         Ok(headers)
     }
 
+    /// CopyObject / UploadPartCopy whose source the destination provider cannot reach: on
+    /// another provider, or only in the old provider of a bucket under migration. s3ferry
+    /// streams the source through. `None`: a server-side copy at the provider does it.
+    async fn copy_from_another_provider(
+        &self,
+        client_headers: &HeaderMap,
+        route: &Route,
+        encoded_key: &str,
+        query: &[(String, String)],
+    ) -> Result<Option<String>, GatewayError> {
+        let Some(source) = client_headers.get("x-amz-copy-source").and_then(|v| v.to_str().ok()) else {
+            return Ok(None);
+        };
+        let (bucket, key, version) = copy_through::parse_copy_source(source)?;
+        let source_route = self.routes.resolve(&bucket)?;
+        if let Some(fallback) = &source_route.fallback
+            && version.is_none()
+            && self.migration.source_only_in_old(&source_route, fallback, &key).await?
+        {
+            let from = CopySource {
+                provider: &fallback.provider,
+                bucket: &fallback.bucket,
+                key: &key,
+                version_id: None,
+            };
+            return copy_through::copy_through(from, route, encoded_key, client_headers, upload_of(query))
+                .await
+                .map(Some);
+        }
+        if Arc::ptr_eq(&source_route.provider, &route.provider) {
+            return Ok(None);
+        }
+        let from = CopySource {
+            provider: &source_route.provider,
+            bucket: &source_route.upstream_bucket,
+            key: &key,
+            version_id: version.as_deref(),
+        };
+        copy_through::copy_through(from, route, encoded_key, client_headers, upload_of(query))
+            .await
+            .map(Some)
+    }
+
+    /// DeleteObjects on a bucket under migration: the (small) request body is read to learn
+    /// the keys, each gets its tombstone (or is deleted at the old provider), then the same body
+    /// goes to the new provider.
+    async fn delete_objects_migrating(
+        &self,
+        req: S3Request<Body>,
+        route: &Route,
+        fallback: &FallbackRoute,
+        target: &ClientTarget,
+        query: Vec<(String, String)>,
+    ) -> Result<S3Response<Body>, GatewayError> {
+        const MAX_DELETE_BODY: usize = 4 * 1024 * 1024;
+        let headers = self.forward_headers(&req.headers, route)?;
+        let slot = FailureSlot::default();
+        let mut outgoing = build_outgoing(req, route, target, query, headers, &slot).await?;
+        let body = std::mem::replace(&mut outgoing.body, body::empty());
+        let bytes = upstream::collect_capped(body, MAX_DELETE_BODY, route.provider.settings.read_timeout)
+            .await
+            .map_err(|cause| match body::recorded_failure(&slot) {
+                Some(failure) => upload_failure_error(failure),
+                None => GatewayError::InvalidRequest(format!("cannot read the DeleteObjects body: {cause}")),
+            })?;
+        let keys = rewrite::delete_objects::parse_delete_keys(&bytes)
+            .map_err(|e| GatewayError::InvalidRequest(format!("malformed DeleteObjects body: {e}")))?;
+        self.migration.before_delete(route, fallback, &keys).await?;
+        outgoing.body = body::full(bytes);
+        let response = self.send(route, outgoing, &slot).await?;
+        relay_response(response, route, "DeleteObjects").await
+    }
+
     /// `x-amz-copy-source: /<client bucket>/<key>[?versionId=..]` -> the source's upstream bucket.
     fn rewrite_copy_source(&self, value: &str, destination: &Route) -> Result<String, GatewayError> {
         let trimmed = value.strip_prefix('/').unwrap_or(value);
@@ -282,12 +418,10 @@ impl Gateway {
         })?;
         let bucket = String::from_utf8_lossy(&percent_decode(bucket_raw)).into_owned();
         let source = self.routes.resolve(&bucket)?;
-        if !Arc::ptr_eq(&source.provider, &destination.provider) {
-            return Err(GatewayError::NotImplemented(format!(
-                "copying from bucket '{bucket}' (provider '{}') to bucket '{}' (provider '{}') crosses providers, which s3ferry does not do server-side yet: download and upload instead",
-                source.provider.settings.name, destination.client_bucket, destination.provider.settings.name
-            )));
-        }
+        debug_assert!(
+            Arc::ptr_eq(&source.provider, &destination.provider),
+            "cross-provider copies go through copy_through"
+        );
         Ok(format!("/{}/{rest}", source.upstream_bucket))
     }
 }
@@ -326,6 +460,12 @@ impl S3Route for Gateway {
         response.extensions.insert(HandledByGateway);
         Ok(response)
     }
+}
+
+/// `(partNumber, uploadId)` of an UploadPartCopy.
+fn upload_of(query: &[(String, String)]) -> Option<(String, String)> {
+    let get = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    Some((get("partNumber")?, get("uploadId")?))
 }
 
 /// Finds the bucket and key: virtual-hosted style when the Host is `<bucket>.<domain>`,

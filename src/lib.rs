@@ -5,7 +5,8 @@
 //! - [`server`]      listener, limits, TLS, connections, request id, access log, reload, shutdown
 //! - [`auth`]        the client key pairs s3s verifies every signature form against
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
-//! - [`route`]       client bucket -> provider and upstream bucket
+//! - [`route`]       client bucket -> provider and upstream bucket (and fallback provider)
+//! - [`copy_through`] CopyObject / UploadPartCopy streamed by s3ferry across providers
 //! - [`upstream`]    pooled hyper client over rustls, SigV4 signer, upstream addressing
 //! - [`body`]        streamed bodies: unchanged, de-chunked and held back one piece, idle timeouts
 //! - [`rewrite`]     XML responses mapped back to the client's view (bucket names, ListBuckets)
@@ -13,6 +14,7 @@
 //! - [`error`]       one error type, rendered as S3 XML in one place
 //! - [`config`]      the TOML file, validated; secrets from env or files
 //! - [`local`]       `kind = "local"` providers: a directory served as S3 in-process
+//! - [`migration`]   lazy migration: fallback reads, tombstones, merged listings, copies, migrate/check
 //! - [`access_log`]  the per-request record behind the one access-log event
 //! - [`metrics`]     Prometheus metrics, one registry per running gateway
 //! - [`admin`]       the admin listener: `/healthz`, `/readyz`, `/metrics`
@@ -22,10 +24,12 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod copy_through;
 pub mod error;
 pub mod gateway;
 pub mod local;
 pub mod metrics;
+pub mod migration;
 pub mod operation;
 pub mod rewrite;
 pub mod route;

@@ -3,10 +3,14 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use s3ferry::config::{CONFIG_ENV, Config, ProviderKind, WILDCARD_BUCKET};
+use s3ferry::migration::bulk::{self, MigrateOptions, MigrateReport, Progress};
+use s3ferry::route::{FallbackRoute, Route, RouteTable};
 use s3ferry::server::{self, RunningGateway};
 
 const EXAMPLES: &str = "\
@@ -19,6 +23,10 @@ Examples:
       Validate a config and print the resolved routes (secrets masked).
   s3ferry health --url http://127.0.0.1:9333/readyz
       Ask a running gateway's admin listener; exit 0 when it answers 2xx.
+  s3ferry migrate --config config.toml --bucket media
+      Copy what is still only in the old provider of a bucket under lazy migration.
+  s3ferry check --config config.toml --bucket media --json
+      Compare old and new provider; exit 1 on differences.
   aws --endpoint-url http://127.0.0.1:8333 s3 ls s3://demo
       Talk to the gateway with the aws cli (use a key pair from [[credentials]]).
 
@@ -77,7 +85,71 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout_secs: u64,
     },
+    /// Copy every object that is still only in the old provider of a bucket under lazy
+    /// migration (a route with `fallback`) into its new provider. Objects already in the new
+    /// provider are skipped (never overwritten), so an interrupted run resumes by running again.
+    #[command(after_help = MIGRATE_EXAMPLES)]
+    Migrate {
+        /// The TOML config file.
+        #[arg(long, short, env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The client-facing bucket name (its route must have `fallback`).
+        #[arg(long)]
+        bucket: String,
+        /// Only keys starting with this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Copies running at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Count what would be copied; copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only report how much still lives only in the old provider (same as --dry-run).
+        #[arg(long)]
+        status: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the old and new provider of a bucket under lazy migration, like `rclone check`:
+    /// objects missing in the new provider and objects whose size or content differ. Exits 1
+    /// when there are differences.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check {
+        /// The TOML config file.
+        #[arg(long, short, env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The client-facing bucket name (its route must have `fallback`).
+        #[arg(long)]
+        bucket: String,
+        /// Only keys starting with this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Download objects whose ETags cannot be compared (multipart, other providers'
+        /// formats) and compare their MD5s.
+        #[arg(long)]
+        download: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+const MIGRATE_EXAMPLES: &str = "Examples:
+  s3ferry migrate --config config.toml --bucket media --status
+  s3ferry migrate --config config.toml --bucket media --dry-run
+  s3ferry migrate --config config.toml --bucket media --concurrency 16
+
+Ctrl-C stops after the copies in flight; run the same command again to resume.
+Exit status: 0 done, 1 some copies failed (listed), 130 interrupted.";
+
+const CHECK_EXAMPLES: &str = "Examples:
+  s3ferry check --config config.toml --bucket media
+  s3ferry check --config config.toml --bucket media --download --json > report.json
+
+Exit status: 0 when every object of the old provider is in the new one with the same
+content, 1 otherwise (or on an error).";
 
 #[derive(Subcommand)]
 enum ConfigCommand {
@@ -98,6 +170,37 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { config },
         } => check(&config),
         Command::Health { url, timeout_secs } => health(&url, Duration::from_secs(timeout_secs)),
+        Command::Migrate {
+            config,
+            bucket,
+            prefix,
+            concurrency,
+            dry_run,
+            status,
+            json,
+        } => {
+            let options = MigrateOptions {
+                prefix,
+                concurrency,
+                dry_run: dry_run || status,
+            };
+            run_bulk(
+                &config,
+                |route, fallback| Box::pin(migrate_command(route, fallback, options, json)),
+                &bucket,
+            )
+        }
+        Command::Check {
+            config,
+            bucket,
+            prefix,
+            download,
+            json,
+        } => run_bulk(
+            &config,
+            |route, fallback| Box::pin(check_command(route, fallback, prefix, download, json)),
+            &bucket,
+        ),
     }
 }
 
@@ -189,9 +292,36 @@ fn check(path: &std::path::Path) -> ExitCode {
         } else {
             &b.name
         });
-        println!("  {client} -> {}:{upstream}", b.provider);
+        let fallback = b.fallback.as_ref().map_or(String::new(), |f| {
+            format!(
+                " (falls back to {}:{}{}{})",
+                f.provider,
+                f.bucket.as_deref().unwrap_or(if b.name == WILDCARD_BUCKET {
+                    "<same name>"
+                } else {
+                    &b.name
+                }),
+                if f.copy_on_read { ", copy on read" } else { "" },
+                if f.delete_from_fallback {
+                    ", deletes there too"
+                } else {
+                    ", deletes leave tombstones"
+                }
+            )
+        });
+        println!("  {client} -> {}:{upstream}{fallback}", b.provider);
     }
     ExitCode::SUCCESS
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 fn serve(path: &std::path::Path) -> ExitCode {
@@ -199,12 +329,9 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         // Registered before start-up: an unhandled SIGHUP would kill the process.
@@ -249,12 +376,9 @@ async fn run_until_stopped(running: RunningGateway, signals: &mut Signals, path:
 }
 
 fn health(url: &str, timeout: Duration) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(s3ferry::admin::check_health(url, timeout)) {
         Ok((status, body)) => {
@@ -319,5 +443,218 @@ impl Signals {
             let _ = tokio::signal::ctrl_c().await;
             Signal::Stop
         }
+    }
+
+    /// Waits for SIGTERM or SIGINT; SIGHUP is ignored (for commands that have nothing to reload).
+    async fn stopped(&mut self) {
+        while let Signal::Reload = self.next().await {}
+    }
+}
+
+type BulkFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ExitCode>>>;
+
+/// Loads the config, starts the providers and runs a bulk command on `bucket`'s route.
+fn run_bulk(
+    path: &std::path::Path,
+    command: impl FnOnce(Route, FallbackRoute) -> BulkFuture,
+    bucket: &str,
+) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let (upstreams, _local_providers) = match server::start_providers(&config).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let resolved = RouteTable::new(&config.buckets, &upstreams)
+            .map_err(|e| e.to_string())
+            .and_then(|table| table.resolve(bucket).map_err(|e| e.to_string()));
+        let route = match resolved {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: bucket '{bucket}': {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let Some(fallback) = route.fallback.clone() else {
+            eprintln!(
+                "error: bucket '{bucket}' is not under lazy migration: give its [[buckets]] route `fallback = \"<old provider>\"` (see config.example.toml)"
+            );
+            return ExitCode::FAILURE;
+        };
+        command(route, fallback).await
+    })
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal): bytes, rate, ETA, objects.
+struct ProgressBar {
+    bar: indicatif::ProgressBar,
+    objects: AtomicU64,
+    planned_objects: AtomicU64,
+}
+
+impl Progress for ProgressBar {
+    fn planned(&self, objects: u64, bytes: u64) {
+        self.planned_objects.store(objects, Ordering::Relaxed);
+        self.bar.set_length(bytes);
+        self.bar.set_message(format!("0/{objects} objects"));
+    }
+
+    fn done(&self, _key: &str, bytes: u64) {
+        let n = self.objects.fetch_add(1, Ordering::Relaxed) + 1;
+        self.bar.inc(bytes);
+        let planned = self.planned_objects.load(Ordering::Relaxed);
+        self.bar.set_message(format!("{n}/{planned} objects"));
+    }
+}
+
+async fn migrate_command(route: Route, fallback: FallbackRoute, options: MigrateOptions, json: bool) -> ExitCode {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let progress = ProgressBar {
+        bar,
+        objects: AtomicU64::new(0),
+        planned_objects: AtomicU64::new(0),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_on_signal = stop.clone();
+    tokio::spawn(async move {
+        match Signals::register() {
+            Ok(mut signals) => signals.stopped().await,
+            Err(e) => return eprintln!("warning: cannot listen for Ctrl-C ({e}); stop with SIGKILL"),
+        }
+        eprintln!("\nstopping: finishing the copies in flight (run the same command again to resume)");
+        stop_on_signal.store(true, Ordering::Relaxed);
+    });
+    eprintln!(
+        "{} '{}' ({}:{}) -> ({}:{})",
+        if options.dry_run {
+            "planning the migration of"
+        } else {
+            "migrating"
+        },
+        route.client_bucket,
+        fallback.provider.settings.name,
+        fallback.bucket,
+        route.provider.settings.name,
+        route.upstream_bucket
+    );
+    let result = bulk::migrate(&route, &fallback, &options, &progress, &stop).await;
+    progress.bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print_migrate_report(&report);
+    }
+    if !report.failed.is_empty() {
+        ExitCode::FAILURE
+    } else if report.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_migrate_report(r: &MigrateReport) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    if r.dry_run {
+        println!(
+            "still only in the old provider: {} objects ({:.1} MiB)",
+            r.planned_objects,
+            mib(r.planned_bytes)
+        );
+        println!("already in the new provider:    {} objects", r.already_in_new);
+        println!(
+            "newer in the new provider:      {} objects (written through s3ferry; never overwritten)",
+            r.newer_in_new
+        );
+        println!(
+            "deleted through s3ferry:        {} objects (tombstoned; not copied)",
+            r.deleted_through_s3ferry
+        );
+        if r.planned_objects == 0 {
+            println!("nothing left to copy: the old bucket can be switched off once `s3ferry check` agrees");
+        }
+        return;
+    }
+    println!(
+        "copied:                  {} objects ({:.1} MiB)",
+        r.copied_objects,
+        mib(r.copied_bytes)
+    );
+    println!("already in new:          {}", r.already_in_new);
+    println!("newer in new (kept):     {}", r.newer_in_new);
+    println!("deleted through s3ferry: {}", r.deleted_through_s3ferry);
+    println!("failed:                  {}", r.failed.len());
+    for (key, error) in r.failed.iter().take(20) {
+        println!("  {key}: {error}");
+    }
+    if r.interrupted {
+        println!("interrupted: run the same command again to copy the rest");
+    }
+}
+
+async fn check_command(route: Route, fallback: FallbackRoute, prefix: String, download: bool, json: bool) -> ExitCode {
+    let report = match bulk::check(&route, &fallback, &prefix, download).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        println!("matching:                {}", report.matching);
+        println!("missing in new:          {}", report.missing_in_new.len());
+        for key in report.missing_in_new.iter().take(20) {
+            println!("  {key}");
+        }
+        println!("differ:                  {}", report.differ.len());
+        for key in report.differ.iter().take(20) {
+            println!("  {key}");
+        }
+        println!(
+            "only in new:             {} (written through s3ferry)",
+            report.only_in_new
+        );
+        println!("deleted through s3ferry: {}", report.deleted_through_s3ferry);
+        if report.unverified > 0 {
+            println!(
+                "unverified:              {} (same size, ETags not comparable: run with --download)",
+                report.unverified
+            );
+        }
+        let verdict = if report.differences() == 0 {
+            "OK: every object of the old provider is in the new one"
+        } else {
+            "DIFFERENCES FOUND"
+        };
+        println!("{verdict}");
+    }
+    if report.differences() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

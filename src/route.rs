@@ -1,11 +1,21 @@
-//! Which provider and upstream bucket a client bucket goes to.
+//! Which provider and upstream bucket a client bucket goes to, and where reads fall back to
+//! while the bucket is being migrated.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{BucketRoute, WILDCARD_BUCKET};
+use crate::config::{BucketRoute, FallbackConfig, WILDCARD_BUCKET};
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
+
+/// The old provider of a bucket under lazy migration.
+#[derive(Debug, Clone)]
+pub struct FallbackRoute {
+    pub provider: Arc<Upstream>,
+    pub bucket: String,
+    pub copy_on_read: bool,
+    pub delete_from_fallback: bool,
+}
 
 /// A client bucket resolved to where it lives.
 #[derive(Debug, Clone)]
@@ -15,6 +25,8 @@ pub struct Route {
     /// The name at the provider.
     pub upstream_bucket: String,
     pub provider: Arc<Upstream>,
+    /// Set while the bucket is migrated lazily from an old provider.
+    pub fallback: Option<FallbackRoute>,
 }
 
 impl Route {
@@ -25,28 +37,53 @@ impl Route {
     }
 }
 
+#[derive(Debug, Clone)]
+struct Entry {
+    provider: Arc<Upstream>,
+    /// `None` on the wildcard entry: the client's name is used.
+    upstream_bucket: Option<String>,
+    fallback: Option<(Arc<Upstream>, Option<String>, FallbackConfig)>,
+}
+
 /// The routing table: explicit routes by client bucket, plus an optional `*` route.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
-    explicit: BTreeMap<String, (Arc<Upstream>, String)>,
-    wildcard: Option<Arc<Upstream>>,
+    explicit: BTreeMap<String, Entry>,
+    wildcard: Option<Entry>,
 }
 
 impl RouteTable {
     /// Builds the table; `providers` must hold every provider a route names (validated config).
     pub fn new(routes: &[BucketRoute], providers: &BTreeMap<String, Arc<Upstream>>) -> Result<Self, String> {
+        let provider = |route: &str, name: &str| {
+            providers
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("route '{route}': no provider '{name}'"))
+        };
         let mut explicit = BTreeMap::new();
         let mut wildcard = None;
         for r in routes {
-            let provider = providers
-                .get(&r.provider)
-                .cloned()
-                .ok_or_else(|| format!("route '{}': no provider '{}'", r.name, r.provider))?;
+            let fallback = match &r.fallback {
+                Some(f) => Some((provider(&r.name, &f.provider)?, f.bucket.clone(), f.clone())),
+                None => None,
+            };
+            let entry = Entry {
+                provider: provider(&r.name, &r.provider)?,
+                upstream_bucket: None,
+                fallback,
+            };
             if r.name == WILDCARD_BUCKET {
-                wildcard = Some(provider);
+                wildcard = Some(entry);
             } else {
                 let upstream = r.upstream_bucket.clone().unwrap_or_else(|| r.name.clone());
-                explicit.insert(r.name.clone(), (provider, upstream));
+                explicit.insert(
+                    r.name.clone(),
+                    Entry {
+                        upstream_bucket: Some(upstream),
+                        ..entry
+                    },
+                );
             }
         }
         Ok(Self { explicit, wildcard })
@@ -54,49 +91,52 @@ impl RouteTable {
 
     /// Where `bucket` lives, or `NoSuchBucket` when no route matches.
     pub fn resolve(&self, bucket: &str) -> Result<Route, GatewayError> {
-        if let Some((provider, upstream)) = self.explicit.get(bucket) {
-            return Ok(Route {
-                client_bucket: bucket.to_string(),
-                upstream_bucket: upstream.clone(),
-                provider: provider.clone(),
-            });
-        }
-        match &self.wildcard {
-            Some(provider) => Ok(Route {
-                client_bucket: bucket.to_string(),
-                upstream_bucket: bucket.to_string(),
-                provider: provider.clone(),
-            }),
-            None => Err(GatewayError::NoSuchBucket {
+        let entry = self
+            .explicit
+            .get(bucket)
+            .or(self.wildcard.as_ref())
+            .ok_or_else(|| GatewayError::NoSuchBucket {
                 bucket: bucket.to_string(),
-            }),
-        }
+            })?;
+        let fallback = entry.fallback.as_ref().map(|(provider, old_bucket, f)| FallbackRoute {
+            provider: provider.clone(),
+            bucket: old_bucket.clone().unwrap_or_else(|| bucket.to_string()),
+            copy_on_read: f.copy_on_read,
+            delete_from_fallback: f.delete_from_fallback,
+        });
+        Ok(Route {
+            client_bucket: bucket.to_string(),
+            upstream_bucket: entry.upstream_bucket.clone().unwrap_or_else(|| bucket.to_string()),
+            provider: entry.provider.clone(),
+            fallback,
+        })
     }
 
-    /// The client names of the explicit routes, sorted.
+    /// The client names of the explicit routes with their provider and upstream bucket, sorted.
     pub fn explicit_buckets(&self) -> impl Iterator<Item = (&str, &Arc<Upstream>, &str)> {
-        self.explicit
-            .iter()
-            .map(|(name, (p, up))| (name.as_str(), p, up.as_str()))
+        self.explicit.iter().map(|(name, e)| {
+            (
+                name.as_str(),
+                &e.provider,
+                e.upstream_bucket.as_deref().unwrap_or(name.as_str()),
+            )
+        })
     }
 
     pub fn wildcard(&self) -> Option<&Arc<Upstream>> {
-        self.wildcard.as_ref()
+        self.wildcard.as_ref().map(|e| &e.provider)
     }
 
     /// Whether a bucket the wildcard provider lists is reachable by clients under its own name:
     /// not when an explicit route claims the name, and not when it is the renamed target of an
     /// explicit route on the same provider (clients see it under the route's name).
     pub fn wildcard_exposes(&self, upstream_bucket: &str) -> bool {
-        let Some(wild) = &self.wildcard else {
-            return false;
-        };
+        let Some(wild) = self.wildcard() else { return false };
         if self.explicit.contains_key(upstream_bucket) {
             return false;
         }
-        !self
-            .explicit
-            .values()
-            .any(|(p, up)| Arc::ptr_eq(p, wild) && up == upstream_bucket)
+        !self.explicit.iter().any(|(name, e)| {
+            Arc::ptr_eq(&e.provider, wild) && e.upstream_bucket.as_deref().unwrap_or(name) == upstream_bucket
+        })
     }
 }

@@ -36,6 +36,9 @@ use crate::error::{new_request_id, render_error};
 use crate::gateway::{Gateway, parse_client_target, virtual_host_bucket};
 use crate::local::{LocalServer, ensure_local_bucket, start_local_provider};
 use crate::metrics::{Metrics, RequestObservation};
+use crate::migration::MigrationStats;
+use crate::migration::copy::Copier;
+use crate::migration::serve::Migration;
 use crate::route::RouteTable;
 use crate::upstream::{Upstream, UpstreamSettings};
 
@@ -87,6 +90,11 @@ impl RunningGateway {
         &self.shared.metrics
     }
 
+    /// What lazy migration did since start-up (across reloads).
+    pub fn migration_stats(&self) -> &MigrationStats {
+        &self.shared.migration_stats
+    }
+
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then returns.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(true);
@@ -134,7 +142,8 @@ impl RunningGateway {
     pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
         let previous = self.shared.current();
         warn_about_restart_only_changes(&previous.config, config);
-        let next = Generation::build(config, &self.shared.metrics, Some(&previous)).await?;
+        let shared = &self.shared;
+        let next = Generation::build(config, &shared.metrics, &shared.migration_stats, Some(&previous)).await?;
         self.shared.replace(next);
         Ok(())
     }
@@ -165,6 +174,7 @@ fn warn_about_restart_only_changes(running: &Config, next: &Config) {
 pub(crate) struct Shared {
     generation: RwLock<Arc<Generation>>,
     pub(crate) metrics: Arc<Metrics>,
+    migration_stats: Arc<MigrationStats>,
     /// Set when the listener has closed and in-flight requests are draining.
     draining: AtomicBool,
     /// The S3 listener's address.
@@ -205,67 +215,32 @@ pub(crate) struct Generation {
     /// unchanged (same port, same key), so requests that are streaming from it are not cut
     /// and the directory is never served twice.
     local_providers: BTreeMap<PathBuf, Arc<LocalServer>>,
+    /// The copy-on-read queue. A reload that leaves `[migration]` as it is keeps it, so copies
+    /// queued or running carry on and a key is still copied once at a time.
+    copier: Arc<Copier>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Generation {
-    /// Starts (or reuses from `previous`) every provider, builds the routes and the front door.
-    async fn build(config: &Config, metrics: &Arc<Metrics>, previous: Option<&Generation>) -> Result<Self, StartError> {
-        let mut local_providers = BTreeMap::new();
-        let mut upstreams = BTreeMap::new();
-        for (name, provider) in &config.providers {
-            let provider_error = |reason: String| StartError::Provider {
-                provider: name.clone(),
-                reason,
-            };
-            let settings = match &provider.kind {
-                ProviderKind::Local { root } => {
-                    let reused = previous.and_then(|p| p.local_providers.get(root)).cloned();
-                    let local = match reused {
-                        Some(local) => local,
-                        None => Arc::new(start_local_provider(root).await.map_err(provider_error)?),
-                    };
-                    for route in config
-                        .buckets
-                        .iter()
-                        .filter(|b| &b.provider == name && b.name != WILDCARD_BUCKET)
-                    {
-                        let bucket = route.upstream_bucket.as_deref().unwrap_or(&route.name);
-                        ensure_local_bucket(root, bucket).map_err(provider_error)?;
-                    }
-                    let endpoint = format!("http://{}", local.addr)
-                        .parse()
-                        .map_err(|e| provider_error(format!("{e}")))?;
-                    let settings = UpstreamSettings {
-                        name: name.clone(),
-                        endpoint,
-                        region: provider.region.clone(),
-                        access_key_id: local.access_key_id.clone(),
-                        secret_access_key: local.secret_access_key.clone(),
-                        addressing: Addressing::Path,
-                        ca_file: None,
-                        connect_timeout: provider.connect_timeout,
-                        read_timeout: provider.read_timeout,
-                    };
-                    local_providers.insert(root.clone(), local);
-                    settings
-                }
-                ProviderKind::Remote(remote) => UpstreamSettings {
-                    name: name.clone(),
-                    endpoint: remote.endpoint.clone(),
-                    region: provider.region.clone(),
-                    access_key_id: remote.access_key_id.clone(),
-                    secret_access_key: remote.secret_access_key.clone(),
-                    addressing: provider.addressing,
-                    ca_file: remote.ca_file.clone(),
-                    connect_timeout: provider.connect_timeout,
-                    read_timeout: provider.read_timeout,
-                },
-            };
-            upstreams.insert(name.clone(), Upstream::new(settings).map_err(provider_error)?);
-        }
+    /// Starts (or reuses from `previous`) every provider and the copy queue, builds the routes
+    /// and the front door.
+    async fn build(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        migration_stats: &Arc<MigrationStats>,
+        previous: Option<&Generation>,
+    ) -> Result<Self, StartError> {
+        let (upstreams, local_providers) = build_providers(config, previous.map(|p| &p.local_providers)).await?;
         let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
-        let gateway = Gateway::new(routes, config.server.domain.clone(), metrics.clone());
+        let copier = match previous {
+            Some(p) if p.config.migration == config.migration => p.copier.clone(),
+            _ => Copier::start(&config.migration, migration_stats.clone()),
+        };
+        let migration = Migration {
+            copier: copier.clone(),
+            stats: migration_stats.clone(),
+        };
+        let gateway = Gateway::new(routes, config.server.domain.clone(), migration, metrics.clone());
 
         let mut builder = S3ServiceBuilder::new(ProxyOnly);
         builder.set_auth(ClientAuth::new(&config.credentials));
@@ -283,16 +258,96 @@ impl Generation {
             s3: builder.build(),
             upstreams,
             local_providers,
+            copier,
             tls,
         })
     }
+}
+
+/// Every provider's client, with the in-process servers of the local ones by root (keep them
+/// alive).
+pub type Providers = (BTreeMap<String, Arc<Upstream>>, BTreeMap<PathBuf, Arc<LocalServer>>);
+
+/// Starts local providers and builds a client for every provider.
+pub async fn start_providers(config: &Config) -> Result<Providers, StartError> {
+    build_providers(config, None).await
+}
+
+/// [`start_providers`], keeping the servers in `running` whose root is still configured.
+async fn build_providers(
+    config: &Config,
+    running: Option<&BTreeMap<PathBuf, Arc<LocalServer>>>,
+) -> Result<Providers, StartError> {
+    let mut local_providers = BTreeMap::new();
+    let mut upstreams = BTreeMap::new();
+    for (name, provider) in &config.providers {
+        let provider_error = |reason: String| StartError::Provider {
+            provider: name.clone(),
+            reason,
+        };
+        let settings = match &provider.kind {
+            ProviderKind::Local { root } => {
+                let local = match running.and_then(|r| r.get(root)) {
+                    Some(local) => local.clone(),
+                    None => Arc::new(start_local_provider(root).await.map_err(provider_error)?),
+                };
+                for bucket in local_buckets(config, name) {
+                    ensure_local_bucket(root, &bucket).map_err(provider_error)?;
+                }
+                let endpoint = format!("http://{}", local.addr)
+                    .parse()
+                    .map_err(|e| provider_error(format!("{e}")))?;
+                let settings = UpstreamSettings {
+                    name: name.clone(),
+                    endpoint,
+                    region: provider.region.clone(),
+                    access_key_id: local.access_key_id.clone(),
+                    secret_access_key: local.secret_access_key.clone(),
+                    addressing: Addressing::Path,
+                    ca_file: None,
+                    connect_timeout: provider.connect_timeout,
+                    read_timeout: provider.read_timeout,
+                };
+                local_providers.insert(root.clone(), local);
+                settings
+            }
+            ProviderKind::Remote(remote) => UpstreamSettings {
+                name: name.clone(),
+                endpoint: remote.endpoint.clone(),
+                region: provider.region.clone(),
+                access_key_id: remote.access_key_id.clone(),
+                secret_access_key: remote.secret_access_key.clone(),
+                addressing: provider.addressing,
+                ca_file: remote.ca_file.clone(),
+                connect_timeout: provider.connect_timeout,
+                read_timeout: provider.read_timeout,
+            },
+        };
+        upstreams.insert(name.clone(), Upstream::new(settings).map_err(provider_error)?);
+    }
+    Ok((upstreams, local_providers))
+}
+
+/// The buckets explicit routes keep on provider `name`, as route target or as fallback.
+fn local_buckets(config: &Config, name: &str) -> Vec<String> {
+    let mut buckets = Vec::new();
+    for route in config.buckets.iter().filter(|b| b.name != WILDCARD_BUCKET) {
+        if route.provider == name {
+            buckets.push(route.upstream_bucket.clone().unwrap_or_else(|| route.name.clone()));
+        }
+        if let Some(f) = route.fallback.as_ref().filter(|f| f.provider == name) {
+            buckets.push(f.bucket.clone().unwrap_or_else(|| route.name.clone()));
+        }
+    }
+    buckets
 }
 
 /// Starts every provider, builds the routes and the front door, and listens on the S3 and the
 /// admin addresses.
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let generation = Generation::build(config, &metrics, None).await?;
+    let migration_stats = Arc::new(MigrationStats::default());
+    let generation = Generation::build(config, &metrics, &migration_stats, None).await?;
     let bind = |addr: SocketAddr| async move {
         let listener = TcpListener::bind(addr)
             .await
@@ -307,6 +362,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let shared = Arc::new(Shared {
         generation: RwLock::new(Arc::new(generation)),
         metrics,
+        migration_stats,
         draining: AtomicBool::new(false),
         listen: addr,
     });

@@ -3,8 +3,11 @@
 //! Only small XML bodies are read (capped by [`MAX_XML_BODY`]); object bodies are never touched.
 
 pub mod bucket_names;
+pub mod delete_objects;
 pub mod list_buckets;
+pub mod list_objects;
 pub mod listing_encoding;
+pub mod tagging;
 
 /// The largest XML response s3ferry reads into memory to rewrite. A ListObjects page of 1,000
 /// long keys is well under 1 MiB.

@@ -5,6 +5,7 @@
 //! every resolved address is tried in turn (see [`resolve`]), and connect and header timeouts
 //! turn a dead provider into a clear S3 error instead of a hang.
 
+pub mod requests;
 pub mod resolve;
 pub mod sign;
 pub mod url;

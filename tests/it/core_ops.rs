@@ -252,7 +252,7 @@ async fn multipart_upload_lists_parts_completes_and_aborts() {
 }
 
 #[tokio::test]
-async fn copy_object_and_upload_part_copy_work_across_a_bucket_rename() {
+async fn copy_object_and_upload_part_copy_work_across_renames_and_providers() {
     let h = Harness::start().await;
     let client = h.client();
     let data = pattern(64 * 1024, 3);
@@ -358,16 +358,43 @@ async fn copy_object_and_upload_part_copy_work_across_a_bucket_rename() {
         data.as_slice()
     );
 
-    // Across providers the copy is refused clearly rather than done wrong.
-    let err = client
+    // Across providers s3ferry streams the copy through itself, metadata included.
+    client
+        .put_object()
+        .bucket("alpha")
+        .key("typed")
+        .content_type("text/csv")
+        .metadata("origin", "alpha")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect("put");
+    let copied = client
         .copy_object()
         .bucket("vbucket")
         .key("x")
-        .copy_source("alpha/back")
+        .copy_source("alpha/typed")
         .send()
         .await
-        .expect_err("cross-provider");
-    assert_eq!(error_code(&err), "NotImplemented");
+        .expect("cross-provider copy");
+    assert!(copied.copy_object_result().and_then(|r| r.e_tag()).is_some());
+    assert!(h.vhost_up.has_object("vbucket", "x").await);
+    let got = client
+        .get_object()
+        .bucket("vbucket")
+        .key("x")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.content_type(), Some("text/csv"));
+    assert_eq!(
+        got.metadata().and_then(|m| m.get("origin")).map(String::as_str),
+        Some("alpha")
+    );
+    assert_eq!(
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
+        data.as_slice()
+    );
     h.stop().await;
 }
 

@@ -4,6 +4,7 @@
 mod core_ops;
 mod deploy;
 mod local_provider;
+mod migration;
 mod moto;
 mod sidecar;
 mod streaming;

@@ -3,7 +3,6 @@
 //! keep their meaning, and keys too long for a file-system store round-trip.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
@@ -11,52 +10,8 @@ use aws_sdk_s3::types::{BucketVersioningStatus, ObjectCannedAcl, Tag, Tagging, V
 use s3ferry::config::Config;
 use s3ferry::server::RunningGateway;
 
+use crate::support::moto::Moto;
 use crate::support::{CLIENT_KEY, CLIENT_SECRET, error_code, error_status, sdk_client};
-
-/// A moto server process on a free loopback port, stopped on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is not installed: run `python3 -m pip install 'moto[server]'` (bash .ci/run does)");
-        let moto = Self { child, port };
-        for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return moto;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("moto_server did not start listening on port {port} within 30 s");
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn direct(&self) -> aws_sdk_s3::Client {
-        sdk_client(&self.endpoint(), "moto", "moto", true)
-    }
-}
 
 async fn gateway(moto: &Moto) -> RunningGateway {
     let toml = format!(

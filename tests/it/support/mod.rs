@@ -2,6 +2,7 @@
 //! the real aws-sdk-s3 client, all on 127.0.0.1 with port 0.
 
 pub mod binary;
+pub mod moto;
 pub mod raw;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -67,12 +68,22 @@ pub fn sdk_client(endpoint: &str, key: &str, secret: &str, path_style: bool) -> 
     Client::from_conf(config)
 }
 
+/// Behaviour switched on at run time in the thin wrapper around a test upstream.
+#[derive(Debug, Default)]
+pub struct Quirks {
+    /// Refuse writes with 403 AccessDenied, like a read-only IAM key.
+    pub read_only: std::sync::atomic::AtomicBool,
+    /// Answer every GET/HEAD with this status (0: off), like a provider having an outage.
+    pub fail_reads_with: std::sync::atomic::AtomicU16,
+}
+
 /// A real S3 server (s3s-fs over a temp dir) on a loopback port.
 pub struct TestUpstream {
     pub addr: SocketAddr,
     pub root: TempDir,
     /// Reject path-style requests, as OSS does (`SecondLevelDomainForbidden`).
     pub virtual_hosted_only: bool,
+    pub quirks: std::sync::Arc<Quirks>,
     task: JoinHandle<()>,
 }
 
@@ -106,11 +117,13 @@ impl TestUpstream {
             builder.set_host(MultiDomain::new([domain.as_str(), "localhost"]).expect("domain"));
         }
         let service = builder.build();
-        let task = tokio::spawn(serve(listener, service, virtual_hosted_only));
+        let quirks = std::sync::Arc::new(Quirks::default());
+        let task = tokio::spawn(serve(listener, service, virtual_hosted_only, quirks.clone()));
         Self {
             addr,
             root,
             virtual_hosted_only,
+            quirks,
             task,
         }
     }
@@ -153,7 +166,7 @@ impl TestUpstream {
     }
 }
 
-async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: bool) {
+async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: bool, quirks: std::sync::Arc<Quirks>) {
     let builder = ConnBuilder::new(TokioExecutor::new());
     loop {
         let Ok((socket, _)) = listener.accept().await else {
@@ -162,17 +175,42 @@ async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: b
         let _ = socket.set_nodelay(true);
         let service = service.clone();
         let builder = builder.clone();
+        let quirks = quirks.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let service = service.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(service, req, virtual_hosted_only).await) }
+                let quirks = quirks.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(service, req, virtual_hosted_only, &quirks).await) }
             });
             let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
         });
     }
 }
 
-async fn answer(service: S3Service, req: Request<Incoming>, virtual_hosted_only: bool) -> Response<s3s::Body> {
+fn quirk_error(status: u16, code: &str) -> Response<s3s::Body> {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>emulated</Message></Error>"
+    );
+    let mut resp = Response::new(s3s::Body::from(xml));
+    *resp.status_mut() = http::StatusCode::from_u16(status).expect("status");
+    resp
+}
+
+async fn answer(
+    service: S3Service,
+    req: Request<Incoming>,
+    virtual_hosted_only: bool,
+    quirks: &Quirks,
+) -> Response<s3s::Body> {
+    use std::sync::atomic::Ordering;
+    let reads = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+    let fail = quirks.fail_reads_with.load(Ordering::Relaxed);
+    if reads && fail != 0 {
+        return quirk_error(fail, "InternalError");
+    }
+    if !reads && quirks.read_only.load(Ordering::Relaxed) {
+        return quirk_error(403, "AccessDenied");
+    }
     if virtual_hosted_only {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
         let has_bucket_in_host = host.split(':').next().is_some_and(|h| h.ends_with(".localhost"));

@@ -1,0 +1,211 @@
+//! CopyObject and UploadPartCopy done by s3ferry itself, streaming the source through: when the
+//! source lives on another provider than the destination (another route, or the old provider
+//! of a bucket under lazy migration), the destination provider cannot copy it server-side.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use crate::body::IdleTimeoutBody;
+use crate::error::GatewayError;
+use crate::migration::copy::{preserved_headers, read_tagging};
+use crate::route::Route;
+use crate::upstream::sign::UNSIGNED_PAYLOAD;
+use crate::upstream::url::uri_encode;
+use crate::upstream::{OutgoingRequest, Upstream};
+
+/// Where the copy reads from.
+pub struct CopySource<'a> {
+    pub provider: &'a Upstream,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+}
+
+/// The parts of `x-amz-copy-source`: client bucket, decoded key, version.
+pub fn parse_copy_source(value: &str) -> Result<(String, String, Option<String>), GatewayError> {
+    let trimmed = value.strip_prefix('/').unwrap_or(value);
+    let (path, version) = match trimmed.split_once("?versionId=") {
+        Some((p, v)) => (p, Some(v.to_string())),
+        None => (trimmed, None),
+    };
+    let (bucket, key) = path
+        .split_once('/')
+        .ok_or_else(|| GatewayError::InvalidRequest(format!("x-amz-copy-source '{value}' must be <bucket>/<key>")))?;
+    let decode = |s: &str| String::from_utf8_lossy(&crate::upstream::url::percent_decode(s)).into_owned();
+    Ok((decode(bucket), decode(key), version))
+}
+
+/// Copies `source` into the destination (`route`, `encoded_key`) as CopyObject (no `upload`)
+/// or UploadPartCopy (`upload` = part number and upload id). Returns the XML result.
+pub async fn copy_through(
+    source: CopySource<'_>,
+    route: &Route,
+    encoded_key: &str,
+    client_headers: &HeaderMap,
+    upload: Option<(String, String)>,
+) -> Result<String, GatewayError> {
+    let mut get_headers = HeaderMap::new();
+    for (from, to) in [
+        ("x-amz-copy-source-if-match", http::header::IF_MATCH),
+        ("x-amz-copy-source-if-none-match", http::header::IF_NONE_MATCH),
+        ("x-amz-copy-source-if-modified-since", http::header::IF_MODIFIED_SINCE),
+        (
+            "x-amz-copy-source-if-unmodified-since",
+            http::header::IF_UNMODIFIED_SINCE,
+        ),
+    ] {
+        if let Some(v) = client_headers.get(from) {
+            get_headers.insert(to, v.clone());
+        }
+    }
+    if upload.is_some()
+        && let Some(range) = client_headers.get("x-amz-copy-source-range")
+    {
+        get_headers.insert(http::header::RANGE, range.clone());
+    }
+    let mut get = OutgoingRequest {
+        method: Method::GET,
+        bucket: Some(source.bucket.to_string()),
+        encoded_key: uri_encode(source.key.as_bytes(), true),
+        query: source
+            .version_id
+            .map(|v| vec![("versionId".to_string(), v.to_string())])
+            .unwrap_or_default(),
+        headers: get_headers,
+        body: crate::body::empty(),
+        payload_hash: crate::upstream::sign::EMPTY_PAYLOAD_SHA256.to_string(),
+    };
+    get.headers.remove(http::header::HOST);
+    let response = source
+        .provider
+        .send(get)
+        .await
+        .map_err(|e| e.into_gateway_error(&source.provider.settings))?;
+    match response.status() {
+        s if s.is_success() => {}
+        StatusCode::NOT_FOUND => {
+            return Err(GatewayError::NoSuchKey {
+                key: source.key.to_string(),
+            });
+        }
+        StatusCode::NOT_MODIFIED | StatusCode::PRECONDITION_FAILED => return Err(GatewayError::PreconditionFailed),
+        s => {
+            return Err(GatewayError::UpstreamProtocol {
+                provider: source.provider.settings.name.clone(),
+                cause: format!("GET of the copy source answered {s}"),
+            });
+        }
+    }
+    let (parts, body) = response.into_parts();
+    let length =
+        crate::upstream::requests::content_length(&parts.headers).ok_or_else(|| GatewayError::UpstreamProtocol {
+            provider: source.provider.settings.name.clone(),
+            cause: "the copy source has no Content-Length".into(),
+        })?;
+
+    let mut headers = if upload.is_some() {
+        HeaderMap::new()
+    } else {
+        object_headers(&source, &parts.headers, client_headers).await
+    };
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+    let query = match &upload {
+        Some((part, id)) => vec![
+            ("partNumber".to_string(), part.clone()),
+            ("uploadId".to_string(), id.clone()),
+        ],
+        None => Vec::new(),
+    };
+    let put = OutgoingRequest {
+        method: Method::PUT,
+        bucket: Some(route.upstream_bucket.clone()),
+        encoded_key: encoded_key.to_string(),
+        query,
+        headers,
+        body: http_body_util::BodyExt::boxed(IdleTimeoutBody::new(body, source.provider.settings.read_timeout)),
+        payload_hash: UNSIGNED_PAYLOAD.to_string(),
+    };
+    let written = route.provider.send_collect(put, 64 * 1024).await?;
+    if !written.status().is_success() {
+        let code = crate::error::parse_error_code(written.body())
+            .map(|(c, _)| c)
+            .unwrap_or_default();
+        return Err(GatewayError::UpstreamProtocol {
+            provider: route.provider.settings.name.clone(),
+            cause: format!("writing the copy answered {} {code}", written.status()),
+        });
+    }
+    let etag = written
+        .headers()
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let element = if upload.is_some() {
+        "CopyPartResult"
+    } else {
+        "CopyObjectResult"
+    };
+    Ok(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{element} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LastModified>{now}</LastModified><ETag>{}</ETag></{element}>",
+        quick_xml::escape::escape(&etag)
+    ))
+}
+
+/// Headers of the new object: the source's metadata (or the request's, with
+/// `x-amz-metadata-directive: REPLACE`), the request's storage class, ACL and encryption, and
+/// the source's tags (or the request's, with `x-amz-tagging-directive: REPLACE`).
+async fn object_headers(source: &CopySource<'_>, source_headers: &HeaderMap, client: &HeaderMap) -> HeaderMap {
+    let directive = |name: &str| {
+        client
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("REPLACE"))
+    };
+    let mut headers = if directive("x-amz-metadata-directive") {
+        preserved_headers(client)
+    } else {
+        let mut h = preserved_headers(source_headers);
+        h.remove("x-amz-storage-class");
+        h
+    };
+    for (name, value) in client {
+        let n = name.as_str();
+        if n == "x-amz-storage-class"
+            || n == "x-amz-acl"
+            || n.starts_with("x-amz-grant-")
+            || n.starts_with("x-amz-server-side-encryption")
+        {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if directive("x-amz-tagging-directive") {
+        if let Some(t) = client.get("x-amz-tagging") {
+            headers.insert(HeaderName::from_static("x-amz-tagging"), t.clone());
+        }
+    } else if let Some(tagging) = read_tagging(source.provider, source.bucket, source.key).await
+        && let Ok(v) = HeaderValue::from_str(&tagging)
+    {
+        headers.insert(HeaderName::from_static("x-amz-tagging"), v);
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_sources_are_split_and_decoded() {
+        let (b, k, v) = parse_copy_source("/photos/a%20b/c%2Bd.jpg?versionId=v1").expect("parses");
+        assert_eq!(
+            (b.as_str(), k.as_str(), v.as_deref()),
+            ("photos", "a b/c+d.jpg", Some("v1"))
+        );
+        let (b, k, v) = parse_copy_source("photos/x").expect("parses");
+        assert_eq!((b.as_str(), k.as_str(), v), ("photos", "x", None));
+        assert!(parse_copy_source("nokey").is_err());
+    }
+}

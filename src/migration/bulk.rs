@@ -1,0 +1,359 @@
+//! `s3ferry migrate` and `s3ferry check`: finish and verify a lazy migration.
+//!
+//! Both walk the old bucket, the new bucket and the tombstones together in key order (three
+//! paginated listings, constant memory). `migrate` copies every object that is only in the old
+//! provider and was not deleted through s3ferry, with [`copy_object`]'s guarantees (never over a
+//! newer object, verified); objects already in the new provider are skipped, so a migration that
+//! was interrupted simply runs again. `check` compares both sides like `rclone check`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::StreamExt as _;
+use md5::Digest as _;
+use serde::Serialize;
+
+use super::copy::{CopyOutcome, CopyTask, copy_object, is_plain_md5_etag};
+use super::listing::Cursor;
+use super::tombstone::{RESERVED_PREFIX, TOMBSTONE_PREFIX};
+use crate::error::GatewayError;
+use crate::rewrite::list_objects::{ListEntry, ListedObject};
+use crate::route::{FallbackRoute, Route};
+use crate::upstream::Upstream;
+use crate::upstream::requests::ListRequest;
+
+/// One key as both providers see it.
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    pub key: String,
+    pub old: Option<ListedObject>,
+    pub new: Option<ListedObject>,
+    pub tombstoned: bool,
+}
+
+/// Walks the old bucket, the new bucket and the tombstones in key order.
+struct PairWalk<'a> {
+    old: Cursor<'a>,
+    new: Cursor<'a>,
+    tombstones: Cursor<'a>,
+}
+
+impl<'a> PairWalk<'a> {
+    fn new(route: &'a Route, fallback: &'a FallbackRoute, prefix: &str) -> Self {
+        let list = |prefix: String| ListRequest {
+            prefix,
+            delimiter: None,
+            start_after: None,
+            continuation_token: None,
+            max_keys: 1000,
+        };
+        Self {
+            old: Cursor::new(&fallback.provider, &fallback.bucket, list(prefix.to_string()), ""),
+            new: Cursor::new(&route.provider, &route.upstream_bucket, list(prefix.to_string()), ""),
+            tombstones: Cursor::new(
+                &route.provider,
+                &route.upstream_bucket,
+                list(format!("{TOMBSTONE_PREFIX}{prefix}")),
+                TOMBSTONE_PREFIX,
+            ),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<KeyPair>, GatewayError> {
+        loop {
+            let old = self.old.peek().await?.map(|e| e.name().to_string());
+            let new = self.new.peek().await?.map(|e| e.name().to_string());
+            let key = match (&old, &new) {
+                (None, None) => return Ok(None),
+                (Some(o), Some(n)) => o.min(n).clone(),
+                (Some(o), None) => o.clone(),
+                (None, Some(n)) => n.clone(),
+            };
+            let take = |entry: Option<ListEntry>| match entry {
+                Some(ListEntry::Object(o)) => Some(o),
+                _ => None,
+            };
+            let old_obj = if old.as_deref() == Some(key.as_str()) {
+                take(self.old.next().await?)
+            } else {
+                None
+            };
+            let new_obj = if new.as_deref() == Some(key.as_str()) {
+                take(self.new.next().await?)
+            } else {
+                None
+            };
+            if key.starts_with(RESERVED_PREFIX) {
+                continue;
+            }
+            let tombstoned = self.tombstones.contains(&key).await?;
+            return Ok(Some(KeyPair {
+                key,
+                old: old_obj,
+                new: new_obj,
+                tombstoned,
+            }));
+        }
+    }
+}
+
+/// Whether two listed objects hold the same content, as far as listings can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Same,
+    Different,
+    /// Same size, but the ETags are not both plain MD5s (multipart, another provider's format).
+    NotComparable,
+}
+
+pub fn compare(old: &ListedObject, new: &ListedObject) -> Comparison {
+    if old.size != new.size {
+        return Comparison::Different;
+    }
+    if is_plain_md5_etag(&old.etag) && is_plain_md5_etag(&new.etag) {
+        if old
+            .etag
+            .trim_matches('"')
+            .eq_ignore_ascii_case(new.etag.trim_matches('"'))
+        {
+            Comparison::Same
+        } else {
+            Comparison::Different
+        }
+    } else {
+        Comparison::NotComparable
+    }
+}
+
+/// Options of `s3ferry migrate`.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub prefix: String,
+    pub concurrency: usize,
+    pub dry_run: bool,
+}
+
+/// What `migrate` did (or, with `--dry-run`, would do).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MigrateReport {
+    pub planned_objects: u64,
+    pub planned_bytes: u64,
+    pub copied_objects: u64,
+    pub copied_bytes: u64,
+    pub already_in_new: u64,
+    /// In both, with other content: a client wrote the key through s3ferry; never overwritten.
+    pub newer_in_new: u64,
+    pub deleted_through_s3ferry: u64,
+    pub failed: Vec<(String, String)>,
+    pub interrupted: bool,
+    pub dry_run: bool,
+}
+
+/// How `migrate` reports progress (a progress bar in the CLI, counters in tests).
+pub trait Progress: Sync {
+    fn planned(&self, objects: u64, bytes: u64);
+    fn done(&self, key: &str, bytes: u64);
+}
+
+/// Copies everything only the old provider holds. Stops early (reporting `interrupted`) when
+/// `stop` is set; what was copied stays copied, and running again resumes.
+pub async fn migrate(
+    route: &Route,
+    fallback: &FallbackRoute,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<MigrateReport, GatewayError> {
+    let mut report = MigrateReport {
+        dry_run: options.dry_run,
+        ..MigrateReport::default()
+    };
+    // Pass 1: what is left to copy (so progress can show totals and an ETA).
+    let mut walk = PairWalk::new(route, fallback, &options.prefix);
+    while let Some(pair) = walk.next().await? {
+        match (&pair.old, &pair.new, pair.tombstoned) {
+            (Some(_), None, true) => report.deleted_through_s3ferry += 1,
+            (Some(old), None, false) => {
+                report.planned_objects += 1;
+                report.planned_bytes += old.size;
+            }
+            (Some(old), Some(new), _) => match compare(old, new) {
+                Comparison::Different => report.newer_in_new += 1,
+                Comparison::Same | Comparison::NotComparable => report.already_in_new += 1,
+            },
+            _ => {}
+        }
+    }
+    progress.planned(report.planned_objects, report.planned_bytes);
+    if options.dry_run {
+        return Ok(report);
+    }
+
+    // Pass 2: copy, `concurrency` at a time.
+    let (pairs_tx, pairs_rx) = tokio::sync::mpsc::channel::<KeyPair>(options.concurrency * 4);
+    let producer = async {
+        let mut walk = PairWalk::new(route, fallback, &options.prefix);
+        while let Some(pair) = walk.next().await? {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if pair.old.is_some() && pair.new.is_none() && !pair.tombstoned && pairs_tx.send(pair).await.is_err() {
+                break;
+            }
+        }
+        drop(pairs_tx);
+        Ok::<(), GatewayError>(())
+    };
+    let consumer = tokio_stream_from(pairs_rx)
+        .map(|pair| async move {
+            if stop.load(Ordering::Relaxed) {
+                return (pair.key, None);
+            }
+            let task = CopyTask {
+                old: fallback.provider.clone(),
+                old_bucket: fallback.bucket.clone(),
+                new: route.provider.clone(),
+                new_bucket: route.upstream_bucket.clone(),
+                key: pair.key.clone(),
+            };
+            let outcome = copy_object(&task).await;
+            (pair.key, Some(outcome))
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .fold(Vec::new(), |mut results, (key, outcome)| {
+            if let Some(Ok(CopyOutcome::Copied { bytes })) = &outcome {
+                progress.done(&key, *bytes);
+            }
+            results.push((key, outcome));
+            async move { results }
+        });
+    let (produced, results) = tokio::join!(producer, consumer);
+    produced?;
+    for (key, outcome) in results {
+        match outcome {
+            None => {}
+            Some(Ok(CopyOutcome::Copied { bytes })) => {
+                report.copied_objects += 1;
+                report.copied_bytes += bytes;
+            }
+            Some(Ok(CopyOutcome::AlreadyInNew)) => report.already_in_new += 1,
+            Some(Ok(CopyOutcome::Tombstoned)) => report.deleted_through_s3ferry += 1,
+            Some(Ok(CopyOutcome::GoneFromOld)) => {}
+            Some(Err(e)) => report.failed.push((key, e.to_string())),
+        }
+    }
+    report.interrupted = stop.load(Ordering::Relaxed);
+    Ok(report)
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The result of `s3ferry check`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CheckReport {
+    pub matching: u64,
+    /// Same size, ETags not comparable, and not downloaded (`--download` compares content).
+    pub unverified: u64,
+    pub missing_in_new: Vec<String>,
+    pub differ: Vec<String>,
+    pub only_in_new: u64,
+    pub deleted_through_s3ferry: u64,
+    pub bytes_only_in_old: u64,
+}
+
+impl CheckReport {
+    /// Differences that make `check` fail.
+    pub fn differences(&self) -> usize {
+        self.missing_in_new.len() + self.differ.len()
+    }
+}
+
+/// Compares both providers. With `download`, objects whose ETags cannot be compared are read
+/// from both sides and their MD5s compared.
+pub async fn check(
+    route: &Route,
+    fallback: &FallbackRoute,
+    prefix: &str,
+    download: bool,
+) -> Result<CheckReport, GatewayError> {
+    let mut report = CheckReport::default();
+    let mut walk = PairWalk::new(route, fallback, prefix);
+    while let Some(pair) = walk.next().await? {
+        match (&pair.old, &pair.new) {
+            (Some(old), None) if pair.tombstoned => {
+                let _ = old;
+                report.deleted_through_s3ferry += 1;
+            }
+            (Some(old), None) => {
+                report.bytes_only_in_old += old.size;
+                report.missing_in_new.push(pair.key);
+            }
+            (None, Some(_)) => report.only_in_new += 1,
+            (Some(old), Some(new)) => match compare(old, new) {
+                Comparison::Same => report.matching += 1,
+                Comparison::Different => report.differ.push(pair.key),
+                Comparison::NotComparable if download => {
+                    let a = content_md5(&fallback.provider, &fallback.bucket, &pair.key).await?;
+                    let b = content_md5(&route.provider, &route.upstream_bucket, &pair.key).await?;
+                    if a == b {
+                        report.matching += 1;
+                    } else {
+                        report.differ.push(pair.key);
+                    }
+                }
+                Comparison::NotComparable => report.unverified += 1,
+            },
+            (None, None) => {}
+        }
+    }
+    Ok(report)
+}
+
+/// MD5 of an object's content, streamed.
+async fn content_md5(provider: &Upstream, bucket: &str, key: &str) -> Result<String, GatewayError> {
+    use http_body_util::BodyExt as _;
+    let response = provider.get_object(bucket, key, http::HeaderMap::new()).await?;
+    if !response.status().is_success() {
+        return Err(GatewayError::UpstreamProtocol {
+            provider: provider.settings.name.clone(),
+            cause: format!("GET {bucket}/{key} answered {}", response.status()),
+        });
+    }
+    let mut body = response.into_body();
+    let mut hasher = md5::Md5::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| GatewayError::UpstreamProtocol {
+            provider: provider.settings.name.clone(),
+            cause: e.to_string(),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            hasher.update(&data);
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(size: u64, etag: &str) -> ListedObject {
+        ListedObject {
+            size,
+            etag: etag.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn comparisons_use_size_then_plain_md5_etags() {
+        let md5a = "\"9b2cf535f27731c974343645a3985328\"";
+        let md5b = "\"0b2cf535f27731c974343645a3985328\"";
+        assert_eq!(compare(&obj(3, md5a), &obj(3, md5a)), Comparison::Same);
+        assert_eq!(compare(&obj(3, md5a), &obj(3, &md5a.to_uppercase())), Comparison::Same);
+        assert_eq!(compare(&obj(3, md5a), &obj(3, md5b)), Comparison::Different);
+        assert_eq!(compare(&obj(3, md5a), &obj(4, md5a)), Comparison::Different);
+        assert_eq!(compare(&obj(3, "\"abc-2\""), &obj(3, md5a)), Comparison::NotComparable);
+    }
+}

@@ -1,0 +1,165 @@
+//! Requests s3ferry makes on its own behalf (lazy migration, bulk copy, check): HEAD, GET, PUT,
+//! DELETE and ListObjectsV2 on one provider, with keys given decoded.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::sign::{EMPTY_PAYLOAD_SHA256, UNSIGNED_PAYLOAD};
+use super::url::uri_encode;
+use super::{OutgoingRequest, Upstream};
+use crate::body::{self, UpstreamBody};
+use crate::error::GatewayError;
+use crate::rewrite::MAX_XML_BODY;
+use crate::rewrite::list_objects::{ListPage, parse_list_page};
+
+/// A message's `Content-Length`, if it has a valid one.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// What a HEAD says about an object.
+#[derive(Debug, Clone)]
+pub struct ObjectHead {
+    pub size: u64,
+    /// As the provider writes it, quotes included.
+    pub etag: String,
+    pub headers: HeaderMap,
+}
+
+/// Parameters of one ListObjectsV2 call.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub start_after: Option<String>,
+    pub continuation_token: Option<String>,
+    pub max_keys: usize,
+}
+
+impl Upstream {
+    fn request(&self, method: Method, bucket: &str, key: &str, query: Vec<(String, String)>) -> OutgoingRequest {
+        let has_body = method == Method::PUT || method == Method::POST;
+        OutgoingRequest {
+            method,
+            bucket: Some(bucket.to_string()),
+            encoded_key: uri_encode(key.as_bytes(), true),
+            query,
+            headers: HeaderMap::new(),
+            body: body::empty(),
+            payload_hash: if has_body {
+                UNSIGNED_PAYLOAD
+            } else {
+                EMPTY_PAYLOAD_SHA256
+            }
+            .to_string(),
+        }
+    }
+
+    fn failed(&self, what: &str, status: StatusCode, body: &[u8]) -> GatewayError {
+        let code = crate::error::parse_error_code(body).map(|(c, _)| c).unwrap_or_default();
+        GatewayError::UpstreamProtocol {
+            provider: self.settings.name.clone(),
+            cause: format!("{what} answered {status} {code}"),
+        }
+    }
+
+    /// HEAD an object: `None` on 404, an error on anything else that is not 2xx.
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, GatewayError> {
+        let response = self
+            .send_collect(self.request(Method::HEAD, bucket, key, Vec::new()), 0)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let headers = response.headers().clone();
+                let size = content_length(&headers).unwrap_or(0);
+                let etag = headers
+                    .get(http::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                Ok(Some(ObjectHead { size, etag, headers }))
+            }
+            s => Err(self.failed(&format!("HEAD {bucket}/{key}"), s, &[])),
+        }
+    }
+
+    /// GET an object (or a range of it, via `headers`); the response is returned as it is.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: HeaderMap,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let mut request = self.request(Method::GET, bucket, key, Vec::new());
+        request.headers = headers;
+        self.send(request)
+            .await
+            .map_err(|e| e.into_gateway_error(&self.settings))
+    }
+
+    /// GET a sub-resource of an object (`?tagging`, `?acl`); the (small) response as it is.
+    pub async fn get_subresource(&self, bucket: &str, key: &str, name: &str) -> Result<Response<Bytes>, GatewayError> {
+        let request = self.request(Method::GET, bucket, key, vec![(name.to_string(), String::new())]);
+        self.send_collect(request, MAX_XML_BODY).await
+    }
+
+    /// PUT an object with a streamed body of `length` bytes; returns the (small) response.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut headers: HeaderMap,
+        body: UpstreamBody,
+        length: u64,
+    ) -> Result<Response<Bytes>, GatewayError> {
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        let mut request = self.request(Method::PUT, bucket, key, Vec::new());
+        request.headers = headers;
+        request.body = body;
+        self.send_collect(request, 64 * 1024).await
+    }
+
+    /// DELETE an object; 204 and 404 both mean it is gone.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), GatewayError> {
+        let response = self
+            .send_collect(self.request(Method::DELETE, bucket, key, Vec::new()), 64 * 1024)
+            .await?;
+        match response.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s => Err(self.failed(&format!("DELETE {bucket}/{key}"), s, response.body())),
+        }
+    }
+
+    /// One ListObjectsV2 page.
+    pub async fn list_objects_v2(&self, bucket: &str, list: &ListRequest) -> Result<ListPage, GatewayError> {
+        let mut query = vec![
+            ("list-type".to_string(), "2".to_string()),
+            ("prefix".to_string(), list.prefix.clone()),
+        ];
+        query.push(("max-keys".to_string(), list.max_keys.clamp(1, 1000).to_string()));
+        if let Some(d) = &list.delimiter {
+            query.push(("delimiter".to_string(), d.clone()));
+        }
+        if let Some(s) = &list.start_after {
+            query.push(("start-after".to_string(), s.clone()));
+        }
+        if let Some(t) = &list.continuation_token {
+            query.push(("continuation-token".to_string(), t.clone()));
+        }
+        let response = self
+            .send_collect(self.request(Method::GET, bucket, "", query), MAX_XML_BODY)
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.failed(&format!("ListObjectsV2 {bucket}"), response.status(), response.body()));
+        }
+        parse_list_page(response.body()).map_err(|e| GatewayError::UpstreamProtocol {
+            provider: self.settings.name.clone(),
+            cause: e.to_string(),
+        })
+    }
+}
