@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 mod core_ops;
+mod dialects;
 mod local_provider;
 mod migration;
 mod moto;
