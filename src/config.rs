@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::dialect::{self, DialectProfile, EtagCase, UnsupportedAcl};
+
 /// Environment variable that names the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "S3FERRY_CONFIG";
 /// Environment variable that overrides `server.listen`.
@@ -126,10 +128,32 @@ struct RawProvider {
     secret_access_key_file: Option<PathBuf>,
     addressing: Option<String>,
     dialect: Option<String>,
+    dialect_overrides: Option<RawDialectOverrides>,
+    storage_classes: Option<BTreeMap<String, String>>,
+    acl: Option<RawAcl>,
     ca_file: Option<PathBuf>,
     root: Option<PathBuf>,
     connect_timeout_secs: Option<u64>,
     read_timeout_secs: Option<u64>,
+}
+
+/// `[providers.X.dialect_overrides]`: any field of the dialect profile, replacing the built-in value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDialectOverrides {
+    etag_case: Option<String>,
+    acl_headers: Option<bool>,
+    canned_acls: Option<Vec<String>>,
+    grants: Option<bool>,
+    drop_headers: Option<Vec<String>>,
+    drop_params: Option<Vec<String>>,
+}
+
+/// `[providers.X.acl]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcl {
+    unsupported: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +275,8 @@ pub struct ProviderConfig {
     pub region: String,
     pub addressing: Addressing,
     pub dialect: String,
+    /// The dialect's built-in profile with this provider's overrides applied.
+    pub profile: DialectProfile,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
@@ -730,8 +756,10 @@ impl Resolver<'_> {
                 format!("unknown dialect '{dialect}' (known: {})", KNOWN_DIALECTS.join(", ")),
             ));
         }
+        let profile = self.resolve_profile(&key, &dialect, &p)?;
         let addressing = match p.addressing.as_deref() {
-            None | Some("path") => Addressing::Path,
+            None => profile.addressing,
+            Some("path") => Addressing::Path,
             Some("virtual") => Addressing::Virtual,
             Some(other) => {
                 return Err(self.error(
@@ -827,6 +855,7 @@ impl Resolver<'_> {
             region,
             addressing,
             dialect,
+            profile,
             connect_timeout,
             read_timeout,
         })
@@ -845,6 +874,84 @@ fn parse_duration(text: &str) -> Option<Duration> {
         "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
         "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
         _ => None,
+    }
+}
+
+impl Resolver<'_> {
+    /// The built-in profile of `dialect` with `dialect_overrides`, `storage_classes` and `acl`
+    /// of the provider applied.
+    fn resolve_profile(&self, key: &str, dialect: &str, p: &RawProvider) -> Result<DialectProfile, ConfigError> {
+        let mut profile = dialect::builtin(dialect)
+            .ok_or_else(|| self.error(format!("{key}.dialect"), format!("no profile for dialect '{dialect}'")))?;
+        if let Some(o) = &p.dialect_overrides {
+            if let Some(case) = o.etag_case.as_deref() {
+                profile.etag_case = match case {
+                    "lower" => EtagCase::Lower,
+                    "upper" => EtagCase::Upper,
+                    other => {
+                        return Err(self.error(
+                            format!("{key}.dialect_overrides.etag_case"),
+                            format!("'{other}' is neither \"lower\" nor \"upper\""),
+                        ));
+                    }
+                };
+            }
+            if let Some(v) = o.acl_headers {
+                profile.acl_headers = v;
+            }
+            if let Some(v) = &o.canned_acls {
+                if let Some(bad) = v.iter().find(|a| !dialect::AWS_CANNED_ACLS.contains(&a.as_str())) {
+                    return Err(self.error(
+                        format!("{key}.dialect_overrides.canned_acls"),
+                        format!(
+                            "'{bad}' is not an S3 canned ACL (known: {})",
+                            dialect::AWS_CANNED_ACLS.join(", ")
+                        ),
+                    ));
+                }
+                profile.canned_acls.clone_from(v);
+            }
+            if let Some(v) = o.grants {
+                profile.grants = v;
+            }
+            if let Some(v) = &o.drop_headers {
+                profile.drop_headers = v.iter().map(|h| h.to_ascii_lowercase()).collect();
+            }
+            if let Some(v) = &o.drop_params {
+                profile.drop_params.clone_from(v);
+            }
+        }
+        if let Some(table) = &p.storage_classes {
+            let mut merged: Vec<(String, String)> = Vec::new();
+            for (client, provider) in table {
+                if client.is_empty() || provider.is_empty() {
+                    return Err(self.error(
+                        format!("{key}.storage_classes"),
+                        "class names must not be empty".to_string(),
+                    ));
+                }
+                merged.push((client.clone(), provider.clone()));
+            }
+            // The provider's own entries win; built-in ones for other classes stay.
+            merged.extend(
+                profile
+                    .storage_classes
+                    .into_iter()
+                    .filter(|(c, _)| !table.contains_key(c)),
+            );
+            profile.storage_classes = merged;
+        }
+        if let Some(acl) = &p.acl
+            && let Some(policy) = acl.unsupported.as_deref()
+        {
+            profile.unsupported_acl = UnsupportedAcl::parse(policy).ok_or_else(|| {
+                self.error(
+                    format!("{key}.acl.unsupported"),
+                    format!("'{policy}' is not one of \"map\", \"drop\", \"reject\""),
+                )
+            })?;
+        }
+        Ok(profile)
     }
 }
 
@@ -1073,6 +1180,91 @@ mod tests {
         assert_eq!(parse(&text).unwrap_err().key, "providers.up.endpoint");
         let text = MINIMAL.replace("http://127.0.0.1:9000", "http://x/base");
         assert!(parse(&text).unwrap_err().reason.contains("path"));
+    }
+
+    /// The commented `[providers.oss]` example of config.example.toml, uncommented.
+    fn example_oss_block() -> String {
+        let text = include_str!("../config.example.toml");
+        let start = text.find("# [providers.oss]\n").expect("oss example");
+        text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.trim_start_matches('#').trim_start())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn example_dialect_overrides_parse_into_the_profile() {
+        let text = format!(
+            "{}\n[[buckets]]\nname = \"ossb\"\nprovider = \"oss\"\n{}",
+            MINIMAL,
+            example_oss_block()
+        );
+        let cfg = Config::parse(&text, "t.toml", Path::new("."), &|name| {
+            (name == "OSS_SECRET").then(|| "secret".into())
+        })
+        .expect("parses");
+        let oss = &cfg.providers["oss"];
+        assert_eq!(
+            oss.addressing,
+            Addressing::Virtual,
+            "the oss profile's default addressing"
+        );
+        let p = &oss.profile;
+        assert_eq!(p.etag_case, EtagCase::Upper);
+        assert_eq!(p.canned_acls, ["private", "public-read", "public-read-write"]);
+        assert_eq!(p.drop_headers, ["x-amz-request-payer"]);
+        assert_eq!(p.drop_params, ["x-id"]);
+        assert_eq!(p.unsupported_acl, UnsupportedAcl::Map);
+        assert_eq!(p.provider_storage_class("STANDARD_IA"), "IA");
+        assert_eq!(
+            p.provider_storage_class("DEEP_ARCHIVE"),
+            "ColdArchive",
+            "built-in entries stay"
+        );
+    }
+
+    #[test]
+    fn storage_class_and_acl_tables_override_the_profile() {
+        let text = MINIMAL.replace(
+            "secret_access_key = \"up-secret\"",
+            "secret_access_key = \"up-secret\"\ndialect = \"r2\"\n[providers.up.storage_classes]\nGLACIER = \"STANDARD_IA\"\nONEZONE_IA = \"STANDARD\"\n[providers.up.acl]\nunsupported = \"drop\"",
+        );
+        let cfg = parse(&text).expect("parses");
+        let p = &cfg.providers["up"].profile;
+        assert_eq!(p.provider_storage_class("GLACIER"), "STANDARD_IA");
+        assert_eq!(p.provider_storage_class("ONEZONE_IA"), "STANDARD");
+        assert_eq!(p.provider_storage_class("GLACIER_IR"), "STANDARD_IA");
+        assert_eq!(p.unsupported_acl, UnsupportedAcl::Drop);
+        assert_eq!(cfg.providers["up"].addressing, Addressing::Path);
+    }
+
+    #[test]
+    fn bad_dialect_overrides_are_rejected_with_their_key() {
+        for (extra, key) in [
+            (
+                "[providers.up.dialect_overrides]\netag_cse = \"upper\"",
+                "unknown field",
+            ),
+            (
+                "[providers.up.dialect_overrides]\netag_case = \"mixed\"",
+                "dialect_overrides.etag_case",
+            ),
+            (
+                "[providers.up.dialect_overrides]\ncanned_acls = [\"world\"]",
+                "dialect_overrides.canned_acls",
+            ),
+            ("[providers.up.acl]\nunsupported = \"ignore\"", "acl.unsupported"),
+            ("[providers.up.acl]\npolicy = \"map\"", "unknown field"),
+        ] {
+            let text = MINIMAL.replace(
+                "secret_access_key = \"up-secret\"",
+                &format!("secret_access_key = \"up-secret\"\n{extra}"),
+            );
+            let err = parse(&text).expect_err(extra);
+            assert!(err.to_string().contains(key), "{extra}: {err}");
+        }
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub enum GatewayError {
     #[error("{0}")]
     NotImplemented(String),
 
+    /// An ACL the provider's dialect cannot express, refused by the `acl.unsupported` policy.
+    #[error("{0}")]
+    AclNotSupported(String),
+
     #[error("The request body did not match its checksum: {0}")]
     BadDigest(String),
 
@@ -92,6 +96,7 @@ impl GatewayError {
             Self::AccessDenied(_) => ("AccessDenied", StatusCode::FORBIDDEN),
             Self::InvalidUri(_) => ("InvalidURI", StatusCode::BAD_REQUEST),
             Self::NotImplemented(_) => ("NotImplemented", StatusCode::NOT_IMPLEMENTED),
+            Self::AclNotSupported(_) => ("AccessControlListNotSupported", StatusCode::BAD_REQUEST),
             Self::BadDigest(_) => ("BadDigest", StatusCode::BAD_REQUEST),
             Self::ContentSha256Mismatch => ("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST),
             Self::ChunkSignatureMismatch => ("SignatureDoesNotMatch", StatusCode::FORBIDDEN),
@@ -114,6 +119,7 @@ impl GatewayError {
             | Self::AccessDenied(_)
             | Self::InvalidUri(_)
             | Self::NotImplemented(_)
+            | Self::AclNotSupported(_)
             | Self::BadDigest(_)
             | Self::ContentSha256Mismatch
             | Self::ChunkSignatureMismatch

@@ -16,6 +16,7 @@ use crate::body::{
     self, ChecksumAlgorithm, ChecksumHasher, FailureSlot, HoldBackLast, IdleTimeoutBody, TrailerCheck, UploadFailure,
 };
 use crate::copy_through::{self, CopySource};
+use crate::dialect::{EtagCase, translate};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::migration::serve::{Migration, ReadRequest};
@@ -212,8 +213,13 @@ impl Gateway {
             // The old copy matched If-Match; the new provider has no copy to match against.
             headers.remove(http::header::IF_MATCH);
         }
+        let mut query = query;
+        translate_request_for(&route, &mut headers, &mut query)?;
         let slot = FailureSlot::default();
-        let outgoing = build_outgoing(req, &route, &target, query, headers, &slot).await?;
+        let mut outgoing = build_outgoing(req, &route, &target, query, headers, &slot).await?;
+        if operation == "CompleteMultipartUpload" && route.provider.settings.profile.etag_case != EtagCase::Lower {
+            translate_part_list(&mut outgoing, &route, &slot).await?;
+        }
         let response = self.send(&route, outgoing, &slot).await?;
         relay_response(response, &route, operation).await
     }
@@ -697,6 +703,45 @@ fn upload_failure_error(failure: UploadFailure) -> GatewayError {
     }
 }
 
+/// The client's headers and query in the provider's dialect (ACLs, storage class, ETag case,
+/// headers and parameters the provider rejects).
+fn translate_request_for(
+    route: &Route,
+    headers: &mut HeaderMap,
+    query: &mut Vec<(String, String)>,
+) -> Result<(), GatewayError> {
+    let settings = &route.provider.settings;
+    translate::translate_request(&settings.profile, &settings.name, headers, query)
+        .map_err(|e| GatewayError::AclNotSupported(e.to_string()))
+}
+
+/// A CompleteMultipartUpload body (small XML, read with a cap) with each part's ETag in the
+/// provider's form; re-signed with the hash of the new body.
+async fn translate_part_list(
+    outgoing: &mut OutgoingRequest,
+    route: &Route,
+    slot: &FailureSlot,
+) -> Result<(), GatewayError> {
+    const MAX_COMPLETE_BODY: usize = 4 * 1024 * 1024;
+    let settings = &route.provider.settings;
+    let body = std::mem::replace(&mut outgoing.body, body::empty());
+    let bytes = upstream::collect_capped(body, MAX_COMPLETE_BODY, settings.read_timeout)
+        .await
+        .map_err(|cause| match body::recorded_failure(slot) {
+            Some(failure) => upload_failure_error(failure),
+            None => GatewayError::InvalidRequest(format!("cannot read the CompleteMultipartUpload body: {cause}")),
+        })?;
+    let rewritten = rewrite::provider_values::rewrite_complete_multipart_request(&bytes, &settings.profile)
+        .map_err(|e| GatewayError::InvalidRequest(format!("malformed CompleteMultipartUpload body: {e}")))?;
+    outgoing.headers.remove("content-md5");
+    outgoing
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+    outgoing.payload_hash = crate::upstream::sign::hex_sha256(&rewritten);
+    outgoing.body = body::full(Bytes::from(rewritten));
+    Ok(())
+}
+
 /// Turns the provider's response into the client's: hop-by-hop headers dropped, the provider's
 /// request id kept under its own name, bucket names mapped back where the bucket is renamed.
 async fn relay_response(
@@ -704,7 +749,7 @@ async fn relay_response(
     route: &Route,
     operation: &'static str,
 ) -> Result<S3Response<Body>, GatewayError> {
-    let (parts, incoming) = response.into_parts();
+    let (mut parts, incoming) = response.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
@@ -720,22 +765,34 @@ async fn relay_response(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("xml"));
-    let names_bucket = operation::response_names_bucket(operation) || !parts.status.is_success();
     let settings = &route.provider.settings;
-    let body = if route.is_renamed() && is_xml && names_bucket {
-        let bytes = upstream::collect_capped(incoming, MAX_XML_BODY, settings.read_timeout)
+    let profile = &settings.profile;
+    translate::translate_response_headers(profile, &mut headers);
+    let failed = !parts.status.is_success();
+    let names_bucket = operation::response_names_bucket(operation) || failed;
+    let rename = route.is_renamed() && names_bucket;
+    let dialect = profile.rewrites_responses() && (operation::response_carries_object_values(operation) || failed);
+    let body = if is_xml && (rename || dialect) {
+        let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
+            provider: settings.name.clone(),
+            cause,
+        };
+        let mut bytes = upstream::collect_capped(incoming, MAX_XML_BODY, settings.read_timeout)
             .await
-            .map_err(|cause| GatewayError::UpstreamProtocol {
-                provider: settings.name.clone(),
-                cause,
-            })?;
-        let rewritten =
-            rewrite::bucket_names::rewrite_bucket_names(&bytes, &route.upstream_bucket, &route.client_bucket).map_err(
-                |e| GatewayError::UpstreamProtocol {
-                    provider: settings.name.clone(),
-                    cause: e.to_string(),
-                },
-            )?;
+            .map_err(protocol_error)?
+            .to_vec();
+        if rename {
+            bytes = rewrite::bucket_names::rewrite_bucket_names(&bytes, &route.upstream_bucket, &route.client_bucket)
+                .map_err(|e| protocol_error(e.to_string()))?;
+        }
+        if dialect {
+            if failed {
+                apply_error_mapping(&bytes, settings, &mut parts.status);
+            }
+            bytes = rewrite::provider_values::rewrite_response(&bytes, profile)
+                .map_err(|e| protocol_error(e.to_string()))?;
+        }
+        let rewritten = bytes;
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
         Body::from(rewritten)
     } else {
@@ -745,6 +802,22 @@ async fn relay_response(
     response.status = Some(parts.status);
     response.headers = headers;
     Ok(response)
+}
+
+/// A provider error code the dialect maps: the client's status, and the operator's hint logged.
+fn apply_error_mapping(xml: &[u8], settings: &upstream::UpstreamSettings, status: &mut StatusCode) {
+    let Some((code, _)) = crate::error::parse_error_code(xml) else {
+        return;
+    };
+    let Some(mapping) = settings.profile.error_mapping(&code) else {
+        return;
+    };
+    if let Some(hint) = &mapping.hint {
+        tracing::warn!(provider = %settings.name, provider_code = %code, "provider refused the request: {hint}");
+    }
+    if let Some(new_status) = mapping.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        *status = new_status;
+    }
 }
 
 fn xml_response(status: StatusCode, xml: Bytes) -> S3Response<Body> {

@@ -7,6 +7,8 @@
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
 //! - [`route`]       client bucket -> provider and upstream bucket (and fallback provider)
 //! - [`copy_through`] CopyObject / UploadPartCopy streamed by s3ferry across providers
+//! - [`dialect`]     provider profiles as data (ACLs, storage classes, ETag case, errors) and the
+//!   pure request/response header translation they drive
 //! - [`upstream`]    pooled hyper client over rustls, SigV4 signer, upstream addressing
 //! - [`body`]        streamed bodies: unchanged, de-chunked and held back one piece, idle timeouts
 //! - [`rewrite`]     XML responses mapped back to the client's view (bucket names, ListBuckets)
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod copy_through;
+pub mod dialect;
 pub mod error;
 pub mod gateway;
 pub mod local;

@@ -155,6 +155,23 @@ pub fn classify(method: &Method, target: Target, query: &[(String, String)], has
 }
 
 /// Operations whose XML responses name the bucket (and so need mapping back when renamed).
+/// True for operations whose XML response carries provider values a dialect may spell
+/// differently: `<ETag>` and `<StorageClass>`.
+pub fn response_carries_object_values(operation: &str) -> bool {
+    matches!(
+        operation,
+        "ListObjects"
+            | "ListObjectsV2"
+            | "ListObjectVersions"
+            | "ListMultipartUploads"
+            | "ListParts"
+            | "CompleteMultipartUpload"
+            | "CopyObject"
+            | "UploadPartCopy"
+            | "GetObjectAttributes"
+    )
+}
+
 pub fn response_names_bucket(operation: &str) -> bool {
     matches!(
         operation,

@@ -7,6 +7,7 @@ pub mod delete_objects;
 pub mod list_buckets;
 pub mod list_objects;
 pub mod listing_encoding;
+pub mod provider_values;
 pub mod tagging;
 
 /// The largest XML response s3ferry reads into memory to rewrite. A ListObjects page of 1,000

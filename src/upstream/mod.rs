@@ -23,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::body::UpstreamBody;
 use crate::config::{Addressing, Secret};
+use crate::dialect::DialectProfile;
 use crate::error::GatewayError;
 use resolve::LoopbackAwareResolver;
 use url::UpstreamAddress;
@@ -38,6 +39,8 @@ pub struct UpstreamSettings {
     pub access_key_id: String,
     pub secret_access_key: Secret,
     pub addressing: Addressing,
+    /// How this provider's S3 dialect differs from AWS.
+    pub profile: Arc<DialectProfile>,
     pub ca_file: Option<std::path::PathBuf>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,

@@ -3,6 +3,7 @@
 
 mod core_ops;
 mod deploy;
+mod dialects;
 mod local_provider;
 mod migration;
 mod moto;

@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod moto;
+pub mod oss;
 pub mod raw;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -75,6 +76,9 @@ pub struct Quirks {
     pub read_only: std::sync::atomic::AtomicBool,
     /// Answer every GET/HEAD with this status (0: off), like a provider having an outage.
     pub fail_reads_with: std::sync::atomic::AtomicU16,
+    /// Refuse any request carrying `x-amz-acl` or `x-amz-grant-*` with 501 NotImplemented,
+    /// as R2 does (dialects.md §A.3).
+    pub reject_acl_headers: std::sync::atomic::AtomicBool,
 }
 
 /// A real S3 server (s3s-fs over a temp dir) on a loopback port.
@@ -210,6 +214,19 @@ async fn answer(
     }
     if !reads && quirks.read_only.load(Ordering::Relaxed) {
         return quirk_error(403, "AccessDenied");
+    }
+    if quirks.reject_acl_headers.load(Ordering::Relaxed)
+        && let Some(name) = req
+            .headers()
+            .keys()
+            .find(|k| k.as_str() == "x-amz-acl" || k.as_str().starts_with("x-amz-grant-"))
+    {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NotImplemented</Code><Message>Header '{name}' not implemented</Message></Error>"
+        );
+        let mut resp = Response::new(s3s::Body::from(xml));
+        *resp.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
+        return resp;
     }
     if virtual_hosted_only {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");

@@ -1,0 +1,534 @@
+//! Provider dialects as data: one [`DialectProfile`] per provider family, overridable per
+//! provider in the config file. The gateway never asks "is this OSS?"; it asks the profile.
+//!
+//! Every field of the built-in profiles cites `../shared/research/dialects.md` (section or
+//! translation rule) so a reader can check where a value came from.
+
+pub mod translate;
+
+use crate::config::Addressing;
+
+/// The S3 canned ACLs AWS knows, in the order the S3 API reference lists them.
+pub const AWS_CANNED_ACLS: &[&str] = &[
+    "private",
+    "public-read",
+    "public-read-write",
+    "aws-exec-read",
+    "authenticated-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+    "log-delivery-write",
+];
+
+/// The storage class names of the AWS S3 API (dialects.md §1b).
+pub const AWS_STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "EXPRESS_ONEZONE",
+    "SNOW",
+];
+
+/// The case a provider writes ETag hex digits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtagCase {
+    /// AWS form: lowercase hex; nothing to translate.
+    Lower,
+    /// OSS form: uppercase hex; lowercased toward the client, uppercased toward the provider.
+    Upper,
+}
+
+/// What to do with a canned ACL (or grant) the provider does not accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsupportedAcl {
+    /// Replace it with the nearest ACL the provider accepts that grants no more access
+    /// (e.g. `authenticated-read` -> `private`); grants are dropped.
+    Map,
+    /// Forward the request without it (the object gets the provider's default ACL).
+    Drop,
+    /// Refuse the request with `AccessControlListNotSupported`.
+    Reject,
+}
+
+impl UnsupportedAcl {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "map" => Some(Self::Map),
+            "drop" => Some(Self::Drop),
+            "reject" => Some(Self::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// How a provider's error code reaches the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorMapping {
+    /// The provider's code.
+    pub provider_code: String,
+    /// The AWS code the client sees instead.
+    pub aws_code: String,
+    /// The HTTP status the client sees instead (`None`: the provider's).
+    pub status: Option<u16>,
+    /// Logged (once per occurrence) for the operator: what in the config is probably wrong.
+    pub hint: Option<String>,
+}
+
+/// Everything s3ferry knows about how one provider family differs from AWS S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialectProfile {
+    /// The dialect name (`aws`, `oss`, ...).
+    pub name: String,
+    /// Addressing used when the provider config does not say `addressing = ...`.
+    pub addressing: Addressing,
+    /// How the provider writes ETags.
+    pub etag_case: EtagCase,
+    /// Whether the provider accepts `x-amz-acl` / `x-amz-grant-*` headers at all.
+    pub acl_headers: bool,
+    /// The canned ACLs the provider accepts (when `acl_headers`).
+    pub canned_acls: Vec<String>,
+    /// Whether `x-amz-grant-*` headers are accepted (when `acl_headers`).
+    pub grants: bool,
+    /// What happens to an ACL or grant the provider does not accept.
+    pub unsupported_acl: UnsupportedAcl,
+    /// Storage classes, client (AWS) name -> provider name, in priority order: when several
+    /// client names map to one provider name, the first is reported back to clients.
+    pub storage_classes: Vec<(String, String)>,
+    /// Request headers never forwarded to this provider (lowercase).
+    pub drop_headers: Vec<String>,
+    /// Query parameters never forwarded to this provider.
+    pub drop_params: Vec<String>,
+    /// Provider error codes translated to AWS ones.
+    pub error_codes: Vec<ErrorMapping>,
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_string()).collect()
+}
+
+fn classes(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(c, p)| ((*c).to_string(), (*p).to_string()))
+        .collect()
+}
+
+/// AWS itself; the base the other profiles start from.
+fn aws() -> DialectProfile {
+    DialectProfile {
+        name: "aws".into(),
+        // Path style stays the default for every provider that accepts it (config default).
+        addressing: Addressing::Path,
+        // dialects.md §1b: "lowercase MD5 hex".
+        etag_case: EtagCase::Lower,
+        // dialects.md §1b: "8 canned + grants".
+        acl_headers: true,
+        canned_acls: strings(AWS_CANNED_ACLS),
+        grants: true,
+        unsupported_acl: UnsupportedAcl::Map,
+        storage_classes: Vec::new(),
+        drop_headers: Vec::new(),
+        drop_params: Vec::new(),
+        error_codes: Vec::new(),
+    }
+}
+
+/// The built-in profile of a known dialect name (see [`crate::config::KNOWN_DIALECTS`]).
+pub fn builtin(name: &str) -> Option<DialectProfile> {
+    let base = aws();
+    let profile = match name {
+        "aws" => base,
+        "oss" => DialectProfile {
+            name: "oss".into(),
+            // A.1 Addressing: "OSS supports only virtual-hosted style … Path-style requests are denied".
+            addressing: Addressing::Virtual,
+            // A.1 ETag: uppercase hex ([gitlab-1564]).
+            etag_case: EtagCase::Upper,
+            // A.1 ACL: only private / public-read / public-read-write; no grants.
+            canned_acls: strings(&["private", "public-read", "public-read-write"]),
+            grants: false,
+            // Rule 26: the other AWS canned ACLs map to private.
+            unsupported_acl: UnsupportedAcl::Map,
+            // A.1 Storage classes: Standard / IA / Archive = STANDARD / STANDARD_IA / GLACIER;
+            // rule 27: GLACIER_IR -> Archive, DEEP_ARCHIVE -> ColdArchive.
+            storage_classes: classes(&[
+                ("STANDARD_IA", "IA"),
+                ("GLACIER", "Archive"),
+                ("GLACIER_IR", "Archive"),
+                ("DEEP_ARCHIVE", "ColdArchive"),
+            ]),
+            // A.1 Addressing / rule 24: path style -> 403 SecondLevelDomainForbidden, a
+            // configuration mistake: logged with a hint, 500 to the client.
+            error_codes: vec![ErrorMapping {
+                provider_code: "SecondLevelDomainForbidden".into(),
+                aws_code: "InternalError".into(),
+                status: Some(500),
+                hint: Some("the provider accepts only virtual-hosted requests: set addressing = \"virtual\"".into()),
+            }],
+            ..base
+        },
+        "spaces" => DialectProfile {
+            name: "spaces".into(),
+            // §1b: bucket+object ACL, private/public-read in practice ([do-api-old]).
+            canned_acls: strings(&["private", "public-read"]),
+            grants: false,
+            unsupported_acl: UnsupportedAcl::Map,
+            ..base
+        },
+        "r2" => DialectProfile {
+            name: "r2".into(),
+            // A.3 ACL: `x-amz-acl`/grants not implemented; rule 26: private is a no-op,
+            // public ACLs are refused rather than silently dropped.
+            acl_headers: false,
+            canned_acls: strings(&["private", "bucket-owner-full-control"]),
+            grants: false,
+            unsupported_acl: UnsupportedAcl::Reject,
+            // A.3: STANDARD and STANDARD_IA only; rule 27: others -> the nearest.
+            storage_classes: classes(&[
+                ("ONEZONE_IA", "STANDARD_IA"),
+                ("GLACIER_IR", "STANDARD_IA"),
+                ("INTELLIGENT_TIERING", "STANDARD"),
+                ("REDUCED_REDUNDANCY", "STANDARD"),
+            ]),
+            // A.3 / rule 30: no x-amz-expected-bucket-owner / x-amz-request-payer.
+            drop_headers: strings(&["x-amz-expected-bucket-owner", "x-amz-request-payer"]),
+            ..base
+        },
+        "b2" => DialectProfile {
+            name: "b2".into(),
+            // A.4 ACLs: bucket-level private <-> public-read only; object ACL = bucket ACL.
+            canned_acls: strings(&["private", "public-read"]),
+            grants: false,
+            unsupported_acl: UnsupportedAcl::Map,
+            ..base
+        },
+        "gcs" => DialectProfile {
+            name: "gcs".into(),
+            // A.5: canned ACLs via x-amz-acl in simple-migration mode (AWS names).
+            // A.5 / rule 27: classes STANDARD / NEARLINE / COLDLINE / ARCHIVE.
+            storage_classes: classes(&[
+                ("STANDARD_IA", "NEARLINE"),
+                ("ONEZONE_IA", "NEARLINE"),
+                ("GLACIER_IR", "COLDLINE"),
+                ("GLACIER", "ARCHIVE"),
+                ("DEEP_ARCHIVE", "ARCHIVE"),
+            ]),
+            // A.5 / rule 30, finding 7: GCS rejects the Go SDK's `x-id` parameter; iceberg-go
+            // strips the SDK telemetry headers for GCS ([iceberg-go-1423]).
+            drop_params: strings(&["x-id"]),
+            drop_headers: strings(&["amz-sdk-invocation-id", "amz-sdk-request", "x-amz-user-agent"]),
+            // A.5 Quirks / rule 24: BucketNameUnavailable instead of BucketAlreadyExists.
+            error_codes: vec![ErrorMapping {
+                provider_code: "BucketNameUnavailable".into(),
+                aws_code: "BucketAlreadyExists".into(),
+                status: Some(409),
+                hint: None,
+            }],
+            ..base
+        },
+        // A.6: "100% bit-compatible" claim; no documented ACL/class/ETag differences.
+        "wasabi" => DialectProfile {
+            name: "wasabi".into(),
+            ..base
+        },
+        "minio" => DialectProfile {
+            name: "minio".into(),
+            // §1b / rule 26: object ACLs unsupported; private is a no-op, public is refused.
+            acl_headers: false,
+            canned_acls: strings(&["private", "bucket-owner-full-control"]),
+            grants: false,
+            unsupported_acl: UnsupportedAcl::Reject,
+            ..base
+        },
+        // A.7 / §1b: grants supported, AWS-style ETags, admin-defined classes.
+        "ceph" => DialectProfile {
+            name: "ceph".into(),
+            ..base
+        },
+        "garage" => DialectProfile {
+            name: "garage".into(),
+            // §1b / rule 26: no ACLs (own key/bucket permissions).
+            acl_headers: false,
+            canned_acls: strings(&["private", "bucket-owner-full-control"]),
+            grants: false,
+            unsupported_acl: UnsupportedAcl::Reject,
+            ..base
+        },
+        // test-environment.md: s3s-fs has no ACLs.
+        "local" => DialectProfile {
+            name: "local".into(),
+            acl_headers: false,
+            canned_acls: strings(&["private", "bucket-owner-full-control"]),
+            grants: false,
+            unsupported_acl: UnsupportedAcl::Reject,
+            ..base
+        },
+        _ => return None,
+    };
+    Some(profile)
+}
+
+impl DialectProfile {
+    /// True when responses from this provider carry anything to translate back.
+    pub fn rewrites_responses(&self) -> bool {
+        self.etag_case != EtagCase::Lower || !self.storage_classes.is_empty() || !self.error_codes.is_empty()
+    }
+
+    /// Client storage class -> provider storage class (unknown names pass unchanged).
+    pub fn provider_storage_class<'a>(&'a self, client: &'a str) -> &'a str {
+        self.storage_classes
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(client))
+            .map_or(client, |(_, p)| p.as_str())
+    }
+
+    /// Provider storage class -> client storage class. An AWS name stays itself; a provider
+    /// name goes back to the first client name mapped to it.
+    pub fn client_storage_class<'a>(&'a self, provider: &'a str) -> &'a str {
+        if AWS_STORAGE_CLASSES.contains(&provider) {
+            return provider;
+        }
+        self.storage_classes
+            .iter()
+            .find(|(_, p)| p.eq_ignore_ascii_case(provider))
+            .map_or(provider, |(c, _)| c.as_str())
+    }
+
+    /// The provider's ETag form of a client ETag (header value or XML text).
+    pub fn provider_etag(&self, client: &str) -> String {
+        match self.etag_case {
+            EtagCase::Lower => client.to_string(),
+            EtagCase::Upper => set_hex_case(client, true),
+        }
+    }
+
+    /// The client's (AWS, lowercase) form of a provider ETag.
+    pub fn client_etag(&self, provider: &str) -> String {
+        match self.etag_case {
+            EtagCase::Lower => provider.to_string(),
+            EtagCase::Upper => set_hex_case(provider, false),
+        }
+    }
+
+    /// The AWS mapping of a provider error code, if any.
+    pub fn error_mapping(&self, provider_code: &str) -> Option<&ErrorMapping> {
+        self.error_codes.iter().find(|m| m.provider_code == provider_code)
+    }
+
+    /// Whether the canned ACL `acl` reaches the provider unchanged.
+    pub fn accepts_canned_acl(&self, acl: &str) -> bool {
+        self.acl_headers && self.canned_acls.iter().any(|a| a == acl)
+    }
+}
+
+/// Changes the case of the hex letters `a-f` only, so `W/`, quotes, `-N` suffixes and entities
+/// such as `&quot;` stay as they are.
+fn set_hex_case(etag: &str, upper: bool) -> String {
+    etag.chars()
+        .map(|c| match c {
+            'a'..='f' if upper => c.to_ascii_uppercase(),
+            'A'..='F' if !upper => c.to_ascii_lowercase(),
+            _ => c,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KNOWN_DIALECTS;
+
+    fn profile(name: &str) -> DialectProfile {
+        builtin(name).expect("known dialect")
+    }
+
+    #[test]
+    fn every_known_dialect_has_a_profile_named_after_it() {
+        for name in KNOWN_DIALECTS {
+            assert_eq!(profile(name).name, *name);
+        }
+        assert!(builtin("azure").is_none());
+    }
+
+    #[test]
+    fn only_oss_requires_virtual_hosted_addressing() {
+        for name in KNOWN_DIALECTS {
+            let expected = if *name == "oss" {
+                Addressing::Virtual
+            } else {
+                Addressing::Path
+            };
+            assert_eq!(profile(name).addressing, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn oss_storage_classes_map_both_ways() {
+        let oss = profile("oss");
+        let table = [
+            ("STANDARD", "STANDARD"),
+            ("STANDARD_IA", "IA"),
+            ("GLACIER", "Archive"),
+            ("GLACIER_IR", "Archive"),
+            ("DEEP_ARCHIVE", "ColdArchive"),
+        ];
+        for (client, provider) in table {
+            assert_eq!(oss.provider_storage_class(client), provider, "{client}");
+        }
+        for (provider, client) in [
+            ("IA", "STANDARD_IA"),
+            ("Archive", "GLACIER"),
+            ("ColdArchive", "DEEP_ARCHIVE"),
+            ("STANDARD", "STANDARD"),
+        ] {
+            assert_eq!(oss.client_storage_class(provider), client, "{provider}");
+        }
+    }
+
+    #[test]
+    fn gcs_storage_classes_map_both_ways() {
+        let gcs = profile("gcs");
+        for (client, provider) in [
+            ("STANDARD_IA", "NEARLINE"),
+            ("ONEZONE_IA", "NEARLINE"),
+            ("GLACIER_IR", "COLDLINE"),
+            ("GLACIER", "ARCHIVE"),
+            ("DEEP_ARCHIVE", "ARCHIVE"),
+            ("STANDARD", "STANDARD"),
+        ] {
+            assert_eq!(gcs.provider_storage_class(client), provider, "{client}");
+        }
+        for (provider, client) in [
+            ("NEARLINE", "STANDARD_IA"),
+            ("COLDLINE", "GLACIER_IR"),
+            ("ARCHIVE", "GLACIER"),
+        ] {
+            assert_eq!(gcs.client_storage_class(provider), client, "{provider}");
+        }
+    }
+
+    #[test]
+    fn r2_storage_classes_fold_into_its_two_classes_and_report_aws_names_as_themselves() {
+        let r2 = profile("r2");
+        for (client, provider) in [
+            ("ONEZONE_IA", "STANDARD_IA"),
+            ("GLACIER_IR", "STANDARD_IA"),
+            ("INTELLIGENT_TIERING", "STANDARD"),
+            ("REDUCED_REDUNDANCY", "STANDARD"),
+            ("STANDARD_IA", "STANDARD_IA"),
+        ] {
+            assert_eq!(r2.provider_storage_class(client), provider, "{client}");
+        }
+        assert_eq!(r2.client_storage_class("STANDARD"), "STANDARD");
+        assert_eq!(r2.client_storage_class("STANDARD_IA"), "STANDARD_IA");
+    }
+
+    #[test]
+    fn dialects_without_class_names_pass_classes_through() {
+        for name in ["aws", "spaces", "b2", "wasabi", "minio", "ceph", "garage", "local"] {
+            let p = profile(name);
+            for class in AWS_STORAGE_CLASSES {
+                assert_eq!(p.provider_storage_class(class), *class, "{name}");
+                assert_eq!(p.client_storage_class(class), *class, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn canned_acl_tables_per_dialect() {
+        let table: &[(&str, &[&str])] = &[
+            ("aws", AWS_CANNED_ACLS),
+            ("wasabi", AWS_CANNED_ACLS),
+            ("ceph", AWS_CANNED_ACLS),
+            ("gcs", AWS_CANNED_ACLS),
+            ("oss", &["private", "public-read", "public-read-write"]),
+            ("spaces", &["private", "public-read"]),
+            ("b2", &["private", "public-read"]),
+            ("r2", &[]),
+            ("minio", &[]),
+            ("garage", &[]),
+            ("local", &[]),
+        ];
+        for (name, accepted) in table {
+            let p = profile(name);
+            for acl in AWS_CANNED_ACLS {
+                assert_eq!(p.accepts_canned_acl(acl), accepted.contains(acl), "{name} {acl}");
+            }
+        }
+    }
+
+    #[test]
+    fn grants_and_acl_policies_per_dialect() {
+        for (name, grants, policy) in [
+            ("aws", true, UnsupportedAcl::Map),
+            ("ceph", true, UnsupportedAcl::Map),
+            ("oss", false, UnsupportedAcl::Map),
+            ("spaces", false, UnsupportedAcl::Map),
+            ("b2", false, UnsupportedAcl::Map),
+            ("r2", false, UnsupportedAcl::Reject),
+            ("minio", false, UnsupportedAcl::Reject),
+            ("garage", false, UnsupportedAcl::Reject),
+        ] {
+            let p = profile(name);
+            assert_eq!(p.grants, grants, "{name}");
+            assert_eq!(p.unsupported_acl, policy, "{name}");
+        }
+    }
+
+    #[test]
+    fn etag_case_changes_only_hex_letters() {
+        let oss = profile("oss");
+        assert_eq!(
+            oss.provider_etag("\"9bb58f26192e4ba00f01e2e7b136bbd8\""),
+            "\"9BB58F26192E4BA00F01E2E7B136BBD8\""
+        );
+        assert_eq!(oss.client_etag("W/\"ABCDEF-12\""), "W/\"abcdef-12\"");
+        assert_eq!(oss.client_etag("&quot;ABC&quot;"), "&quot;abc&quot;");
+        assert_eq!(oss.provider_etag("*"), "*");
+        let aws = profile("aws");
+        assert_eq!(aws.client_etag("\"ABC\""), "\"ABC\"");
+        assert_eq!(aws.provider_etag("\"abc\""), "\"abc\"");
+    }
+
+    #[test]
+    fn error_code_tables_per_dialect() {
+        let oss = profile("oss");
+        let m = oss.error_mapping("SecondLevelDomainForbidden").expect("mapped");
+        assert_eq!((m.aws_code.as_str(), m.status), ("InternalError", Some(500)));
+        assert!(
+            m.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("addressing = \"virtual\""))
+        );
+        let gcs = profile("gcs");
+        let m = gcs.error_mapping("BucketNameUnavailable").expect("mapped");
+        assert_eq!((m.aws_code.as_str(), m.status), ("BucketAlreadyExists", Some(409)));
+        assert!(profile("aws").error_mapping("SecondLevelDomainForbidden").is_none());
+    }
+
+    #[test]
+    fn dropped_headers_and_params_per_dialect() {
+        let r2 = profile("r2");
+        assert_eq!(r2.drop_headers, ["x-amz-expected-bucket-owner", "x-amz-request-payer"]);
+        let gcs = profile("gcs");
+        assert_eq!(gcs.drop_params, ["x-id"]);
+        assert!(gcs.drop_headers.contains(&"amz-sdk-invocation-id".to_string()));
+        assert!(profile("aws").drop_headers.is_empty() && profile("aws").drop_params.is_empty());
+    }
+
+    #[test]
+    fn only_translating_dialects_rewrite_responses() {
+        for name in ["oss", "gcs", "r2"] {
+            assert!(profile(name).rewrites_responses(), "{name}");
+        }
+        for name in ["aws", "wasabi", "ceph", "minio", "local"] {
+            assert!(!profile(name).rewrites_responses(), "{name}");
+        }
+    }
+}

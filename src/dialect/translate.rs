@@ -1,0 +1,339 @@
+//! Request and response headers translated between the client's (AWS) dialect and a
+//! provider's, driven only by a [`DialectProfile`]. Pure: header maps in, header maps out.
+
+use http::{HeaderMap, HeaderValue};
+
+use super::{AWS_CANNED_ACLS, DialectProfile, UnsupportedAcl};
+
+/// Request headers that carry an ETag the client saw.
+const ETAG_CONDITION_HEADERS: &[&str] = &[
+    "if-match",
+    "if-none-match",
+    "x-amz-copy-source-if-match",
+    "x-amz-copy-source-if-none-match",
+];
+
+/// Request header naming the storage class (PutObject, CopyObject, CreateMultipartUpload).
+const STORAGE_CLASS: &str = "x-amz-storage-class";
+const CANNED_ACL: &str = "x-amz-acl";
+const GRANT_PREFIX: &str = "x-amz-grant-";
+
+/// A request the provider's dialect cannot express and the profile says to refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untranslatable {
+    #[error("provider '{provider}' does not support the canned ACL '{acl}' (its dialect accepts: {accepted})")]
+    CannedAcl {
+        provider: String,
+        acl: String,
+        accepted: String,
+    },
+    #[error("provider '{provider}' does not support ACL grants ({header})")]
+    Grant { provider: String, header: String },
+}
+
+/// The ACL the provider gets for a canned ACL it does not accept, under `map`: the closest
+/// one that grants no more than the client asked for, or `None` for "no ACL header" (the
+/// provider's default, private).
+fn nearest_canned_acl(profile: &DialectProfile, acl: &str) -> Option<&'static str> {
+    // dialects.md rule 26: public-read-write -> public-read where that exists; everything
+    // else (authenticated-read, bucket-owner-*, log-delivery-write, aws-exec-read) -> private.
+    let candidates: &[&'static str] = match acl {
+        "public-read-write" => &["public-read", "private"],
+        _ => &["private"],
+    };
+    candidates.iter().copied().find(|c| profile.accepts_canned_acl(c))
+}
+
+/// Rewrites the client's request headers and query for the provider: ACLs per the profile's
+/// policy, storage class names, ETag case in conditionals, and headers/params the provider
+/// rejects. `provider` names the provider in errors.
+pub fn translate_request(
+    profile: &DialectProfile,
+    provider: &str,
+    headers: &mut HeaderMap,
+    query: &mut Vec<(String, String)>,
+) -> Result<(), Untranslatable> {
+    translate_acl(profile, provider, headers)?;
+    if let Some(class) = headers.get(STORAGE_CLASS).and_then(|v| v.to_str().ok()) {
+        let mapped = profile.provider_storage_class(class);
+        if mapped != class
+            && let Ok(v) = HeaderValue::from_str(mapped)
+        {
+            headers.insert(STORAGE_CLASS, v);
+        }
+    }
+    for name in ETAG_CONDITION_HEADERS {
+        if let Some(value) = headers.get(*name).and_then(|v| v.to_str().ok()) {
+            let provider_form = profile.provider_etag(value);
+            if provider_form != value
+                && let Ok(v) = HeaderValue::from_str(&provider_form)
+            {
+                headers.insert(*name, v);
+            }
+        }
+    }
+    for name in &profile.drop_headers {
+        headers.remove(name.as_str());
+    }
+    query.retain(|(name, _)| !profile.drop_params.contains(name));
+    Ok(())
+}
+
+fn translate_acl(profile: &DialectProfile, provider: &str, headers: &mut HeaderMap) -> Result<(), Untranslatable> {
+    let grant_headers: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(GRANT_PREFIX))
+        .cloned()
+        .collect();
+    if !(profile.acl_headers && profile.grants) {
+        for header in grant_headers {
+            match profile.unsupported_acl {
+                UnsupportedAcl::Map | UnsupportedAcl::Drop => {
+                    headers.remove(&header);
+                }
+                UnsupportedAcl::Reject => {
+                    return Err(Untranslatable::Grant {
+                        provider: provider.to_string(),
+                        header: header.as_str().to_string(),
+                    });
+                }
+            }
+        }
+    }
+    let Some(acl) = headers
+        .get(CANNED_ACL)
+        .map(|v| v.to_str().unwrap_or_default().trim().to_ascii_lowercase())
+    else {
+        return Ok(());
+    };
+    if profile.accepts_canned_acl(&acl) {
+        return Ok(());
+    }
+    // A provider without ACLs treats what the profile lists as its default (private) as a no-op.
+    let is_default = !profile.acl_headers && profile.canned_acls.contains(&acl);
+    let replacement = match profile.unsupported_acl {
+        _ if is_default => None,
+        UnsupportedAcl::Drop => None,
+        UnsupportedAcl::Map if AWS_CANNED_ACLS.contains(&acl.as_str()) => nearest_canned_acl(profile, &acl),
+        UnsupportedAcl::Map | UnsupportedAcl::Reject => {
+            let accepted: Vec<&str> = if profile.acl_headers {
+                profile.canned_acls.iter().map(String::as_str).collect()
+            } else {
+                Vec::new()
+            };
+            return Err(Untranslatable::CannedAcl {
+                provider: provider.to_string(),
+                acl,
+                accepted: if accepted.is_empty() {
+                    "none".into()
+                } else {
+                    accepted.join(", ")
+                },
+            });
+        }
+    };
+    match replacement {
+        Some(new_acl) => {
+            headers.insert(CANNED_ACL, HeaderValue::from_static(new_acl));
+        }
+        None => {
+            headers.remove(CANNED_ACL);
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the provider's response headers for the client: the `ETag` in AWS case and the
+/// storage class in AWS names.
+pub fn translate_response_headers(profile: &DialectProfile, headers: &mut HeaderMap) {
+    if let Some(etag) = headers.get(http::header::ETAG).and_then(|v| v.to_str().ok()) {
+        let client = profile.client_etag(etag);
+        if client != etag
+            && let Ok(v) = HeaderValue::from_str(&client)
+        {
+            headers.insert(http::header::ETAG, v);
+        }
+    }
+    if let Some(class) = headers.get(STORAGE_CLASS).and_then(|v| v.to_str().ok()) {
+        let client = profile.client_storage_class(class);
+        if client != class
+            && let Ok(v) = HeaderValue::from_str(client)
+        {
+            headers.insert(STORAGE_CLASS, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::builtin;
+
+    fn profile(name: &str) -> DialectProfile {
+        builtin(name).expect("dialect")
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn acl_after(profile: &DialectProfile, acl: &'static str) -> Result<Option<String>, Untranslatable> {
+        let mut h = headers(&[(CANNED_ACL, acl)]);
+        translate_request(profile, "p", &mut h, &mut Vec::new())?;
+        Ok(h.get(CANNED_ACL).map(|v| v.to_str().expect("text").to_string()))
+    }
+
+    #[test]
+    fn oss_maps_the_five_other_canned_acls_to_safe_ones() {
+        let oss = profile("oss");
+        for (client, provider) in [
+            ("private", Some("private")),
+            ("public-read", Some("public-read")),
+            ("public-read-write", Some("public-read-write")),
+            ("authenticated-read", Some("private")),
+            ("bucket-owner-read", Some("private")),
+            ("bucket-owner-full-control", Some("private")),
+            ("aws-exec-read", Some("private")),
+            ("log-delivery-write", Some("private")),
+        ] {
+            assert_eq!(
+                acl_after(&oss, client).expect("mapped").as_deref(),
+                provider,
+                "{client}"
+            );
+        }
+    }
+
+    #[test]
+    fn public_read_write_maps_to_public_read_where_that_is_the_widest() {
+        let b2 = profile("b2");
+        assert_eq!(
+            acl_after(&b2, "public-read-write").expect("mapped").as_deref(),
+            Some("public-read")
+        );
+        assert_eq!(
+            acl_after(&b2, "authenticated-read").expect("mapped").as_deref(),
+            Some("private")
+        );
+    }
+
+    #[test]
+    fn providers_without_acls_get_no_acl_header_and_refuse_public_ones() {
+        for name in ["r2", "minio", "garage", "local"] {
+            let p = profile(name);
+            assert_eq!(acl_after(&p, "private").expect("no-op"), None, "{name}");
+            assert_eq!(
+                acl_after(&p, "bucket-owner-full-control").expect("no-op"),
+                None,
+                "{name}"
+            );
+            let err = acl_after(&p, "public-read").expect_err("refused");
+            assert!(err.to_string().contains("'public-read'"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_unsupported_policy_decides_between_map_drop_and_reject() {
+        let mut oss = profile("oss");
+        oss.unsupported_acl = UnsupportedAcl::Drop;
+        assert_eq!(acl_after(&oss, "authenticated-read").expect("dropped"), None);
+        assert_eq!(
+            acl_after(&oss, "public-read").expect("kept").as_deref(),
+            Some("public-read")
+        );
+        oss.unsupported_acl = UnsupportedAcl::Reject;
+        let err = acl_after(&oss, "authenticated-read").expect_err("rejected");
+        assert_eq!(
+            err,
+            Untranslatable::CannedAcl {
+                provider: "p".into(),
+                acl: "authenticated-read".into(),
+                accepted: "private, public-read, public-read-write".into()
+            }
+        );
+        let mut r2 = profile("r2");
+        r2.unsupported_acl = UnsupportedAcl::Map;
+        assert_eq!(acl_after(&r2, "public-read").expect("mapped to no header"), None);
+    }
+
+    #[test]
+    fn unknown_canned_acls_are_refused_even_under_map() {
+        assert!(acl_after(&profile("oss"), "everyone-writes").is_err());
+        assert_eq!(
+            acl_after(&profile("aws"), "public-read").expect("aws").as_deref(),
+            Some("public-read")
+        );
+    }
+
+    #[test]
+    fn grants_pass_where_supported_and_follow_the_policy_elsewhere() {
+        let grant = [(
+            "x-amz-grant-read",
+            "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+        )];
+        let mut h = headers(&grant);
+        translate_request(&profile("ceph"), "p", &mut h, &mut Vec::new()).expect("ceph");
+        assert!(h.contains_key("x-amz-grant-read"));
+        let mut h = headers(&grant);
+        translate_request(&profile("oss"), "p", &mut h, &mut Vec::new()).expect("oss maps");
+        assert!(!h.contains_key("x-amz-grant-read"));
+        let mut h = headers(&grant);
+        let err = translate_request(&profile("r2"), "r2", &mut h, &mut Vec::new()).expect_err("r2 rejects");
+        assert_eq!(
+            err,
+            Untranslatable::Grant {
+                provider: "r2".into(),
+                header: "x-amz-grant-read".into()
+            }
+        );
+    }
+
+    #[test]
+    fn storage_class_header_is_renamed_for_the_provider_and_back() {
+        let oss = profile("oss");
+        let mut h = headers(&[(STORAGE_CLASS, "STANDARD_IA")]);
+        translate_request(&oss, "p", &mut h, &mut Vec::new()).expect("ok");
+        assert_eq!(h.get(STORAGE_CLASS).expect("class"), "IA");
+        let mut h = headers(&[(STORAGE_CLASS, "Archive"), ("etag", "\"ABC123\"")]);
+        translate_response_headers(&oss, &mut h);
+        assert_eq!(h.get(STORAGE_CLASS).expect("class"), "GLACIER");
+        assert_eq!(h.get("etag").expect("etag"), "\"abc123\"");
+    }
+
+    #[test]
+    fn conditional_etags_take_the_providers_case() {
+        let mut h = headers(&[
+            ("if-match", "\"abc\""),
+            ("if-none-match", "W/\"def\""),
+            ("x-amz-copy-source-if-match", "\"0a1b\""),
+            ("x-amz-copy-source-if-none-match", "*"),
+        ]);
+        translate_request(&profile("oss"), "p", &mut h, &mut Vec::new()).expect("ok");
+        assert_eq!(h.get("if-match").expect("h"), "\"ABC\"");
+        assert_eq!(h.get("if-none-match").expect("h"), "W/\"DEF\"");
+        assert_eq!(h.get("x-amz-copy-source-if-match").expect("h"), "\"0A1B\"");
+        assert_eq!(h.get("x-amz-copy-source-if-none-match").expect("h"), "*");
+        let mut h = headers(&[("if-match", "\"abc\"")]);
+        translate_request(&profile("aws"), "p", &mut h, &mut Vec::new()).expect("ok");
+        assert_eq!(h.get("if-match").expect("h"), "\"abc\"");
+    }
+
+    #[test]
+    fn rejected_headers_and_params_are_not_forwarded() {
+        let mut h = headers(&[
+            ("x-amz-request-payer", "requester"),
+            ("x-amz-expected-bucket-owner", "123"),
+            ("x-amz-meta-a", "b"),
+        ]);
+        let mut q = vec![("x-id".to_string(), "PutObject".to_string())];
+        translate_request(&profile("r2"), "p", &mut h, &mut q).expect("ok");
+        assert_eq!(h.len(), 1);
+        assert_eq!(q.len(), 1, "r2 keeps x-id");
+        translate_request(&profile("gcs"), "p", &mut h, &mut q).expect("ok");
+        assert!(q.is_empty(), "gcs drops x-id");
+    }
+}

@@ -1,0 +1,268 @@
+//! An OSS-like upstream: a thin wrapper in front of a real moto server that adds the quirks
+//! dialects.md §A.1 reports for Alibaba OSS, and nothing else:
+//! - path-style requests are refused with `403 SecondLevelDomainForbidden`;
+//! - ETags come back in uppercase hex (headers and XML), and conditionals / part lists match
+//!   only the uppercase form;
+//! - only the canned ACLs private, public-read and public-read-write are accepted, no grants;
+//! - storage classes are named IA / Archive / ColdArchive (stored in moto as STANDARD_IA /
+//!   GLACIER / DEEP_ARCHIVE); the AWS names are refused.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::moto::Moto;
+use super::sdk_client;
+
+/// (OSS name, what moto stores).
+const CLASSES: &[(&str, &str)] = &[
+    ("IA", "STANDARD_IA"),
+    ("Archive", "GLACIER"),
+    ("ColdArchive", "DEEP_ARCHIVE"),
+];
+const CANNED_ACLS: &[&str] = &["private", "public-read", "public-read-write"];
+const CONDITIONALS: &[&str] = &[
+    "if-match",
+    "if-none-match",
+    "x-amz-copy-source-if-match",
+    "x-amz-copy-source-if-none-match",
+];
+
+/// moto behind the OSS-quirk wrapper, addressed as `http://<bucket>.localhost:PORT`.
+pub struct OssLike {
+    /// Kept alive for as long as the wrapper runs.
+    _moto: Moto,
+    port: u16,
+    task: JoinHandle<()>,
+}
+
+impl Drop for OssLike {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl OssLike {
+    pub async fn start(buckets: &[&str]) -> Self {
+        let moto = Moto::start().await;
+        for b in buckets {
+            moto.direct()
+                .create_bucket()
+                .bucket(*b)
+                .send()
+                .await
+                .expect("bucket on moto");
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let moto_addr = format!("127.0.0.1:{}", moto.endpoint().rsplit(':').next().expect("port"));
+        let task = tokio::spawn(serve(listener, moto_addr));
+        Self {
+            _moto: moto,
+            port,
+            task,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    /// The current aws-sdk-s3 client talking to the emulator directly (virtual-hosted, as
+    /// OSS requires).
+    pub fn direct(&self) -> aws_sdk_s3::Client {
+        sdk_client(&self.endpoint(), "oss", "oss", false)
+    }
+}
+
+async fn serve(listener: TcpListener, moto_addr: String) {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let client = client.clone();
+        let moto_addr = moto_addr.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let client = client.clone();
+                let moto_addr = moto_addr.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&client, &moto_addr, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(socket), svc)
+                .await;
+        });
+    }
+}
+
+fn oss_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(xml)));
+    *resp.status_mut() = StatusCode::from_u16(status).expect("status");
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/xml"));
+    resp
+}
+
+fn has_lowercase_hex(text: &str) -> bool {
+    text.chars().any(|c| matches!(c, 'a'..='f'))
+}
+
+/// Replaces the text of every `<name>...</name>` with `f(text)`.
+fn map_elements(xml: &str, name: &str, mut f: impl FnMut(&str) -> String) -> String {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = start + open.len();
+        let Some(len) = rest[after..].find(&close) else { break };
+        out.push_str(&rest[..after]);
+        out.push_str(&f(&rest[after..after + len]));
+        rest = &rest[after + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+async fn answer(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    moto_addr: &str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (mut parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bucket_in_host = host.split(':').next().is_some_and(|h| h.ends_with(".localhost"));
+    if !bucket_in_host && parts.uri.path() != "/" {
+        return oss_error(
+            403,
+            "SecondLevelDomainForbidden",
+            "Please use virtual hosted style to access.",
+        );
+    }
+    if let Some(acl) = parts.headers.get("x-amz-acl").and_then(|v| v.to_str().ok())
+        && !CANNED_ACLS.contains(&acl)
+    {
+        return oss_error(400, "InvalidArgument", "no such bucket access control exists");
+    }
+    if parts.headers.keys().any(|k| k.as_str().starts_with("x-amz-grant-")) {
+        return oss_error(400, "InvalidArgument", "grants are not supported");
+    }
+    if let Some(class) = parts.headers.get("x-amz-storage-class").and_then(|v| v.to_str().ok()) {
+        let stored = match CLASSES.iter().find(|(oss, _)| *oss == class) {
+            Some((_, stored)) => *stored,
+            None if class == "STANDARD" => "STANDARD",
+            None => {
+                return oss_error(
+                    400,
+                    "InvalidStorageClass",
+                    "The storage class you specified is not valid",
+                );
+            }
+        };
+        parts
+            .headers
+            .insert("x-amz-storage-class", HeaderValue::from_static(stored));
+    }
+    for name in CONDITIONALS {
+        if let Some(value) = parts.headers.get(*name).and_then(|v| v.to_str().ok()) {
+            // OSS holds the uppercase form: a lowercase ETag never matches.
+            let seen = if has_lowercase_hex(value) {
+                "\"no-such-etag\"".to_string()
+            } else {
+                value.to_ascii_lowercase()
+            };
+            parts
+                .headers
+                .insert(*name, HeaderValue::from_str(&seen).expect("header"));
+        }
+    }
+    let mut body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let completes = parts.method == http::Method::POST && parts.uri.query().is_some_and(|q| q.contains("uploadId="));
+    if completes {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let mut lowercase_part = false;
+        let rewritten = map_elements(&text, "ETag", |etag| {
+            lowercase_part |= has_lowercase_hex(etag.replace("&quot;", "").as_str());
+            etag.to_ascii_lowercase()
+        });
+        if lowercase_part {
+            return oss_error(
+                400,
+                "InvalidPart",
+                "One or more of the specified parts could not be found.",
+            );
+        }
+        body = Bytes::from(rewritten);
+        parts.headers.remove("content-md5");
+        parts.headers.remove("x-amz-checksum-crc32");
+    }
+    parts.headers.insert("content-length", HeaderValue::from(body.len()));
+    parts.headers.remove("transfer-encoding");
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    parts.uri = format!("http://{moto_addr}{path_and_query}").parse().expect("uri");
+    let response = match client.request(Request::from_parts(parts, Full::new(body))).await {
+        Ok(r) => r,
+        Err(e) => return oss_error(500, "InternalError", &e.to_string()),
+    };
+    let (mut parts, incoming) = response.into_parts();
+    let body = incoming.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let upper = |etag: &str| {
+        etag.chars()
+            .map(|c| {
+                if matches!(c, 'a'..='f') {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect::<String>()
+    };
+    let oss_class = |class: &str| {
+        CLASSES
+            .iter()
+            .find(|(_, stored)| *stored == class)
+            .map_or(class.to_string(), |(oss, _)| (*oss).to_string())
+    };
+    if let Some(etag) = parts.headers.get("etag").and_then(|v| v.to_str().ok()) {
+        let up = upper(etag);
+        parts.headers.insert("etag", HeaderValue::from_str(&up).expect("etag"));
+    }
+    if let Some(class) = parts.headers.get("x-amz-storage-class").and_then(|v| v.to_str().ok()) {
+        let oss = oss_class(class);
+        parts
+            .headers
+            .insert("x-amz-storage-class", HeaderValue::from_str(&oss).expect("class"));
+    }
+    let is_xml = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("xml"));
+    let body = if is_xml && body.starts_with(b"<") {
+        // moto names these roots `...Response` when addressed virtual-hosted; OSS and AWS say `...Result`.
+        let text = String::from_utf8_lossy(&body)
+            .replace("CompleteMultipartUploadResponse", "CompleteMultipartUploadResult")
+            .replace("ListPartsResponse", "ListPartsResult");
+        let text = map_elements(&text, "ETag", upper);
+        Bytes::from(map_elements(&text, "StorageClass", oss_class))
+    } else {
+        body
+    };
+    parts.headers.remove("transfer-encoding");
+    parts.headers.insert("content-length", HeaderValue::from(body.len()));
+    Response::from_parts(parts, Full::new(body))
+}
