@@ -348,7 +348,7 @@ fn local_buckets(config: &Config, name: &str) -> Vec<String> {
 /// admin addresses.
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let migration_stats = Arc::new(MigrationStats::default());
+    let migration_stats = Arc::new(MigrationStats::with_metrics(metrics.clone()));
     let generation = Generation::build(config, &metrics, &migration_stats, None).await?;
     let bind = |addr: SocketAddr| async move {
         let listener = TcpListener::bind(addr)

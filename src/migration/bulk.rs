@@ -209,6 +209,7 @@ pub async fn migrate(
                 return (pair.key, None);
             }
             let task = CopyTask {
+                client_bucket: route.client_bucket.clone(),
                 old: fallback.provider.clone(),
                 old_bucket: fallback.bucket.clone(),
                 new: route.provider.clone(),

@@ -14,8 +14,8 @@ use dashmap::DashMap;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::MigrationStats;
 use super::tombstone;
+use super::{CopyResult, MigrationStats};
 use crate::body::IdleTimeoutBody;
 use crate::config::MigrationConfig;
 use crate::error::GatewayError;
@@ -24,6 +24,8 @@ use crate::upstream::Upstream;
 /// Where one object comes from and goes to.
 #[derive(Debug, Clone)]
 pub struct CopyTask {
+    /// The bucket's name for clients (labels the counters).
+    pub client_bucket: String,
     pub old: Arc<Upstream>,
     pub old_bucket: String,
     pub new: Arc<Upstream>,
@@ -83,6 +85,7 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
         new,
         new_bucket,
         key,
+        ..
     } = task;
     if tombstone::is_tombstoned(new, new_bucket, key).await? {
         return Ok(CopyOutcome::Tombstoned);
@@ -225,17 +228,18 @@ impl Copier {
     /// than the inline limit. Returns whether a copy was scheduled.
     pub fn schedule(&self, task: CopyTask, size: Option<u64>) -> bool {
         if size.is_some_and(|s| s > self.max_bytes) {
-            MigrationStats::add(&self.stats.copies_skipped, 1);
+            self.stats.copy(&task.client_bucket, CopyResult::Skipped, 0);
             tracing::info!(key = %task.key, ?size, "object larger than copy_on_read_max_bytes: left for `s3ferry migrate`");
             return false;
         }
         let id = (task.new_bucket.clone(), task.key.clone());
+        let bucket = task.client_bucket.clone();
         if self.in_flight.insert(id.clone(), ()).is_some() {
             return false;
         }
         if self.queue.try_send(QueuedCopy { task, attempt: 0 }).is_err() {
             self.in_flight.remove(&id);
-            MigrationStats::add(&self.stats.copies_skipped, 1);
+            self.stats.copy(&bucket, CopyResult::Skipped, 0);
             tracing::warn!("copy-on-read queue full: copy skipped (a later read or `s3ferry migrate` will copy it)");
             return false;
         }
@@ -253,19 +257,19 @@ async fn run_job(
     let id = (job.task.new_bucket.clone(), job.task.key.clone());
     match copy_object(&job.task).await {
         Ok(CopyOutcome::Copied { bytes }) => {
-            MigrationStats::add(&stats.copies_done, 1);
-            MigrationStats::add(&stats.copy_bytes, bytes);
+            stats.copy(&job.task.client_bucket, CopyResult::Done, bytes);
             tracing::info!(key = %job.task.key, bytes, provider = %job.task.new.settings.name, "copied on read");
             in_flight.remove(&id);
         }
         Ok(outcome) => {
-            MigrationStats::add(&stats.copies_skipped, 1);
+            stats.copy(&job.task.client_bucket, CopyResult::Skipped, 0);
             tracing::debug!(key = %job.task.key, ?outcome, "copy on read not needed");
             in_flight.remove(&id);
         }
         Err(e) if job.attempt < retries => {
             tracing::warn!(key = %job.task.key, attempt = job.attempt + 1, error = %e, "copy on read failed; will retry");
             // The key stays in flight until the retry runs, so no duplicate copy starts meanwhile.
+            let bucket = job.task.client_bucket.clone();
             let delay = Duration::from_secs(2u64.saturating_pow(job.attempt + 1));
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
@@ -275,14 +279,14 @@ async fn run_job(
                 };
                 let requeued = retry_queue.upgrade().is_some_and(|queue| queue.try_send(retry).is_ok());
                 if !requeued {
-                    MigrationStats::add(&stats.copies_failed, 1);
+                    stats.copy(&bucket, CopyResult::Failed, 0);
                     tracing::warn!("copy retry dropped (queue full or gateway stopping)");
                     in_flight.remove(&id);
                 }
             });
         }
         Err(e) => {
-            MigrationStats::add(&stats.copies_failed, 1);
+            stats.copy(&job.task.client_bucket, CopyResult::Failed, 0);
             tracing::warn!(key = %job.task.key, error = %e, "copy on read failed for good; `s3ferry migrate` will copy it");
             in_flight.remove(&id);
         }

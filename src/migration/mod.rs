@@ -15,9 +15,13 @@ pub mod policy;
 pub mod serve;
 pub mod tombstone;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of what lazy migration did since start-up (also logged per event).
+use crate::metrics::Metrics;
+
+/// Counters of what lazy migration did since start-up: kept here (for tests and the process
+/// itself) and reported to the Prometheus metrics, labelled by the client's bucket.
 #[derive(Debug, Default)]
 pub struct MigrationStats {
     pub new_hits: AtomicU64,
@@ -27,14 +31,63 @@ pub struct MigrationStats {
     pub copies_skipped: AtomicU64,
     pub copy_bytes: AtomicU64,
     pub tombstones: AtomicU64,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// How a copy ended, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyResult {
+    Done,
+    Failed,
+    Skipped,
 }
 
 impl MigrationStats {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// Counters that also feed `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..Self::default()
+        }
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    pub fn new_hit(&self, bucket: &str) {
+        self.new_hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.migration_new_hit(bucket);
+        }
+    }
+
+    pub fn fallback(&self, bucket: &str) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.migration_fallback(bucket);
+        }
+    }
+
+    pub fn tombstone(&self, bucket: &str) {
+        self.tombstones.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.migration_tombstone(bucket);
+        }
+    }
+
+    pub fn copy(&self, bucket: &str, result: CopyResult, bytes: u64) {
+        let (counter, outcome) = match result {
+            CopyResult::Done => (&self.copies_done, "done"),
+            CopyResult::Failed => (&self.copies_failed, "failed"),
+            CopyResult::Skipped => (&self.copies_skipped, "skipped"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if result == CopyResult::Done {
+            self.copy_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Some(m) = &self.metrics {
+            m.migration_copy(bucket, outcome, bytes);
+        }
     }
 }

@@ -37,6 +37,7 @@ pub fn old_side(route: &Route, fallback: &FallbackRoute) -> Route {
 
 fn copy_task(route: &Route, fallback: &FallbackRoute, key: &str) -> CopyTask {
     CopyTask {
+        client_bucket: route.client_bucket.clone(),
         old: fallback.provider.clone(),
         old_bucket: fallback.bucket.clone(),
         new: route.provider.clone(),
@@ -83,7 +84,7 @@ impl Migration {
             })
         } else {
             if decide_read(&read.method, status, None) == ReadDecision::Serve {
-                MigrationStats::add(&self.stats.new_hits, 1);
+                self.stats.new_hit(&route.client_bucket);
                 return Ok((response, route.clone()));
             }
             None
@@ -100,7 +101,7 @@ impl Migration {
         if tombstone::is_tombstoned(&route.provider, &route.upstream_bucket, key).await? {
             return Err(GatewayError::NoSuchKey { key: key.to_string() });
         }
-        MigrationStats::add(&self.stats.fallbacks, 1);
+        self.stats.fallback(&route.client_bucket);
         let old = &fallback.provider;
         let response = old
             .send(read.outgoing(&fallback.bucket))
@@ -141,7 +142,7 @@ impl Migration {
             }
         }
         tombstone::write_tombstone(&route.provider, &route.upstream_bucket, key).await?;
-        MigrationStats::add(&self.stats.tombstones, 1);
+        self.stats.tombstone(&route.client_bucket);
         Ok(())
     }
 

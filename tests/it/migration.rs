@@ -203,6 +203,19 @@ async fn get_missing_on_new_is_served_from_old_with_head_and_range() {
     assert!(MigrationStats::get(&m.stats().new_hits) >= 1);
     // No copy on read for this bucket.
     assert!(!m.new.has_object("lazy", "only-old.bin").await);
+    // The same numbers reach /metrics, by the client's bucket.
+    let text = m.gateway().metrics().render().expect("metrics");
+    let fallbacks = MigrationStats::get(&m.stats().fallbacks);
+    assert!(
+        text.contains(&format!(
+            "s3ferry_migration_fallbacks_total{{bucket=\"lazy\"}} {fallbacks}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("s3ferry_migration_new_hits_total{bucket=\"lazy\"} 1"),
+        "{text}"
+    );
     m.stop().await;
 }
 
@@ -247,6 +260,15 @@ async fn copy_on_read_copies_once_with_metadata_and_verifies_it() {
         "concurrent misses copy once"
     );
     assert_eq!(MigrationStats::get(&m.stats().copy_bytes), 70_000);
+    let text = m.gateway().metrics().render().expect("metrics");
+    assert!(
+        text.contains("s3ferry_migration_copies_total{bucket=\"media\",outcome=\"done\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("s3ferry_migration_copy_bytes_total{bucket=\"media\"} 70000"),
+        "{text}"
+    );
 
     let copy = m
         .new
@@ -1077,6 +1099,7 @@ async fn copy_never_overwrites_a_newer_write() {
         .expect("put");
     let (upstreams, _locals) = s3ferry::server::start_providers(&m.config).await.expect("providers");
     let task = CopyTask {
+        client_bucket: "lazy".into(),
         old: upstreams["old"].clone(),
         old_bucket: "lazy".into(),
         new: upstreams["new"].clone(),
