@@ -584,6 +584,28 @@ async fn listing_merges_both_providers_across_pages() {
     }
     assert_eq!(v1, expected, "v1: every live key exactly once, in order");
 
+    // start-after and prefix narrow the merged listing the same way on both providers.
+    let after = c
+        .list_objects_v2()
+        .bucket("lazy")
+        .prefix("d07/")
+        .start_after("d07/k04000")
+        .send()
+        .await
+        .expect("start-after");
+    let keys: Vec<String> = after
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    let want: Vec<String> = expected
+        .iter()
+        .filter(|k| k.starts_with("d07/") && k.as_str() > "d07/k04000")
+        .cloned()
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(keys, want);
+
     // Delimiter: common prefixes merged across both providers and pages.
     let mut prefixes = Vec::new();
     let mut pages = c
