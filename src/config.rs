@@ -147,6 +147,7 @@ struct RawDialectOverrides {
     grants: Option<bool>,
     drop_headers: Option<Vec<String>>,
     drop_params: Option<Vec<String>>,
+    url_encoded_listings: Option<bool>,
 }
 
 /// `[providers.X.acl]`.
@@ -919,6 +920,9 @@ impl Resolver<'_> {
             }
             if let Some(v) = &o.drop_params {
                 profile.drop_params.clone_from(v);
+            }
+            if let Some(v) = o.url_encoded_listings {
+                profile.url_encoded_listings = v;
             }
         }
         if let Some(table) = &p.storage_classes {

@@ -173,7 +173,7 @@ impl Gateway {
                         headers,
                     };
                     let (response, answered_by) = self.migration.read_through(&route, &fallback, &key, read).await?;
-                    return relay_response(response, &answered_by, operation).await;
+                    return relay_response(response, &answered_by, operation, false).await;
                 }
                 "ListObjects" | "ListObjectsV2" => {
                     let xml = self
@@ -215,13 +215,14 @@ impl Gateway {
         }
         let mut query = query;
         translate_request_for(&route, &mut headers, &mut query)?;
+        let encode_listing = encodes_listing_itself(&route, operation, &mut query);
         let slot = FailureSlot::default();
         let mut outgoing = build_outgoing(req, &route, &target, query, headers, &slot).await?;
         if operation == "CompleteMultipartUpload" && route.provider.settings.profile.etag_case != EtagCase::Lower {
             translate_part_list(&mut outgoing, &route, &slot).await?;
         }
         let response = self.send(&route, outgoing, &slot).await?;
-        relay_response(response, &route, operation).await
+        relay_response(response, &route, operation, encode_listing).await
     }
 
     /// Sends upstream; a body that failed verification wins over whatever the provider said.
@@ -413,7 +414,7 @@ impl Gateway {
         self.migration.before_delete(route, fallback, &keys).await?;
         outgoing.body = body::full(bytes);
         let response = self.send(route, outgoing, &slot).await?;
-        relay_response(response, route, "DeleteObjects").await
+        relay_response(response, route, "DeleteObjects", false).await
     }
 
     /// `x-amz-copy-source: /<client bucket>/<key>[?versionId=..]` -> the source's upstream bucket.
@@ -748,6 +749,7 @@ async fn relay_response(
     response: http::Response<hyper::body::Incoming>,
     route: &Route,
     operation: &'static str,
+    encode_listing: bool,
 ) -> Result<S3Response<Body>, GatewayError> {
     let (mut parts, incoming) = response.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
@@ -772,7 +774,8 @@ async fn relay_response(
     let names_bucket = operation::response_names_bucket(operation) || failed;
     let rename = route.is_renamed() && names_bucket;
     let dialect = profile.rewrites_responses() && (operation::response_carries_object_values(operation) || failed);
-    let body = if is_xml && (rename || dialect) {
+    let encode_listing = encode_listing && is_xml && !failed;
+    let body = if is_xml && (rename || dialect || encode_listing) {
         let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
             provider: settings.name.clone(),
             cause,
@@ -792,6 +795,10 @@ async fn relay_response(
             bytes = rewrite::provider_values::rewrite_response(&bytes, profile)
                 .map_err(|e| protocol_error(e.to_string()))?;
         }
+        if encode_listing {
+            bytes = rewrite::listing_encoding::encode_listing_keys(&bytes, true)
+                .map_err(|e| protocol_error(e.to_string()))?;
+        }
         let rewritten = bytes;
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
         Body::from(rewritten)
@@ -802,6 +809,18 @@ async fn relay_response(
     response.status = Some(parts.status);
     response.headers = headers;
     Ok(response)
+}
+
+/// For a listing asked with `encoding-type=url` on a provider whose profile says it does not
+/// encode reliably: the parameter is not forwarded (raw keys come back) and s3ferry encodes.
+fn encodes_listing_itself(route: &Route, operation: &str, query: &mut Vec<(String, String)>) -> bool {
+    let listing = matches!(operation, "ListObjects" | "ListObjectsV2" | "ListObjectVersions");
+    let asked = query.iter().any(|(n, v)| n == "encoding-type" && v == "url");
+    if !(listing && asked) || route.provider.settings.profile.url_encoded_listings {
+        return false;
+    }
+    query.retain(|(n, _)| n != "encoding-type");
+    true
 }
 
 /// A provider error code the dialect maps: the client's status, and the operator's hint logged.

@@ -258,7 +258,7 @@ async fn encode_listing_response(response: Response<s3s::Body>) -> Response<s3s:
     let (mut parts, body) = response.into_parts();
     let max = crate::rewrite::MAX_XML_BODY;
     let encoded = match crate::upstream::collect_capped(body, max, std::time::Duration::from_secs(60)).await {
-        Ok(bytes) => crate::rewrite::listing_encoding::encode_listing_keys(&bytes).map_err(|e| e.to_string()),
+        Ok(bytes) => crate::rewrite::listing_encoding::encode_listing_keys(&bytes, false).map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
     match encoded {

@@ -106,6 +106,9 @@ pub struct DialectProfile {
     pub drop_params: Vec<String>,
     /// Provider error codes translated to AWS ones.
     pub error_codes: Vec<ErrorMapping>,
+    /// Whether listings honour `encoding-type=url`. When not, s3ferry asks for raw keys and
+    /// encodes them itself (botocore always asks, and decodes what it gets).
+    pub url_encoded_listings: bool,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -136,6 +139,7 @@ fn aws() -> DialectProfile {
         drop_headers: Vec::new(),
         drop_params: Vec::new(),
         error_codes: Vec::new(),
+        url_encoded_listings: true,
     }
 }
 
@@ -179,6 +183,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             canned_acls: strings(&["private", "public-read"]),
             grants: false,
             unsupported_acl: UnsupportedAcl::Map,
+            // Finding 6: DO does not implement encoding-type=url reliably ([rclone-providers]).
+            url_encoded_listings: false,
             ..base
         },
         "r2" => DialectProfile {
@@ -249,6 +255,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         // A.7 / §1b: grants supported, AWS-style ETags, admin-defined classes.
         "ceph" => DialectProfile {
             name: "ceph".into(),
+            // Finding 6: Ceph does not implement encoding-type=url reliably ([rclone-providers]).
+            url_encoded_listings: false,
             ..base
         },
         "garage" => DialectProfile {

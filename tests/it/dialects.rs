@@ -496,3 +496,84 @@ async fn r2_gets_no_acl_headers_and_public_acls_are_refused() {
         .await
         .expect("bucket-owner-full-control is a no-op on R2");
 }
+
+#[tokio::test]
+async fn spaces_listings_asked_url_encoded_are_encoded_by_s3ferry() {
+    // s3s-fs, like DigitalOcean Spaces, returns raw keys even when asked for encoding-type=url;
+    // a client that trusts <EncodingType>url</EncodingType> then decodes `+` into a space.
+    let upstream = TestUpstream::path_style().await;
+    upstream.create_bucket("spaced");
+    let direct = upstream.direct_client();
+    for key in ["a+b c.txt", "d%e/f"] {
+        direct
+            .put_object()
+            .bucket("spaced")
+            .key(key)
+            .body(ByteStream::from_static(b"v"))
+            .send()
+            .await
+            .expect("seed");
+    }
+    let raw = direct
+        .list_objects_v2()
+        .bucket("spaced")
+        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+        .send()
+        .await
+        .expect("direct list");
+    let raw_keys: Vec<&str> = raw.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        raw_keys,
+        vec!["a+b c.txt", "d%e/f"],
+        "the provider declares url encoding but sends raw keys"
+    );
+
+    let (g, client) = gateway(&upstream.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "spaces", "").await;
+    for v2 in [true, false] {
+        let (keys, encoding) = if v2 {
+            let out = client
+                .list_objects_v2()
+                .bucket("spaced")
+                .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+                .send()
+                .await
+                .expect("list v2");
+            let keys: Vec<String> = out
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect();
+            (keys, out.encoding_type().cloned())
+        } else {
+            let out = client
+                .list_objects()
+                .bucket("spaced")
+                .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+                .send()
+                .await
+                .expect("list v1");
+            let keys: Vec<String> = out
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect();
+            (keys, out.encoding_type().cloned())
+        };
+        assert_eq!(
+            keys,
+            vec!["a%2Bb%20c.txt".to_string(), "d%25e/f".to_string()],
+            "v2={v2}"
+        );
+        assert_eq!(encoding, Some(aws_sdk_s3::types::EncodingType::Url), "v2={v2}");
+    }
+    // Without encoding-type the keys stay raw.
+    let plain = client
+        .list_objects_v2()
+        .bucket("spaced")
+        .send()
+        .await
+        .expect("plain list");
+    let keys: Vec<&str> = plain.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, vec!["a+b c.txt", "d%e/f"]);
+    g.shutdown(std::time::Duration::from_secs(2)).await;
+}
