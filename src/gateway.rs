@@ -154,8 +154,11 @@ impl Gateway {
         };
         let route = self.routes.resolve(bucket)?;
         ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
-        let key = String::from_utf8_lossy(&percent_decode(&target.raw_key)).into_owned();
-        let encoded_key = uri_encode(&percent_decode(&target.raw_key), true);
+        // The key is decoded once: kept readable for migration, and canonically encoded for the
+        // provider (what is sent is what is signed).
+        let key_bytes = percent_decode(&target.raw_key);
+        let key = String::from_utf8_lossy(&key_bytes).into_owned();
+        let encoded_key = uri_encode(&key_bytes, true);
         let mut satisfied_by_old = false;
         if let Some(fallback) = route.fallback.clone() {
             if is_reserved(&key) {
@@ -189,7 +192,7 @@ impl Gateway {
                 }
                 "DeleteObjects" => {
                     return self
-                        .delete_objects_migrating(req, &route, &fallback, &target, query)
+                        .delete_objects_migrating(req, &route, &fallback, encoded_key, query)
                         .await;
                 }
                 "PutObject" => {
@@ -217,7 +220,7 @@ impl Gateway {
         translate_request_for(&route, &mut headers, &mut query)?;
         let encode_listing = encodes_listing_itself(&route, operation, &mut query);
         let slot = FailureSlot::default();
-        let mut outgoing = build_outgoing(req, &route, &target, query, headers, &slot).await?;
+        let mut outgoing = build_outgoing(req, &route, encoded_key, query, headers, &slot).await?;
         if operation == "CompleteMultipartUpload" && route.provider.settings.profile.etag_case != EtagCase::Lower {
             translate_part_list(&mut outgoing, &route, &slot).await?;
         }
@@ -395,13 +398,13 @@ impl Gateway {
         req: S3Request<Body>,
         route: &Route,
         fallback: &FallbackRoute,
-        target: &ClientTarget,
+        encoded_key: String,
         query: Vec<(String, String)>,
     ) -> Result<S3Response<Body>, GatewayError> {
         const MAX_DELETE_BODY: usize = 4 * 1024 * 1024;
         let headers = self.forward_headers(&req.headers, route)?;
         let slot = FailureSlot::default();
-        let mut outgoing = build_outgoing(req, route, target, query, headers, &slot).await?;
+        let mut outgoing = build_outgoing(req, route, encoded_key, query, headers, &slot).await?;
         let body = std::mem::replace(&mut outgoing.body, body::empty());
         let bytes = upstream::collect_capped(body, MAX_DELETE_BODY, route.provider.settings.read_timeout)
             .await
@@ -583,7 +586,7 @@ fn framing_of(headers: &HeaderMap) -> Result<Framing, GatewayError> {
 async fn build_outgoing(
     req: S3Request<Body>,
     route: &Route,
-    target: &ClientTarget,
+    encoded_key: String,
     query: Vec<(String, String)>,
     mut headers: HeaderMap,
     slot: &FailureSlot,
@@ -637,7 +640,7 @@ async fn build_outgoing(
     Ok(OutgoingRequest {
         method: req.method,
         bucket: Some(route.upstream_bucket.clone()),
-        encoded_key: uri_encode(&percent_decode(&target.raw_key), true),
+        encoded_key,
         query,
         headers,
         body,
