@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::BoxBody;
-use s3s::crypto::Checksum as _;
+
+use crate::checksum::{ChecksumAlgorithm, ChecksumHasher};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -49,7 +49,7 @@ pub enum UploadFailure {
     PayloadHashMismatch,
     /// An `aws-chunked` chunk or trailer signature did not verify.
     ChunkSignatureMismatch,
-    /// The trailing checksum did not match the body.
+    /// The checksum (trailer or header) did not match the body.
     ChecksumMismatch { algorithm: ChecksumAlgorithm },
     /// The trailer named in `x-amz-trailer` never came.
     MissingTrailer { header: String },
@@ -121,109 +121,51 @@ impl Stream for RecordFailures {
     }
 }
 
-/// Checksum algorithms S3 clients send as trailers or headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumAlgorithm {
-    Crc32,
-    Crc32c,
-    Crc64Nvme,
-    Sha1,
-    Sha256,
+/// Where the checksum a body must match comes from.
+pub enum ExpectedChecksum {
+    /// The `aws-chunked` trailer, readable once the body has ended.
+    Trailer(s3s::TrailingHeaders),
+    /// A request header the provider will not see (its dialect does not take the algorithm),
+    /// so s3ferry checks it instead.
+    Header(String),
 }
 
-impl ChecksumAlgorithm {
-    /// From a header name such as `x-amz-checksum-crc32`.
-    pub fn from_header_name(name: &str) -> Option<Self> {
-        match name.trim().to_ascii_lowercase().strip_prefix("x-amz-checksum-")? {
-            "crc32" => Some(Self::Crc32),
-            "crc32c" => Some(Self::Crc32c),
-            "crc64nvme" => Some(Self::Crc64Nvme),
-            "sha1" => Some(Self::Sha1),
-            "sha256" => Some(Self::Sha256),
-            _ => None,
-        }
-    }
-
-    pub fn header_name(self) -> &'static str {
-        match self {
-            Self::Crc32 => "x-amz-checksum-crc32",
-            Self::Crc32c => "x-amz-checksum-crc32c",
-            Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
-            Self::Sha1 => "x-amz-checksum-sha1",
-            Self::Sha256 => "x-amz-checksum-sha256",
-        }
-    }
-}
-
-/// An incremental checksum of one algorithm (the primitives come from s3s).
-pub enum ChecksumHasher {
-    Crc32(s3s::crypto::Crc32),
-    Crc32c(s3s::crypto::Crc32c),
-    Crc64Nvme(s3s::crypto::Crc64Nvme),
-    Sha1(s3s::crypto::Sha1),
-    Sha256(s3s::crypto::Sha256),
-}
-
-impl ChecksumHasher {
-    pub fn new(algorithm: ChecksumAlgorithm) -> Self {
-        match algorithm {
-            ChecksumAlgorithm::Crc32 => Self::Crc32(s3s::crypto::Crc32::new()),
-            ChecksumAlgorithm::Crc32c => Self::Crc32c(s3s::crypto::Crc32c::new()),
-            ChecksumAlgorithm::Crc64Nvme => Self::Crc64Nvme(s3s::crypto::Crc64Nvme::new()),
-            ChecksumAlgorithm::Sha1 => Self::Sha1(s3s::crypto::Sha1::new()),
-            ChecksumAlgorithm::Sha256 => Self::Sha256(s3s::crypto::Sha256::new()),
-        }
-    }
-
-    pub fn update(&mut self, data: &[u8]) {
-        match self {
-            Self::Crc32(h) => h.update(data),
-            Self::Crc32c(h) => h.update(data),
-            Self::Crc64Nvme(h) => h.update(data),
-            Self::Sha1(h) => h.update(data),
-            Self::Sha256(h) => h.update(data),
-        }
-    }
-
-    /// The base64 digest, as it appears in `x-amz-checksum-*`.
-    pub fn finalize_base64(self) -> String {
-        let engine = base64::engine::general_purpose::STANDARD;
-        match self {
-            Self::Crc32(h) => engine.encode(h.finalize()),
-            Self::Crc32c(h) => engine.encode(h.finalize()),
-            Self::Crc64Nvme(h) => engine.encode(h.finalize()),
-            Self::Sha1(h) => engine.encode(h.finalize()),
-            Self::Sha256(h) => engine.encode(h.finalize()),
-        }
-    }
-}
-
-/// A trailing checksum to verify once the body has ended.
-pub struct TrailerCheck {
+/// A checksum to verify once the body has ended.
+pub struct ChecksumCheck {
     pub algorithm: ChecksumAlgorithm,
     pub hasher: ChecksumHasher,
-    pub trailers: s3s::TrailingHeaders,
+    pub expected: ExpectedChecksum,
 }
 
-/// A transformed upload body that always holds back its most recent piece. The last piece is
-/// released only when the client's body has ended cleanly (s3s has verified every chunk
-/// signature and the trailer signature) and the trailing checksum matched. So when anything
+impl ChecksumCheck {
+    pub fn new(algorithm: ChecksumAlgorithm, expected: ExpectedChecksum) -> Self {
+        Self {
+            algorithm,
+            hasher: ChecksumHasher::new(algorithm),
+            expected,
+        }
+    }
+}
+
+/// A transformed or checked upload body that always holds back its most recent piece. The last
+/// piece is released only when the client's body has ended cleanly (s3s has verified every chunk
+/// signature and the trailer signature) and the checksum (trailer or header) matched. So when anything
 /// fails, the upstream request is still short of its `Content-Length` and the provider
 /// discards it.
 pub struct HoldBackLast {
     inner: s3s::Body,
     held: Option<Bytes>,
-    trailer: Option<TrailerCheck>,
+    check: Option<ChecksumCheck>,
     slot: FailureSlot,
     finished: bool,
 }
 
 impl HoldBackLast {
-    pub fn new(inner: s3s::Body, trailer: Option<TrailerCheck>, slot: FailureSlot) -> Self {
+    pub fn new(inner: s3s::Body, check: Option<ChecksumCheck>, slot: FailureSlot) -> Self {
         Self {
             inner,
             held: None,
-            trailer,
+            check,
             slot,
             finished: false,
         }
@@ -233,16 +175,18 @@ impl HoldBackLast {
         http_body_util::StreamBody::new(futures_util::StreamExt::map(self, |r| r.map(Frame::data))).boxed()
     }
 
-    /// Checks the trailing checksum after the body ended.
-    fn verify_trailer(&mut self) -> Result<(), UploadFailure> {
-        let Some(check) = self.trailer.take() else {
+    /// Checks the checksum after the body ended.
+    fn verify_checksum(&mut self) -> Result<(), UploadFailure> {
+        let Some(check) = self.check.take() else {
             return Ok(());
         };
         let header = check.algorithm.header_name();
-        let sent = check
-            .trailers
-            .read(|h| h.get(header).and_then(|v| v.to_str().ok()).map(str::to_owned))
-            .flatten();
+        let sent = match check.expected {
+            ExpectedChecksum::Header(value) => Some(value),
+            ExpectedChecksum::Trailer(trailers) => trailers
+                .read(|h| h.get(header).and_then(|v| v.to_str().ok()).map(str::to_owned))
+                .flatten(),
+        };
         let Some(sent) = sent else {
             return Err(UploadFailure::MissingTrailer {
                 header: header.to_string(),
@@ -279,7 +223,7 @@ impl Stream for HoldBackLast {
                     if bytes.is_empty() {
                         continue;
                     }
-                    if let Some(check) = &mut self.trailer {
+                    if let Some(check) = &mut self.check {
                         check.hasher.update(&bytes);
                     }
                     if let Some(previous) = self.held.replace(bytes) {
@@ -291,7 +235,7 @@ impl Stream for HoldBackLast {
                     return self.fail(failure);
                 }
                 None => {
-                    if let Err(failure) = self.verify_trailer() {
+                    if let Err(failure) = self.verify_checksum() {
                         return self.fail(failure);
                     }
                     self.finished = true;
@@ -391,24 +335,32 @@ mod tests {
         assert_eq!(recorded_failure(&slot), Some(UploadFailure::ChunkSignatureMismatch));
     }
 
-    #[test]
-    fn checksum_algorithms_come_from_header_names() {
+    #[tokio::test]
+    async fn a_header_checksum_that_does_not_match_withholds_the_last_piece() {
+        let check = |value: &str| {
+            Some(ChecksumCheck::new(
+                ChecksumAlgorithm::Crc32,
+                ExpectedChecksum::Header(value.to_string()),
+            ))
+        };
+        let pieces = || stream_of(vec![Ok(Bytes::from("Hello ")), Ok(Bytes::from("world"))]);
+        let slot = FailureSlot::default();
+        let out: Vec<_> = HoldBackLast::new(pieces(), check("i9aeUg=="), slot.clone())
+            .collect()
+            .await;
+        assert!(out.iter().all(Result::is_ok) && out.len() == 2);
+        assert_eq!(recorded_failure(&slot), None);
+        let slot = FailureSlot::default();
+        let out: Vec<_> = HoldBackLast::new(pieces(), check("AAAAAA=="), slot.clone())
+            .collect()
+            .await;
+        assert_eq!(out.len(), 2, "first piece, then the error; 'world' is never released");
+        assert!(out[1].is_err());
         assert_eq!(
-            ChecksumAlgorithm::from_header_name("X-Amz-Checksum-CRC32"),
-            Some(ChecksumAlgorithm::Crc32)
+            recorded_failure(&slot),
+            Some(UploadFailure::ChecksumMismatch {
+                algorithm: ChecksumAlgorithm::Crc32
+            })
         );
-        assert_eq!(
-            ChecksumAlgorithm::from_header_name("x-amz-checksum-crc64nvme"),
-            Some(ChecksumAlgorithm::Crc64Nvme)
-        );
-        assert_eq!(ChecksumAlgorithm::from_header_name("x-amz-meta-x"), None);
-    }
-
-    #[test]
-    fn crc32_of_hello_world_matches_s3() {
-        let mut h = ChecksumHasher::new(ChecksumAlgorithm::Crc32);
-        h.update(b"Hello world");
-        // S3 returns this CRC32 for the 11 bytes "Hello world".
-        assert_eq!(h.finalize_base64(), "i9aeUg==");
     }
 }

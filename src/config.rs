@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::dialect::{self, DialectProfile, EtagCase, UnsupportedAcl};
+use crate::checksum::ChecksumAlgorithm;
+use crate::dialect::{self, ConditionalWrites, DialectProfile, EtagCase, UnsupportedAcl};
 
 /// Environment variable that names the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "S3FERRY_CONFIG";
@@ -148,6 +149,11 @@ struct RawDialectOverrides {
     drop_headers: Option<Vec<String>>,
     drop_params: Option<Vec<String>>,
     url_encoded_listings: Option<bool>,
+    checksum_algorithms: Option<Vec<String>>,
+    content_md5_required: Option<bool>,
+    conditional_writes: Option<String>,
+    native_storage_class_header: Option<String>,
+    acl_api: Option<bool>,
 }
 
 /// `[providers.X.acl]`.
@@ -924,6 +930,37 @@ impl Resolver<'_> {
             if let Some(v) = o.url_encoded_listings {
                 profile.url_encoded_listings = v;
             }
+            if let Some(names) = &o.checksum_algorithms {
+                let mut algorithms = Vec::with_capacity(names.len());
+                for name in names {
+                    algorithms.push(ChecksumAlgorithm::from_name(name).ok_or_else(|| {
+                        self.error(
+                            format!("{key}.dialect_overrides.checksum_algorithms"),
+                            format!(
+                                "'{name}' is not a checksum algorithm (known: crc32, crc32c, crc64nvme, sha1, sha256)"
+                            ),
+                        )
+                    })?);
+                }
+                profile.checksum_algorithms = algorithms;
+            }
+            if let Some(v) = o.content_md5_required {
+                profile.content_md5_required = v;
+            }
+            if let Some(form) = o.conditional_writes.as_deref() {
+                profile.conditional_writes = ConditionalWrites::parse(form).ok_or_else(|| {
+                    self.error(
+                        format!("{key}.dialect_overrides.conditional_writes"),
+                        format!("'{form}' is not one of \"aws\", \"oss\", \"gcs\", \"none\""),
+                    )
+                })?;
+            }
+            if let Some(header) = &o.native_storage_class_header {
+                profile.native_storage_class_header = (!header.is_empty()).then(|| header.to_ascii_lowercase());
+            }
+            if let Some(v) = o.acl_api {
+                profile.acl_api = v;
+            }
         }
         if let Some(table) = &p.storage_classes {
             let mut merged: Vec<(String, String)> = Vec::new();
@@ -1221,6 +1258,9 @@ mod tests {
         assert_eq!(p.drop_headers, ["x-amz-request-payer"]);
         assert_eq!(p.drop_params, ["x-id"]);
         assert_eq!(p.unsupported_acl, UnsupportedAcl::Map);
+        assert!(p.checksum_algorithms.is_empty() && p.content_md5_required && p.acl_api);
+        assert_eq!(p.conditional_writes, ConditionalWrites::OssForbidOverwrite);
+        assert_eq!(p.native_storage_class_header.as_deref(), Some("x-oss-storage-class"));
         assert_eq!(p.provider_storage_class("STANDARD_IA"), "IA");
         assert_eq!(
             p.provider_storage_class("DEEP_ARCHIVE"),
@@ -1258,6 +1298,14 @@ mod tests {
             (
                 "[providers.up.dialect_overrides]\ncanned_acls = [\"world\"]",
                 "dialect_overrides.canned_acls",
+            ),
+            (
+                "[providers.up.dialect_overrides]\nchecksum_algorithms = [\"md5\"]",
+                "dialect_overrides.checksum_algorithms",
+            ),
+            (
+                "[providers.up.dialect_overrides]\nconditional_writes = \"maybe\"",
+                "dialect_overrides.conditional_writes",
             ),
             ("[providers.up.acl]\nunsupported = \"ignore\"", "acl.unsupported"),
             ("[providers.up.acl]\npolicy = \"map\"", "unknown field"),

@@ -12,11 +12,11 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use crate::access_log::{HandledByGateway, RequestContext};
-use crate::body::{
-    self, ChecksumAlgorithm, ChecksumHasher, FailureSlot, HoldBackLast, IdleTimeoutBody, TrailerCheck, UploadFailure,
-};
+use crate::body::{self, ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, IdleTimeoutBody, UploadFailure};
+use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
 use crate::copy_through::{self, CopySource};
-use crate::dialect::{EtagCase, translate};
+use crate::dialect::translate::{self, Untranslatable, WithheldChecksum};
+use crate::dialect::{DialectProfile, EtagCase};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::migration::serve::{Migration, ReadRequest};
@@ -168,6 +168,7 @@ impl Gateway {
             }
             match operation {
                 "GetObject" | "HeadObject" => {
+                    let relay = Relay::new(operation, &req.headers, false);
                     let headers = self.forward_headers(&req.headers, &route)?;
                     let read = ReadRequest {
                         method: req.method.clone(),
@@ -176,7 +177,7 @@ impl Gateway {
                         headers,
                     };
                     let (response, answered_by) = self.migration.read_through(&route, &fallback, &key, read).await?;
-                    return relay_response(response, &answered_by, operation, false).await;
+                    return relay_response(response, &answered_by, relay).await;
                 }
                 "ListObjects" | "ListObjectsV2" => {
                     let xml = self
@@ -217,15 +218,25 @@ impl Gateway {
             headers.remove(http::header::IF_MATCH);
         }
         let mut query = query;
-        translate_request_for(&route, &mut headers, &mut query)?;
+        let withheld = translate_request_for(&route, operation, &mut headers, &mut query)?;
+        let body_check = body_checksum_to_verify(operation, withheld, &mut headers);
         let encode_listing = encodes_listing_itself(&route, operation, &mut query);
+        let relay = Relay::new(operation, &req.headers, encode_listing);
         let slot = FailureSlot::default();
-        let mut outgoing = build_outgoing(req, &route, encoded_key, query, headers, &slot).await?;
-        if operation == "CompleteMultipartUpload" && route.provider.settings.profile.etag_case != EtagCase::Lower {
+        let mut outgoing = build_outgoing(req, &route, encoded_key, query, headers, &slot, body_check).await?;
+        let profile = &route.provider.settings.profile;
+        if operation == "CompleteMultipartUpload"
+            && (profile.etag_case != EtagCase::Lower
+                || profile.checksum_algorithms.len() < ChecksumAlgorithm::ALL.len())
+        {
             translate_part_list(&mut outgoing, &route, &slot).await?;
         }
+        if needs_content_md5(profile, operation, &outgoing) {
+            let bytes = read_small_body(&mut outgoing, &route, &slot, operation).await?;
+            set_content_md5(&mut outgoing, bytes)?;
+        }
         let response = self.send(&route, outgoing, &slot).await?;
-        relay_response(response, &route, operation, encode_listing).await
+        relay_response(response, &route, relay).await
     }
 
     /// Sends upstream; a body that failed verification wins over whatever the provider said.
@@ -401,23 +412,24 @@ impl Gateway {
         encoded_key: String,
         query: Vec<(String, String)>,
     ) -> Result<S3Response<Body>, GatewayError> {
-        const MAX_DELETE_BODY: usize = 4 * 1024 * 1024;
-        let headers = self.forward_headers(&req.headers, route)?;
+        let mut headers = self.forward_headers(&req.headers, route)?;
+        let mut query = query;
+        let withheld = translate_request_for(route, "DeleteObjects", &mut headers, &mut query)?;
+        let body_check = body_checksum_to_verify("DeleteObjects", withheld, &mut headers);
+        let relay = Relay::new("DeleteObjects", &req.headers, false);
         let slot = FailureSlot::default();
-        let mut outgoing = build_outgoing(req, route, encoded_key, query, headers, &slot).await?;
-        let body = std::mem::replace(&mut outgoing.body, body::empty());
-        let bytes = upstream::collect_capped(body, MAX_DELETE_BODY, route.provider.settings.read_timeout)
-            .await
-            .map_err(|cause| match body::recorded_failure(&slot) {
-                Some(failure) => upload_failure_error(failure),
-                None => GatewayError::InvalidRequest(format!("cannot read the DeleteObjects body: {cause}")),
-            })?;
+        let mut outgoing = build_outgoing(req, route, encoded_key, query, headers, &slot, body_check).await?;
+        let bytes = read_small_body(&mut outgoing, route, &slot, "DeleteObjects").await?;
         let keys = rewrite::delete_objects::parse_delete_keys(&bytes)
             .map_err(|e| GatewayError::InvalidRequest(format!("malformed DeleteObjects body: {e}")))?;
         self.migration.before_delete(route, fallback, &keys).await?;
-        outgoing.body = body::full(bytes);
+        if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
+            set_content_md5(&mut outgoing, bytes)?;
+        } else {
+            outgoing.body = body::full(bytes);
+        }
         let response = self.send(route, outgoing, &slot).await?;
-        relay_response(response, route, "DeleteObjects", false).await
+        relay_response(response, route, relay).await
     }
 
     /// `x-amz-copy-source: /<client bucket>/<key>[?versionId=..]` -> the source's upstream bucket.
@@ -590,8 +602,10 @@ async fn build_outgoing(
     query: Vec<(String, String)>,
     mut headers: HeaderMap,
     slot: &FailureSlot,
+    body_check: Option<WithheldChecksum>,
 ) -> Result<OutgoingRequest, GatewayError> {
     let framing = framing_of(&req.headers)?;
+    let header_check = body_check.map(|w| ChecksumCheck::new(w.algorithm, ExpectedChecksum::Header(w.value)));
     let (body, payload_hash) = match framing {
         Framing::Empty => {
             let payload = if req.method == Method::GET || req.method == Method::HEAD || req.method == Method::DELETE {
@@ -606,29 +620,41 @@ async fn build_outgoing(
             if req.method == Method::PUT || req.method == Method::POST {
                 headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             }
+            if let Some(check) = header_check {
+                verify_empty_upload(HoldBackLast::new(req.input, Some(check), slot.clone()), slot).await?;
+            }
             (body::empty(), payload.to_string())
         }
         Framing::Unchanged { payload_hash, length } => {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
-            (body::verified_passthrough(req.input, slot.clone()), payload_hash)
+            let body = match header_check {
+                // Checked by s3ferry: the last piece waits for the checksum to match.
+                Some(check) => HoldBackLast::new(req.input, Some(check), slot.clone()).into_upstream_body(),
+                None => body::verified_passthrough(req.input, slot.clone()),
+            };
+            (body, payload_hash)
         }
         Framing::Dechunked { length, trailer } => {
             strip_chunked_framing(&mut headers);
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
-            let trailer_check = match (trailer, req.trailing_headers.clone()) {
-                (Some(algorithm), Some(trailers)) => Some(TrailerCheck {
-                    algorithm,
-                    hasher: ChecksumHasher::new(algorithm),
-                    trailers,
-                }),
+            let check = match (trailer, req.trailing_headers.clone()) {
+                (Some(_), _) if header_check.is_some() => {
+                    return Err(GatewayError::InvalidRequest(
+                        "Expecting a single x-amz-checksum- header: send the checksum as a header or as a trailer, not both"
+                            .into(),
+                    ));
+                }
+                (Some(algorithm), Some(trailers)) => {
+                    Some(ChecksumCheck::new(algorithm, ExpectedChecksum::Trailer(trailers)))
+                }
                 (Some(_), None) => {
                     return Err(GatewayError::Internal(
                         "trailing checksum announced but no trailer handle".into(),
                     ));
                 }
-                (None, _) => None,
+                (None, _) => header_check,
             };
-            let held = HoldBackLast::new(req.input, trailer_check, slot.clone());
+            let held = HoldBackLast::new(req.input, check, slot.clone());
             let body = if length == 0 {
                 verify_empty_upload(held, slot).await?
             } else {
@@ -708,41 +734,124 @@ fn upload_failure_error(failure: UploadFailure) -> GatewayError {
 }
 
 /// The client's headers and query in the provider's dialect (ACLs, storage class, ETag case,
-/// headers and parameters the provider rejects).
+/// conditional writes, checksum headers, headers and parameters the provider rejects). Returns
+/// the client checksum the provider will not see.
 fn translate_request_for(
     route: &Route,
+    operation: &str,
     headers: &mut HeaderMap,
     query: &mut Vec<(String, String)>,
-) -> Result<(), GatewayError> {
+) -> Result<Option<WithheldChecksum>, GatewayError> {
     let settings = &route.provider.settings;
-    translate::translate_request(&settings.profile, &settings.name, headers, query)
-        .map_err(|e| GatewayError::AclNotSupported(e.to_string()))
+    translate::translate_request(&settings.profile, &settings.name, operation, headers, query).map_err(|e| match e {
+        Untranslatable::ConditionalWrite { .. } => GatewayError::NotImplemented(e.to_string()),
+        Untranslatable::CannedAcl { .. } | Untranslatable::Grant { .. } => GatewayError::AclNotSupported(e.to_string()),
+    })
+}
+
+/// Operations whose `x-amz-checksum-*` header is the checksum of the request body itself (for
+/// CompleteMultipartUpload and copies it describes the object, not the body).
+fn checksum_describes_body(operation: &str) -> bool {
+    matches!(operation, "PutObject" | "UploadPart") || operation::requires_checksum(operation)
+}
+
+/// A withheld client checksum that s3ferry must check against the body it streams. For
+/// PutObject it is also kept in the object's metadata, so reads with `x-amz-checksum-mode`
+/// can report it although the provider cannot.
+fn body_checksum_to_verify(
+    operation: &str,
+    withheld: Option<WithheldChecksum>,
+    headers: &mut HeaderMap,
+) -> Option<WithheldChecksum> {
+    let withheld = withheld.filter(|_| checksum_describes_body(operation))?;
+    if operation == "PutObject"
+        && let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(withheld.algorithm.stored_header_name().as_bytes()),
+            HeaderValue::from_str(&withheld.value),
+        )
+    {
+        headers.insert(name, value);
+    }
+    Some(withheld)
+}
+
+/// Whether s3ferry must add `Content-MD5`: an operation that requires a checksum, on a provider
+/// that wants MD5 there, with a body and without the client's own MD5.
+fn needs_content_md5(profile: &DialectProfile, operation: &str, outgoing: &OutgoingRequest) -> bool {
+    let has_body = outgoing
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    profile.content_md5_required
+        && operation::requires_checksum(operation)
+        && has_body
+        && !outgoing.headers.contains_key("content-md5")
+}
+
+/// Reads a small request body (an XML control document) into memory, with a cap; a body that
+/// failed verification reports that failure.
+async fn read_small_body(
+    outgoing: &mut OutgoingRequest,
+    route: &Route,
+    slot: &FailureSlot,
+    operation: &str,
+) -> Result<Bytes, GatewayError> {
+    const MAX_CONTROL_BODY: usize = 4 * 1024 * 1024;
+    let body = std::mem::replace(&mut outgoing.body, body::empty());
+    upstream::collect_capped(body, MAX_CONTROL_BODY, route.provider.settings.read_timeout)
+        .await
+        .map_err(|cause| match body::recorded_failure(slot) {
+            Some(failure) => upload_failure_error(failure),
+            None => GatewayError::InvalidRequest(format!("cannot read the {operation} body: {cause}")),
+        })
+}
+
+/// Replaces the body with `bytes`, signed with their SHA-256.
+fn set_small_body(outgoing: &mut OutgoingRequest, bytes: Bytes) {
+    outgoing
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    outgoing.payload_hash = crate::upstream::sign::hex_sha256(&bytes);
+    outgoing.body = body::full(bytes);
+}
+
+/// Sends `bytes` with `Content-MD5` instead of the client's CRC (dialects.md rule 12). A CRC
+/// header still present (the provider takes the algorithm elsewhere) is checked here and dropped.
+fn set_content_md5(outgoing: &mut OutgoingRequest, bytes: Bytes) -> Result<(), GatewayError> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    for algorithm in ChecksumAlgorithm::ALL {
+        let Some(sent) = outgoing.headers.remove(algorithm.header_name()) else {
+            continue;
+        };
+        if sent.as_bytes().trim_ascii() != algorithm.of(&bytes).as_bytes() {
+            return Err(upload_failure_error(UploadFailure::ChecksumMismatch { algorithm }));
+        }
+    }
+    for name in ["x-amz-sdk-checksum-algorithm", "x-amz-checksum-algorithm"] {
+        outgoing.headers.remove(name);
+    }
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&bytes));
+    let value = HeaderValue::from_str(&md5).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    outgoing.headers.insert("content-md5", value);
+    set_small_body(outgoing, bytes);
+    Ok(())
 }
 
 /// A CompleteMultipartUpload body (small XML, read with a cap) with each part's ETag in the
-/// provider's form; re-signed with the hash of the new body.
+/// provider's form and without part checksums the provider does not take; re-signed with the
+/// hash of the new body.
 async fn translate_part_list(
     outgoing: &mut OutgoingRequest,
     route: &Route,
     slot: &FailureSlot,
 ) -> Result<(), GatewayError> {
-    const MAX_COMPLETE_BODY: usize = 4 * 1024 * 1024;
-    let settings = &route.provider.settings;
-    let body = std::mem::replace(&mut outgoing.body, body::empty());
-    let bytes = upstream::collect_capped(body, MAX_COMPLETE_BODY, settings.read_timeout)
-        .await
-        .map_err(|cause| match body::recorded_failure(slot) {
-            Some(failure) => upload_failure_error(failure),
-            None => GatewayError::InvalidRequest(format!("cannot read the CompleteMultipartUpload body: {cause}")),
-        })?;
-    let rewritten = rewrite::provider_values::rewrite_complete_multipart_request(&bytes, &settings.profile)
-        .map_err(|e| GatewayError::InvalidRequest(format!("malformed CompleteMultipartUpload body: {e}")))?;
+    let bytes = read_small_body(outgoing, route, slot, "CompleteMultipartUpload").await?;
+    let rewritten =
+        rewrite::provider_values::rewrite_complete_multipart_request(&bytes, &route.provider.settings.profile)
+            .map_err(|e| GatewayError::InvalidRequest(format!("malformed CompleteMultipartUpload body: {e}")))?;
     outgoing.headers.remove("content-md5");
-    outgoing
-        .headers
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
-    outgoing.payload_hash = crate::upstream::sign::hex_sha256(&rewritten);
-    outgoing.body = body::full(Bytes::from(rewritten));
+    set_small_body(outgoing, Bytes::from(rewritten));
     Ok(())
 }
 
@@ -751,9 +860,14 @@ async fn translate_part_list(
 async fn relay_response(
     response: http::Response<hyper::body::Incoming>,
     route: &Route,
-    operation: &'static str,
-    encode_listing: bool,
+    relay: Relay,
 ) -> Result<S3Response<Body>, GatewayError> {
+    let Relay {
+        operation,
+        encode_listing,
+        checksum_mode,
+        ranged,
+    } = relay;
     let (mut parts, incoming) = response.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
@@ -773,6 +887,7 @@ async fn relay_response(
     let settings = &route.provider.settings;
     let profile = &settings.profile;
     translate::translate_response_headers(profile, &mut headers);
+    answer_checksums(&mut headers, parts.status, operation, checksum_mode, ranged);
     let failed = !parts.status.is_success();
     let names_bucket = operation::response_names_bucket(operation) || failed;
     let rename = route.is_renamed() && names_bucket;
@@ -812,6 +927,74 @@ async fn relay_response(
     response.status = Some(parts.status);
     response.headers = headers;
     Ok(response)
+}
+
+/// What the client asked that decides how the provider's response is turned into its answer.
+#[derive(Debug, Clone, Copy)]
+struct Relay {
+    operation: &'static str,
+    /// s3ferry URL-encodes the listing's keys itself.
+    encode_listing: bool,
+    /// The client sent `x-amz-checksum-mode: ENABLED`.
+    checksum_mode: bool,
+    /// The client asked for a byte range.
+    ranged: bool,
+}
+
+impl Relay {
+    fn new(operation: &'static str, client_headers: &HeaderMap, encode_listing: bool) -> Self {
+        let checksum_mode = client_headers
+            .get("x-amz-checksum-mode")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"enabled"));
+        Self {
+            operation,
+            encode_listing,
+            checksum_mode,
+            ranged: client_headers.contains_key(http::header::RANGE),
+        }
+    }
+}
+
+/// Checksums in a GetObject/HeadObject answer (dialects.md rules 14 and 15): s3ferry's stored
+/// checksum metadata never reaches the client as metadata; under `x-amz-checksum-mode` it
+/// answers for a provider that stored none; and a ranged response carries no full-object
+/// checksum, which clients would check against the partial bytes and fail.
+fn answer_checksums(headers: &mut HeaderMap, status: StatusCode, operation: &str, checksum_mode: bool, ranged: bool) {
+    let stored: Vec<(HeaderName, HeaderValue)> = headers
+        .iter()
+        .filter(|(n, _)| n.as_str().starts_with(STORED_CHECKSUM_PREFIX))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    for (name, _) in &stored {
+        headers.remove(name);
+    }
+    if ranged && status == StatusCode::PARTIAL_CONTENT {
+        let full_object: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| {
+                ChecksumAlgorithm::from_header_name(n.as_str()).is_some() || n.as_str() == "x-amz-checksum-type"
+            })
+            .cloned()
+            .collect();
+        for name in full_object {
+            headers.remove(name);
+        }
+        return;
+    }
+    let reads_object = matches!(operation, "GetObject" | "HeadObject");
+    let provider_answered = headers
+        .keys()
+        .any(|n| ChecksumAlgorithm::from_header_name(n.as_str()).is_some());
+    if !(reads_object && checksum_mode && status == StatusCode::OK) || provider_answered {
+        return;
+    }
+    for (name, value) in stored {
+        let algorithm = name.as_str()[STORED_CHECKSUM_PREFIX.len()..].to_string();
+        if let Some(algorithm) = ChecksumAlgorithm::from_name(&algorithm) {
+            headers.insert(algorithm.header_name(), value);
+            headers.insert("x-amz-checksum-type", HeaderValue::from_static("FULL_OBJECT"));
+        }
+    }
 }
 
 /// For a listing asked with `encoding-type=url` on a provider whose profile says it does not

@@ -11,6 +11,7 @@
 //!   pure request/response header translation they drive
 //! - [`upstream`]    pooled hyper client over rustls, SigV4 signer, upstream addressing
 //! - [`body`]        streamed bodies: unchanged, de-chunked and held back one piece, idle timeouts
+//! - [`checksum`]    flexible-checksum algorithms: names, hashing, where s3ferry stores them
 //! - [`rewrite`]     XML responses mapped back to the client's view (bucket names, ListBuckets)
 //! - [`operation`]   names the S3 operation of a request (logs, rewrite decisions)
 //! - [`error`]       one error type, rendered as S3 XML in one place
@@ -25,6 +26,7 @@ pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod checksum;
 pub mod config;
 pub mod copy_through;
 pub mod dialect;

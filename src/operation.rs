@@ -154,7 +154,6 @@ pub fn classify(method: &Method, target: Target, query: &[(String, String)], has
     }
 }
 
-/// Operations whose XML responses name the bucket (and so need mapping back when renamed).
 /// True for operations whose XML response carries provider values a dialect may spell
 /// differently: `<ETag>` and `<StorageClass>`.
 pub fn response_carries_object_values(operation: &str) -> bool {
@@ -172,6 +171,7 @@ pub fn response_carries_object_values(operation: &str) -> bool {
     )
 }
 
+/// Operations whose XML responses name the bucket (and so need mapping back when renamed).
 pub fn response_names_bucket(operation: &str) -> bool {
     matches!(
         operation,
@@ -182,6 +182,31 @@ pub fn response_names_bucket(operation: &str) -> bool {
             | "ListParts"
             | "CreateMultipartUpload"
             | "CompleteMultipartUpload"
+    )
+}
+
+/// Operations S3 requires a body checksum for (`Content-MD5` or `x-amz-checksum-*`): the
+/// `httpChecksum requestChecksumRequired` operations of the S3 model that s3ferry can name.
+pub fn requires_checksum(operation: &str) -> bool {
+    matches!(
+        operation,
+        "DeleteObjects"
+            | "PutBucketAcl"
+            | "PutBucketCors"
+            | "PutBucketEncryption"
+            | "PutBucketLifecycleConfiguration"
+            | "PutBucketLogging"
+            | "PutBucketOwnershipControls"
+            | "PutBucketPolicy"
+            | "PutBucketReplication"
+            | "PutBucketRequestPayment"
+            | "PutBucketTagging"
+            | "PutBucketVersioning"
+            | "PutBucketWebsite"
+            | "PutObjectAcl"
+            | "PutObjectLockConfiguration"
+            | "PutObjectTagging"
+            | "PutPublicAccessBlock"
     )
 }
 

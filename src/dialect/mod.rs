@@ -6,6 +6,7 @@
 
 pub mod translate;
 
+use crate::checksum::ChecksumAlgorithm;
 use crate::config::Addressing;
 
 /// The S3 canned ACLs AWS knows, in the order the S3 API reference lists them.
@@ -67,6 +68,34 @@ impl UnsupportedAcl {
     }
 }
 
+/// How a conditional write (`If-None-Match: *`, `If-Match` on PutObject, CopyObject and
+/// CompleteMultipartUpload) reaches the provider (dialects.md rule 25).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionalWrites {
+    /// AWS headers, forwarded as they are.
+    Aws,
+    /// OSS: `If-None-Match: *` becomes `x-oss-forbid-overwrite: true`; `If-Match` has no
+    /// equivalent and is refused.
+    OssForbidOverwrite,
+    /// GCS: `If-None-Match: *` becomes `x-goog-if-generation-match: 0`; `If-Match` is refused.
+    GcsGenerationMatch,
+    /// No known form: every conditional write is refused with 501 rather than silently
+    /// overwriting.
+    Unsupported,
+}
+
+impl ConditionalWrites {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "aws" => Some(Self::Aws),
+            "oss" => Some(Self::OssForbidOverwrite),
+            "gcs" => Some(Self::GcsGenerationMatch),
+            "none" => Some(Self::Unsupported),
+            _ => None,
+        }
+    }
+}
+
 /// How a provider's error code reaches the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorMapping {
@@ -109,6 +138,22 @@ pub struct DialectProfile {
     /// Whether listings honour `encoding-type=url`. When not, s3ferry asks for raw keys and
     /// encodes them itself (botocore always asks, and decodes what it gets).
     pub url_encoded_listings: bool,
+    /// The flexible-checksum algorithms the provider accepts in `x-amz-checksum-*` headers (and
+    /// answers under `x-amz-checksum-mode`). A checksum in another algorithm is verified by
+    /// s3ferry, not forwarded, and kept in object metadata so reads can still report it.
+    pub checksum_algorithms: Vec<ChecksumAlgorithm>,
+    /// Whether operations that require a checksum (DeleteObjects, PutBucketCors, ...) must carry
+    /// `Content-MD5`, which current SDKs replace with a CRC (dialects.md finding 2, rule 12).
+    pub content_md5_required: bool,
+    /// How conditional writes are expressed.
+    pub conditional_writes: ConditionalWrites,
+    /// A provider-native storage-class header sent with the mapped class alongside
+    /// `x-amz-storage-class`, for providers that ignore the AWS header on upload.
+    pub native_storage_class_header: Option<String>,
+    /// Whether the provider implements the `?acl` sub-resource. When not, s3ferry answers
+    /// Get*Acl with the one ACL such a provider enforces (owner full control) and treats
+    /// Put*Acl like the `x-amz-acl` header.
+    pub acl_api: bool,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -140,8 +185,17 @@ fn aws() -> DialectProfile {
         drop_params: Vec::new(),
         error_codes: Vec::new(),
         url_encoded_listings: true,
+        // §1a: "5 algs"; §1b: conditional PUT with If-None-Match / If-Match.
+        checksum_algorithms: ChecksumAlgorithm::ALL.to_vec(),
+        content_md5_required: false,
+        conditional_writes: ConditionalWrites::Aws,
+        native_storage_class_header: None,
+        acl_api: true,
     }
 }
+
+/// Providers with no flexible checksums and the MD5 they insist on instead (§B.3).
+const NO_CHECKSUMS: &[ChecksumAlgorithm] = &[];
 
 /// The built-in profile of a known dialect name (see [`crate::config::KNOWN_DIALECTS`]).
 pub fn builtin(name: &str) -> Option<DialectProfile> {
@@ -150,6 +204,14 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         "aws" => base,
         "oss" => DialectProfile {
             name: "oss".into(),
+            // A.1 Checksums: no flexible checksums, integrity via Content-MD5; §B.3: InvalidArgument.
+            checksum_algorithms: NO_CHECKSUMS.to_vec(),
+            content_md5_required: true,
+            // A.1 Limits / rule 25: conditional create is native `x-oss-forbid-overwrite`.
+            conditional_writes: ConditionalWrites::OssForbidOverwrite,
+            // A.1 Storage classes / rule 27: `x-amz-storage-class` reported ineffective on upload;
+            // the native header sets it.
+            native_storage_class_header: Some("x-oss-storage-class".into()),
             // A.1 Addressing: "OSS supports only virtual-hosted style … Path-style requests are denied".
             addressing: Addressing::Virtual,
             // A.1 ETag: uppercase hex ([gitlab-1564]).
@@ -169,16 +231,30 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             ]),
             // A.1 Addressing / rule 24: path style -> 403 SecondLevelDomainForbidden, a
             // configuration mistake: logged with a hint, 500 to the client.
-            error_codes: vec![ErrorMapping {
-                provider_code: "SecondLevelDomainForbidden".into(),
-                aws_code: "InternalError".into(),
-                status: Some(500),
-                hint: Some("the provider accepts only virtual-hosted requests: set addressing = \"virtual\"".into()),
-            }],
+            error_codes: vec![
+                ErrorMapping {
+                    provider_code: "SecondLevelDomainForbidden".into(),
+                    aws_code: "InternalError".into(),
+                    status: Some(500),
+                    hint: Some(
+                        "the provider accepts only virtual-hosted requests: set addressing = \"virtual\"".into(),
+                    ),
+                },
+                // Rule 25: a write refused by x-oss-forbid-overwrite is AWS's failed If-None-Match.
+                ErrorMapping {
+                    provider_code: "FileAlreadyExists".into(),
+                    aws_code: "PreconditionFailed".into(),
+                    status: Some(412),
+                    hint: None,
+                },
+            ],
             ..base
         },
         "spaces" => DialectProfile {
             name: "spaces".into(),
+            // §1a: checksum and trailer support unknown ("?"); the safe form is MD5 only.
+            checksum_algorithms: NO_CHECKSUMS.to_vec(),
+            content_md5_required: true,
             // §1b: bucket+object ACL, private/public-read in practice ([do-api-old]).
             canned_acls: strings(&["private", "public-read"]),
             grants: false,
@@ -189,6 +265,11 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "r2" => DialectProfile {
             name: "r2".into(),
+            // A.3: CRC32/CRC32C/SHA1/SHA256 (composite) and CRC64NVME (full object) accepted, but
+            // PutBucketCors/Lifecycle refuse checksum algorithm headers: those get Content-MD5.
+            content_md5_required: true,
+            // A.3: GetBucketAcl unimplemented.
+            acl_api: false,
             // A.3 ACL: `x-amz-acl`/grants not implemented; rule 26: private is a no-op,
             // public ACLs are refused rather than silently dropped.
             acl_headers: false,
@@ -208,6 +289,9 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "b2" => DialectProfile {
             name: "b2".into(),
+            // A.4 Checksums: "Unsupported header 'x-amz-checksum-crc32'", also x-amz-checksum-mode.
+            checksum_algorithms: NO_CHECKSUMS.to_vec(),
+            content_md5_required: true,
             // A.4 ACLs: bucket-level private <-> public-read only; object ACL = bucket ACL.
             canned_acls: strings(&["private", "public-read"]),
             grants: false,
@@ -216,6 +300,11 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "gcs" => DialectProfile {
             name: "gcs".into(),
+            // A.5: composite CRC32 -> 412, boto3 >= 1.36 uploads fail: no flexible checksums.
+            checksum_algorithms: NO_CHECKSUMS.to_vec(),
+            content_md5_required: true,
+            // Rule 25: generation preconditions.
+            conditional_writes: ConditionalWrites::GcsGenerationMatch,
             // A.5: canned ACLs via x-amz-acl in simple-migration mode (AWS names).
             // A.5 / rule 27: classes STANDARD / NEARLINE / COLDLINE / ARCHIVE.
             storage_classes: classes(&[
@@ -241,10 +330,16 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         // A.6: "100% bit-compatible" claim; no documented ACL/class/ETag differences.
         "wasabi" => DialectProfile {
             name: "wasabi".into(),
+            // A.6: "Checksum Type mismatch" on UploadPart; conditional PUT unknown ("?"), refused.
+            checksum_algorithms: NO_CHECKSUMS.to_vec(),
+            content_md5_required: true,
+            conditional_writes: ConditionalWrites::Unsupported,
             ..base
         },
         "minio" => DialectProfile {
             name: "minio".into(),
+            // A.8: GetObjectAcl / PutObjectAcl / PutBucketAcl unsupported.
+            acl_api: false,
             // §1b / rule 26: object ACLs unsupported; private is a no-op, public is refused.
             acl_headers: false,
             canned_acls: strings(&["private", "bucket-owner-full-control"]),
@@ -255,12 +350,26 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         // A.7 / §1b: grants supported, AWS-style ETags, admin-defined classes.
         "ceph" => DialectProfile {
             name: "ceph".into(),
+            // A.7: older releases answer checksum trailers with MissingContentLength; the safe form
+            // is MD5 only (override `checksum_algorithms` for recent releases).
+            checksum_algorithms: NO_CHECKSUMS.to_vec(),
+            content_md5_required: true,
             // Finding 6: Ceph does not implement encoding-type=url reliably ([rclone-providers]).
             url_encoded_listings: false,
             ..base
         },
         "garage" => DialectProfile {
             name: "garage".into(),
+            // A.9: CRC32, CRC32C, SHA1, SHA256, no CRC64NVME; no ACL endpoints; conditional PUT
+            // unknown ("?"), refused.
+            checksum_algorithms: vec![
+                ChecksumAlgorithm::Crc32,
+                ChecksumAlgorithm::Crc32c,
+                ChecksumAlgorithm::Sha1,
+                ChecksumAlgorithm::Sha256,
+            ],
+            conditional_writes: ConditionalWrites::Unsupported,
+            acl_api: false,
             // §1b / rule 26: no ACLs (own key/bucket permissions).
             acl_headers: false,
             canned_acls: strings(&["private", "bucket-owner-full-control"]),
@@ -271,6 +380,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         // test-environment.md: s3s-fs has no ACLs.
         "local" => DialectProfile {
             name: "local".into(),
+            // s3s-fs has no ACL endpoints.
+            acl_api: false,
             acl_headers: false,
             canned_acls: strings(&["private", "bucket-owner-full-control"]),
             grants: false,

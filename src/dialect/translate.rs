@@ -3,7 +3,8 @@
 
 use http::{HeaderMap, HeaderValue};
 
-use super::{AWS_CANNED_ACLS, DialectProfile, UnsupportedAcl};
+use super::{AWS_CANNED_ACLS, ConditionalWrites, DialectProfile, UnsupportedAcl};
+use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
 
 /// Request headers that carry an ETag the client saw.
 const ETAG_CONDITION_HEADERS: &[&str] = &[
@@ -29,6 +30,27 @@ pub enum Untranslatable {
     },
     #[error("provider '{provider}' does not support ACL grants ({header})")]
     Grant { provider: String, header: String },
+    #[error(
+        "provider '{provider}' has no way to make a write conditional on {header}; s3ferry refuses it rather than overwrite unconditionally"
+    )]
+    ConditionalWrite { provider: String, header: String },
+}
+
+/// Operations whose `If-None-Match` / `If-Match` make the write itself conditional.
+const CONDITIONAL_WRITE_OPERATIONS: &[&str] = &["PutObject", "CopyObject", "CompleteMultipartUpload"];
+
+/// Request headers of the flexible-checksum protocol that are not the checksum value itself.
+const CHECKSUM_ALGORITHM_HEADERS: &[&str] = &["x-amz-sdk-checksum-algorithm", "x-amz-checksum-algorithm"];
+const CHECKSUM_TYPE: &str = "x-amz-checksum-type";
+const CHECKSUM_MODE: &str = "x-amz-checksum-mode";
+
+/// A client checksum header the provider will not get: s3ferry verifies it against the body
+/// (where it describes the body) and may keep it in object metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithheldChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    /// The base64 value the client sent.
+    pub value: String,
 }
 
 /// The ACL the provider gets for a canned ACL it does not accept, under `map`: the closest
@@ -45,22 +67,30 @@ fn nearest_canned_acl(profile: &DialectProfile, acl: &str) -> Option<&'static st
 }
 
 /// Rewrites the client's request headers and query for the provider: ACLs per the profile's
-/// policy, storage class names, ETag case in conditionals, and headers/params the provider
-/// rejects. `provider` names the provider in errors.
+/// policy, storage class names, ETag case in conditionals, conditional writes, checksum headers
+/// the provider does not take, and headers/params the provider rejects. `provider` names the
+/// provider in errors; `operation` is the S3 operation's name.
 pub fn translate_request(
     profile: &DialectProfile,
     provider: &str,
+    operation: &str,
     headers: &mut HeaderMap,
     query: &mut Vec<(String, String)>,
-) -> Result<(), Untranslatable> {
+) -> Result<Option<WithheldChecksum>, Untranslatable> {
     translate_acl(profile, provider, headers)?;
     if let Some(class) = headers.get(STORAGE_CLASS).and_then(|v| v.to_str().ok()) {
-        let mapped = profile.provider_storage_class(class);
-        if mapped != class
-            && let Ok(v) = HeaderValue::from_str(mapped)
-        {
+        let mapped = profile.provider_storage_class(class).to_string();
+        if let Ok(v) = HeaderValue::from_str(&mapped) {
+            if let Some(native) = &profile.native_storage_class_header
+                && let Ok(name) = http::HeaderName::from_bytes(native.as_bytes())
+            {
+                headers.insert(name, v.clone());
+            }
             headers.insert(STORAGE_CLASS, v);
         }
+    }
+    if CONDITIONAL_WRITE_OPERATIONS.contains(&operation) {
+        translate_conditional_write(profile, provider, headers)?;
     }
     for name in ETAG_CONDITION_HEADERS {
         if let Some(value) = headers.get(*name).and_then(|v| v.to_str().ok()) {
@@ -76,7 +106,84 @@ pub fn translate_request(
         headers.remove(name.as_str());
     }
     query.retain(|(name, _)| !profile.drop_params.contains(name));
-    Ok(())
+    Ok(withhold_unsupported_checksums(profile, headers))
+}
+
+/// `If-None-Match: *` / `If-Match` on a write in the provider's form (dialects.md rule 25).
+fn translate_conditional_write(
+    profile: &DialectProfile,
+    provider: &str,
+    headers: &mut HeaderMap,
+) -> Result<(), Untranslatable> {
+    let refuse = |header: &str| Untranslatable::ConditionalWrite {
+        provider: provider.to_string(),
+        header: header.to_string(),
+    };
+    let if_none_match = headers
+        .get(http::header::IF_NONE_MATCH)
+        .map(|v| v.as_bytes().trim_ascii().to_vec());
+    let if_match = headers.contains_key(http::header::IF_MATCH);
+    let native = match profile.conditional_writes {
+        ConditionalWrites::Aws => return Ok(()),
+        ConditionalWrites::Unsupported => None,
+        ConditionalWrites::OssForbidOverwrite => Some(("x-oss-forbid-overwrite", "true")),
+        ConditionalWrites::GcsGenerationMatch => Some(("x-goog-if-generation-match", "0")),
+    };
+    if if_match {
+        return Err(refuse("If-Match"));
+    }
+    let Some(value) = if_none_match else {
+        return Ok(());
+    };
+    match native {
+        Some((name, flag)) if value == b"*" => {
+            headers.remove(http::header::IF_NONE_MATCH);
+            headers.insert(name, HeaderValue::from_static(flag));
+            Ok(())
+        }
+        _ => Err(refuse("If-None-Match")),
+    }
+}
+
+/// Takes the checksum headers the provider does not accept off the request (and s3ferry's own
+/// metadata names, which clients may not set). Returns the withheld checksum value.
+fn withhold_unsupported_checksums(profile: &DialectProfile, headers: &mut HeaderMap) -> Option<WithheldChecksum> {
+    let ours: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(STORED_CHECKSUM_PREFIX))
+        .cloned()
+        .collect();
+    for name in ours {
+        headers.remove(name);
+    }
+    let accepts = |a: ChecksumAlgorithm| profile.checksum_algorithms.contains(&a);
+    let mut withheld = None;
+    let values: Vec<(http::HeaderName, ChecksumAlgorithm)> = headers
+        .keys()
+        .filter_map(|n| ChecksumAlgorithm::from_header_name(n.as_str()).map(|a| (n.clone(), a)))
+        .collect();
+    for (name, algorithm) in values {
+        if accepts(algorithm) {
+            continue;
+        }
+        if let Some(value) = headers.remove(&name).and_then(|v| v.to_str().ok().map(str::to_owned)) {
+            withheld.get_or_insert(WithheldChecksum { algorithm, value });
+        }
+    }
+    for name in CHECKSUM_ALGORITHM_HEADERS {
+        let unsupported = headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| ChecksumAlgorithm::from_name(v).is_none_or(|a| !accepts(a)));
+        if unsupported {
+            headers.remove(*name);
+        }
+    }
+    if profile.checksum_algorithms.is_empty() {
+        headers.remove(CHECKSUM_TYPE);
+        headers.remove(CHECKSUM_MODE);
+    }
+    withheld
 }
 
 fn translate_acl(profile: &DialectProfile, provider: &str, headers: &mut HeaderMap) -> Result<(), Untranslatable> {
@@ -183,7 +290,7 @@ mod tests {
 
     fn acl_after(profile: &DialectProfile, acl: &'static str) -> Result<Option<String>, Untranslatable> {
         let mut h = headers(&[(CANNED_ACL, acl)]);
-        translate_request(profile, "p", &mut h, &mut Vec::new())?;
+        translate_request(profile, "p", "PutObject", &mut h, &mut Vec::new())?;
         Ok(h.get(CANNED_ACL).map(|v| v.to_str().expect("text").to_string()))
     }
 
@@ -276,13 +383,14 @@ mod tests {
             "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
         )];
         let mut h = headers(&grant);
-        translate_request(&profile("ceph"), "p", &mut h, &mut Vec::new()).expect("ceph");
+        translate_request(&profile("ceph"), "p", "PutObject", &mut h, &mut Vec::new()).expect("ceph");
         assert!(h.contains_key("x-amz-grant-read"));
         let mut h = headers(&grant);
-        translate_request(&profile("oss"), "p", &mut h, &mut Vec::new()).expect("oss maps");
+        translate_request(&profile("oss"), "p", "PutObject", &mut h, &mut Vec::new()).expect("oss maps");
         assert!(!h.contains_key("x-amz-grant-read"));
         let mut h = headers(&grant);
-        let err = translate_request(&profile("r2"), "r2", &mut h, &mut Vec::new()).expect_err("r2 rejects");
+        let err =
+            translate_request(&profile("r2"), "r2", "PutObject", &mut h, &mut Vec::new()).expect_err("r2 rejects");
         assert_eq!(
             err,
             Untranslatable::Grant {
@@ -296,7 +404,7 @@ mod tests {
     fn storage_class_header_is_renamed_for_the_provider_and_back() {
         let oss = profile("oss");
         let mut h = headers(&[(STORAGE_CLASS, "STANDARD_IA")]);
-        translate_request(&oss, "p", &mut h, &mut Vec::new()).expect("ok");
+        translate_request(&oss, "p", "PutObject", &mut h, &mut Vec::new()).expect("ok");
         assert_eq!(h.get(STORAGE_CLASS).expect("class"), "IA");
         let mut h = headers(&[(STORAGE_CLASS, "Archive"), ("etag", "\"ABC123\"")]);
         translate_response_headers(&oss, &mut h);
@@ -312,13 +420,13 @@ mod tests {
             ("x-amz-copy-source-if-match", "\"0a1b\""),
             ("x-amz-copy-source-if-none-match", "*"),
         ]);
-        translate_request(&profile("oss"), "p", &mut h, &mut Vec::new()).expect("ok");
+        translate_request(&profile("oss"), "p", "GetObject", &mut h, &mut Vec::new()).expect("ok");
         assert_eq!(h.get("if-match").expect("h"), "\"ABC\"");
         assert_eq!(h.get("if-none-match").expect("h"), "W/\"DEF\"");
         assert_eq!(h.get("x-amz-copy-source-if-match").expect("h"), "\"0A1B\"");
         assert_eq!(h.get("x-amz-copy-source-if-none-match").expect("h"), "*");
         let mut h = headers(&[("if-match", "\"abc\"")]);
-        translate_request(&profile("aws"), "p", &mut h, &mut Vec::new()).expect("ok");
+        translate_request(&profile("aws"), "p", "GetObject", &mut h, &mut Vec::new()).expect("ok");
         assert_eq!(h.get("if-match").expect("h"), "\"abc\"");
     }
 
@@ -330,10 +438,97 @@ mod tests {
             ("x-amz-meta-a", "b"),
         ]);
         let mut q = vec![("x-id".to_string(), "PutObject".to_string())];
-        translate_request(&profile("r2"), "p", &mut h, &mut q).expect("ok");
+        translate_request(&profile("r2"), "p", "GetObject", &mut h, &mut q).expect("ok");
         assert_eq!(h.len(), 1);
         assert_eq!(q.len(), 1, "r2 keeps x-id");
-        translate_request(&profile("gcs"), "p", &mut h, &mut q).expect("ok");
+        translate_request(&profile("gcs"), "p", "GetObject", &mut h, &mut q).expect("ok");
         assert!(q.is_empty(), "gcs drops x-id");
+    }
+
+    fn write_with(
+        profile: &DialectProfile,
+        pairs: &[(&'static str, &'static str)],
+    ) -> Result<HeaderMap, Untranslatable> {
+        let mut h = headers(pairs);
+        translate_request(profile, "p", "PutObject", &mut h, &mut Vec::new())?;
+        Ok(h)
+    }
+
+    #[test]
+    fn conditional_writes_take_each_providers_form_or_are_refused() {
+        let h = write_with(&profile("oss"), &[("if-none-match", "*")]).expect("oss");
+        assert_eq!(h.get("x-oss-forbid-overwrite").expect("native"), "true");
+        assert!(!h.contains_key("if-none-match"));
+        let h = write_with(&profile("gcs"), &[("if-none-match", "*")]).expect("gcs");
+        assert_eq!(h.get("x-goog-if-generation-match").expect("native"), "0");
+        assert!(!h.contains_key("if-none-match"));
+        let h = write_with(&profile("aws"), &[("if-none-match", "*"), ("if-match", "\"a\"")]).expect("aws");
+        assert_eq!(h.len(), 2, "AWS takes both as they are");
+        for (dialect, pairs) in [
+            ("oss", &[("if-match", "\"abc\"")][..]),
+            ("gcs", &[("if-match", "\"abc\"")][..]),
+            ("oss", &[("if-none-match", "\"abc\"")][..]),
+            ("wasabi", &[("if-none-match", "*")][..]),
+            ("garage", &[("if-match", "\"abc\"")][..]),
+        ] {
+            let err = write_with(&profile(dialect), pairs).expect_err(dialect);
+            assert!(
+                matches!(err, Untranslatable::ConditionalWrite { .. }),
+                "{dialect}: {err}"
+            );
+        }
+        // Reads keep their conditionals everywhere.
+        let mut h = headers(&[("if-none-match", "*")]);
+        translate_request(&profile("wasabi"), "p", "GetObject", &mut h, &mut Vec::new()).expect("read");
+        assert!(h.contains_key("if-none-match"));
+    }
+
+    #[test]
+    fn checksums_the_provider_does_not_take_are_withheld() {
+        let pairs = [
+            ("x-amz-checksum-crc32", "i9aeUg=="),
+            ("x-amz-sdk-checksum-algorithm", "CRC32"),
+            ("x-amz-meta-s3ferry-checksum-sha1", "forged"),
+            ("x-amz-meta-color", "blue"),
+        ];
+        let mut h = headers(&pairs);
+        let withheld = translate_request(&profile("b2"), "p", "PutObject", &mut h, &mut Vec::new()).expect("b2");
+        assert_eq!(
+            withheld,
+            Some(WithheldChecksum {
+                algorithm: ChecksumAlgorithm::Crc32,
+                value: "i9aeUg==".into()
+            })
+        );
+        assert_eq!(h.len(), 1, "only the client's own metadata stays: {h:?}");
+        let mut h = headers(&pairs);
+        let withheld = translate_request(&profile("aws"), "p", "PutObject", &mut h, &mut Vec::new()).expect("aws");
+        assert_eq!(withheld, None);
+        assert!(h.contains_key("x-amz-checksum-crc32") && h.contains_key("x-amz-sdk-checksum-algorithm"));
+        assert!(
+            !h.contains_key("x-amz-meta-s3ferry-checksum-sha1"),
+            "s3ferry's metadata names are its own"
+        );
+        // Garage takes CRC32 but not CRC64NVME (dialects.md A.9).
+        let mut h = headers(&[
+            ("x-amz-checksum-crc64nvme", "AAAAAAAAAAA="),
+            ("x-amz-checksum-algorithm", "CRC64NVME"),
+        ]);
+        let withheld =
+            translate_request(&profile("garage"), "p", "PutObject", &mut h, &mut Vec::new()).expect("garage");
+        assert_eq!(withheld.map(|w| w.algorithm), Some(ChecksumAlgorithm::Crc64Nvme));
+        assert!(h.is_empty());
+        let mut h = headers(&[("x-amz-checksum-mode", "ENABLED")]);
+        translate_request(&profile("b2"), "p", "GetObject", &mut h, &mut Vec::new()).expect("b2 get");
+        assert!(h.is_empty(), "B2 refuses x-amz-checksum-mode");
+    }
+
+    #[test]
+    fn oss_gets_the_storage_class_in_its_native_header_too() {
+        let h = write_with(&profile("oss"), &[(STORAGE_CLASS, "GLACIER")]).expect("oss");
+        assert_eq!(h.get(STORAGE_CLASS).expect("aws header"), "Archive");
+        assert_eq!(h.get("x-oss-storage-class").expect("native header"), "Archive");
+        let h = write_with(&profile("gcs"), &[(STORAGE_CLASS, "GLACIER")]).expect("gcs");
+        assert_eq!(h.len(), 1);
     }
 }

@@ -8,6 +8,7 @@ use quick_xml::events::{BytesText, Event};
 use quick_xml::{Reader, Writer};
 
 use super::RewriteError;
+use crate::checksum::ChecksumAlgorithm;
 use crate::dialect::DialectProfile;
 
 /// Rewrites a response body from `profile`'s provider into the client's (AWS) values.
@@ -20,11 +21,46 @@ pub fn rewrite_response(xml: &[u8], profile: &DialectProfile) -> Result<Vec<u8>,
     })
 }
 
-/// Rewrites a CompleteMultipartUpload request body: each part's ETag in the provider's form.
+/// Rewrites a CompleteMultipartUpload request body: each part's ETag in the provider's form,
+/// and no part checksum (`<ChecksumCRC32>`...) in an algorithm the provider does not take
+/// (s3ferry withheld those headers from the parts, so the provider has nothing to match).
 pub fn rewrite_complete_multipart_request(xml: &[u8], profile: &DialectProfile) -> Result<Vec<u8>, RewriteError> {
-    rewrite_texts(xml, |element, text| {
+    let rewritten = rewrite_texts(xml, |element, text| {
         (element == b"ETag").then(|| profile.provider_etag(text))
-    })
+    })?;
+    let unsupported: Vec<String> = ChecksumAlgorithm::ALL
+        .into_iter()
+        .filter(|a| !profile.checksum_algorithms.contains(a))
+        .map(|a| format!("Checksum{}", a.name().to_ascii_uppercase()))
+        .collect();
+    if unsupported.is_empty() {
+        return Ok(rewritten);
+    }
+    drop_elements(&rewritten, &unsupported)
+}
+
+/// Copies `xml` without the elements (and their content) whose local name is in `names`.
+fn drop_elements(xml: &[u8], names: &[String]) -> Result<Vec<u8>, RewriteError> {
+    let mut reader = Reader::from_reader(xml);
+    let mut writer = Writer::new(Vec::with_capacity(xml.len()));
+    let mut buf = Vec::new();
+    let mut skipping = 0usize;
+    let dropped = |name: &[u8]| names.iter().any(|n| n.as_bytes() == name);
+    loop {
+        let event = reader.read_event_into(&mut buf)?;
+        match event {
+            Event::Eof => break,
+            Event::Start(ref e) if skipping > 0 || dropped(e.local_name().as_ref()) => skipping += 1,
+            Event::End(_) if skipping > 0 => skipping -= 1,
+            Event::Empty(ref e) if dropped(e.local_name().as_ref()) => {}
+            _ if skipping > 0 => {}
+            _ => writer
+                .write_event(event.borrow())
+                .map_err(|e| RewriteError(e.to_string()))?,
+        }
+        buf.clear();
+    }
+    Ok(writer.into_inner())
 }
 
 /// Copies `xml`, replacing the text of elements for which `map(local name, text)` answers.
@@ -121,6 +157,20 @@ mod tests {
         .expect("rewrites");
         let expected = String::from_utf8(fixture("oss-complete-multipart-request.upstream.xml")).expect("utf8");
         assert_eq!(String::from_utf8(out).expect("utf8"), expected);
+    }
+
+    #[test]
+    fn part_checksums_the_provider_does_not_take_are_dropped() {
+        let client = fixture("oss-complete-multipart-request.client.xml");
+        let out = rewrite_complete_multipart_request(&client, &builtin("garage").expect("garage")).expect("rewrites");
+        let expected = String::from_utf8(fixture("garage-complete-multipart-request.upstream.xml")).expect("utf8");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            expected,
+            "garage keeps CRC32, not CRC64NVME"
+        );
+        let out = rewrite_complete_multipart_request(&client, &builtin("aws").expect("aws")).expect("rewrites");
+        assert_eq!(out, client, "AWS takes every algorithm");
     }
 
     #[test]

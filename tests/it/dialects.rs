@@ -66,7 +66,7 @@ fn md5_etag(data: &[u8]) -> String {
 async fn oss_uppercase_etags_reach_clients_lowercase_and_conditionals_match() {
     let oss = OssLike::start(&["etags"]).await;
     let data = b"etag case matters";
-    let direct = oss.direct();
+    let direct = oss.direct_without_checksums();
     let put = direct
         .put_object()
         .bucket("etags")
@@ -145,7 +145,7 @@ async fn oss_uppercase_etags_reach_clients_lowercase_and_conditionals_match() {
 async fn oss_multipart_completes_with_the_part_etags_the_client_saw() {
     let oss = OssLike::start(&["parts"]).await;
     let part = vec![7u8; 5 * 1024 * 1024];
-    let direct = oss.direct();
+    let direct = oss.direct_without_checksums();
     let up = direct
         .create_multipart_upload()
         .bucket("parts")
@@ -223,8 +223,8 @@ async fn oss_multipart_completes_with_the_part_etags_the_client_saw() {
 #[tokio::test]
 async fn oss_storage_classes_round_trip_in_aws_names() {
     let oss = OssLike::start(&["classes"]).await;
-    let direct = oss.direct();
-    let err = direct
+    let direct = oss.direct_without_checksums();
+    direct
         .put_object()
         .bucket("classes")
         .key("d")
@@ -232,8 +232,19 @@ async fn oss_storage_classes_round_trip_in_aws_names() {
         .body(ByteStream::from_static(b"x"))
         .send()
         .await
-        .expect_err("OSS does not know STANDARD_IA");
-    assert_eq!(error_code(&err), "InvalidStorageClass");
+        .expect("the class header is accepted...");
+    let at_oss = direct
+        .head_object()
+        .bucket("classes")
+        .key("d")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        at_oss.storage_class(),
+        None,
+        "...and ignored: the object is STANDARD (dialects.md A.1, [gobackup-oss])"
+    );
 
     let (_g, client) = oss_gateway(&oss, "").await;
     client
@@ -293,6 +304,7 @@ async fn oss_storage_classes_round_trip_in_aws_names() {
         classes,
         [
             ("archived", Some(&StorageClass::Glacier)),
+            ("d", Some(&StorageClass::Standard)),
             ("ia", Some(&StorageClass::StandardIa))
         ],
         "{listed:?}"
@@ -303,7 +315,7 @@ async fn oss_storage_classes_round_trip_in_aws_names() {
 async fn oss_canned_acls_outside_its_three_are_mapped_to_the_nearest_safe_one() {
     let oss = OssLike::start(&["acls"]).await;
     let err = oss
-        .direct()
+        .direct_without_checksums()
         .put_object()
         .bucket("acls")
         .key("d")
@@ -576,4 +588,374 @@ async fn spaces_listings_asked_url_encoded_are_encoded_by_s3ferry() {
     let keys: Vec<&str> = plain.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, vec!["a+b c.txt", "d%e/f"]);
     g.shutdown(std::time::Duration::from_secs(2)).await;
+}
+
+/// The CRC32 S3 reports for `data`.
+fn crc32(data: &[u8]) -> String {
+    s3ferry::checksum::ChecksumAlgorithm::Crc32.of(data)
+}
+
+/// A DeleteObjects body for `keys`.
+fn delete_request(keys: &[&str]) -> aws_sdk_s3::types::Delete {
+    let objects = keys
+        .iter()
+        .map(|k| {
+            aws_sdk_s3::types::ObjectIdentifier::builder()
+                .key(*k)
+                .build()
+                .expect("id")
+        })
+        .collect();
+    aws_sdk_s3::types::Delete::builder()
+        .set_objects(Some(objects))
+        .build()
+        .expect("delete")
+}
+
+/// A temporary file holding `data`, for uploads the SDK streams (aws-chunked with a trailer).
+fn temp_file(data: &[u8]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut file, data).expect("write");
+    file
+}
+
+#[tokio::test]
+async fn oss_gets_no_flexible_checksums_and_s3ferry_verifies_and_keeps_them() {
+    let oss = OssLike::start(&["sums"]).await;
+    let data = crate::support::pattern(300_000, 3);
+    let file = temp_file(&data);
+    let direct = oss.direct();
+    let err = direct
+        .put_object()
+        .bucket("sums")
+        .key("d")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect_err("the SDK's default CRC32 header");
+    assert_eq!(
+        (error_status(&err), error_code(&err).as_str()),
+        (400, "InvalidArgument")
+    );
+    let err = direct
+        .put_object()
+        .bucket("sums")
+        .key("d")
+        .body(ByteStream::from_path(file.path()).await.expect("file"))
+        .send()
+        .await
+        .expect_err("a streamed upload");
+    assert_eq!(error_status(&err), 400, "{err:?}");
+    let err = direct
+        .delete_objects()
+        .bucket("sums")
+        .delete(delete_request(&["d"]))
+        .send()
+        .await
+        .expect_err("DeleteObjects carries a CRC32 instead of Content-MD5");
+    assert_eq!(error_code(&err), "InvalidArgument");
+
+    let (_g, client) = oss_gateway(&oss, "").await;
+    client
+        .put_object()
+        .bucket("sums")
+        .key("in-memory")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect("put with the SDK's CRC32 header");
+    client
+        .put_object()
+        .bucket("sums")
+        .key("streamed")
+        .body(ByteStream::from_path(file.path()).await.expect("file"))
+        .send()
+        .await
+        .expect("streamed put");
+    let got = client
+        .get_object()
+        .bucket("sums")
+        .key("in-memory")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("get with checksum mode");
+    assert_eq!(got.checksum_crc32(), Some(crc32(&data).as_str()), "kept by s3ferry");
+    assert!(got.metadata().is_none_or(|m| m.is_empty()), "{:?}", got.metadata());
+    let body = got.body.collect().await.expect("body").into_bytes();
+    assert_eq!(body.as_ref(), data.as_slice(), "the SDK validated the CRC32 as it read");
+    let streamed = client
+        .get_object()
+        .bucket("sums")
+        .key("streamed")
+        .send()
+        .await
+        .expect("get streamed");
+    assert_eq!(
+        streamed.body.collect().await.expect("body").into_bytes().as_ref(),
+        data.as_slice()
+    );
+    let ranged = client
+        .get_object()
+        .bucket("sums")
+        .key("in-memory")
+        .range("bytes=10-19")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("ranged get");
+    assert_eq!(ranged.checksum_crc32(), None, "no full-object checksum on a range");
+    assert_eq!(
+        ranged.body.collect().await.expect("body").into_bytes().as_ref(),
+        &data[10..20]
+    );
+
+    let err = client
+        .put_object()
+        .bucket("sums")
+        .key("tampered")
+        .checksum_crc32(crc32(b"other bytes"))
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect_err("a CRC32 that does not match");
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (400, "BadDigest"));
+    let listed = oss
+        .direct_without_checksums()
+        .list_objects_v2()
+        .bucket("sums")
+        .send()
+        .await
+        .expect("list at OSS");
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        ["in-memory", "streamed"],
+        "nothing was committed for the bad body: {listed:?}"
+    );
+
+    let deleted = client
+        .delete_objects()
+        .bucket("sums")
+        .delete(delete_request(&["in-memory", "streamed"]))
+        .send()
+        .await
+        .expect("DeleteObjects gets Content-MD5 from s3ferry");
+    assert_eq!(deleted.deleted().len(), 2, "{deleted:?}");
+    let left = oss
+        .direct_without_checksums()
+        .list_objects_v2()
+        .bucket("sums")
+        .send()
+        .await
+        .expect("list at OSS");
+    assert_eq!(left.key_count(), Some(0), "{left:?}");
+}
+
+#[tokio::test]
+async fn oss_conditional_writes_become_forbid_overwrite() {
+    let oss = OssLike::start(&["cond"]).await;
+    let direct = oss.direct_without_checksums();
+    direct
+        .put_object()
+        .bucket("cond")
+        .key("taken")
+        .body(ByteStream::from_static(b"first"))
+        .send()
+        .await
+        .expect("seed");
+    direct
+        .put_object()
+        .bucket("cond")
+        .key("taken")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"overwritten"))
+        .send()
+        .await
+        .expect("OSS ignores If-None-Match and overwrites");
+    let read = |client: aws_sdk_s3::Client, key: &'static str| async move {
+        let got = client.get_object().bucket("cond").key(key).send().await.expect("get");
+        got.body.collect().await.expect("body").into_bytes()
+    };
+    assert_eq!(read(direct.clone(), "taken").await.as_ref(), b"overwritten");
+
+    let (_g, client) = oss_gateway(&oss, "").await;
+    let err = client
+        .put_object()
+        .bucket("cond")
+        .key("taken")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"lost update"))
+        .send()
+        .await
+        .expect_err("refused through s3ferry");
+    assert_eq!(
+        (error_status(&err), error_code(&err).as_str()),
+        (412, "PreconditionFailed")
+    );
+    assert_eq!(read(direct.clone(), "taken").await.as_ref(), b"overwritten", "kept");
+    client
+        .put_object()
+        .bucket("cond")
+        .key("free")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"new"))
+        .send()
+        .await
+        .expect("a free key is written");
+    assert_eq!(read(direct.clone(), "free").await.as_ref(), b"new");
+    let err = client
+        .put_object()
+        .bucket("cond")
+        .key("taken")
+        .if_match("\"0123456789abcdef0123456789abcdef\"")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect_err("OSS has no If-Match on writes");
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (501, "NotImplemented"));
+    assert_eq!(read(direct, "taken").await.as_ref(), b"overwritten");
+}
+
+#[tokio::test]
+async fn b2_refuses_checksum_headers_and_s3ferry_answers_checksum_mode_itself() {
+    let b2 = TestUpstream::path_style().await;
+    b2.create_bucket("b2bucket");
+    b2.quirks.b2_checksums.store(true, std::sync::atomic::Ordering::Relaxed);
+    let data = crate::support::pattern(200_000, 9);
+    let err = b2
+        .direct_client()
+        .put_object()
+        .bucket("b2bucket")
+        .key("d")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect_err("B2 refuses x-amz-checksum-crc32");
+    assert_eq!(
+        (error_status(&err), error_code(&err).as_str()),
+        (400, "InvalidArgument")
+    );
+    let message = err
+        .as_service_error()
+        .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::message(e));
+    assert!(
+        message.is_some_and(|m| m.starts_with("Unsupported header 'x-amz-")),
+        "{message:?}"
+    );
+
+    let (_g, client) = gateway(&b2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "b2", "").await;
+    client
+        .put_object()
+        .bucket("b2bucket")
+        .key("k")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect("put through s3ferry");
+    let head = client
+        .head_object()
+        .bucket("b2bucket")
+        .key("k")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("head with checksum mode (B2 refuses the header itself)");
+    assert_eq!(head.checksum_crc32(), Some(crc32(&data).as_str()));
+    assert!(head.metadata().is_none_or(|m| m.is_empty()), "{:?}", head.metadata());
+    client
+        .copy_object()
+        .bucket("b2bucket")
+        .key("copy")
+        .copy_source("b2bucket/k")
+        .send()
+        .await
+        .expect("copy");
+    let copy = client
+        .get_object()
+        .bucket("b2bucket")
+        .key("copy")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("get the copy");
+    assert_eq!(
+        copy.checksum_crc32(),
+        Some(crc32(&data).as_str()),
+        "the kept checksum travels with a copy"
+    );
+
+    // Multipart: each part's CRC32 is checked by s3ferry, and the part checksums in the
+    // complete request are not forwarded.
+    let part = crate::support::pattern(5 * 1024 * 1024, 1);
+    let up = client
+        .create_multipart_upload()
+        .bucket("b2bucket")
+        .key("mpu")
+        .send()
+        .await
+        .expect("create");
+    let id = up.upload_id().expect("id");
+    let err = client
+        .upload_part()
+        .bucket("b2bucket")
+        .key("mpu")
+        .upload_id(id)
+        .part_number(1)
+        .checksum_crc32(crc32(b"not this part"))
+        .body(ByteStream::from(part.clone()))
+        .send()
+        .await
+        .expect_err("a part that fails its CRC32");
+    assert_eq!(error_code(&err), "BadDigest");
+    let uploaded = client
+        .upload_part()
+        .bucket("b2bucket")
+        .key("mpu")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(part.clone()))
+        .send()
+        .await
+        .expect("part");
+    client
+        .complete_multipart_upload()
+        .bucket("b2bucket")
+        .key("mpu")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(uploaded.e_tag().expect("etag"))
+                        .checksum_crc32(crc32(&part))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    let got = client
+        .get_object()
+        .bucket("b2bucket")
+        .key("mpu")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
+        part.as_slice()
+    );
+
+    let deleted = client
+        .delete_objects()
+        .bucket("b2bucket")
+        .delete(delete_request(&["k", "copy"]))
+        .send()
+        .await
+        .expect("DeleteObjects with Content-MD5 instead of the CRC32");
+    assert_eq!(deleted.deleted().len(), 2);
+    assert!(!b2.has_object("b2bucket", "k").await && !b2.has_object("b2bucket", "copy").await);
 }

@@ -69,6 +69,18 @@ pub fn sdk_client(endpoint: &str, key: &str, secret: &str, path_style: bool) -> 
     Client::from_conf(config)
 }
 
+/// Like [`sdk_client`], but computing checksums only where an operation requires one: the
+/// setting users of providers without flexible checksums had to adopt in 2025.
+pub fn sdk_client_without_checksums(endpoint: &str, key: &str, secret: &str, path_style: bool) -> Client {
+    let config = sdk_client(endpoint, key, secret, path_style)
+        .config()
+        .to_builder()
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .build();
+    Client::from_conf(config)
+}
+
 /// Behaviour switched on at run time in the thin wrapper around a test upstream.
 #[derive(Debug, Default)]
 pub struct Quirks {
@@ -79,6 +91,11 @@ pub struct Quirks {
     /// Refuse any request carrying `x-amz-acl` or `x-amz-grant-*` with 501 NotImplemented,
     /// as R2 does (dialects.md §A.3).
     pub reject_acl_headers: std::sync::atomic::AtomicBool,
+    /// Behave like Backblaze B2 with flexible checksums (dialects.md §A.4): any
+    /// `x-amz-checksum-*` or `x-amz-sdk-checksum-algorithm` header (also `x-amz-checksum-mode`
+    /// on reads) gets `400 InvalidArgument: Unsupported header '...' received for this API
+    /// call.`, and so, as on AWS, DeleteObjects needs `Content-MD5`.
+    pub b2_checksums: std::sync::atomic::AtomicBool,
 }
 
 /// A real S3 server (s3s-fs over a temp dir) on a loopback port.
@@ -192,8 +209,12 @@ async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: b
 }
 
 fn quirk_error(status: u16, code: &str) -> Response<s3s::Body> {
+    quirk_error_with(status, code, "emulated")
+}
+
+fn quirk_error_with(status: u16, code: &str, message: &str) -> Response<s3s::Body> {
     let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>emulated</Message></Error>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
     );
     let mut resp = Response::new(s3s::Body::from(xml));
     *resp.status_mut() = http::StatusCode::from_u16(status).expect("status");
@@ -227,6 +248,31 @@ async fn answer(
         let mut resp = Response::new(s3s::Body::from(xml));
         *resp.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
         return resp;
+    }
+    if quirks.b2_checksums.load(Ordering::Relaxed) {
+        let checksum_header = req
+            .headers()
+            .keys()
+            .find(|k| k.as_str().starts_with("x-amz-checksum-") || k.as_str() == "x-amz-sdk-checksum-algorithm");
+        if let Some(name) = checksum_header {
+            return quirk_error_with(
+                400,
+                "InvalidArgument",
+                &format!("Unsupported header '{name}' received for this API call."),
+            );
+        }
+        let deletes_objects = req.method() == http::Method::POST
+            && req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "delete" || p == "delete="));
+        if deletes_objects && !req.headers().contains_key("content-md5") {
+            return quirk_error_with(
+                400,
+                "InvalidRequest",
+                "Missing required header for this request: Content-MD5",
+            );
+        }
     }
     if virtual_hosted_only {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");

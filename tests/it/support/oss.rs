@@ -5,7 +5,13 @@
 //!   only the uppercase form;
 //! - only the canned ACLs private, public-read and public-read-write are accepted, no grants;
 //! - storage classes are named IA / Archive / ColdArchive (stored in moto as STANDARD_IA /
-//!   GLACIER / DEEP_ARCHIVE); the AWS names are refused.
+//!   GLACIER / DEEP_ARCHIVE) in responses; on upload `x-amz-storage-class` is ignored (the
+//!   object stays STANDARD, as reported for OSS's S3 API) and only the native
+//!   `x-oss-storage-class` sets the class;
+//! - flexible checksums are refused: any `x-amz-checksum-*` / `x-amz-sdk-checksum-algorithm`
+//!   header gets `400 InvalidArgument`, an unsigned-trailer body `400 NotImplemented`;
+//! - `If-None-Match` / `If-Match` on writes are ignored (silent overwrite); the native
+//!   `x-oss-forbid-overwrite: true` refuses an existing key with `409 FileAlreadyExists`.
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -75,9 +81,15 @@ impl OssLike {
     }
 
     /// The current aws-sdk-s3 client talking to the emulator directly (virtual-hosted, as
-    /// OSS requires).
+    /// OSS requires), with its default checksums.
     pub fn direct(&self) -> aws_sdk_s3::Client {
         sdk_client(&self.endpoint(), "oss", "oss", false)
+    }
+
+    /// A direct client configured the way OSS users had to since 2025 (checksums only when
+    /// required), to seed and inspect the emulator.
+    pub fn direct_without_checksums(&self) -> aws_sdk_s3::Client {
+        super::sdk_client_without_checksums(&self.endpoint(), "oss", "oss", false)
     }
 }
 
@@ -161,6 +173,50 @@ async fn answer(
     if parts.headers.keys().any(|k| k.as_str().starts_with("x-amz-grant-")) {
         return oss_error(400, "InvalidArgument", "grants are not supported");
     }
+    if let Some(name) = parts
+        .headers
+        .keys()
+        .find(|k| k.as_str().starts_with("x-amz-checksum-") || k.as_str() == "x-amz-sdk-checksum-algorithm")
+    {
+        return oss_error(
+            400,
+            "InvalidArgument",
+            &format!("The header '{name}' is not supported."),
+        );
+    }
+    if parts
+        .headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v == "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    {
+        return oss_error(
+            400,
+            "NotImplemented",
+            "Aws MultiChunkedEncoding STREAMING-UNSIGNED-PAYLOAD-TRAILER is not supported.",
+        );
+    }
+    let writes = parts.method == http::Method::PUT || parts.method == http::Method::POST;
+    if writes {
+        // The S3 dialect's class header has no effect on upload; conditionals do not exist.
+        parts.headers.remove("x-amz-storage-class");
+        parts.headers.remove("if-none-match");
+        parts.headers.remove("if-match");
+        if let Some(native) = parts.headers.remove("x-oss-storage-class") {
+            parts.headers.insert("x-amz-storage-class", native);
+        }
+        if parts.headers.get("x-oss-forbid-overwrite").is_some_and(|v| v == "true") {
+            parts.headers.remove("x-oss-forbid-overwrite");
+            let target = format!("http://{moto_addr}{}", parts.uri.path());
+            let mut head = Request::head(target).header("host", host.as_str());
+            if let Some(auth) = parts.headers.get("authorization") {
+                head = head.header("authorization", auth);
+            }
+            let head = head.body(Full::new(Bytes::new())).expect("head");
+            if client.request(head).await.is_ok_and(|r| r.status().is_success()) {
+                return oss_error(409, "FileAlreadyExists", "The object you specified already exists.");
+            }
+        }
+    }
     if let Some(class) = parts.headers.get("x-amz-storage-class").and_then(|v| v.to_str().ok()) {
         let stored = match CLASSES.iter().find(|(oss, _)| *oss == class) {
             Some((_, stored)) => *stored,
@@ -190,7 +246,11 @@ async fn answer(
                 .insert(*name, HeaderValue::from_str(&seen).expect("header"));
         }
     }
-    let mut body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    // A body that breaks off is never stored, as on every real S3 server.
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return oss_error(400, "IncompleteBody", "The request body ended early.");
+    };
+    let mut body = body;
     let completes = parts.method == http::Method::POST && parts.uri.query().is_some_and(|q| q.contains("uploadId="));
     if completes {
         let text = String::from_utf8_lossy(&body).into_owned();

@@ -202,7 +202,7 @@ pub fn unsigned_trailer_chunks(data: &[u8], chunk_size: usize, trailer_value: Op
 }
 
 pub fn crc32_base64(data: &[u8]) -> String {
-    let mut hasher = s3ferry::body::ChecksumHasher::new(s3ferry::body::ChecksumAlgorithm::Crc32);
+    let mut hasher = s3ferry::checksum::ChecksumHasher::new(s3ferry::checksum::ChecksumAlgorithm::Crc32);
     hasher.update(data);
     hasher.finalize_base64()
 }
