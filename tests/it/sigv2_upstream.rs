@@ -366,3 +366,67 @@ async fn a_virtual_hosted_v2_store_is_signed_with_the_bucket_in_the_resource() {
         .expect("abort (?uploadId is a signed sub-resource)");
     store.stop().await;
 }
+
+#[tokio::test]
+async fn lazy_migration_reads_lists_and_copies_from_a_v2_store() {
+    // Fallback reads, merged listings and copies on read are requests s3ferry makes on its own;
+    // they are signed for the old store with SigV2 like client traffic.
+    let new = TestUpstream::path_style().await;
+    new.create_bucket("media");
+    let old = TestUpstream::path_style().await;
+    old.create_bucket("media");
+    let data = pattern(20_000, 7);
+    old.direct_client()
+        .put_object()
+        .bucket("media")
+        .key("only old.bin")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect("seed the old store");
+    old.quirks.sigv2_only.store(true, Ordering::Relaxed);
+    let routes = format!(
+        r#"[providers.old]
+endpoint = "{}"
+access_key_id = "{UPSTREAM_KEY}"
+secret_access_key = "{UPSTREAM_SECRET}"
+signature = "v2"
+[[buckets]]
+name = "media"
+provider = "up"
+fallback = "old"
+copy_on_read = true"#,
+        old.endpoint()
+    );
+    let (gateway, client) =
+        single_provider_gateway(&new.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "aws", &routes).await;
+
+    let listed = client
+        .list_objects_v2()
+        .bucket("media")
+        .send()
+        .await
+        .expect("merged list");
+    let names: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(names, ["only old.bin"]);
+    let got = client
+        .get_object()
+        .bucket("media")
+        .key("only old.bin")
+        .send()
+        .await
+        .expect("fallback get");
+    assert!(got.body.collect().await.expect("body").into_bytes().as_ref() == data.as_slice());
+    let copied = new.bucket_dir("media").join("only old.bin");
+    for _ in 0..500 {
+        if std::fs::read(&copied).is_ok_and(|stored| stored == data) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        std::fs::read(&copied).is_ok_and(|stored| stored == data),
+        "copy on read did not reach the new store within 10 s"
+    );
+    gateway.shutdown(std::time::Duration::from_secs(5)).await;
+}
