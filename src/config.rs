@@ -128,6 +128,7 @@ struct RawProvider {
     secret_access_key_env: Option<String>,
     secret_access_key_file: Option<PathBuf>,
     addressing: Option<String>,
+    signature: Option<String>,
     dialect: Option<String>,
     dialect_overrides: Option<RawDialectOverrides>,
     storage_classes: Option<BTreeMap<String, String>>,
@@ -258,6 +259,15 @@ impl Addressing {
     }
 }
 
+/// How s3ferry signs the requests it sends to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureVersion {
+    /// AWS Signature Version 4 (`AWS4-HMAC-SHA256`), what every current provider speaks.
+    V4,
+    /// AWS Signature Version 2 (`AWS key:signature`), for older S3 clones that know nothing else.
+    V2,
+}
+
 /// Where a provider's objects live.
 #[derive(Debug, Clone)]
 pub enum ProviderKind {
@@ -273,6 +283,7 @@ pub struct RemoteProvider {
     pub access_key_id: String,
     pub secret_access_key: Secret,
     pub ca_file: Option<PathBuf>,
+    pub signature: SignatureVersion,
 }
 
 #[derive(Debug, Clone)]
@@ -796,6 +807,7 @@ impl Resolver<'_> {
                     ("secret_access_key_file", p.secret_access_key_file.is_some()),
                     ("ca_file", p.ca_file.is_some()),
                     ("addressing", p.addressing.is_some()),
+                    ("signature", p.signature.is_some()),
                 ];
                 if let Some((field, _)) = remote_only.iter().find(|(_, set)| *set) {
                     return Err(self.error(
@@ -841,11 +853,22 @@ impl Resolver<'_> {
                     }
                     None => None,
                 };
+                let signature = match p.signature.as_deref() {
+                    None | Some("v4") => SignatureVersion::V4,
+                    Some("v2") => SignatureVersion::V2,
+                    Some(other) => {
+                        return Err(self.error(
+                            format!("{key}.signature"),
+                            format!("'{other}' is neither \"v4\" nor \"v2\""),
+                        ));
+                    }
+                };
                 ProviderKind::Remote(RemoteProvider {
                     endpoint,
                     access_key_id,
                     secret_access_key,
                     ca_file,
+                    signature,
                 })
             }
             other => {
@@ -1317,6 +1340,43 @@ mod tests {
             let err = parse(&text).expect_err(extra);
             assert!(err.to_string().contains(key), "{extra}: {err}");
         }
+    }
+
+    #[test]
+    fn signature_defaults_to_v4_and_accepts_v2() {
+        let remote_signature = |text: &str| match &parse(text).expect("parses").providers["up"].kind {
+            ProviderKind::Remote(remote) => remote.signature,
+            ProviderKind::Local { .. } => panic!("up is remote"),
+        };
+        assert_eq!(remote_signature(MINIMAL), SignatureVersion::V4);
+        let v2 = MINIMAL.replace("access_key_id = \"up\"", "access_key_id = \"up\"\nsignature = \"v2\"");
+        assert_eq!(remote_signature(&v2), SignatureVersion::V2);
+    }
+
+    #[test]
+    fn unknown_signature_version_is_rejected_with_its_key_and_the_choices() {
+        let text = MINIMAL.replace("access_key_id = \"up\"", "access_key_id = \"up\"\nsignature = \"v3\"");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.key, "providers.up.signature");
+        assert!(err.reason.contains("\"v4\"") && err.reason.contains("\"v2\""), "{err}");
+    }
+
+    #[test]
+    fn local_provider_rejects_a_signature_version() {
+        let text = r#"
+            [[credentials]]
+            access_key_id = "client"
+            secret_access_key = "client-secret"
+            [providers.disk]
+            kind = "local"
+            root = "/tmp/s3ferry-data"
+            signature = "v2"
+            [[buckets]]
+            name = "*"
+            provider = "disk"
+        "#;
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.key, "providers.disk.signature");
     }
 
     #[test]

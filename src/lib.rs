@@ -9,7 +9,7 @@
 //! - [`copy_through`] CopyObject / UploadPartCopy streamed by s3ferry across providers
 //! - [`dialect`]     provider profiles as data (ACLs, storage classes, ETag case, errors) and the
 //!   pure request/response header translation they drive
-//! - [`upstream`]    pooled hyper client over rustls, SigV4 signer, upstream addressing
+//! - [`upstream`]    pooled hyper client over rustls, SigV4 and SigV2 signers, upstream addressing
 //! - [`body`]        streamed bodies: unchanged, de-chunked and held back one piece, idle timeouts
 //! - [`checksum`]    flexible-checksum algorithms: names, hashing, where s3ferry stores them
 //! - [`rewrite`]     XML responses mapped back to the client's view (bucket names, ListBuckets)

@@ -31,7 +31,9 @@ use tokio::task::JoinHandle;
 
 use crate::access_log::{HandledByGateway, RequestContext};
 use crate::auth::ClientAuth;
-use crate::config::{Addressing, Config, ConfigError, ConnectionLimits, ProviderKind, WILDCARD_BUCKET};
+use crate::config::{
+    Addressing, Config, ConfigError, ConnectionLimits, ProviderKind, SignatureVersion, WILDCARD_BUCKET,
+};
 use crate::error::{new_request_id, render_error};
 use crate::gateway::{Gateway, parse_client_target, virtual_host_bucket};
 use crate::local::{LocalServer, ensure_local_bucket, start_local_provider};
@@ -304,6 +306,7 @@ async fn build_providers(
                     access_key_id: local.access_key_id.clone(),
                     secret_access_key: local.secret_access_key.clone(),
                     addressing: Addressing::Path,
+                    signature: SignatureVersion::V4,
                     profile: std::sync::Arc::new(provider.profile.clone()),
                     ca_file: None,
                     connect_timeout: provider.connect_timeout,
@@ -319,6 +322,7 @@ async fn build_providers(
                 access_key_id: remote.access_key_id.clone(),
                 secret_access_key: remote.secret_access_key.clone(),
                 addressing: provider.addressing,
+                signature: remote.signature,
                 profile: std::sync::Arc::new(provider.profile.clone()),
                 ca_file: remote.ca_file.clone(),
                 connect_timeout: provider.connect_timeout,

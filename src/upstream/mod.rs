@@ -1,5 +1,6 @@
-//! Talking to providers: a pooled hyper client over rustls per provider, SigV4 re-signing, and
-//! the upstream address for each request.
+//! Talking to providers: a pooled hyper client over rustls per provider, re-signing (SigV4, or
+//! SigV2 for providers configured with `signature = "v2"`), and the upstream address for each
+//! request.
 //!
 //! Sockets get `TCP_NODELAY` (without it every small request waits ~40 ms for a delayed ACK),
 //! every resolved address is tried in turn (see [`resolve`]), and connect and header timeouts
@@ -8,6 +9,7 @@
 pub mod requests;
 pub mod resolve;
 pub mod sign;
+pub mod sign_v2;
 pub mod url;
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::UpstreamBody;
-use crate::config::{Addressing, Secret};
+use crate::config::{Addressing, Secret, SignatureVersion};
 use crate::dialect::DialectProfile;
 use crate::error::GatewayError;
 use resolve::LoopbackAwareResolver;
@@ -39,6 +41,7 @@ pub struct UpstreamSettings {
     pub access_key_id: String,
     pub secret_access_key: Secret,
     pub addressing: Addressing,
+    pub signature: SignatureVersion,
     /// How this provider's S3 dialect differs from AWS.
     pub profile: Arc<DialectProfile>,
     pub ca_file: Option<std::path::PathBuf>,
@@ -74,7 +77,7 @@ pub struct OutgoingRequest {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: UpstreamBody,
-    /// The value for `x-amz-content-sha256`.
+    /// The value for `x-amz-content-sha256` (SigV4 only; SigV2 does not sign the body).
     pub payload_hash: String,
 }
 
@@ -126,7 +129,7 @@ impl Upstream {
             body,
             payload_hash,
         } = request;
-        let UpstreamAddress { authority, path } = url::upstream_address(
+        let UpstreamAddress { authority, mut path } = url::upstream_address(
             &self.authority,
             self.settings.addressing,
             bucket.as_deref(),
@@ -135,19 +138,27 @@ impl Upstream {
         let canonical_query = url::canonical_query(&query);
         let host = HeaderValue::from_str(&authority).map_err(|e| SendError::Build(e.to_string()))?;
         headers.insert(http::header::HOST, host);
-        sign::sign_v4(
-            &method,
-            &path,
-            &canonical_query,
-            &mut headers,
-            &payload_hash,
-            &sign::SigningParams {
-                access_key_id: &self.settings.access_key_id,
-                secret_access_key: self.settings.secret_access_key.expose(),
-                region: &self.settings.region,
-                time: time::OffsetDateTime::now_utc(),
-            },
-        );
+        let params = sign::SigningParams {
+            access_key_id: &self.settings.access_key_id,
+            secret_access_key: self.settings.secret_access_key.expose(),
+            region: &self.settings.region,
+            time: time::OffsetDateTime::now_utc(),
+        };
+        match self.settings.signature {
+            SignatureVersion::V4 => {
+                sign::sign_v4(&method, &path, &canonical_query, &mut headers, &payload_hash, &params);
+            }
+            SignatureVersion::V2 => {
+                // AWS's canonical resource for a bucket is `/bucket/`; sending that path too
+                // keeps servers that sign the path as received and servers that sign AWS's
+                // form in agreement.
+                if bucket.is_some() && encoded_key.is_empty() && !path.ends_with('/') {
+                    path.push('/');
+                }
+                let resource = sign_v2::resource_path(self.settings.addressing, bucket.as_deref(), &path);
+                sign_v2::sign_v2(&method, &resource, &query, &mut headers, &params);
+            }
+        }
         let path_and_query = if canonical_query.is_empty() {
             path
         } else {

@@ -2,60 +2,18 @@
 //! wrapper around s3s-fs. Each test shows the current aws-sdk-s3 client failing or misbehaving
 //! directly against the emulator, then the same operation working through s3ferry.
 
-use std::path::Path;
-
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl, StorageClass};
 use md5::{Digest, Md5};
-use s3ferry::config::Config;
 use s3ferry::server::RunningGateway;
 
 use crate::support::oss::OssLike;
 use crate::support::{
-    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, error_status, sdk_client,
+    TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, error_status, sdk_client, single_provider_gateway,
 };
 
-/// The gateway with one provider `up` of `dialect` at `endpoint`, every bucket routed to it.
-async fn gateway(
-    endpoint: &str,
-    key: &str,
-    secret: &str,
-    dialect: &str,
-    extra: &str,
-) -> (RunningGateway, aws_sdk_s3::Client) {
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[[credentials]]
-access_key_id = "{CLIENT_KEY}"
-secret_access_key = "{CLIENT_SECRET}"
-[[buckets]]
-name = "*"
-provider = "up"
-[providers.up]
-endpoint = "{endpoint}"
-access_key_id = "{key}"
-secret_access_key = "{secret}"
-dialect = "{dialect}"
-read_timeout_secs = 20
-{extra}
-"#
-    );
-    let config = Config::parse(&toml, "dialects.toml", Path::new("."), &|_| None).expect("config");
-    let g = s3ferry::server::start(&config).await.expect("gateway");
-    let client = sdk_client(
-        &format!("http://127.0.0.1:{}", g.addr().port()),
-        CLIENT_KEY,
-        CLIENT_SECRET,
-        true,
-    );
-    (g, client)
-}
-
 async fn oss_gateway(oss: &OssLike, extra: &str) -> (RunningGateway, aws_sdk_s3::Client) {
-    gateway(&oss.endpoint(), "oss", "oss", "oss", extra).await
+    single_provider_gateway(&oss.endpoint(), "oss", "oss", "oss", extra).await
 }
 
 fn md5_etag(data: &[u8]) -> String {
@@ -474,7 +432,7 @@ async fn r2_gets_no_acl_headers_and_public_acls_are_refused() {
         .expect_err("R2 rejects x-amz-acl");
     assert_eq!((error_status(&err), error_code(&err).as_str()), (501, "NotImplemented"));
 
-    let (_g, client) = gateway(&r2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "r2", "").await;
+    let (_g, client) = single_provider_gateway(&r2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "r2", "").await;
     client
         .put_object()
         .bucket("r2bucket")
@@ -540,7 +498,7 @@ async fn spaces_listings_asked_url_encoded_are_encoded_by_s3ferry() {
         "the provider declares url encoding but sends raw keys"
     );
 
-    let (g, client) = gateway(&upstream.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "spaces", "").await;
+    let (g, client) = single_provider_gateway(&upstream.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "spaces", "").await;
     for v2 in [true, false] {
         let (keys, encoding) = if v2 {
             let out = client
@@ -844,7 +802,7 @@ async fn b2_refuses_checksum_headers_and_s3ferry_answers_checksum_mode_itself() 
         "{message:?}"
     );
 
-    let (_g, client) = gateway(&b2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "b2", "").await;
+    let (_g, client) = single_provider_gateway(&b2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "b2", "").await;
     client
         .put_object()
         .bucket("b2bucket")

@@ -8,6 +8,7 @@ mod local_provider;
 mod migration;
 mod moto;
 mod sidecar;
+mod sigv2_upstream;
 mod streaming;
 mod support;
 mod upstream_failures;

@@ -96,6 +96,10 @@ pub struct Quirks {
     /// on reads) gets `400 InvalidArgument: Unsupported header '...' received for this API
     /// call.`, and so, as on AWS, DeleteObjects needs `Content-MD5`.
     pub b2_checksums: std::sync::atomic::AtomicBool,
+    /// Refuse every request not signed with SigV2 header auth (`Authorization: AWS ...`) with
+    /// 400 InvalidArgument, as AWS answers an unknown scheme, like an old S3 clone that knows
+    /// only v2 (dialects.md §D.3). What gets through is verified by s3s's SigV2 check.
+    pub sigv2_only: std::sync::atomic::AtomicBool,
 }
 
 /// A real S3 server (s3s-fs over a temp dir) on a loopback port.
@@ -274,6 +278,14 @@ async fn answer(
             );
         }
     }
+    if quirks.sigv2_only.load(Ordering::Relaxed)
+        && !req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
+    {
+        return quirk_error_with(400, "InvalidArgument", "Unsupported Authorization Type");
+    }
     if virtual_hosted_only {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
         let has_bucket_in_host = host.split(':').next().is_some_and(|h| h.ends_with(".localhost"));
@@ -412,6 +424,46 @@ provider = "pathup"
             g.shutdown(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// The gateway with one provider `up` of `dialect` at `endpoint`, every bucket routed to it,
+/// `extra` appended to the provider's table; and a path-style client for it.
+pub async fn single_provider_gateway(
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    dialect: &str,
+    extra: &str,
+) -> (RunningGateway, aws_sdk_s3::Client) {
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[credentials]]
+access_key_id = "{CLIENT_KEY}"
+secret_access_key = "{CLIENT_SECRET}"
+[[buckets]]
+name = "*"
+provider = "up"
+[providers.up]
+endpoint = "{endpoint}"
+access_key_id = "{key}"
+secret_access_key = "{secret}"
+dialect = "{dialect}"
+read_timeout_secs = 20
+{extra}
+"#
+    );
+    let config = Config::parse(&toml, "single-provider.toml", Path::new("."), &|_| None).expect("config");
+    let g = s3ferry::server::start(&config).await.expect("gateway");
+    let client = sdk_client(
+        &format!("http://127.0.0.1:{}", g.addr().port()),
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        true,
+    );
+    (g, client)
 }
 
 /// Deterministic test data.
