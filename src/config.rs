@@ -148,6 +148,7 @@ struct RawDialectOverrides {
     drop_headers: Option<Vec<String>>,
     drop_params: Option<Vec<String>>,
     url_encoded_listings: Option<bool>,
+    list_objects_v2: Option<bool>,
 }
 
 /// `[providers.X.acl]`.
@@ -924,6 +925,9 @@ impl Resolver<'_> {
             if let Some(v) = o.url_encoded_listings {
                 profile.url_encoded_listings = v;
             }
+            if let Some(v) = o.list_objects_v2 {
+                profile.list_objects_v2 = v;
+            }
         }
         if let Some(table) = &p.storage_classes {
             let mut merged: Vec<(String, String)> = Vec::new();
@@ -1242,6 +1246,19 @@ mod tests {
         assert_eq!(p.provider_storage_class("GLACIER_IR"), "STANDARD_IA");
         assert_eq!(p.unsupported_acl, UnsupportedAcl::Drop);
         assert_eq!(cfg.providers["up"].addressing, Addressing::Path);
+    }
+
+    #[test]
+    fn list_objects_v2_can_be_switched_on_for_a_ceph_that_serves_it() {
+        let ceph = |overrides: &str| {
+            let text = MINIMAL.replace(
+                "secret_access_key = \"up-secret\"",
+                &format!("secret_access_key = \"up-secret\"\ndialect = \"ceph\"\n{overrides}"),
+            );
+            parse(&text).expect("parses").providers["up"].profile.list_objects_v2
+        };
+        assert!(!ceph(""));
+        assert!(ceph("[providers.up.dialect_overrides]\nlist_objects_v2 = true"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::migration::serve::{Migration, ReadRequest};
 use crate::migration::tombstone::{RESERVED_PREFIX, is_reserved};
 use crate::operation::{self, Target};
-use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
+use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket, list_v2_via_v1};
 use crate::route::{FallbackRoute, Route, RouteTable};
 use crate::upstream::sign::{EMPTY_PAYLOAD_SHA256, UNSIGNED_PAYLOAD};
 use crate::upstream::url::{parse_query, percent_decode, uri_encode};
@@ -176,7 +176,7 @@ impl Gateway {
                         headers,
                     };
                     let (response, answered_by) = self.migration.read_through(&route, &fallback, &key, read).await?;
-                    return relay_response(response, &answered_by, operation, false).await;
+                    return relay_response(response, &answered_by, operation, false, None).await;
                 }
                 "ListObjects" | "ListObjectsV2" => {
                     let xml = self
@@ -219,13 +219,14 @@ impl Gateway {
         let mut query = query;
         translate_request_for(&route, &mut headers, &mut query)?;
         let encode_listing = encodes_listing_itself(&route, operation, &mut query);
+        let v2_via_v1 = lists_v2_via_v1(&route, operation, &mut query)?;
         let slot = FailureSlot::default();
         let mut outgoing = build_outgoing(req, &route, encoded_key, query, headers, &slot).await?;
         if operation == "CompleteMultipartUpload" && route.provider.settings.profile.etag_case != EtagCase::Lower {
             translate_part_list(&mut outgoing, &route, &slot).await?;
         }
         let response = self.send(&route, outgoing, &slot).await?;
-        relay_response(response, &route, operation, encode_listing).await
+        relay_response(response, &route, operation, encode_listing, v2_via_v1.as_ref()).await
     }
 
     /// Sends upstream; a body that failed verification wins over whatever the provider said.
@@ -417,7 +418,7 @@ impl Gateway {
         self.migration.before_delete(route, fallback, &keys).await?;
         outgoing.body = body::full(bytes);
         let response = self.send(route, outgoing, &slot).await?;
-        relay_response(response, route, "DeleteObjects", false).await
+        relay_response(response, route, "DeleteObjects", false, None).await
     }
 
     /// `x-amz-copy-source: /<client bucket>/<key>[?versionId=..]` -> the source's upstream bucket.
@@ -748,11 +749,13 @@ async fn translate_part_list(
 
 /// Turns the provider's response into the client's: hop-by-hop headers dropped, the provider's
 /// request id kept under its own name, bucket names mapped back where the bucket is renamed.
+/// `v2_via_v1`: the answer is a V1 listing that becomes the client's ListObjectsV2 answer.
 async fn relay_response(
     response: http::Response<hyper::body::Incoming>,
     route: &Route,
     operation: &'static str,
     encode_listing: bool,
+    v2_via_v1: Option<&list_v2_via_v1::V2Request>,
 ) -> Result<S3Response<Body>, GatewayError> {
     let (mut parts, incoming) = response.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
@@ -778,7 +781,10 @@ async fn relay_response(
     let rename = route.is_renamed() && names_bucket;
     let dialect = profile.rewrites_responses() && (operation::response_carries_object_values(operation) || failed);
     let encode_listing = encode_listing && is_xml && !failed;
-    let body = if is_xml && (rename || dialect || encode_listing) {
+    // Converted whatever the Content-Type says: relayed as it came, a V1 page would end the
+    // client's pagination silently.
+    let v2_via_v1 = v2_via_v1.filter(|_| !failed);
+    let body = if (is_xml && (rename || dialect || encode_listing)) || v2_via_v1.is_some() {
         let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
             provider: settings.name.clone(),
             cause,
@@ -787,6 +793,10 @@ async fn relay_response(
             .await
             .map_err(protocol_error)?
             .to_vec();
+        // First, on the provider's own XML: it may hold keys URL-encoded by the provider.
+        if let Some(request) = v2_via_v1 {
+            bytes = list_v2_via_v1::into_v2_answer(&bytes, request).map_err(|e| protocol_error(e.to_string()))?;
+        }
         if rename {
             bytes = rewrite::bucket_names::rewrite_bucket_names(&bytes, &route.upstream_bucket, &route.client_bucket)
                 .map_err(|e| protocol_error(e.to_string()))?;
@@ -824,6 +834,21 @@ fn encodes_listing_itself(route: &Route, operation: &str, query: &mut Vec<(Strin
     }
     query.retain(|(n, _)| n != "encoding-type");
     true
+}
+
+/// For a ListObjectsV2 on a provider whose profile says it serves only V1: the query becomes V1,
+/// and the returned request says how to turn the V1 answer into V2.
+fn lists_v2_via_v1(
+    route: &Route,
+    operation: &str,
+    query: &mut Vec<(String, String)>,
+) -> Result<Option<list_v2_via_v1::V2Request>, GatewayError> {
+    if operation != "ListObjectsV2" || route.provider.settings.profile.list_objects_v2 {
+        return Ok(None);
+    }
+    list_v2_via_v1::into_v1_query(query)
+        .map(Some)
+        .map_err(|e| GatewayError::InvalidArgument(e.to_string()))
 }
 
 /// A provider error code the dialect maps: the client's status, and the operator's hint logged.

@@ -109,6 +109,9 @@ pub struct DialectProfile {
     /// Whether listings honour `encoding-type=url`. When not, s3ferry asks for raw keys and
     /// encodes them itself (botocore always asks, and decodes what it gets).
     pub url_encoded_listings: bool,
+    /// Whether the provider serves ListObjectsV2. When not, s3ferry sends ListObjects (v1) and
+    /// writes the V2 answer itself, continuation tokens included (dialects.md rule 22).
+    pub list_objects_v2: bool,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -140,6 +143,7 @@ fn aws() -> DialectProfile {
         drop_params: Vec::new(),
         error_codes: Vec::new(),
         url_encoded_listings: true,
+        list_objects_v2: true,
     }
 }
 
@@ -257,6 +261,9 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             name: "ceph".into(),
             // Finding 6: Ceph does not implement encoding-type=url reliably ([rclone-providers]).
             url_encoded_listings: false,
+            // A.7: rclone lists Ceph with `list_version: 1` ([rclone-ceph]): older RGW releases
+            // do not serve ListObjectsV2 (rule 22).
+            list_objects_v2: false,
             ..base
         },
         "garage" => DialectProfile {
@@ -537,6 +544,13 @@ mod tests {
         }
         for name in ["aws", "wasabi", "ceph", "minio", "local"] {
             assert!(!profile(name).rewrites_responses(), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_ceph_lists_through_listobjects_v1() {
+        for name in KNOWN_DIALECTS {
+            assert_eq!(profile(name).list_objects_v2, *name != "ceph", "{name}");
         }
     }
 }
