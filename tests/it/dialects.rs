@@ -16,7 +16,7 @@ use crate::support::{
 };
 
 /// The gateway with one provider `up` of `dialect` at `endpoint`, every bucket routed to it.
-async fn gateway(
+pub(crate) async fn gateway(
     endpoint: &str,
     key: &str,
     secret: &str,
