@@ -155,6 +155,7 @@ struct RawDialectOverrides {
     conditional_writes: Option<String>,
     native_storage_class_header: Option<String>,
     acl_api: Option<bool>,
+    list_objects_v2: Option<bool>,
 }
 
 /// `[providers.X.acl]`.
@@ -984,6 +985,9 @@ impl Resolver<'_> {
             if let Some(v) = o.acl_api {
                 profile.acl_api = v;
             }
+            if let Some(v) = o.list_objects_v2 {
+                profile.list_objects_v2 = v;
+            }
         }
         if let Some(table) = &p.storage_classes {
             let mut merged: Vec<(String, String)> = Vec::new();
@@ -1305,6 +1309,19 @@ mod tests {
         assert_eq!(p.provider_storage_class("GLACIER_IR"), "STANDARD_IA");
         assert_eq!(p.unsupported_acl, UnsupportedAcl::Drop);
         assert_eq!(cfg.providers["up"].addressing, Addressing::Path);
+    }
+
+    #[test]
+    fn list_objects_v2_can_be_switched_on_for_a_ceph_that_serves_it() {
+        let ceph = |overrides: &str| {
+            let text = MINIMAL.replace(
+                "secret_access_key = \"up-secret\"",
+                &format!("secret_access_key = \"up-secret\"\ndialect = \"ceph\"\n{overrides}"),
+            );
+            parse(&text).expect("parses").providers["up"].profile.list_objects_v2
+        };
+        assert!(!ceph(""));
+        assert!(ceph("[providers.up.dialect_overrides]\nlist_objects_v2 = true"));
     }
 
     #[test]

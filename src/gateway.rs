@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::migration::serve::{Migration, ReadRequest};
 use crate::migration::tombstone::{RESERVED_PREFIX, is_reserved};
 use crate::operation::{self, Target};
-use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
+use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket, list_v2_via_v1};
 use crate::route::{FallbackRoute, Route, RouteTable};
 use crate::upstream::sign::{EMPTY_PAYLOAD_SHA256, UNSIGNED_PAYLOAD};
 use crate::upstream::url::{parse_query, percent_decode, uri_encode};
@@ -221,7 +221,8 @@ impl Gateway {
         let withheld = translate_request_for(&route, operation, &mut headers, &mut query)?;
         let body_check = body_checksum_to_verify(operation, withheld, &mut headers);
         let encode_listing = encodes_listing_itself(&route, operation, &mut query);
-        let relay = Relay::new(operation, &req.headers, encode_listing);
+        let mut relay = Relay::new(operation, &req.headers, encode_listing);
+        relay.v2_via_v1 = lists_v2_via_v1(&route, operation, &mut query)?;
         let slot = FailureSlot::default();
         let mut outgoing = build_outgoing(req, &route, encoded_key, query, headers, &slot, body_check).await?;
         let profile = &route.provider.settings.profile;
@@ -867,6 +868,7 @@ async fn relay_response(
         encode_listing,
         checksum_mode,
         ranged,
+        v2_via_v1,
     } = relay;
     let (mut parts, incoming) = response.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
@@ -893,7 +895,10 @@ async fn relay_response(
     let rename = route.is_renamed() && names_bucket;
     let dialect = profile.rewrites_responses() && (operation::response_carries_object_values(operation) || failed);
     let encode_listing = encode_listing && is_xml && !failed;
-    let body = if is_xml && (rename || dialect || encode_listing) {
+    // Converted whatever the Content-Type says: relayed as it came, a V1 page would end the
+    // client's pagination silently.
+    let v2_via_v1 = v2_via_v1.as_ref().filter(|_| !failed);
+    let body = if (is_xml && (rename || dialect || encode_listing)) || v2_via_v1.is_some() {
         let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
             provider: settings.name.clone(),
             cause,
@@ -902,6 +907,10 @@ async fn relay_response(
             .await
             .map_err(protocol_error)?
             .to_vec();
+        // First, on the provider's own XML: it may hold keys URL-encoded by the provider.
+        if let Some(request) = v2_via_v1 {
+            bytes = list_v2_via_v1::into_v2_answer(&bytes, request).map_err(|e| protocol_error(e.to_string()))?;
+        }
         if rename {
             bytes = rewrite::bucket_names::rewrite_bucket_names(&bytes, &route.upstream_bucket, &route.client_bucket)
                 .map_err(|e| protocol_error(e.to_string()))?;
@@ -930,7 +939,7 @@ async fn relay_response(
 }
 
 /// What the client asked that decides how the provider's response is turned into its answer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Relay {
     operation: &'static str,
     /// s3ferry URL-encodes the listing's keys itself.
@@ -939,6 +948,8 @@ struct Relay {
     checksum_mode: bool,
     /// The client asked for a byte range.
     ranged: bool,
+    /// The answer is a V1 listing that becomes the client's ListObjectsV2 answer.
+    v2_via_v1: Option<list_v2_via_v1::V2Request>,
 }
 
 impl Relay {
@@ -951,6 +962,7 @@ impl Relay {
             encode_listing,
             checksum_mode,
             ranged: client_headers.contains_key(http::header::RANGE),
+            v2_via_v1: None,
         }
     }
 }
@@ -1007,6 +1019,21 @@ fn encodes_listing_itself(route: &Route, operation: &str, query: &mut Vec<(Strin
     }
     query.retain(|(n, _)| n != "encoding-type");
     true
+}
+
+/// For a ListObjectsV2 on a provider whose profile says it serves only V1: the query becomes V1,
+/// and the returned request says how to turn the V1 answer into V2.
+fn lists_v2_via_v1(
+    route: &Route,
+    operation: &str,
+    query: &mut Vec<(String, String)>,
+) -> Result<Option<list_v2_via_v1::V2Request>, GatewayError> {
+    if operation != "ListObjectsV2" || route.provider.settings.profile.list_objects_v2 {
+        return Ok(None);
+    }
+    list_v2_via_v1::into_v1_query(query)
+        .map(Some)
+        .map_err(|e| GatewayError::InvalidArgument(e.to_string()))
 }
 
 /// A provider error code the dialect maps: the client's status, and the operator's hint logged.

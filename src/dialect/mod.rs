@@ -154,6 +154,9 @@ pub struct DialectProfile {
     /// Get*Acl with the one ACL such a provider enforces (owner full control) and treats
     /// Put*Acl like the `x-amz-acl` header.
     pub acl_api: bool,
+    /// Whether the provider serves ListObjectsV2. When not, s3ferry sends ListObjects (v1) and
+    /// writes the V2 answer itself, continuation tokens included (dialects.md rule 22).
+    pub list_objects_v2: bool,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -191,6 +194,7 @@ fn aws() -> DialectProfile {
         conditional_writes: ConditionalWrites::Aws,
         native_storage_class_header: None,
         acl_api: true,
+        list_objects_v2: true,
     }
 }
 
@@ -356,6 +360,9 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             content_md5_required: true,
             // Finding 6: Ceph does not implement encoding-type=url reliably ([rclone-providers]).
             url_encoded_listings: false,
+            // A.7: rclone lists Ceph with `list_version: 1` ([rclone-ceph]): older RGW releases
+            // do not serve ListObjectsV2 (rule 22).
+            list_objects_v2: false,
             ..base
         },
         "garage" => DialectProfile {
@@ -648,6 +655,13 @@ mod tests {
         }
         for name in ["aws", "wasabi", "ceph", "minio", "local"] {
             assert!(!profile(name).rewrites_responses(), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_ceph_lists_through_listobjects_v1() {
+        for name in KNOWN_DIALECTS {
+            assert_eq!(profile(name).list_objects_v2, *name != "ceph", "{name}");
         }
     }
 }

@@ -17,16 +17,19 @@ pub struct ListedObject {
     pub storage_class: String,
 }
 
-/// One page of a provider's ListObjectsV2 answer.
+/// One page of a provider's ListObjectsV2 (or ListObjects v1) answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListPage {
     pub objects: Vec<ListedObject>,
     pub common_prefixes: Vec<String>,
     pub is_truncated: bool,
     pub next_continuation_token: Option<String>,
+    /// V1 only, and only with a delimiter on AWS (some providers always send it).
+    pub next_marker: Option<String>,
 }
 
-/// Reads a ListObjectsV2 page (keys must not be URL-encoded: s3ferry never asks for that).
+/// Reads a ListObjectsV2 or V1 page; text is unescaped but not URL-decoded (s3ferry's own
+/// listings never ask for `encoding-type=url`).
 pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, RewriteError> {
     let mut reader = Reader::from_reader(xml);
     let mut buf = Vec::new();
@@ -62,6 +65,7 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, RewriteError> {
                     (Some(b"ListBucketResult"), Some(b"NextContinuationToken")) => {
                         page.next_continuation_token = Some(text);
                     }
+                    (Some(b"ListBucketResult"), Some(b"NextMarker")) => page.next_marker = Some(text),
                     _ => {}
                 }
             }

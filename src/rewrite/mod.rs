@@ -6,6 +6,7 @@ pub mod bucket_names;
 pub mod delete_objects;
 pub mod list_buckets;
 pub mod list_objects;
+pub mod list_v2_via_v1;
 pub mod listing_encoding;
 pub mod provider_values;
 pub mod tagging;

@@ -41,7 +41,9 @@ pub fn parse_query(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn decode_query_component(raw: &str) -> String {
+/// Decodes one form-encoded component: `+` is a space, `%XX` a byte. Also how AWS-style
+/// `encoding-type=url` listings read (a literal `+` is sent as `%2B`).
+pub fn decode_query_component(raw: &str) -> String {
     let plus_as_space = raw.replace('+', " ");
     String::from_utf8_lossy(&percent_decode(&plus_as_space)).into_owned()
 }

@@ -4,6 +4,7 @@
 mod core_ops;
 mod deploy;
 mod dialects;
+mod list_v1_only;
 mod local_provider;
 mod migration;
 mod moto;

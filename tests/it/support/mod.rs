@@ -5,6 +5,7 @@ pub mod binary;
 pub mod moto;
 pub mod oss;
 pub mod raw;
+pub mod v1_only;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

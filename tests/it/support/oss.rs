@@ -17,13 +17,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
-use super::moto::Moto;
+use super::moto::{MotoClient, Wrapped, forward};
 use super::sdk_client;
 
 /// (OSS name, what moto stores).
@@ -42,42 +37,18 @@ const CONDITIONALS: &[&str] = &[
 
 /// moto behind the OSS-quirk wrapper, addressed as `http://<bucket>.localhost:PORT`.
 pub struct OssLike {
-    /// Kept alive for as long as the wrapper runs.
-    _moto: Moto,
-    port: u16,
-    task: JoinHandle<()>,
-}
-
-impl Drop for OssLike {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    wrapped: Wrapped,
 }
 
 impl OssLike {
     pub async fn start(buckets: &[&str]) -> Self {
-        let moto = Moto::start().await;
-        for b in buckets {
-            moto.direct()
-                .create_bucket()
-                .bucket(*b)
-                .send()
-                .await
-                .expect("bucket on moto");
-        }
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let moto_addr = format!("127.0.0.1:{}", moto.endpoint().rsplit(':').next().expect("port"));
-        let task = tokio::spawn(serve(listener, moto_addr));
         Self {
-            _moto: moto,
-            port,
-            task,
+            wrapped: Wrapped::start(buckets, answer).await,
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://localhost:{}", self.port)
+        self.wrapped.endpoint()
     }
 
     /// The current aws-sdk-s3 client talking to the emulator directly (virtual-hosted, as
@@ -90,27 +61,6 @@ impl OssLike {
     /// required), to seed and inspect the emulator.
     pub fn direct_without_checksums(&self) -> aws_sdk_s3::Client {
         super::sdk_client_without_checksums(&self.endpoint(), "oss", "oss", false)
-    }
-}
-
-async fn serve(listener: TcpListener, moto_addr: String) {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let client = client.clone();
-        let moto_addr = moto_addr.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let client = client.clone();
-                let moto_addr = moto_addr.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(&client, &moto_addr, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(socket), svc)
-                .await;
-        });
     }
 }
 
@@ -145,11 +95,7 @@ fn map_elements(xml: &str, name: &str, mut f: impl FnMut(&str) -> String) -> Str
     out
 }
 
-async fn answer(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    moto_addr: &str,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn answer(client: MotoClient, moto_addr: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (mut parts, body) = req.into_parts();
     let host = parts
         .headers
@@ -270,16 +216,10 @@ async fn answer(
         parts.headers.remove("content-md5");
         parts.headers.remove("x-amz-checksum-crc32");
     }
-    parts.headers.insert("content-length", HeaderValue::from(body.len()));
-    parts.headers.remove("transfer-encoding");
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    parts.uri = format!("http://{moto_addr}{path_and_query}").parse().expect("uri");
-    let response = match client.request(Request::from_parts(parts, Full::new(body))).await {
-        Ok(r) => r,
-        Err(e) => return oss_error(500, "InternalError", &e.to_string()),
+    let (mut parts, body) = match forward(&client, &moto_addr, parts, body).await {
+        Ok(answer) => answer,
+        Err(e) => return oss_error(500, "InternalError", &e),
     };
-    let (mut parts, incoming) = response.into_parts();
-    let body = incoming.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let upper = |etag: &str| {
         etag.chars()
             .map(|c| {
