@@ -4,9 +4,13 @@
 //!   upstream re-checks the client's signed payload hash), or a body s3ferry changed (de-chunked
 //!   `aws-chunked`), wrapped in [`HoldBackLast`] so that a failed chunk signature or trailing
 //!   checksum aborts the upstream request before its last byte and nothing is committed.
+//! - A de-chunked body whose trailing checksum the provider can store is framed again as
+//!   `aws-chunked` with an unsigned trailer ([`UnsignedTrailerBody`], around [`HoldBackLast`]):
+//!   the trailer line is written only after the client's trailer verified.
 //! - Download bodies come back as [`IdleTimeoutBody`] so a stalled provider ends the response
 //!   with an error instead of hanging the client forever.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -156,6 +160,8 @@ pub struct HoldBackLast {
     inner: s3s::Body,
     held: Option<Bytes>,
     check: Option<ChecksumCheck>,
+    /// The checksum that matched, once the body has ended and verified.
+    verified: Option<(ChecksumAlgorithm, String)>,
     slot: FailureSlot,
     finished: bool,
 }
@@ -166,9 +172,16 @@ impl HoldBackLast {
             inner,
             held: None,
             check,
+            verified: None,
             slot,
             finished: false,
         }
+    }
+
+    /// The checksum that matched (base64, as s3ferry computed it), once the body has ended and
+    /// verified; `None` before that or when there was nothing to check.
+    pub fn verified_checksum(&self) -> Option<(ChecksumAlgorithm, &str)> {
+        self.verified.as_ref().map(|(a, v)| (*a, v.as_str()))
     }
 
     pub fn into_upstream_body(self) -> UpstreamBody {
@@ -192,7 +205,9 @@ impl HoldBackLast {
                 header: header.to_string(),
             });
         };
-        if check.hasher.finalize_base64() == sent.trim() {
+        let computed = check.hasher.finalize_base64();
+        if computed == sent.trim() {
+            self.verified = Some((check.algorithm, computed));
             Ok(())
         } else {
             Err(UploadFailure::ChecksumMismatch {
@@ -241,6 +256,158 @@ impl Stream for HoldBackLast {
                     self.finished = true;
                     return Poll::Ready(self.held.take().map(Ok));
                 }
+            }
+        }
+    }
+}
+
+/// Chunk size of the `aws-chunked` bodies s3ferry writes. Fixed, so that the encoded length
+/// (the upstream `Content-Length`) is known before the first byte.
+pub const REFRAMED_CHUNK_SIZE: u64 = 64 * 1024;
+
+/// The exact length of `decoded_length` bytes framed by [`UnsignedTrailerBody`]: each chunk is
+/// `hex(len)\r\n<data>\r\n`, then `0\r\n`, the trailer line
+/// `x-amz-checksum-<alg>:<base64>\r\n` (the base64 length is fixed per algorithm) and `\r\n`.
+pub fn unsigned_trailer_encoded_length(decoded_length: u64, algorithm: ChecksumAlgorithm) -> u64 {
+    let chunk = |size: u64| hex_digits(size) + 2 + size + 2;
+    let full_chunks = decoded_length / REFRAMED_CHUNK_SIZE;
+    let rest = decoded_length % REFRAMED_CHUNK_SIZE;
+    let data = full_chunks * chunk(REFRAMED_CHUNK_SIZE) + if rest > 0 { chunk(rest) } else { 0 };
+    let trailer_line = algorithm.header_name().len() + 1 + algorithm.base64_len() + 2;
+    data + 3 + trailer_line as u64 + 2
+}
+
+fn hex_digits(n: u64) -> u64 {
+    u64::from((u64::BITS - n.leading_zeros()).div_ceil(4).max(1))
+}
+
+/// A verified upload body framed again as `aws-chunked` for `STREAMING-UNSIGNED-PAYLOAD-TRAILER`
+/// (dialects.md §D.2, rule 10c), so the provider stores the client's trailing checksum.
+///
+/// It frames what [`HoldBackLast`] releases, so it keeps its guarantee: the last data piece
+/// comes only after the client's body ended and its trailer matched, and everything after it
+/// (the chunk's closing `\r\n`, the `0` chunk and the trailer line, carrying the checksum that
+/// matched) only after that. When anything fails the upstream request ends short of its
+/// `Content-Length` and the provider discards it. Data pieces pass through without copying;
+/// only the small framing lines are allocated.
+pub struct UnsignedTrailerBody {
+    inner: HoldBackLast,
+    algorithm: ChecksumAlgorithm,
+    /// Decoded bytes not framed yet.
+    remaining: u64,
+    /// Data bytes the open chunk still needs (0: no chunk open).
+    open_chunk: u64,
+    /// The last chunk's data is complete and its closing `\r\n` not written yet; it goes in
+    /// front of the next framing line.
+    closing_crlf: bool,
+    ready: VecDeque<Bytes>,
+    finished: bool,
+}
+
+impl UnsignedTrailerBody {
+    /// Frames `inner` (which verifies the client's `algorithm` trailer) as `decoded_length`
+    /// bytes in [`REFRAMED_CHUNK_SIZE`] chunks.
+    pub fn new(inner: HoldBackLast, algorithm: ChecksumAlgorithm, decoded_length: u64) -> Self {
+        Self {
+            inner,
+            algorithm,
+            remaining: decoded_length,
+            open_chunk: 0,
+            closing_crlf: false,
+            ready: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    pub fn into_upstream_body(self) -> UpstreamBody {
+        http_body_util::StreamBody::new(futures_util::StreamExt::map(self, |r| r.map(Frame::data))).boxed()
+    }
+
+    /// Queues `data` with the chunk headers it needs, splitting it (without copying) where a
+    /// chunk ends.
+    fn frame(&mut self, mut data: Bytes) -> Result<(), UploadFailure> {
+        while !data.is_empty() {
+            if self.open_chunk == 0 {
+                let size = self.remaining.min(REFRAMED_CHUNK_SIZE);
+                if size == 0 {
+                    return Err(UploadFailure::Malformed(
+                        "the body is longer than its x-amz-decoded-content-length".into(),
+                    ));
+                }
+                let crlf = if std::mem::take(&mut self.closing_crlf) {
+                    "\r\n"
+                } else {
+                    ""
+                };
+                self.ready.push_back(Bytes::from(format!("{crlf}{size:x}\r\n")));
+                self.open_chunk = size;
+            }
+            let take = usize::try_from(self.open_chunk).map_or(data.len(), |open| open.min(data.len()));
+            let piece = data.split_to(take);
+            self.open_chunk -= piece.len() as u64;
+            self.remaining -= piece.len() as u64;
+            self.closing_crlf = self.open_chunk == 0;
+            self.ready.push_back(piece);
+        }
+        Ok(())
+    }
+
+    /// The end of the body: the last chunk's `\r\n`, the `0` chunk and the verified trailer.
+    fn final_frame(&mut self) -> Result<Bytes, UploadFailure> {
+        if self.remaining != 0 {
+            return Err(UploadFailure::Incomplete);
+        }
+        let header = self.algorithm.header_name();
+        let checksum = match self.inner.verified_checksum() {
+            Some((algorithm, value)) if algorithm == self.algorithm => value,
+            _ => {
+                return Err(UploadFailure::MissingTrailer {
+                    header: header.to_string(),
+                });
+            }
+        };
+        let crlf = if self.closing_crlf { "\r\n" } else { "" };
+        Ok(Bytes::from(format!("{crlf}0\r\n{header}:{checksum}\r\n\r\n")))
+    }
+
+    fn fail(&mut self, failure: UploadFailure) -> Poll<Option<Result<Bytes, BoxError>>> {
+        self.finished = true;
+        self.ready.clear();
+        let message = format!("upload refused: {failure:?}");
+        record(&self.inner.slot, failure);
+        Poll::Ready(Some(Err(message.into())))
+    }
+}
+
+impl Stream for UnsignedTrailerBody {
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(bytes) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
+                Some(Ok(data)) => {
+                    if let Err(failure) = self.frame(data) {
+                        return self.fail(failure);
+                    }
+                }
+                Some(Err(e)) => {
+                    // HoldBackLast has recorded why.
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => match self.final_frame() {
+                    Ok(end) => {
+                        self.finished = true;
+                        self.ready.push_back(end);
+                    }
+                    Err(failure) => return self.fail(failure),
+                },
             }
         }
     }
@@ -362,5 +529,145 @@ mod tests {
                 algorithm: ChecksumAlgorithm::Crc32
             })
         );
+    }
+
+    /// `data` cut into `piece`-sized pieces, framed with a header CRC32 check of `claimed`.
+    async fn reframe(data: &[u8], piece: usize, claimed: &str) -> (Vec<Result<Bytes, BoxError>>, FailureSlot) {
+        let pieces = data
+            .chunks(piece.max(1))
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let check = ChecksumCheck::new(ChecksumAlgorithm::Crc32, ExpectedChecksum::Header(claimed.to_string()));
+        let slot = FailureSlot::default();
+        let held = HoldBackLast::new(stream_of(pieces), Some(check), slot.clone());
+        let out = UnsignedTrailerBody::new(held, ChecksumAlgorithm::Crc32, data.len() as u64)
+            .collect()
+            .await;
+        (out, slot)
+    }
+
+    /// Reads an `aws-chunked` body: (data, chunk sizes, trailer lines).
+    fn decode_chunked(mut encoded: &[u8]) -> (Vec<u8>, Vec<usize>, Vec<String>) {
+        fn line<'a>(input: &mut &'a [u8]) -> &'a [u8] {
+            let end = input.windows(2).position(|w| w == b"\r\n").expect("CRLF");
+            let (l, rest) = input.split_at(end);
+            *input = &rest[2..];
+            l
+        }
+        let (mut data, mut sizes) = (Vec::new(), Vec::new());
+        loop {
+            let size = usize::from_str_radix(std::str::from_utf8(line(&mut encoded)).expect("hex"), 16).expect("hex");
+            sizes.push(size);
+            if size == 0 {
+                break;
+            }
+            data.extend_from_slice(&encoded[..size]);
+            encoded = &encoded[size..];
+            assert_eq!(line(&mut encoded), b"", "chunk data ends with CRLF");
+        }
+        let mut trailers = Vec::new();
+        loop {
+            let l = line(&mut encoded);
+            if l.is_empty() {
+                break;
+            }
+            trailers.push(String::from_utf8(l.to_vec()).expect("utf-8"));
+        }
+        assert!(encoded.is_empty(), "nothing after the final CRLF");
+        (data, sizes, trailers)
+    }
+
+    #[tokio::test]
+    async fn a_verified_body_is_framed_in_64_kib_chunks_with_its_trailer_at_the_computed_length() {
+        const K64: usize = 64 * 1024;
+        for len in [0, 1, K64 - 1, K64, K64 + 1, 3 * K64 + 17] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let crc = ChecksumAlgorithm::Crc32.of(&data);
+            for piece in [1000, 7, K64, 100_000] {
+                let (out, slot) = reframe(&data, piece, &crc).await;
+                let encoded: Vec<u8> = out.into_iter().flat_map(|r| r.expect("ok").to_vec()).collect();
+                assert_eq!(recorded_failure(&slot), None);
+                assert_eq!(
+                    encoded.len() as u64,
+                    unsigned_trailer_encoded_length(len as u64, ChecksumAlgorithm::Crc32),
+                    "{len} bytes in {piece}-byte pieces"
+                );
+                let (decoded, sizes, trailers) = decode_chunked(&encoded);
+                assert_eq!(decoded, data, "{len}/{piece}");
+                assert!(sizes[..sizes.len() - 1].iter().all(|s| *s > 0 && *s <= K64));
+                assert!(
+                    sizes[..sizes.len().saturating_sub(2)].iter().all(|s| *s == K64),
+                    "{sizes:?}"
+                );
+                assert_eq!(trailers, [format!("x-amz-checksum-crc32:{crc}")]);
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_lengths_cover_every_algorithm() {
+        // "0\r\n" + "x-amz-checksum-sha256:" + 44 + "\r\n" + "\r\n"
+        assert_eq!(
+            unsigned_trailer_encoded_length(0, ChecksumAlgorithm::Sha256),
+            3 + 22 + 44 + 2 + 2
+        );
+        // "1\r\nx\r\n" + "0\r\n" + "x-amz-checksum-crc64nvme:" + 12 + "\r\n\r\n"
+        assert_eq!(
+            unsigned_trailer_encoded_length(1, ChecksumAlgorithm::Crc64Nvme),
+            6 + 3 + 25 + 12 + 4
+        );
+        // "10000\r\n" + 65536 + "\r\n" + "1\r\nx\r\n" + "0\r\n" + "x-amz-checksum-crc32:" + 8 + "\r\n\r\n"
+        assert_eq!(
+            unsigned_trailer_encoded_length(65_537, ChecksumAlgorithm::Crc32),
+            7 + 65_536 + 2 + 6 + 3 + 21 + 8 + 4
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_trailer_never_releases_the_last_piece_nor_the_end_of_the_framing() {
+        let data = vec![5u8; 150_000];
+        let (out, slot) = reframe(&data, 40_000, "AAAAAA==").await;
+        let last = out.last().expect("something");
+        assert!(last.is_err(), "the body ends with an error");
+        let sent: Vec<u8> = out
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flat_map(|b| b.to_vec())
+            .collect();
+        // Two chunk headers and three of the four 40,000/30,000-byte pieces.
+        let framing = b"10000\r\n".len() + b"\r\n10000\r\n".len();
+        assert_eq!(
+            sent.len(),
+            framing + 120_000,
+            "the last 30,000-byte piece was held back"
+        );
+        assert!(!sent.ends_with(b"\r\n\r\n") && !sent.windows(3).any(|w| w == b"\n0\r"));
+        assert_eq!(
+            recorded_failure(&slot),
+            Some(UploadFailure::ChecksumMismatch {
+                algorithm: ChecksumAlgorithm::Crc32
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_or_shorter_than_announced_is_refused() {
+        let data = vec![1u8; 1000];
+        let crc = ChecksumAlgorithm::Crc32.of(&data);
+        for (announced, failure) in [(999, "Malformed"), (1001, "Incomplete")] {
+            let check = ChecksumCheck::new(ChecksumAlgorithm::Crc32, ExpectedChecksum::Header(crc.clone()));
+            let slot = FailureSlot::default();
+            let held = HoldBackLast::new(
+                stream_of(vec![Ok(Bytes::from(data.clone()))]),
+                Some(check),
+                slot.clone(),
+            );
+            let out: Vec<_> = UnsignedTrailerBody::new(held, ChecksumAlgorithm::Crc32, announced)
+                .collect()
+                .await;
+            assert!(out.last().is_some_and(Result::is_err), "{announced}");
+            let recorded = format!("{:?}", recorded_failure(&slot));
+            assert!(recorded.contains(failure), "{announced}: {recorded}");
+        }
     }
 }

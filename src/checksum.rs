@@ -60,6 +60,28 @@ impl ChecksumAlgorithm {
         }
     }
 
+    /// The length of the base64 digest (`x-amz-checksum-*` value): fixed per algorithm.
+    pub fn base64_len(self) -> usize {
+        let digest_bytes: usize = match self {
+            Self::Crc32 | Self::Crc32c => 4,
+            Self::Crc64Nvme => 8,
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        };
+        digest_bytes.div_ceil(3) * 4
+    }
+
+    /// The `x-amz-sdk-checksum-algorithm` form: `CRC32`, `CRC64NVME`, ...
+    pub fn sdk_name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "CRC32",
+            Self::Crc32c => "CRC32C",
+            Self::Crc64Nvme => "CRC64NVME",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+        }
+    }
+
     /// The metadata header s3ferry stores this algorithm's checksum under.
     pub fn stored_header_name(self) -> String {
         format!("{STORED_CHECKSUM_PREFIX}{}", self.name())
@@ -141,6 +163,14 @@ mod tests {
             ChecksumAlgorithm::Sha1.stored_header_name(),
             "x-amz-meta-s3ferry-checksum-sha1"
         );
+    }
+
+    #[test]
+    fn base64_lengths_are_those_of_the_digests() {
+        for a in ChecksumAlgorithm::ALL {
+            assert_eq!(a.of(b"any body").len(), a.base64_len(), "{}", a.name());
+            assert!(a.sdk_name().eq_ignore_ascii_case(a.name()));
+        }
     }
 
     #[test]

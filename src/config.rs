@@ -156,6 +156,7 @@ struct RawDialectOverrides {
     native_storage_class_header: Option<String>,
     acl_api: Option<bool>,
     list_objects_v2: Option<bool>,
+    unsigned_trailer: Option<bool>,
 }
 
 /// `[providers.X.acl]`.
@@ -988,6 +989,9 @@ impl Resolver<'_> {
             if let Some(v) = o.list_objects_v2 {
                 profile.list_objects_v2 = v;
             }
+            if let Some(v) = o.unsigned_trailer {
+                profile.unsigned_trailer = v;
+            }
         }
         if let Some(table) = &p.storage_classes {
             let mut merged: Vec<(String, String)> = Vec::new();
@@ -1322,6 +1326,27 @@ mod tests {
         };
         assert!(!ceph(""));
         assert!(ceph("[providers.up.dialect_overrides]\nlist_objects_v2 = true"));
+    }
+
+    #[test]
+    fn unsigned_trailer_can_be_switched_per_provider() {
+        let unsigned_trailer = |dialect: &str, overrides: &str| {
+            let text = MINIMAL.replace(
+                "secret_access_key = \"up-secret\"",
+                &format!("secret_access_key = \"up-secret\"\ndialect = \"{dialect}\"\n{overrides}"),
+            );
+            parse(&text).expect("parses").providers["up"].profile.unsigned_trailer
+        };
+        assert!(unsigned_trailer("aws", ""));
+        assert!(!unsigned_trailer(
+            "aws",
+            "[providers.up.dialect_overrides]\nunsigned_trailer = false"
+        ));
+        assert!(!unsigned_trailer("ceph", ""));
+        assert!(unsigned_trailer(
+            "ceph",
+            "[providers.up.dialect_overrides]\nunsigned_trailer = true"
+        ));
     }
 
     #[test]

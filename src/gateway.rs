@@ -12,8 +12,12 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use crate::access_log::{HandledByGateway, RequestContext};
-use crate::body::{self, ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, IdleTimeoutBody, UploadFailure};
+use crate::body::{
+    self, ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, IdleTimeoutBody, UnsignedTrailerBody,
+    UploadFailure,
+};
 use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
+use crate::config::SignatureVersion;
 use crate::copy_through::{self, CopySource};
 use crate::dialect::translate::{self, Untranslatable, WithheldChecksum};
 use crate::dialect::{DialectProfile, EtagCase};
@@ -24,7 +28,7 @@ use crate::migration::tombstone::{RESERVED_PREFIX, is_reserved};
 use crate::operation::{self, Target};
 use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket, list_v2_via_v1};
 use crate::route::{FallbackRoute, Route, RouteTable};
-use crate::upstream::sign::{EMPTY_PAYLOAD_SHA256, UNSIGNED_PAYLOAD};
+use crate::upstream::sign::{EMPTY_PAYLOAD_SHA256, STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD};
 use crate::upstream::url::{parse_query, percent_decode, uri_encode};
 use crate::upstream::{self, OutgoingRequest};
 
@@ -636,8 +640,6 @@ async fn build_outgoing(
             (body, payload_hash)
         }
         Framing::Dechunked { length, trailer } => {
-            strip_chunked_framing(&mut headers);
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
             let check = match (trailer, req.trailing_headers.clone()) {
                 (Some(_), _) if header_check.is_some() => {
                     return Err(GatewayError::InvalidRequest(
@@ -656,12 +658,21 @@ async fn build_outgoing(
                 (None, _) => header_check,
             };
             let held = HoldBackLast::new(req.input, check, slot.clone());
-            let body = if length == 0 {
-                verify_empty_upload(held, slot).await?
+            if let Some(algorithm) = trailer.filter(|a| forwards_trailer(&route.provider.settings, *a, &headers)) {
+                // The provider stores the checksum: the trailer goes on, after it verified.
+                set_unsigned_trailer_framing(&mut headers, length, algorithm);
+                let body = UnsignedTrailerBody::new(held, algorithm, length).into_upstream_body();
+                (body, STREAMING_UNSIGNED_PAYLOAD_TRAILER.to_string())
             } else {
-                held.into_upstream_body()
-            };
-            (body, UNSIGNED_PAYLOAD.to_string())
+                strip_chunked_framing(&mut headers);
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+                let body = if length == 0 {
+                    verify_empty_upload(held, slot).await?
+                } else {
+                    held.into_upstream_body()
+                };
+                (body, UNSIGNED_PAYLOAD.to_string())
+            }
         }
     };
     Ok(OutgoingRequest {
@@ -687,6 +698,44 @@ async fn verify_empty_upload(held: HoldBackLast, slot: &FailureSlot) -> Result<b
         }
     }
     Ok(body::empty())
+}
+
+/// Whether a client's verified `algorithm` trailer goes on to the provider (dialects.md rule
+/// 10c): it takes unsigned-trailer uploads and the algorithm, signs with SigV4 (SigV2 knows no
+/// aws-chunked), and gets no `x-amz-checksum-*` header besides (AWS refuses both together).
+fn forwards_trailer(settings: &upstream::UpstreamSettings, algorithm: ChecksumAlgorithm, headers: &HeaderMap) -> bool {
+    let profile = &settings.profile;
+    settings.signature == SignatureVersion::V4
+        && profile.unsigned_trailer
+        && profile.checksum_algorithms.contains(&algorithm)
+        && !headers
+            .keys()
+            .any(|n| ChecksumAlgorithm::from_header_name(n.as_str()).is_some())
+}
+
+/// The headers of an `aws-chunked` body with an unsigned `algorithm` trailer, framed by
+/// [`UnsignedTrailerBody`]: `aws-chunked` first in Content-Encoding (other encodings kept after
+/// it), the decoded length, the trailer's name, and the exact encoded Content-Length.
+fn set_unsigned_trailer_framing(headers: &mut HeaderMap, decoded_length: u64, algorithm: ChecksumAlgorithm) {
+    strip_chunked_framing(headers);
+    let encoding = match headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(rest) => HeaderValue::from_str(&format!("aws-chunked,{rest}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("aws-chunked")),
+        None => HeaderValue::from_static("aws-chunked"),
+    };
+    headers.insert(http::header::CONTENT_ENCODING, encoding);
+    headers.insert("x-amz-decoded-content-length", HeaderValue::from(decoded_length));
+    headers.insert("x-amz-trailer", HeaderValue::from_static(algorithm.header_name()));
+    // What SDKs send with a trailer; some stores (s3s-fs, moto) read the algorithm from it.
+    headers.insert(
+        "x-amz-sdk-checksum-algorithm",
+        HeaderValue::from_static(algorithm.sdk_name()),
+    );
+    let encoded = body::unsigned_trailer_encoded_length(decoded_length, algorithm);
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(encoded));
 }
 
 /// Removes `aws-chunked` from Content-Encoding and the chunked-framing headers.
@@ -1136,6 +1185,34 @@ mod tests {
         h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
         strip_chunked_framing(&mut h);
         assert!(!h.contains_key("content-encoding"));
+    }
+
+    #[test]
+    fn unsigned_trailer_framing_puts_aws_chunked_first_and_sets_the_encoded_length() {
+        let mut h = HeaderMap::new();
+        h.insert("content-encoding", HeaderValue::from_static("aws-chunked,gzip"));
+        h.insert("x-amz-decoded-content-length", HeaderValue::from_static("65537"));
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32c"));
+        h.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("crc32c"));
+        set_unsigned_trailer_framing(&mut h, 65_537, ChecksumAlgorithm::Crc32c);
+        let get = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(get("content-encoding"), "aws-chunked,gzip");
+        assert_eq!(get("x-amz-decoded-content-length"), "65537");
+        assert_eq!(get("x-amz-trailer"), "x-amz-checksum-crc32c");
+        assert_eq!(get("x-amz-sdk-checksum-algorithm"), "CRC32C");
+        let encoded = 7 + 65_536 + 2 + 6 + 3 + "x-amz-checksum-crc32c:".len() + 8 + 4;
+        assert_eq!(get("content-length"), encoded.to_string());
+        let mut h = HeaderMap::new();
+        set_unsigned_trailer_framing(&mut h, 0, ChecksumAlgorithm::Sha256);
+        assert_eq!(
+            h.get("content-encoding").map(HeaderValue::as_bytes),
+            Some(&b"aws-chunked"[..])
+        );
     }
 
     #[test]

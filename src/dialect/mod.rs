@@ -157,6 +157,11 @@ pub struct DialectProfile {
     /// Whether the provider serves ListObjectsV2. When not, s3ferry sends ListObjects (v1) and
     /// writes the V2 answer itself, continuation tokens included (dialects.md rule 22).
     pub list_objects_v2: bool,
+    /// Whether the provider accepts `STREAMING-UNSIGNED-PAYLOAD-TRAILER` aws-chunked uploads.
+    /// When it does (and takes the algorithm), a client's verified trailing checksum goes
+    /// upstream re-framed in that form, so the provider stores it (dialects.md rule 10c);
+    /// otherwise the body goes as plain bytes and the checksum stays with s3ferry.
+    pub unsigned_trailer: bool,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -195,6 +200,8 @@ fn aws() -> DialectProfile {
         native_storage_class_header: None,
         acl_api: true,
         list_objects_v2: true,
+        // §1a "Unsigned trailer": ✅ [aws-trailers].
+        unsigned_trailer: true,
     }
 }
 
@@ -252,6 +259,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
                     hint: None,
                 },
             ],
+            // §1a: unsigned trailer ❌ "400 InvalidArgument / NotImplemented" [oss-0017-804].
+            unsigned_trailer: false,
             ..base
         },
         "spaces" => DialectProfile {
@@ -265,6 +274,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             unsupported_acl: UnsupportedAcl::Map,
             // Finding 6: DO does not implement encoding-type=url reliably ([rclone-providers]).
             url_encoded_listings: false,
+            // §1a: unsigned trailer unknown ("?"): not sent.
+            unsigned_trailer: false,
             ..base
         },
         "r2" => DialectProfile {
@@ -289,6 +300,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             ]),
             // A.3 / rule 30: no x-amz-expected-bucket-owner / x-amz-request-payer.
             drop_headers: strings(&["x-amz-expected-bucket-owner", "x-amz-request-payer"]),
+            // §1a: unsigned trailer ✅ since 2025 (was ❌) [skypilot-5282].
+            unsigned_trailer: true,
             ..base
         },
         "b2" => DialectProfile {
@@ -300,6 +313,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             canned_acls: strings(&["private", "public-read"]),
             grants: false,
             unsupported_acl: UnsupportedAcl::Map,
+            // §1a: unsigned trailer unknown ("?") and no flexible checksums: not sent.
+            unsigned_trailer: false,
             ..base
         },
         "gcs" => DialectProfile {
@@ -329,6 +344,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
                 status: Some(409),
                 hint: None,
             }],
+            // §1a: unsigned trailer ⚠ "boto3 ≥1.36 uploads fail (signature)" [gramps-758].
+            unsigned_trailer: false,
             ..base
         },
         // A.6: "100% bit-compatible" claim; no documented ACL/class/ETag differences.
@@ -338,6 +355,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             checksum_algorithms: NO_CHECKSUMS.to_vec(),
             content_md5_required: true,
             conditional_writes: ConditionalWrites::Unsupported,
+            // §1a: unsigned trailer unknown ("?"): not sent.
+            unsigned_trailer: false,
             ..base
         },
         "minio" => DialectProfile {
@@ -349,6 +368,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             canned_acls: strings(&["private", "bucket-owner-full-control"]),
             grants: false,
             unsupported_acl: UnsupportedAcl::Reject,
+            // §1a: unsigned trailer ✅ (fixed Jan 2025) [storj-89].
+            unsigned_trailer: true,
             ..base
         },
         // A.7 / §1b: grants supported, AWS-style ETags, admin-defined classes.
@@ -363,6 +384,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             // A.7: rclone lists Ceph with `list_version: 1` ([rclone-ceph]): older RGW releases
             // do not serve ListObjectsV2 (rule 22).
             list_objects_v2: false,
+            // §1a: unsigned trailer ⚠ "new releases only; old → MissingContentLength" [glance-spec].
+            unsigned_trailer: false,
             ..base
         },
         "garage" => DialectProfile {
@@ -382,6 +405,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             canned_acls: strings(&["private", "bucket-owner-full-control"]),
             grants: false,
             unsupported_acl: UnsupportedAcl::Reject,
+            // §1a: unsigned trailer ✅ (`x-amz-trailer`) [garage-sig].
+            unsigned_trailer: true,
             ..base
         },
         // test-environment.md: s3s-fs has no ACLs.
@@ -393,6 +418,9 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             canned_acls: strings(&["private", "bucket-owner-full-control"]),
             grants: false,
             unsupported_acl: UnsupportedAcl::Reject,
+            // s3s-fs 0.14 decodes `STREAMING-UNSIGNED-PAYLOAD-TRAILER` and stores the trailer's checksum
+            // (s3s `AwsChunkedStream`, s3s-fs `put_object`; tests/it/trailers.rs).
+            unsigned_trailer: true,
             ..base
         },
         _ => return None,
@@ -655,6 +683,14 @@ mod tests {
         }
         for name in ["aws", "wasabi", "ceph", "minio", "local"] {
             assert!(!profile(name).rewrites_responses(), "{name}");
+        }
+    }
+
+    #[test]
+    fn unsigned_trailers_go_to_the_providers_that_take_them() {
+        for name in KNOWN_DIALECTS {
+            let expected = matches!(*name, "aws" | "minio" | "garage" | "r2" | "local");
+            assert_eq!(profile(name).unsigned_trailer, expected, "{name}");
         }
     }
 

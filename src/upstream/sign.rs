@@ -12,6 +12,8 @@ use time::macros::format_description;
 
 /// Payload hash for a body s3ferry does not hash (streamed, verified elsewhere).
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// Payload hash for an `aws-chunked` body with unsigned chunks and an unsigned trailer.
+pub const STREAMING_UNSIGNED_PAYLOAD_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
 /// SHA-256 of the empty body.
 pub const EMPTY_PAYLOAD_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
