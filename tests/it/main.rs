@@ -12,5 +12,6 @@ mod sidecar;
 mod sigv2_upstream;
 mod streaming;
 mod support;
+mod trailers;
 mod upstream_failures;
 mod verification;

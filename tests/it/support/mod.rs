@@ -101,6 +101,9 @@ pub struct Quirks {
     /// 400 InvalidArgument, as AWS answers an unknown scheme, like an old S3 clone that knows
     /// only v2 (dialects.md §D.3). What gets through is verified by s3s's SigV2 check.
     pub sigv2_only: std::sync::atomic::AtomicBool,
+    /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
+    /// test can see which body form reached the provider.
+    pub put_payload_hashes: std::sync::Mutex<Vec<String>>,
 }
 
 /// A real S3 server (s3s-fs over a temp dir) on a loopback port.
@@ -233,6 +236,11 @@ async fn answer(
     quirks: &Quirks,
 ) -> Response<s3s::Body> {
     use std::sync::atomic::Ordering;
+    if req.method() == http::Method::PUT {
+        let hash = req.headers().get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
+        let mut seen = quirks.put_payload_hashes.lock().expect("not poisoned");
+        seen.push(hash.unwrap_or("-").to_string());
+    }
     let reads = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
     let fail = quirks.fail_reads_with.load(Ordering::Relaxed);
     if reads && fail != 0 {
