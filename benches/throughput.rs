@@ -1,5 +1,7 @@
 //! Through-gateway vs direct-to-upstream, in the same run: large-object PUT/GET throughput and
-//! small-object GET rate against an in-process s3s-fs upstream. Prints each ratio.
+//! small-object GET rate against an in-process s3s-fs upstream; and a large streamed PUT as SDKs
+//! send it (aws-chunked with a CRC32 trailer), which s3ferry re-frames for the provider, and
+//! the same through a provider with `unsigned_trailer = false` (plain body). Prints each ratio.
 //!
 //!     cargo bench --bench throughput
 //!
@@ -76,6 +78,58 @@ async fn put_large(client: &Client<HttpConnector, BenchBody>, t: &Target, key: &
     started.elapsed()
 }
 
+/// `mib` MiB framed as SDKs stream a file: unsigned 64 KiB aws-chunked chunks and a CRC32
+/// trailer. Returns the pieces and the encoded length.
+fn trailer_body_pieces(mib: usize) -> (Vec<Bytes>, usize) {
+    let data = vec![7u8; MIB];
+    let mut segment = Vec::with_capacity(MIB + 16 * 16);
+    for chunk in data.chunks(64 * 1024) {
+        segment.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        segment.extend_from_slice(chunk);
+        segment.extend_from_slice(b"\r\n");
+    }
+    let mut crc = s3ferry::checksum::ChecksumHasher::new(s3ferry::checksum::ChecksumAlgorithm::Crc32);
+    for _ in 0..mib {
+        crc.update(&data);
+    }
+    let end = Bytes::from(format!("0\r\nx-amz-checksum-crc32:{}\r\n\r\n", crc.finalize_base64()));
+    let segment = Bytes::from(segment);
+    let mut pieces = vec![segment; mib];
+    pieces.push(end);
+    let len = pieces.iter().map(Bytes::len).sum();
+    (pieces, len)
+}
+
+async fn put_large_with_trailer(
+    client: &Client<HttpConnector, BenchBody>,
+    t: &Target,
+    key: &str,
+    mib: usize,
+) -> Duration {
+    let (pieces, encoded_len) = trailer_body_pieces(mib);
+    let mut headers = HeaderMap::new();
+    headers.insert("content-length", HeaderValue::from(encoded_len));
+    headers.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
+    headers.insert("x-amz-decoded-content-length", HeaderValue::from(mib * MIB));
+    headers.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32"));
+    headers.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("CRC32"));
+    let req = signed(
+        t,
+        Method::PUT,
+        &format!("/bench/{key}"),
+        headers,
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    );
+    let started = Instant::now();
+    let resp = client
+        .request(req.body(body_of(pieces)).expect("req"))
+        .await
+        .expect("put");
+    assert!(resp.status().is_success(), "{} trailer PUT: {}", t.name, resp.status());
+    resp.into_body().collect().await.expect("body");
+    started.elapsed()
+}
+
 async fn get(client: &Client<HttpConnector, BenchBody>, t: &Target, key: &str) -> (Duration, usize) {
     let req = signed(
         t,
@@ -137,9 +191,13 @@ fn main() {
         );
         let config = s3ferry::config::Config::parse(&toml, "bench.toml", Path::new("."), &|_| None).expect("config");
         let gateway = s3ferry::server::start(&config).await.expect("gateway");
+        let plain_toml = format!("{toml}[providers.up.dialect_overrides]\nunsigned_trailer = false\n");
+        let config = s3ferry::config::Config::parse(&plain_toml, "bench.toml", Path::new("."), &|_| None).expect("config");
+        let plain_gateway = s3ferry::server::start(&config).await.expect("gateway");
 
         let direct = Target { name: "direct", addr: up_addr, key: UP_KEY, secret: UP_SECRET };
         let through = Target { name: "s3ferry", addr: gateway.addr(), key: GW_KEY, secret: GW_SECRET };
+        let through_plain = Target { name: "s3ferry-plain", addr: plain_gateway.addr(), key: GW_KEY, secret: GW_SECRET };
         let client: Client<HttpConnector, BenchBody> = Client::builder(TokioExecutor::new()).build_http();
 
         // Seed the small object once.
@@ -166,7 +224,15 @@ fn main() {
             println!("{:<28} {:>9.0} MB/s {:>7.0} MB/s {:>7.2}x", format!("PUT large{label}"), mbps(d.0), mbps(g.0), mbps(g.0) / mbps(d.0));
             println!("{:<28} {:>9.0} MB/s {:>7.0} MB/s {:>7.2}x", format!("GET large{label}"), mbps(d.1), mbps(g.1), mbps(g.1) / mbps(d.1));
             println!("{:<28} {:>10.0} /s {:>9.0} /s {:>7.2}x", format!("GET 4 KiB sequential{label}"), rate(d.2), rate(g.2), rate(g.2) / rate(d.2));
+            let mut trailer = Vec::new();
+            for t in [&direct, &through, &through_plain] {
+                trailer.push(put_large_with_trailer(&client, t, &format!("trailer-{}", t.name), large_mib).await);
+            }
+            let (d, reframed, plain) = (mbps(trailer[0]), mbps(trailer[1]), mbps(trailer[2]));
+            println!("{:<28} {:>9.0} MB/s {:>7.0} MB/s {:>7.2}x", format!("PUT trailer, re-framed{label}"), d, reframed, reframed / d);
+            println!("{:<28} {:>9.0} MB/s {:>7.0} MB/s {:>7.2}x", format!("PUT trailer, plain{label}"), d, plain, plain / d);
         }
         gateway.shutdown(Duration::from_secs(2)).await;
+        plain_gateway.shutdown(Duration::from_secs(2)).await;
     });
 }

@@ -223,7 +223,10 @@ impl Gateway {
         }
         let mut query = query;
         let withheld = translate_request_for(&route, operation, &mut headers, &mut query)?;
-        let body_check = body_checksum_to_verify(operation, withheld, &mut headers);
+        let body_check = BodyChecks {
+            withheld: body_checksum_to_verify(operation, withheld, &mut headers),
+            object_data: carries_object_data(operation),
+        };
         let encode_listing = encodes_listing_itself(&route, operation, &mut query);
         let mut relay = Relay::new(operation, &req.headers, encode_listing);
         relay.v2_via_v1 = lists_v2_via_v1(&route, operation, &mut query)?;
@@ -420,7 +423,10 @@ impl Gateway {
         let mut headers = self.forward_headers(&req.headers, route)?;
         let mut query = query;
         let withheld = translate_request_for(route, "DeleteObjects", &mut headers, &mut query)?;
-        let body_check = body_checksum_to_verify("DeleteObjects", withheld, &mut headers);
+        let body_check = BodyChecks {
+            withheld: body_checksum_to_verify("DeleteObjects", withheld, &mut headers),
+            object_data: false,
+        };
         let relay = Relay::new("DeleteObjects", &req.headers, false);
         let slot = FailureSlot::default();
         let mut outgoing = build_outgoing(req, route, encoded_key, query, headers, &slot, body_check).await?;
@@ -607,10 +613,12 @@ async fn build_outgoing(
     query: Vec<(String, String)>,
     mut headers: HeaderMap,
     slot: &FailureSlot,
-    body_check: Option<WithheldChecksum>,
+    body_check: BodyChecks,
 ) -> Result<OutgoingRequest, GatewayError> {
     let framing = framing_of(&req.headers)?;
-    let header_check = body_check.map(|w| ChecksumCheck::new(w.algorithm, ExpectedChecksum::Header(w.value)));
+    let header_check = body_check
+        .withheld
+        .map(|w| ChecksumCheck::new(w.algorithm, ExpectedChecksum::Header(w.value)));
     let (body, payload_hash) = match framing {
         Framing::Empty => {
             let payload = if req.method == Method::GET || req.method == Method::HEAD || req.method == Method::DELETE {
@@ -658,7 +666,9 @@ async fn build_outgoing(
                 (None, _) => header_check,
             };
             let held = HoldBackLast::new(req.input, check, slot.clone());
-            if let Some(algorithm) = trailer.filter(|a| forwards_trailer(&route.provider.settings, *a, &headers)) {
+            let forwarded =
+                trailer.filter(|a| body_check.object_data && forwards_trailer(&route.provider.settings, *a, &headers));
+            if let Some(algorithm) = forwarded {
                 // The provider stores the checksum: the trailer goes on, after it verified.
                 set_unsigned_trailer_framing(&mut headers, length, algorithm);
                 let body = UnsignedTrailerBody::new(held, algorithm, length).into_upstream_body();
@@ -799,10 +809,25 @@ fn translate_request_for(
     })
 }
 
+/// What s3ferry checks in a client's body, and what may go on to the provider.
+struct BodyChecks {
+    /// A client checksum header the provider does not get, checked against the body by s3ferry.
+    withheld: Option<WithheldChecksum>,
+    /// The body is object data, so a verified trailing checksum may go on to the provider
+    /// re-framed. Other bodies stay plain: s3ferry may read them back (CompleteMultipartUpload,
+    /// DeleteObjects).
+    object_data: bool,
+}
+
+/// Operations whose body is the object's data.
+fn carries_object_data(operation: &str) -> bool {
+    matches!(operation, "PutObject" | "UploadPart")
+}
+
 /// Operations whose `x-amz-checksum-*` header is the checksum of the request body itself (for
 /// CompleteMultipartUpload and copies it describes the object, not the body).
 fn checksum_describes_body(operation: &str) -> bool {
-    matches!(operation, "PutObject" | "UploadPart") || operation::requires_checksum(operation)
+    carries_object_data(operation) || operation::requires_checksum(operation)
 }
 
 /// A withheld client checksum that s3ferry must check against the body it streams. For

@@ -10,6 +10,7 @@ use s3ferry::server::RunningGateway;
 use crate::support::oss::OssLike;
 use crate::support::{
     TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, error_status, sdk_client, single_provider_gateway,
+    temp_file,
 };
 
 async fn oss_gateway(oss: &OssLike, extra: &str) -> (RunningGateway, aws_sdk_s3::Client) {
@@ -568,13 +569,6 @@ fn delete_request(keys: &[&str]) -> aws_sdk_s3::types::Delete {
         .set_objects(Some(objects))
         .build()
         .expect("delete")
-}
-
-/// A temporary file holding `data`, for uploads the SDK streams (aws-chunked with a trailer).
-fn temp_file(data: &[u8]) -> tempfile::NamedTempFile {
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    std::io::Write::write_all(&mut file, data).expect("write");
-    file
 }
 
 #[tokio::test]

@@ -475,6 +475,13 @@ read_timeout_secs = 20
     (g, client)
 }
 
+/// A temporary file holding `data`, for uploads the SDK streams (aws-chunked with a trailer).
+pub fn temp_file(data: &[u8]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut file, data).expect("write");
+    file
+}
+
 /// Deterministic test data.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
