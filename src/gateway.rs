@@ -12,6 +12,7 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use crate::access_log::{HandledByGateway, RequestContext};
+use crate::acl_answer;
 use crate::body::{self, ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, IdleTimeoutBody, UploadFailure};
 use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
 use crate::copy_through::{self, CopySource};
@@ -154,11 +155,16 @@ impl Gateway {
         };
         let route = self.routes.resolve(bucket)?;
         ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
+        refuse_unsupported_operation(&route, operation)?;
         // The key is decoded once: kept readable for migration, and canonically encoded for the
         // provider (what is sent is what is signed).
         let key_bytes = percent_decode(&target.raw_key);
         let key = String::from_utf8_lossy(&key_bytes).into_owned();
         let encoded_key = uri_encode(&key_bytes, true);
+        let mut req = req;
+        if let Some(answer) = acl_answer::answer_or_rewrite(&mut req, &route, operation, &key).await? {
+            return Ok(answer);
+        }
         let mut satisfied_by_old = false;
         if let Some(fallback) = route.fallback.clone() {
             if is_reserved(&key) {
@@ -388,7 +394,8 @@ impl Gateway {
                 .await
                 .map(Some);
         }
-        if Arc::ptr_eq(&source_route.provider, &route.provider) {
+        let part_copy_by_provider = upload_of(query).is_none() || route.provider.settings.profile.upload_part_copy;
+        if Arc::ptr_eq(&source_route.provider, &route.provider) && part_copy_by_provider {
             return Ok(None);
         }
         let from = CopySource {
@@ -748,6 +755,20 @@ fn translate_request_for(
         Untranslatable::ConditionalWrite { .. } => GatewayError::NotImplemented(e.to_string()),
         Untranslatable::CannedAcl { .. } | Untranslatable::Grant { .. } => GatewayError::AclNotSupported(e.to_string()),
     })
+}
+
+/// An operation the provider's dialect says it does not implement: a clear 501 naming the
+/// provider, and the override that lifts it if the provider has gained it.
+fn refuse_unsupported_operation(route: &Route, operation: &str) -> Result<(), GatewayError> {
+    let settings = &route.provider.settings;
+    if settings.profile.unsupported_operations.iter().any(|o| o == operation) {
+        return Err(GatewayError::NotImplemented(format!(
+            "{operation} is not supported by provider '{}' (dialect {}); if it is now, remove it from \
+             dialect_overrides.unsupported_operations",
+            settings.name, settings.profile.name
+        )));
+    }
+    Ok(())
 }
 
 /// Operations whose `x-amz-checksum-*` header is the checksum of the request body itself (for

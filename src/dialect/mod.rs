@@ -154,6 +154,12 @@ pub struct DialectProfile {
     /// Get*Acl with the one ACL such a provider enforces (owner full control) and treats
     /// Put*Acl like the `x-amz-acl` header.
     pub acl_api: bool,
+    /// S3 operations the provider does not implement: refused by s3ferry with 501
+    /// `NotImplemented` naming the provider, instead of whatever the provider makes of them.
+    pub unsupported_operations: Vec<String>,
+    /// Whether UploadPartCopy is done by the provider. When not, s3ferry streams the source
+    /// range through itself into an UploadPart (dialects.md rule 23).
+    pub upload_part_copy: bool,
     /// Whether the provider serves ListObjectsV2. When not, s3ferry sends ListObjects (v1) and
     /// writes the V2 answer itself, continuation tokens included (dialects.md rule 22).
     pub list_objects_v2: bool,
@@ -194,9 +200,23 @@ fn aws() -> DialectProfile {
         conditional_writes: ConditionalWrites::Aws,
         native_storage_class_header: None,
         acl_api: true,
+        unsupported_operations: Vec::new(),
+        upload_part_copy: true,
         list_objects_v2: true,
     }
 }
+
+/// The object and bucket tagging operations.
+const TAGGING_OPERATIONS: &[&str] = &[
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+    "GetBucketTagging",
+    "PutBucketTagging",
+    "DeleteBucketTagging",
+];
+const POLICY_OPERATIONS: &[&str] = &["GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"];
+const OBJECT_LOCK_OPERATIONS: &[&str] = &["GetObjectLockConfiguration", "PutObjectLockConfiguration"];
 
 /// Providers with no flexible checksums and the MD5 they insist on instead (§B.3).
 const NO_CHECKSUMS: &[ChecksumAlgorithm] = &[];
@@ -208,6 +228,28 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         "aws" => base,
         "oss" => DialectProfile {
             name: "oss".into(),
+            // A.1: absent from the S3 operation list.
+            unsupported_operations: strings(
+                &[
+                    &[
+                        "RestoreObject",
+                        "ListMultipartUploads",
+                        "GetBucketVersioning",
+                        "PutBucketVersioning",
+                        "ListObjectVersions",
+                        "GetBucketCors",
+                        "PutBucketCors",
+                        "DeleteBucketCors",
+                        "GetBucketWebsite",
+                        "PutBucketWebsite",
+                        "DeleteBucketWebsite",
+                    ][..],
+                    TAGGING_OPERATIONS,
+                    POLICY_OPERATIONS,
+                    OBJECT_LOCK_OPERATIONS,
+                ]
+                .concat(),
+            ),
             // A.1 Checksums: no flexible checksums, integrity via Content-MD5; §B.3: InvalidArgument.
             checksum_algorithms: NO_CHECKSUMS.to_vec(),
             content_md5_required: true,
@@ -269,8 +311,23 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "r2" => DialectProfile {
             name: "r2".into(),
-            // A.3: CRC32/CRC32C/SHA1/SHA256 (composite) and CRC64NVME (full object) accepted, but
-            // PutBucketCors/Lifecycle refuse checksum algorithm headers: those get Content-MD5.
+            // A.3: versioning and object-lock headers not implemented.
+            unsupported_operations: strings(
+                &[
+                    &["PutBucketVersioning", "ListObjectVersions"][..],
+                    OBJECT_LOCK_OPERATIONS,
+                ]
+                .concat(),
+            ),
+            // A.3: CRC32/CRC32C/SHA1/SHA256 only as COMPOSITE, CRC64NVME only as FULL_OBJECT, so
+            // CRC64NVME (CLI v2's default) fails on multipart parts: s3ferry checks and keeps it.
+            checksum_algorithms: vec![
+                ChecksumAlgorithm::Crc32,
+                ChecksumAlgorithm::Crc32c,
+                ChecksumAlgorithm::Sha1,
+                ChecksumAlgorithm::Sha256,
+            ],
+            // A.3: PutBucketCors/Lifecycle refuse checksum algorithm headers: those get Content-MD5.
             content_md5_required: true,
             // A.3: GetBucketAcl unimplemented.
             acl_api: false,
@@ -304,6 +361,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "gcs" => DialectProfile {
             name: "gcs".into(),
+            // A.5 Quirks: no multipart server-side copy.
+            upload_part_copy: false,
             // A.5: composite CRC32 -> 412, boto3 >= 1.36 uploads fail: no flexible checksums.
             checksum_algorithms: NO_CHECKSUMS.to_vec(),
             content_md5_required: true,
@@ -342,6 +401,24 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "minio" => DialectProfile {
             name: "minio".into(),
+            // A.8: unsupported bucket sub-resources.
+            unsupported_operations: strings(&[
+                "GetBucketWebsite",
+                "PutBucketWebsite",
+                "DeleteBucketWebsite",
+                "GetBucketLogging",
+                "PutBucketLogging",
+                "GetBucketAccelerateConfiguration",
+                "PutBucketAccelerateConfiguration",
+                "GetBucketRequestPayment",
+                "PutBucketRequestPayment",
+                "GetPublicAccessBlock",
+                "PutPublicAccessBlock",
+                "DeletePublicAccessBlock",
+                "GetBucketOwnershipControls",
+                "PutBucketOwnershipControls",
+                "DeleteBucketOwnershipControls",
+            ]),
             // A.8: GetObjectAcl / PutObjectAcl / PutBucketAcl unsupported.
             acl_api: false,
             // §1b / rule 26: object ACLs unsupported; private is a no-op, public is refused.
@@ -367,6 +444,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "garage" => DialectProfile {
             name: "garage".into(),
+            // A.9: no policy, object lock or tagging endpoints.
+            unsupported_operations: strings(&[TAGGING_OPERATIONS, POLICY_OPERATIONS, OBJECT_LOCK_OPERATIONS].concat()),
             // A.9: CRC32, CRC32C, SHA1, SHA256, no CRC64NVME; no ACL endpoints; conditional PUT
             // unknown ("?"), refused.
             checksum_algorithms: vec![
@@ -662,6 +741,29 @@ mod tests {
     fn only_ceph_lists_through_listobjects_v1() {
         for name in KNOWN_DIALECTS {
             assert_eq!(profile(name).list_objects_v2, *name != "ceph", "{name}");
+        }
+    }
+
+    #[test]
+    fn checksum_conditional_and_operation_tables_per_dialect() {
+        use crate::checksum::ChecksumAlgorithm as A;
+        for name in ["oss", "b2", "gcs", "spaces", "wasabi", "ceph"] {
+            let p = profile(name);
+            assert!(p.checksum_algorithms.is_empty() && p.content_md5_required, "{name}");
+        }
+        assert_eq!(profile("aws").checksum_algorithms, A::ALL);
+        assert!(!profile("r2").checksum_algorithms.contains(&A::Crc64Nvme));
+        assert!(!profile("garage").checksum_algorithms.contains(&A::Crc64Nvme));
+        assert_eq!(profile("oss").conditional_writes, ConditionalWrites::OssForbidOverwrite);
+        assert_eq!(profile("gcs").conditional_writes, ConditionalWrites::GcsGenerationMatch);
+        assert_eq!(profile("wasabi").conditional_writes, ConditionalWrites::Unsupported);
+        assert_eq!(profile("minio").conditional_writes, ConditionalWrites::Aws);
+        assert!(profile("oss").unsupported_operations.iter().any(|o| o == "ListMultipartUploads"));
+        assert!(profile("garage").unsupported_operations.iter().any(|o| o == "PutObjectTagging"));
+        assert!(profile("aws").unsupported_operations.is_empty());
+        assert!(!profile("gcs").upload_part_copy && profile("aws").upload_part_copy);
+        for name in ["r2", "minio", "garage", "local"] {
+            assert!(!profile(name).acl_api, "{name}");
         }
     }
 }

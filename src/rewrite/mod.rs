@@ -2,6 +2,7 @@
 //! per response shape. Everything a rewriter does not edit is copied as it came.
 //! Only small XML bodies are read (capped by [`MAX_XML_BODY`]); object bodies are never touched.
 
+pub mod acl;
 pub mod bucket_names;
 pub mod delete_objects;
 pub mod list_buckets;

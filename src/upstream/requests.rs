@@ -88,6 +88,18 @@ impl Upstream {
         }
     }
 
+    /// HEAD a bucket: `false` on 404, an error on anything else that is not 2xx.
+    pub async fn bucket_exists(&self, bucket: &str) -> Result<bool, GatewayError> {
+        let response = self
+            .send_collect(self.request(Method::HEAD, bucket, "", Vec::new()), 0)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(true),
+            s => Err(self.failed(&format!("HEAD {bucket}"), s, &[])),
+        }
+    }
+
     /// GET an object (or a range of it, via `headers`); the response is returned as it is.
     pub async fn get_object(
         &self,

@@ -101,6 +101,12 @@ pub struct Quirks {
     /// 400 InvalidArgument, as AWS answers an unknown scheme, like an old S3 clone that knows
     /// only v2 (dialects.md §D.3). What gets through is verified by s3s's SigV2 check.
     pub sigv2_only: std::sync::atomic::AtomicBool,
+    /// Refuse UploadPartCopy with 501 NotImplemented, as GCS's XML API has no multipart
+    /// server-side copy (dialects.md §A.5).
+    pub no_upload_part_copy: std::sync::atomic::AtomicBool,
+    /// Refuse CRC64NVME on multipart uploads with 501 NotImplemented, as R2 takes CRC64NVME
+    /// only as a full-object checksum (dialects.md §A.3; CLI v2's default, [skypilot-5282]).
+    pub r2_no_composite_crc64nvme: std::sync::atomic::AtomicBool,
 }
 
 /// A real S3 server (s3s-fs over a temp dir) on a loopback port.
@@ -276,6 +282,30 @@ async fn answer(
                 400,
                 "InvalidRequest",
                 "Missing required header for this request: Content-MD5",
+            );
+        }
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let names_upload = query.split('&').any(|p| p.starts_with("uploadId="));
+    if quirks.no_upload_part_copy.load(Ordering::Relaxed)
+        && req.method() == http::Method::PUT
+        && names_upload
+        && req.headers().contains_key("x-amz-copy-source")
+    {
+        return quirk_error_with(501, "NotImplemented", "UploadPartCopy is not implemented");
+    }
+    if quirks.r2_no_composite_crc64nvme.load(Ordering::Relaxed) {
+        let creates = req.method() == http::Method::POST && query.split('&').any(|p| p == "uploads" || p == "uploads=");
+        let crc64_declared = req
+            .headers()
+            .get("x-amz-checksum-algorithm")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"CRC64NVME"));
+        let crc64_part = names_upload && req.headers().contains_key("x-amz-checksum-crc64nvme");
+        if (creates && crc64_declared) || crc64_part {
+            return quirk_error_with(
+                501,
+                "NotImplemented",
+                "Header 'x-amz-checksum-algorithm' with value 'CRC64NVME' not implemented",
             );
         }
     }
