@@ -1382,7 +1382,11 @@ mod tests {
             (taken.aws_code.as_str(), taken.status, taken.hint.as_deref()),
             ("BucketAlreadyOwnedByYou", Some(409), Some("check the project"))
         );
-        assert_eq!(p.error_codes.len(), 2);
+        assert_eq!(
+            p.error_codes.len(),
+            5,
+            "3 built for every dialect, gcs's own, and the new one"
+        );
     }
 
     #[test]

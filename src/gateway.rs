@@ -914,7 +914,8 @@ async fn relay_response(
     let failed = !parts.status.is_success();
     let names_bucket = operation::response_names_bucket(operation) || failed;
     let rename = route.is_renamed() && names_bucket;
-    let dialect = profile.rewrites_responses() && (operation::response_carries_object_values(operation) || failed);
+    let dialect = (profile.rewrites_object_values() && operation::response_carries_object_values(operation))
+        || (failed && !profile.error_codes.is_empty());
     let encode_listing = encode_listing && is_xml && !failed;
     // Converted whatever the Content-Type says: relayed as it came, a V1 page would end the
     // client's pagination silently.
@@ -1066,6 +1067,7 @@ fn apply_error_mapping(xml: &[u8], settings: &upstream::UpstreamSettings, status
         return;
     };
     if let Some(hint) = &mapping.hint {
+        let hint = hint.replace("providers.<name>", &format!("providers.{}", settings.name));
         tracing::warn!(provider = %settings.name, provider_code = %code, "provider refused the request: {hint}");
     }
     if let Some(new_status) = mapping.status.and_then(|s| StatusCode::from_u16(s).ok()) {

@@ -176,6 +176,32 @@ fn classes(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Errors a provider gives when it refuses the key s3ferry signs with: the client's own
+/// signature was fine, so relaying `SignatureDoesNotMatch` would send its user chasing the
+/// wrong key. A configuration error, with a hint in the log, for every dialect.
+fn provider_refused_our_key() -> Vec<ErrorMapping> {
+    let config_error = |code: &str, hint: &str| ErrorMapping {
+        provider_code: code.into(),
+        aws_code: "InternalError".into(),
+        status: Some(500),
+        hint: Some(hint.into()),
+    };
+    vec![
+        config_error(
+            "SignatureDoesNotMatch",
+            "the provider refused s3ferry's signature: check providers.<name>.secret_access_key (and signature = \"v2\" for stores that know only SigV2)",
+        ),
+        config_error(
+            "InvalidAccessKeyId",
+            "the provider does not know s3ferry's key: check providers.<name>.access_key_id",
+        ),
+        config_error(
+            "AuthorizationHeaderMalformed",
+            "the provider expects another signing region: set providers.<name>.region",
+        ),
+    ]
+}
+
 /// AWS itself; the base the other profiles start from.
 fn aws() -> DialectProfile {
     DialectProfile {
@@ -192,7 +218,7 @@ fn aws() -> DialectProfile {
         storage_classes: Vec::new(),
         drop_headers: Vec::new(),
         drop_params: Vec::new(),
-        error_codes: Vec::new(),
+        error_codes: provider_refused_our_key(),
         url_encoded_listings: true,
         // §1a: "5 algs"; §1b: conditional PUT with If-None-Match / If-Match.
         checksum_algorithms: ChecksumAlgorithm::ALL.to_vec(),
@@ -277,23 +303,25 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             ]),
             // A.1 Addressing / rule 24: path style -> 403 SecondLevelDomainForbidden, a
             // configuration mistake: logged with a hint, 500 to the client.
-            error_codes: vec![
-                ErrorMapping {
+            error_codes: [
+                provider_refused_our_key(),
+                vec![ErrorMapping {
                     provider_code: "SecondLevelDomainForbidden".into(),
                     aws_code: "InternalError".into(),
                     status: Some(500),
                     hint: Some(
                         "the provider accepts only virtual-hosted requests: set addressing = \"virtual\"".into(),
                     ),
-                },
+                }],
                 // Rule 25: a write refused by x-oss-forbid-overwrite is AWS's failed If-None-Match.
-                ErrorMapping {
+                vec![ErrorMapping {
                     provider_code: "FileAlreadyExists".into(),
                     aws_code: "PreconditionFailed".into(),
                     status: Some(412),
                     hint: None,
-                },
-            ],
+                }],
+            ]
+            .concat(),
             ..base
         },
         "spaces" => DialectProfile {
@@ -382,12 +410,16 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             drop_params: strings(&["x-id"]),
             drop_headers: strings(&["amz-sdk-invocation-id", "amz-sdk-request", "x-amz-user-agent"]),
             // A.5 Quirks / rule 24: BucketNameUnavailable instead of BucketAlreadyExists.
-            error_codes: vec![ErrorMapping {
-                provider_code: "BucketNameUnavailable".into(),
-                aws_code: "BucketAlreadyExists".into(),
-                status: Some(409),
-                hint: None,
-            }],
+            error_codes: [
+                provider_refused_our_key(),
+                vec![ErrorMapping {
+                    provider_code: "BucketNameUnavailable".into(),
+                    aws_code: "BucketAlreadyExists".into(),
+                    status: Some(409),
+                    hint: None,
+                }],
+            ]
+            .concat(),
             ..base
         },
         // A.6: "100% bit-compatible" claim; no documented ACL/class/ETag differences.
@@ -480,9 +512,10 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
 }
 
 impl DialectProfile {
-    /// True when responses from this provider carry anything to translate back.
-    pub fn rewrites_responses(&self) -> bool {
-        self.etag_case != EtagCase::Lower || !self.storage_classes.is_empty() || !self.error_codes.is_empty()
+    /// True when this provider's ETags or storage class names differ from AWS's, so XML that
+    /// carries them (listings, multipart and copy results) is rewritten on the way back.
+    pub fn rewrites_object_values(&self) -> bool {
+        self.etag_case != EtagCase::Lower || !self.storage_classes.is_empty()
     }
 
     /// Client storage class -> provider storage class (unknown names pass unchanged).
@@ -728,12 +761,28 @@ mod tests {
     }
 
     #[test]
-    fn only_translating_dialects_rewrite_responses() {
+    fn only_translating_dialects_rewrite_object_values() {
         for name in ["oss", "gcs", "r2"] {
-            assert!(profile(name).rewrites_responses(), "{name}");
+            assert!(profile(name).rewrites_object_values(), "{name}");
         }
         for name in ["aws", "wasabi", "ceph", "minio", "local"] {
-            assert!(!profile(name).rewrites_responses(), "{name}");
+            assert!(!profile(name).rewrites_object_values(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_provider_refusing_s3ferrys_own_key_is_a_configuration_error_everywhere() {
+        for name in KNOWN_DIALECTS {
+            let p = profile(name);
+            for code in [
+                "SignatureDoesNotMatch",
+                "InvalidAccessKeyId",
+                "AuthorizationHeaderMalformed",
+            ] {
+                let m = p.error_mapping(code).unwrap_or_else(|| panic!("{name}: {code}"));
+                assert_eq!((m.aws_code.as_str(), m.status), ("InternalError", Some(500)), "{name}");
+                assert!(m.hint.as_deref().is_some_and(|h| h.contains("providers.")), "{name}");
+            }
         }
     }
 
@@ -758,8 +807,18 @@ mod tests {
         assert_eq!(profile("gcs").conditional_writes, ConditionalWrites::GcsGenerationMatch);
         assert_eq!(profile("wasabi").conditional_writes, ConditionalWrites::Unsupported);
         assert_eq!(profile("minio").conditional_writes, ConditionalWrites::Aws);
-        assert!(profile("oss").unsupported_operations.iter().any(|o| o == "ListMultipartUploads"));
-        assert!(profile("garage").unsupported_operations.iter().any(|o| o == "PutObjectTagging"));
+        assert!(
+            profile("oss")
+                .unsupported_operations
+                .iter()
+                .any(|o| o == "ListMultipartUploads")
+        );
+        assert!(
+            profile("garage")
+                .unsupported_operations
+                .iter()
+                .any(|o| o == "PutObjectTagging")
+        );
         assert!(profile("aws").unsupported_operations.is_empty());
         assert!(!profile("gcs").upload_part_copy && profile("aws").upload_part_copy);
         for name in ["r2", "minio", "garage", "local"] {
