@@ -1304,3 +1304,71 @@ async fn r2_gets_crc64nvme_multipart_checksums_checked_by_s3ferry() {
         part.as_slice()
     );
 }
+
+#[tokio::test]
+async fn oss_listings_with_awkward_keys_round_trip() {
+    let oss = OssLike::start(&["keys"]).await;
+    let keys = [
+        "a b.txt",
+        "a+b.txt",
+        "dir/ü.txt",
+        "dir/x&y<z>.txt",
+        "percent%2F.txt",
+        "quote\"d.txt",
+    ];
+    let err = oss
+        .direct()
+        .put_object()
+        .bucket("keys")
+        .key(keys[0])
+        .body(ByteStream::from_static(b"v"))
+        .send()
+        .await
+        .expect_err("the SDK's default checksum");
+    assert_eq!(error_code(&err), "InvalidArgument");
+
+    let (_g, client) = oss_gateway(&oss, "").await;
+    for key in keys {
+        client
+            .put_object()
+            .bucket("keys")
+            .key(key)
+            .body(ByteStream::from_static(b"v"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+    let mut listed = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket("keys")
+        .max_keys(2)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("page");
+        listed.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        assert!(
+            page.contents()
+                .iter()
+                .all(|o| o.e_tag().is_some_and(|e| e == e.to_lowercase()))
+        );
+    }
+    let mut expected: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let top = client
+        .list_objects()
+        .bucket("keys")
+        .delimiter("/")
+        .send()
+        .await
+        .expect("v1 with a delimiter");
+    let prefixes: Vec<&str> = top.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    assert_eq!(prefixes, ["dir/"]);
+    assert_eq!(top.contents().len(), 4);
+    for key in keys {
+        let got = client.get_object().bucket("keys").key(key).send().await.expect(key);
+        assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), b"v");
+    }
+}
