@@ -8,7 +8,7 @@ use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::copy::{Copier, CopyTask};
+use super::copy::{Copier, CopyTask, same_etag};
 use super::listing::{MergeSources, merged_page, parse_list_query};
 use super::policy::{ReadDecision, decide_read};
 use super::{MigrationStats, tombstone};
@@ -174,10 +174,12 @@ impl Migration {
         }
         if let Some(expected) = if_match {
             let Some(old) = old_copy else { return Ok(false) };
+            // The client holds the ETag in its (AWS) form, not the old provider's (OSS: uppercase).
+            let old_etag = fallback.provider.settings.profile.client_etag(&old.etag);
             let matches = expected
                 .split(',')
                 .map(str::trim)
-                .any(|e| e == "*" || e.trim_matches('"') == old.etag.trim_matches('"'));
+                .any(|e| e == "*" || same_etag(e, &old_etag));
             return if matches {
                 Ok(true)
             } else {
