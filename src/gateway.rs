@@ -16,7 +16,7 @@ use crate::acl_answer;
 use crate::body::{self, ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, IdleTimeoutBody, UploadFailure};
 use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
 use crate::copy_through::{self, CopySource};
-use crate::dialect::translate::{self, Untranslatable, WithheldChecksum};
+use crate::dialect::translate::{self, WithheldChecksum};
 use crate::dialect::{DialectProfile, EtagCase};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
@@ -751,10 +751,13 @@ fn translate_request_for(
     query: &mut Vec<(String, String)>,
 ) -> Result<Option<WithheldChecksum>, GatewayError> {
     let settings = &route.provider.settings;
-    translate::translate_request(&settings.profile, &settings.name, operation, headers, query).map_err(|e| match e {
-        Untranslatable::ConditionalWrite { .. } => GatewayError::NotImplemented(e.to_string()),
-        Untranslatable::CannedAcl { .. } | Untranslatable::Grant { .. } => GatewayError::AclNotSupported(e.to_string()),
-    })
+    Ok(translate::translate_request(
+        &settings.profile,
+        &settings.name,
+        operation,
+        headers,
+        query,
+    )?)
 }
 
 /// An operation the provider's dialect says it does not implement: a clear 501 naming the

@@ -16,7 +16,7 @@ async fn oss_gateway(oss: &OssLike, extra: &str) -> (RunningGateway, aws_sdk_s3:
     single_provider_gateway(&oss.endpoint(), "oss", "oss", "oss", extra).await
 }
 
-fn md5_etag(data: &[u8]) -> String {
+pub(crate) fn md5_etag(data: &[u8]) -> String {
     format!("\"{}\"", hex::encode(Md5::digest(data)))
 }
 

@@ -497,6 +497,52 @@ read_timeout_secs = 20
     (g, client)
 }
 
+/// Puts `objects` (key, body) into `bucket`, `concurrency` at a time; panics on the first error.
+pub async fn put_objects(
+    client: &Client,
+    bucket: &str,
+    objects: impl Iterator<Item = (String, Vec<u8>)>,
+    concurrency: usize,
+) {
+    use futures::StreamExt as _;
+    futures::stream::iter(objects)
+        .map(|(key, body)| {
+            let put = client
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(aws_sdk_s3::primitives::ByteStream::from(body));
+            async move { put.send().await.map_err(|e| format!("put {key}: {e:?}")) }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("seed objects");
+}
+
+/// Every key of `bucket`, listed with ListObjects (v1) a page at a time, following the last key.
+pub async fn list_keys_v1(client: &Client, bucket: &str, max_keys: i32) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = client
+            .list_objects()
+            .bucket(bucket)
+            .max_keys(max_keys)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .expect("v1 page");
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        marker = keys.last().cloned();
+        if !page.is_truncated().unwrap_or(false) {
+            return keys;
+        }
+    }
+}
+
 /// Deterministic test data.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
