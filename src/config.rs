@@ -132,6 +132,7 @@ struct RawProvider {
     dialect: Option<String>,
     dialect_overrides: Option<RawDialectOverrides>,
     storage_classes: Option<BTreeMap<String, String>>,
+    error_codes: Option<BTreeMap<String, RawErrorMapping>>,
     acl: Option<RawAcl>,
     ca_file: Option<PathBuf>,
     root: Option<PathBuf>,
@@ -156,7 +157,22 @@ struct RawDialectOverrides {
     native_storage_class_header: Option<String>,
     acl_api: Option<bool>,
     list_objects_v2: Option<bool>,
+    unsupported_operations: Option<Vec<String>>,
+    upload_part_copy: Option<bool>,
     unsigned_trailer: Option<bool>,
+}
+
+/// `[providers.X.error_codes]`: provider code -> the AWS code clients get, either as a plain
+/// string or as `{ code = "...", status = 409, hint = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawErrorMapping {
+    Code(String),
+    Full {
+        code: String,
+        status: Option<u16>,
+        hint: Option<String>,
+    },
 }
 
 /// `[providers.X.acl]`.
@@ -989,6 +1005,12 @@ impl Resolver<'_> {
             if let Some(v) = o.list_objects_v2 {
                 profile.list_objects_v2 = v;
             }
+            if let Some(v) = &o.unsupported_operations {
+                profile.unsupported_operations.clone_from(v);
+            }
+            if let Some(v) = o.upload_part_copy {
+                profile.upload_part_copy = v;
+            }
             if let Some(v) = o.unsigned_trailer {
                 profile.unsigned_trailer = v;
             }
@@ -1012,6 +1034,27 @@ impl Resolver<'_> {
                     .filter(|(c, _)| !table.contains_key(c)),
             );
             profile.storage_classes = merged;
+        }
+        if let Some(table) = &p.error_codes {
+            for (provider_code, raw) in table {
+                let (aws_code, status, hint) = match raw {
+                    RawErrorMapping::Code(code) => (code.clone(), None, None),
+                    RawErrorMapping::Full { code, status, hint } => (code.clone(), *status, hint.clone()),
+                };
+                if aws_code.is_empty() || status.is_some_and(|s| !(400..=599).contains(&s)) {
+                    return Err(self.error(
+                        format!("{key}.error_codes.{provider_code}"),
+                        "needs a non-empty AWS code and, if given, an error status 400-599",
+                    ));
+                }
+                profile.error_codes.retain(|m| &m.provider_code != provider_code);
+                profile.error_codes.push(dialect::ErrorMapping {
+                    provider_code: provider_code.clone(),
+                    aws_code,
+                    status,
+                    hint,
+                });
+            }
         }
         if let Some(acl) = &p.acl
             && let Some(policy) = acl.unsupported.as_deref()
@@ -1329,6 +1372,28 @@ mod tests {
     }
 
     #[test]
+    fn error_code_tables_add_to_and_replace_the_profiles() {
+        let text = MINIMAL.replace(
+            "secret_access_key = \"up-secret\"",
+            "secret_access_key = \"up-secret\"\ndialect = \"gcs\"\n[providers.up.error_codes]\nQuotaExceeded = \"SlowDown\"\nBucketNameUnavailable = { code = \"BucketAlreadyOwnedByYou\", status = 409, hint = \"check the project\" }",
+        );
+        let cfg = parse(&text).expect("parses");
+        let p = &cfg.providers["up"].profile;
+        let quota = p.error_mapping("QuotaExceeded").expect("added");
+        assert_eq!((quota.aws_code.as_str(), quota.status), ("SlowDown", None));
+        let taken = p.error_mapping("BucketNameUnavailable").expect("replaced");
+        assert_eq!(
+            (taken.aws_code.as_str(), taken.status, taken.hint.as_deref()),
+            ("BucketAlreadyOwnedByYou", Some(409), Some("check the project"))
+        );
+        assert_eq!(
+            p.error_codes.len(),
+            5,
+            "3 built for every dialect, gcs's own, and the new one"
+        );
+    }
+
+    #[test]
     fn unsigned_trailer_can_be_switched_per_provider() {
         let unsigned_trailer = |dialect: &str, overrides: &str| {
             let text = MINIMAL.replace(
@@ -1373,6 +1438,10 @@ mod tests {
                 "dialect_overrides.conditional_writes",
             ),
             ("[providers.up.acl]\nunsupported = \"ignore\"", "acl.unsupported"),
+            (
+                "[providers.up.error_codes]\nQuotaExceeded = { code = \"SlowDown\", status = 200 }",
+                "error_codes.QuotaExceeded",
+            ),
             ("[providers.up.acl]\npolicy = \"map\"", "unknown field"),
         ] {
             let text = MINIMAL.replace(

@@ -1,12 +1,17 @@
 //! CopyObject and UploadPartCopy done by s3ferry itself, streaming the source through: when the
 //! source lives on another provider than the destination (another route, or the old provider
 //! of a bucket under lazy migration), the destination provider cannot copy it server-side.
+//!
+//! Each side gets its own dialect: the source's conditional ETags in the source provider's
+//! form, the written object's headers in the destination's (storage class, ACL, conditional
+//! and checksum headers, as for a client's PutObject), and the result's ETag in the client's.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::body::IdleTimeoutBody;
+use crate::checksum::STORED_CHECKSUM_PREFIX;
 use crate::error::GatewayError;
-use crate::migration::copy::{preserved_headers, read_tagging};
+use crate::migration::copy::{preserved_headers, read_tagging, translate_copy_headers};
 use crate::route::Route;
 use crate::upstream::sign::UNSIGNED_PAYLOAD;
 use crate::upstream::url::uri_encode;
@@ -54,7 +59,13 @@ pub async fn copy_through(
         ),
     ] {
         if let Some(v) = client_headers.get(from) {
-            get_headers.insert(to, v.clone());
+            // ETags in the source provider's form (OSS: uppercase); dates pass unchanged.
+            let value = v
+                .to_str()
+                .ok()
+                .and_then(|text| HeaderValue::from_str(&source.provider.settings.profile.provider_etag(text)).ok())
+                .unwrap_or_else(|| v.clone());
+            get_headers.insert(to, value);
         }
     }
     if upload.is_some()
@@ -105,7 +116,13 @@ pub async fn copy_through(
     let mut headers = if upload.is_some() {
         HeaderMap::new()
     } else {
-        object_headers(&source, &parts.headers, client_headers).await
+        let mut headers = object_headers(&source, &parts.headers, client_headers).await;
+        translate_copy_headers(
+            &route.provider.settings.profile,
+            &route.provider.settings.name,
+            &mut headers,
+        )?;
+        headers
     };
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
     let query = match &upload {
@@ -138,8 +155,8 @@ pub async fn copy_through(
         .headers()
         .get(http::header::ETAG)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+        .map(|etag| route.provider.settings.profile.client_etag(etag))
+        .unwrap_or_default();
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -154,9 +171,9 @@ pub async fn copy_through(
     ))
 }
 
-/// Headers of the new object: the source's metadata (or the request's, with
-/// `x-amz-metadata-directive: REPLACE`), the request's storage class, ACL and encryption, and
-/// the source's tags (or the request's, with `x-amz-tagging-directive: REPLACE`).
+/// Headers of the new object, in the client's (AWS) form: the source's metadata (or the
+/// request's, with `x-amz-metadata-directive: REPLACE`), the request's storage class, ACL and
+/// encryption, and the source's tags (or the request's, with `x-amz-tagging-directive: REPLACE`).
 async fn object_headers(source: &CopySource<'_>, source_headers: &HeaderMap, client: &HeaderMap) -> HeaderMap {
     let directive = |name: &str| {
         client
@@ -165,7 +182,17 @@ async fn object_headers(source: &CopySource<'_>, source_headers: &HeaderMap, cli
             .is_some_and(|v| v.eq_ignore_ascii_case("REPLACE"))
     };
     let mut headers = if directive("x-amz-metadata-directive") {
-        preserved_headers(client)
+        let mut h = preserved_headers(client);
+        // s3ferry's own metadata names, which clients may not set (the source's travel below).
+        let ours: Vec<HeaderName> = h
+            .keys()
+            .filter(|n| n.as_str().starts_with(STORED_CHECKSUM_PREFIX))
+            .cloned()
+            .collect();
+        for name in ours {
+            h.remove(name);
+        }
+        h
     } else {
         let mut h = preserved_headers(source_headers);
         h.remove("x-amz-storage-class");

@@ -12,6 +12,7 @@ use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
 use crate::access_log::{HandledByGateway, RequestContext};
+use crate::acl_answer;
 use crate::body::{
     self, ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, IdleTimeoutBody, UnsignedTrailerBody,
     UploadFailure,
@@ -19,7 +20,7 @@ use crate::body::{
 use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
 use crate::config::SignatureVersion;
 use crate::copy_through::{self, CopySource};
-use crate::dialect::translate::{self, Untranslatable, WithheldChecksum};
+use crate::dialect::translate::{self, WithheldChecksum};
 use crate::dialect::{DialectProfile, EtagCase};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
@@ -158,11 +159,16 @@ impl Gateway {
         };
         let route = self.routes.resolve(bucket)?;
         ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
+        refuse_unsupported_operation(&route, operation)?;
         // The key is decoded once: kept readable for migration, and canonically encoded for the
         // provider (what is sent is what is signed).
         let key_bytes = percent_decode(&target.raw_key);
         let key = String::from_utf8_lossy(&key_bytes).into_owned();
         let encoded_key = uri_encode(&key_bytes, true);
+        let mut req = req;
+        if let Some(answer) = acl_answer::answer_or_rewrite(&mut req, &route, operation, &key).await? {
+            return Ok(answer);
+        }
         let mut satisfied_by_old = false;
         if let Some(fallback) = route.fallback.clone() {
             if is_reserved(&key) {
@@ -395,7 +401,8 @@ impl Gateway {
                 .await
                 .map(Some);
         }
-        if Arc::ptr_eq(&source_route.provider, &route.provider) {
+        let part_copy_by_provider = upload_of(query).is_none() || route.provider.settings.profile.upload_part_copy;
+        if Arc::ptr_eq(&source_route.provider, &route.provider) && part_copy_by_provider {
             return Ok(None);
         }
         let from = CopySource {
@@ -803,10 +810,27 @@ fn translate_request_for(
     query: &mut Vec<(String, String)>,
 ) -> Result<Option<WithheldChecksum>, GatewayError> {
     let settings = &route.provider.settings;
-    translate::translate_request(&settings.profile, &settings.name, operation, headers, query).map_err(|e| match e {
-        Untranslatable::ConditionalWrite { .. } => GatewayError::NotImplemented(e.to_string()),
-        Untranslatable::CannedAcl { .. } | Untranslatable::Grant { .. } => GatewayError::AclNotSupported(e.to_string()),
-    })
+    Ok(translate::translate_request(
+        &settings.profile,
+        &settings.name,
+        operation,
+        headers,
+        query,
+    )?)
+}
+
+/// An operation the provider's dialect says it does not implement: a clear 501 naming the
+/// provider, and the override that lifts it if the provider has gained it.
+fn refuse_unsupported_operation(route: &Route, operation: &str) -> Result<(), GatewayError> {
+    let settings = &route.provider.settings;
+    if settings.profile.unsupported_operations.iter().any(|o| o == operation) {
+        return Err(GatewayError::NotImplemented(format!(
+            "{operation} is not supported by provider '{}' (dialect {}); if it is now, remove it from \
+             dialect_overrides.unsupported_operations",
+            settings.name, settings.profile.name
+        )));
+    }
+    Ok(())
 }
 
 /// What s3ferry checks in a client's body, and what may go on to the provider.
@@ -967,7 +991,8 @@ async fn relay_response(
     let failed = !parts.status.is_success();
     let names_bucket = operation::response_names_bucket(operation) || failed;
     let rename = route.is_renamed() && names_bucket;
-    let dialect = profile.rewrites_responses() && (operation::response_carries_object_values(operation) || failed);
+    let dialect = (profile.rewrites_object_values() && operation::response_carries_object_values(operation))
+        || (failed && !profile.error_codes.is_empty());
     let encode_listing = encode_listing && is_xml && !failed;
     // Converted whatever the Content-Type says: relayed as it came, a V1 page would end the
     // client's pagination silently.
@@ -1119,6 +1144,7 @@ fn apply_error_mapping(xml: &[u8], settings: &upstream::UpstreamSettings, status
         return;
     };
     if let Some(hint) = &mapping.hint {
+        let hint = hint.replace("providers.<name>", &format!("providers.{}", settings.name));
         tracing::warn!(provider = %settings.name, provider_code = %code, "provider refused the request: {hint}");
     }
     if let Some(new_status) = mapping.status.and_then(|s| StatusCode::from_u16(s).ok()) {

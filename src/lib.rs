@@ -7,6 +7,7 @@
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
 //! - [`route`]       client bucket -> provider and upstream bucket (and fallback provider)
 //! - [`copy_through`] CopyObject / UploadPartCopy streamed by s3ferry across providers
+//! - [`acl_answer`]  `?acl` operations answered or rewritten for providers without full ACLs
 //! - [`dialect`]     provider profiles as data (ACLs, storage classes, ETag case, errors) and the
 //!   pure request/response header translation they drive
 //! - [`upstream`]    pooled hyper client over rustls, SigV4 and SigV2 signers, upstream addressing
@@ -23,6 +24,7 @@
 //! - [`admin`]       the admin listener: `/healthz`, `/readyz`, `/metrics`
 
 pub mod access_log;
+pub mod acl_answer;
 pub mod admin;
 pub mod auth;
 pub mod body;

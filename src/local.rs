@@ -15,7 +15,11 @@
 //! - GET/HEAD honour `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`
 //!   (s3s-fs ignores them);
 //! - a multipart request naming an upload that does not exist is `404 NoSuchUpload` (s3s-fs
-//!   answers `403 AccessDenied`).
+//!   answers `403 AccessDenied`);
+//! - writes (PutObject, CopyObject, CompleteMultipartUpload) honour `If-None-Match: *` and
+//!   `If-Match` (s3s-fs ignores them and overwrites). The check and the write are two steps, so
+//!   two racing conditional writes of one key can both pass; within one s3ferry that is the only
+//!   gap.
 //!
 //! The access key id is fixed (`s3ferry-local`) because s3s-fs records it with each multipart
 //! upload: uploads started before a restart can still be completed. The secret is new each start.
@@ -66,8 +70,10 @@ pub async fn start_local_provider(root: &Path) -> Result<LocalServer, String> {
         .await
         .map_err(|e| format!("cannot listen on loopback: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let lookup = s3s_fs::FileSystem::new(root).map_err(|e| format!("cannot serve {}: {e:?}", root.display()))?;
     let fixups = Arc::new(LocalFixups {
         service,
+        lookup,
         root: root.to_path_buf(),
     });
     let task = tokio::spawn(serve_local(listener, fixups));
@@ -106,6 +112,9 @@ pub fn ensure_local_bucket(root: &Path, bucket: &str) -> Result<(), String> {
 /// s3s-fs plus the fixes listed in the module documentation.
 struct LocalFixups {
     service: S3Service,
+    /// The same directory, asked directly (no HTTP, no signature) what a conditional write
+    /// needs to know.
+    lookup: s3s_fs::FileSystem,
     root: PathBuf,
 }
 
@@ -161,6 +170,18 @@ impl LocalFixups {
                 return local_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist.");
             }
         }
+        let writes_object = target.as_ref().is_some_and(|t| !t.key.is_empty())
+            && ((req.method() == Method::PUT && !has("uploadId") && !has("tagging") && !has("acl"))
+                || (req.method() == Method::POST && has("uploadId")));
+        let conditional = req.headers().contains_key(http::header::IF_NONE_MATCH)
+            || req.headers().contains_key(http::header::IF_MATCH);
+        if writes_object
+            && conditional
+            && let Some(t) = &target
+            && let Some(refusal) = self.refuse_conditional_write(t, req.headers()).await
+        {
+            return refusal;
+        }
         let encode_listing = req.method() == Method::GET
             && target.as_ref().is_some_and(|t| t.key.is_empty())
             && query.iter().any(|(n, v)| n == "encoding-type" && v == "url")
@@ -197,6 +218,70 @@ impl LocalFixups {
             return precondition_response(status, response.headers());
         }
         response
+    }
+}
+
+impl LocalFixups {
+    /// The answer to a conditional write whose condition does not hold: `If-None-Match: *` on an
+    /// existing key or an `If-Match` that does not match is 412, an `If-Match` on a missing key
+    /// 404 (as S3 answers).
+    async fn refuse_conditional_write(
+        &self,
+        target: &LocalTarget,
+        headers: &http::HeaderMap,
+    ) -> Option<Response<s3s::Body>> {
+        use s3s::S3 as _;
+        let input = s3s::dto::HeadObjectInput::builder()
+            .bucket(target.bucket.clone())
+            .key(target.key.clone())
+            .build()
+            .ok()?;
+        let request = s3s::S3Request {
+            input,
+            method: Method::HEAD,
+            uri: http::Uri::from_static("/"),
+            headers: http::HeaderMap::new(),
+            extensions: http::Extensions::new(),
+            credentials: None,
+            region: None,
+            service: None,
+            trailing_headers: None,
+        };
+        let current = self
+            .lookup
+            .head_object(request)
+            .await
+            .ok()
+            .map(|r| r.output.e_tag.map(|e| e.value().to_string()).unwrap_or_default());
+        let header = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(expected) = header(http::header::IF_MATCH) {
+            let Some(etag) = &current else {
+                return Some(local_error(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchKey",
+                    "The specified key does not exist.",
+                ));
+            };
+            let matches = expected
+                .split(',')
+                .map(|e| e.trim().trim_start_matches("W/").trim_matches('"'))
+                .any(|e| e == "*" || e.eq_ignore_ascii_case(etag.trim_matches('"')));
+            if !matches {
+                return Some(local_error(
+                    StatusCode::PRECONDITION_FAILED,
+                    "PreconditionFailed",
+                    "At least one of the pre-conditions you specified did not hold",
+                ));
+            }
+        }
+        if header(http::header::IF_NONE_MATCH).is_some_and(|v| v.trim() == "*") && current.is_some() {
+            return Some(local_error(
+                StatusCode::PRECONDITION_FAILED,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        None
     }
 }
 

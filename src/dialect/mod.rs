@@ -154,6 +154,12 @@ pub struct DialectProfile {
     /// Get*Acl with the one ACL such a provider enforces (owner full control) and treats
     /// Put*Acl like the `x-amz-acl` header.
     pub acl_api: bool,
+    /// S3 operations the provider does not implement: refused by s3ferry with 501
+    /// `NotImplemented` naming the provider, instead of whatever the provider makes of them.
+    pub unsupported_operations: Vec<String>,
+    /// Whether UploadPartCopy is done by the provider. When not, s3ferry streams the source
+    /// range through itself into an UploadPart (dialects.md rule 23).
+    pub upload_part_copy: bool,
     /// Whether the provider serves ListObjectsV2. When not, s3ferry sends ListObjects (v1) and
     /// writes the V2 answer itself, continuation tokens included (dialects.md rule 22).
     pub list_objects_v2: bool,
@@ -175,6 +181,32 @@ fn classes(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Errors a provider gives when it refuses the key s3ferry signs with: the client's own
+/// signature was fine, so relaying `SignatureDoesNotMatch` would send its user chasing the
+/// wrong key. A configuration error, with a hint in the log, for every dialect.
+fn provider_refused_our_key() -> Vec<ErrorMapping> {
+    let config_error = |code: &str, hint: &str| ErrorMapping {
+        provider_code: code.into(),
+        aws_code: "InternalError".into(),
+        status: Some(500),
+        hint: Some(hint.into()),
+    };
+    vec![
+        config_error(
+            "SignatureDoesNotMatch",
+            "the provider refused s3ferry's signature: check providers.<name>.secret_access_key (and signature = \"v2\" for stores that know only SigV2)",
+        ),
+        config_error(
+            "InvalidAccessKeyId",
+            "the provider does not know s3ferry's key: check providers.<name>.access_key_id",
+        ),
+        config_error(
+            "AuthorizationHeaderMalformed",
+            "the provider expects another signing region: set providers.<name>.region",
+        ),
+    ]
+}
+
 /// AWS itself; the base the other profiles start from.
 fn aws() -> DialectProfile {
     DialectProfile {
@@ -191,7 +223,7 @@ fn aws() -> DialectProfile {
         storage_classes: Vec::new(),
         drop_headers: Vec::new(),
         drop_params: Vec::new(),
-        error_codes: Vec::new(),
+        error_codes: provider_refused_our_key(),
         url_encoded_listings: true,
         // §1a: "5 algs"; §1b: conditional PUT with If-None-Match / If-Match.
         checksum_algorithms: ChecksumAlgorithm::ALL.to_vec(),
@@ -199,11 +231,25 @@ fn aws() -> DialectProfile {
         conditional_writes: ConditionalWrites::Aws,
         native_storage_class_header: None,
         acl_api: true,
+        unsupported_operations: Vec::new(),
+        upload_part_copy: true,
         list_objects_v2: true,
         // §1a "Unsigned trailer": ✅ [aws-trailers].
         unsigned_trailer: true,
     }
 }
+
+/// The object and bucket tagging operations.
+const TAGGING_OPERATIONS: &[&str] = &[
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+    "GetBucketTagging",
+    "PutBucketTagging",
+    "DeleteBucketTagging",
+];
+const POLICY_OPERATIONS: &[&str] = &["GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"];
+const OBJECT_LOCK_OPERATIONS: &[&str] = &["GetObjectLockConfiguration", "PutObjectLockConfiguration"];
 
 /// Providers with no flexible checksums and the MD5 they insist on instead (§B.3).
 const NO_CHECKSUMS: &[ChecksumAlgorithm] = &[];
@@ -215,6 +261,28 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         "aws" => base,
         "oss" => DialectProfile {
             name: "oss".into(),
+            // A.1: absent from the S3 operation list.
+            unsupported_operations: strings(
+                &[
+                    &[
+                        "RestoreObject",
+                        "ListMultipartUploads",
+                        "GetBucketVersioning",
+                        "PutBucketVersioning",
+                        "ListObjectVersions",
+                        "GetBucketCors",
+                        "PutBucketCors",
+                        "DeleteBucketCors",
+                        "GetBucketWebsite",
+                        "PutBucketWebsite",
+                        "DeleteBucketWebsite",
+                    ][..],
+                    TAGGING_OPERATIONS,
+                    POLICY_OPERATIONS,
+                    OBJECT_LOCK_OPERATIONS,
+                ]
+                .concat(),
+            ),
             // A.1 Checksums: no flexible checksums, integrity via Content-MD5; §B.3: InvalidArgument.
             checksum_algorithms: NO_CHECKSUMS.to_vec(),
             content_md5_required: true,
@@ -242,23 +310,25 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             ]),
             // A.1 Addressing / rule 24: path style -> 403 SecondLevelDomainForbidden, a
             // configuration mistake: logged with a hint, 500 to the client.
-            error_codes: vec![
-                ErrorMapping {
+            error_codes: [
+                provider_refused_our_key(),
+                vec![ErrorMapping {
                     provider_code: "SecondLevelDomainForbidden".into(),
                     aws_code: "InternalError".into(),
                     status: Some(500),
                     hint: Some(
                         "the provider accepts only virtual-hosted requests: set addressing = \"virtual\"".into(),
                     ),
-                },
+                }],
                 // Rule 25: a write refused by x-oss-forbid-overwrite is AWS's failed If-None-Match.
-                ErrorMapping {
+                vec![ErrorMapping {
                     provider_code: "FileAlreadyExists".into(),
                     aws_code: "PreconditionFailed".into(),
                     status: Some(412),
                     hint: None,
-                },
-            ],
+                }],
+            ]
+            .concat(),
             // §1a: unsigned trailer ❌ "400 InvalidArgument / NotImplemented" [oss-0017-804].
             unsigned_trailer: false,
             ..base
@@ -280,8 +350,23 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "r2" => DialectProfile {
             name: "r2".into(),
-            // A.3: CRC32/CRC32C/SHA1/SHA256 (composite) and CRC64NVME (full object) accepted, but
-            // PutBucketCors/Lifecycle refuse checksum algorithm headers: those get Content-MD5.
+            // A.3: versioning and object-lock headers not implemented.
+            unsupported_operations: strings(
+                &[
+                    &["PutBucketVersioning", "ListObjectVersions"][..],
+                    OBJECT_LOCK_OPERATIONS,
+                ]
+                .concat(),
+            ),
+            // A.3: CRC32/CRC32C/SHA1/SHA256 only as COMPOSITE, CRC64NVME only as FULL_OBJECT, so
+            // CRC64NVME (CLI v2's default) fails on multipart parts: s3ferry checks and keeps it.
+            checksum_algorithms: vec![
+                ChecksumAlgorithm::Crc32,
+                ChecksumAlgorithm::Crc32c,
+                ChecksumAlgorithm::Sha1,
+                ChecksumAlgorithm::Sha256,
+            ],
+            // A.3: PutBucketCors/Lifecycle refuse checksum algorithm headers: those get Content-MD5.
             content_md5_required: true,
             // A.3: GetBucketAcl unimplemented.
             acl_api: false,
@@ -319,6 +404,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "gcs" => DialectProfile {
             name: "gcs".into(),
+            // A.5 Quirks: no multipart server-side copy.
+            upload_part_copy: false,
             // A.5: composite CRC32 -> 412, boto3 >= 1.36 uploads fail: no flexible checksums.
             checksum_algorithms: NO_CHECKSUMS.to_vec(),
             content_md5_required: true,
@@ -338,12 +425,16 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             drop_params: strings(&["x-id"]),
             drop_headers: strings(&["amz-sdk-invocation-id", "amz-sdk-request", "x-amz-user-agent"]),
             // A.5 Quirks / rule 24: BucketNameUnavailable instead of BucketAlreadyExists.
-            error_codes: vec![ErrorMapping {
-                provider_code: "BucketNameUnavailable".into(),
-                aws_code: "BucketAlreadyExists".into(),
-                status: Some(409),
-                hint: None,
-            }],
+            error_codes: [
+                provider_refused_our_key(),
+                vec![ErrorMapping {
+                    provider_code: "BucketNameUnavailable".into(),
+                    aws_code: "BucketAlreadyExists".into(),
+                    status: Some(409),
+                    hint: None,
+                }],
+            ]
+            .concat(),
             // §1a: unsigned trailer ⚠ "boto3 ≥1.36 uploads fail (signature)" [gramps-758].
             unsigned_trailer: false,
             ..base
@@ -361,6 +452,24 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "minio" => DialectProfile {
             name: "minio".into(),
+            // A.8: unsupported bucket sub-resources.
+            unsupported_operations: strings(&[
+                "GetBucketWebsite",
+                "PutBucketWebsite",
+                "DeleteBucketWebsite",
+                "GetBucketLogging",
+                "PutBucketLogging",
+                "GetBucketAccelerateConfiguration",
+                "PutBucketAccelerateConfiguration",
+                "GetBucketRequestPayment",
+                "PutBucketRequestPayment",
+                "GetPublicAccessBlock",
+                "PutPublicAccessBlock",
+                "DeletePublicAccessBlock",
+                "GetBucketOwnershipControls",
+                "PutBucketOwnershipControls",
+                "DeleteBucketOwnershipControls",
+            ]),
             // A.8: GetObjectAcl / PutObjectAcl / PutBucketAcl unsupported.
             acl_api: false,
             // §1b / rule 26: object ACLs unsupported; private is a no-op, public is refused.
@@ -390,6 +499,8 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         },
         "garage" => DialectProfile {
             name: "garage".into(),
+            // A.9: no policy, object lock or tagging endpoints.
+            unsupported_operations: strings(&[TAGGING_OPERATIONS, POLICY_OPERATIONS, OBJECT_LOCK_OPERATIONS].concat()),
             // A.9: CRC32, CRC32C, SHA1, SHA256, no CRC64NVME; no ACL endpoints; conditional PUT
             // unknown ("?"), refused.
             checksum_algorithms: vec![
@@ -429,9 +540,10 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
 }
 
 impl DialectProfile {
-    /// True when responses from this provider carry anything to translate back.
-    pub fn rewrites_responses(&self) -> bool {
-        self.etag_case != EtagCase::Lower || !self.storage_classes.is_empty() || !self.error_codes.is_empty()
+    /// True when this provider's ETags or storage class names differ from AWS's, so XML that
+    /// carries them (listings, multipart and copy results) is rewritten on the way back.
+    pub fn rewrites_object_values(&self) -> bool {
+        self.etag_case != EtagCase::Lower || !self.storage_classes.is_empty()
     }
 
     /// Client storage class -> provider storage class (unknown names pass unchanged).
@@ -677,12 +789,28 @@ mod tests {
     }
 
     #[test]
-    fn only_translating_dialects_rewrite_responses() {
+    fn only_translating_dialects_rewrite_object_values() {
         for name in ["oss", "gcs", "r2"] {
-            assert!(profile(name).rewrites_responses(), "{name}");
+            assert!(profile(name).rewrites_object_values(), "{name}");
         }
         for name in ["aws", "wasabi", "ceph", "minio", "local"] {
-            assert!(!profile(name).rewrites_responses(), "{name}");
+            assert!(!profile(name).rewrites_object_values(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_provider_refusing_s3ferrys_own_key_is_a_configuration_error_everywhere() {
+        for name in KNOWN_DIALECTS {
+            let p = profile(name);
+            for code in [
+                "SignatureDoesNotMatch",
+                "InvalidAccessKeyId",
+                "AuthorizationHeaderMalformed",
+            ] {
+                let m = p.error_mapping(code).unwrap_or_else(|| panic!("{name}: {code}"));
+                assert_eq!((m.aws_code.as_str(), m.status), ("InternalError", Some(500)), "{name}");
+                assert!(m.hint.as_deref().is_some_and(|h| h.contains("providers.")), "{name}");
+            }
         }
     }
 
@@ -698,6 +826,39 @@ mod tests {
     fn only_ceph_lists_through_listobjects_v1() {
         for name in KNOWN_DIALECTS {
             assert_eq!(profile(name).list_objects_v2, *name != "ceph", "{name}");
+        }
+    }
+
+    #[test]
+    fn checksum_conditional_and_operation_tables_per_dialect() {
+        use crate::checksum::ChecksumAlgorithm as A;
+        for name in ["oss", "b2", "gcs", "spaces", "wasabi", "ceph"] {
+            let p = profile(name);
+            assert!(p.checksum_algorithms.is_empty() && p.content_md5_required, "{name}");
+        }
+        assert_eq!(profile("aws").checksum_algorithms, A::ALL);
+        assert!(!profile("r2").checksum_algorithms.contains(&A::Crc64Nvme));
+        assert!(!profile("garage").checksum_algorithms.contains(&A::Crc64Nvme));
+        assert_eq!(profile("oss").conditional_writes, ConditionalWrites::OssForbidOverwrite);
+        assert_eq!(profile("gcs").conditional_writes, ConditionalWrites::GcsGenerationMatch);
+        assert_eq!(profile("wasabi").conditional_writes, ConditionalWrites::Unsupported);
+        assert_eq!(profile("minio").conditional_writes, ConditionalWrites::Aws);
+        assert!(
+            profile("oss")
+                .unsupported_operations
+                .iter()
+                .any(|o| o == "ListMultipartUploads")
+        );
+        assert!(
+            profile("garage")
+                .unsupported_operations
+                .iter()
+                .any(|o| o == "PutObjectTagging")
+        );
+        assert!(profile("aws").unsupported_operations.is_empty());
+        assert!(!profile("gcs").upload_part_copy && profile("aws").upload_part_copy);
+        for name in ["r2", "minio", "garage", "local"] {
+            assert!(!profile(name).acl_api, "{name}");
         }
     }
 }

@@ -12,7 +12,7 @@ use futures_util::StreamExt as _;
 use md5::Digest as _;
 use serde::Serialize;
 
-use super::copy::{CopyOutcome, CopyTask, copy_object, is_plain_md5_etag};
+use super::copy::{CopyOutcome, CopyTask, copy_object, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
 use super::tombstone::{RESERVED_PREFIX, TOMBSTONE_PREFIX};
 use crate::error::GatewayError;
@@ -105,22 +105,19 @@ pub enum Comparison {
     NotComparable,
 }
 
+/// Compares two listed objects whose values are in the client's form (as [`Cursor`] gives
+/// them), so an OSS old provider's uppercase ETag and an AWS new one's agree on the same bytes.
 pub fn compare(old: &ListedObject, new: &ListedObject) -> Comparison {
     if old.size != new.size {
         return Comparison::Different;
     }
-    if is_plain_md5_etag(&old.etag) && is_plain_md5_etag(&new.etag) {
-        if old
-            .etag
-            .trim_matches('"')
-            .eq_ignore_ascii_case(new.etag.trim_matches('"'))
-        {
-            Comparison::Same
-        } else {
-            Comparison::Different
-        }
+    if !(is_plain_md5_etag(&old.etag) && is_plain_md5_etag(&new.etag)) {
+        return Comparison::NotComparable;
+    }
+    if same_etag(&old.etag, &new.etag) {
+        Comparison::Same
     } else {
-        Comparison::NotComparable
+        Comparison::Different
     }
 }
 

@@ -5,7 +5,11 @@
 //! was deleted through s3ferry, it is written with `If-None-Match: *` so a client write that
 //! lands meanwhile wins, and a delete that lands meanwhile removes the copy again. A copy is
 //! verified before it counts: when the source ETag is a plain MD5 it must equal the MD5 the new
-//! provider computed over what it received.
+//! provider computed over what it received (both compared in the client's form).
+//!
+//! The copy is written in the new provider's dialect: the old provider's storage class name
+//! goes through both profiles (old name -> AWS name -> new name), the conditional write takes
+//! the new provider's form, and headers its profile drops or rejects are not sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +21,10 @@ use tokio::sync::{Semaphore, mpsc};
 use super::tombstone;
 use super::{CopyResult, MigrationStats};
 use crate::body::IdleTimeoutBody;
+use crate::checksum::STORED_CHECKSUM_PREFIX;
 use crate::config::MigrationConfig;
+use crate::dialect::translate::{translate_request, translate_response_headers};
+use crate::dialect::{ConditionalWrites, DialectProfile};
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
 
@@ -71,10 +78,38 @@ pub fn preserved_headers(source: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// Translates a copy's object headers (in the client's form: AWS storage class names) into the
+/// dialect of the destination provider (`profile`, named `provider` in errors), as a client's PutObject would be: storage class (and the
+/// provider's native class header), conditional write, headers the provider drops, checksum
+/// headers it does not take. Unlike on a client's request, s3ferry's stored checksum metadata
+/// (`x-amz-meta-s3ferry-checksum-*`, see [`crate::checksum`]) travels: a copy holds the same
+/// bytes, and the destination may not store a checksum of its own either.
+pub fn translate_copy_headers(
+    profile: &DialectProfile,
+    provider: &str,
+    headers: &mut HeaderMap,
+) -> Result<(), GatewayError> {
+    let stored: Vec<(HeaderName, HeaderValue)> = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with(STORED_CHECKSUM_PREFIX))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    // No x-amz-checksum-* is ever among a copy's headers, so nothing is withheld to verify.
+    translate_request(profile, provider, "PutObject", headers, &mut Vec::new())?;
+    headers.extend(stored);
+    Ok(())
+}
+
 /// True for an ETag that is the MD5 of the content (not multipart, not encrypted with KMS).
 pub fn is_plain_md5_etag(etag: &str) -> bool {
     let e = etag.trim_matches('"');
     e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether two ETags name the same content: quotes aside, hex compared without regard to case
+/// (dialects.md rule 18). Both should already be in the client's form (`client_etag`).
+pub fn same_etag(a: &str, b: &str) -> bool {
+    a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
 }
 
 /// Copies one object; see the module documentation for the guarantees.
@@ -110,19 +145,27 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
             provider: old.settings.name.clone(),
             cause: format!("GET {old_bucket}/{key} has no Content-Length"),
         })?;
-    let source_etag = parts
-        .headers
-        .get(http::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let etag_of = |upstream: &Upstream, headers: &HeaderMap| {
+        let etag = headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        upstream.settings.profile.client_etag(etag)
+    };
+    let source_etag = etag_of(old, &parts.headers);
+    // Old provider's names -> the client's (e.g. OSS `IA` -> `STANDARD_IA`) -> the new one's.
     let mut headers = preserved_headers(&parts.headers);
+    translate_response_headers(&old.settings.profile, &mut headers);
     if let Some(tagging) = read_tagging(old, old_bucket, key).await
         && let Ok(v) = HeaderValue::from_str(&tagging)
     {
         headers.insert(HeaderName::from_static("x-amz-tagging"), v);
     }
-    headers.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+    // Where the new provider has no conditional write at all, the HEAD above is the only guard.
+    if new.settings.profile.conditional_writes != ConditionalWrites::Unsupported {
+        headers.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+    }
+    translate_copy_headers(&new.settings.profile, &new.settings.name, &mut headers)?;
     let body = http_body_util::BodyExt::boxed(IdleTimeoutBody::new(body, old.settings.read_timeout));
     let written = new.put_object(new_bucket, key, headers, body, length).await?;
     match written.status() {
@@ -135,16 +178,8 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
         }
         _ => {}
     }
-    let new_etag = written
-        .headers()
-        .get(http::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if is_plain_md5_etag(&source_etag)
-        && !new_etag
-            .trim_matches('"')
-            .eq_ignore_ascii_case(source_etag.trim_matches('"'))
-    {
+    let new_etag = etag_of(new, written.headers());
+    if is_plain_md5_etag(&source_etag) && !same_etag(&new_etag, &source_etag) {
         // What arrived is not what the old provider holds: remove the bad copy.
         new.delete_object(new_bucket, key).await?;
         return Err(GatewayError::UpstreamProtocol {
@@ -303,6 +338,54 @@ mod tests {
         assert!(is_plain_md5_etag("9B2CF535F27731C974343645A3985328"));
         assert!(!is_plain_md5_etag("\"3858f62230ac3c915f300c664312c11f-3\""));
         assert!(!is_plain_md5_etag(""));
+    }
+
+    fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn a_copy_from_oss_to_aws_names_the_storage_class_for_aws() {
+        let mut h = header_map(&[("x-amz-storage-class", "IA"), ("content-type", "text/plain")]);
+        translate_response_headers(&crate::dialect::builtin("oss").expect("oss"), &mut h);
+        translate_copy_headers(&crate::dialect::builtin("aws").expect("aws"), "new", &mut h).expect("translates");
+        assert_eq!(
+            h.get("x-amz-storage-class").map(HeaderValue::as_bytes),
+            Some(&b"STANDARD_IA"[..])
+        );
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn a_copy_into_oss_takes_its_dialect_and_keeps_the_stored_checksum() {
+        let mut h = header_map(&[
+            ("x-amz-storage-class", "GLACIER"),
+            ("if-none-match", "*"),
+            ("x-amz-meta-s3ferry-checksum-crc32", "i9aeUg=="),
+            ("x-amz-meta-owner", "me"),
+        ]);
+        translate_copy_headers(&crate::dialect::builtin("oss").expect("oss"), "new", &mut h).expect("translates");
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(get("x-amz-storage-class"), Some("Archive"));
+        assert_eq!(get("x-oss-storage-class"), Some("Archive"));
+        assert_eq!(get("x-oss-forbid-overwrite"), Some("true"));
+        assert_eq!(get("if-none-match"), None);
+        assert_eq!(
+            get("x-amz-meta-s3ferry-checksum-crc32"),
+            Some("i9aeUg=="),
+            "same bytes, same checksum"
+        );
+        assert_eq!(get("x-amz-meta-owner"), Some("me"));
+    }
+
+    #[test]
+    fn same_etag_ignores_quotes_and_hex_case() {
+        assert!(same_etag("\"9B2CF535\"", "9b2cf535"));
+        assert!(!same_etag("\"9b2cf535\"", "\"9b2cf536\""));
     }
 
     #[test]

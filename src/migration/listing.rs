@@ -3,17 +3,24 @@
 //! s3ferry's reserved prefix hidden, common prefixes merged (an old-only prefix is shown only
 //! if it still holds a live key), paginated with a continuation token that is the last entry
 //! returned, so both providers resume from the same point.
+//!
+//! The providers are listed without `encoding-type=url` (raw keys, whatever their dialect says
+//! about encoding), and the client's answer is encoded by [`render_list_objects`] when asked.
+//!
+//! [`render_list_objects`]: crate::rewrite::list_objects::render_list_objects
 
 use std::collections::VecDeque;
 
 use crate::error::GatewayError;
 use crate::rewrite::list_objects::{ListEntry, ListQuery, ListVersion, decode_token};
+use crate::rewrite::provider_values::translate_listed_object;
 use crate::upstream::Upstream;
 use crate::upstream::requests::ListRequest;
 
 use super::tombstone::{RESERVED_PREFIX, TOMBSTONE_PREFIX};
 
-/// One provider's listing as a sorted stream of entries, fetched a page at a time.
+/// One provider's listing as a sorted stream of entries, fetched a page at a time (V2, or V1
+/// where the provider's profile says so), with ETags and storage classes in the client's form.
 pub(crate) struct Cursor<'a> {
     upstream: &'a Upstream,
     bucket: &'a str,
@@ -38,12 +45,14 @@ impl<'a> Cursor<'a> {
 
     async fn fill(&mut self) -> Result<(), GatewayError> {
         while self.buffer.is_empty() && !self.exhausted {
-            let page = self.upstream.list_objects_v2(self.bucket, &self.request).await?;
+            let page = self.upstream.list_objects(self.bucket, &self.request).await?;
+            let profile = &self.upstream.settings.profile;
             let mut entries: Vec<ListEntry> = page
                 .objects
                 .into_iter()
                 .map(|mut o| {
                     o.key = o.key.strip_prefix(self.strip).unwrap_or(&o.key).to_string();
+                    translate_listed_object(&mut o, profile);
                     ListEntry::Object(o)
                 })
                 .chain(page.common_prefixes.into_iter().map(ListEntry::Prefix))

@@ -8,16 +8,17 @@ use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::copy::{Copier, CopyTask};
+use super::copy::{Copier, CopyTask, same_etag};
 use super::listing::{MergeSources, merged_page, parse_list_query};
 use super::policy::{ReadDecision, decide_read};
 use super::{MigrationStats, tombstone};
 use crate::body;
+use crate::dialect::translate::translate_request;
 use crate::error::GatewayError;
 use crate::rewrite::list_objects::render_list_objects;
 use crate::route::{FallbackRoute, Route};
-use crate::upstream::OutgoingRequest;
 use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
+use crate::upstream::{OutgoingRequest, Upstream};
 
 /// Lazy-migration state shared by all requests: the copy-on-read queue and the counters.
 pub struct Migration {
@@ -68,7 +69,7 @@ impl Migration {
     ) -> Result<(Response<Incoming>, Route), GatewayError> {
         let response = route
             .provider
-            .send(read.outgoing(&route.upstream_bucket))
+            .send(read.outgoing(&route.provider, &route.upstream_bucket)?)
             .await
             .map_err(|e| e.into_gateway_error(&route.provider.settings))?;
         let status = response.status();
@@ -104,7 +105,7 @@ impl Migration {
         self.stats.fallback(&route.client_bucket);
         let old = &fallback.provider;
         let response = old
-            .send(read.outgoing(&fallback.bucket))
+            .send(read.outgoing(old, &fallback.bucket)?)
             .await
             .map_err(|e| e.into_gateway_error(&old.settings))?;
         tracing::debug!(%key, status = %response.status(), provider = %old.settings.name, "read fell back to the old provider");
@@ -174,10 +175,12 @@ impl Migration {
         }
         if let Some(expected) = if_match {
             let Some(old) = old_copy else { return Ok(false) };
+            // The client holds the ETag in its (AWS) form, not the old provider's (OSS: uppercase).
+            let old_etag = fallback.provider.settings.profile.client_etag(&old.etag);
             let matches = expected
                 .split(',')
                 .map(str::trim)
-                .any(|e| e == "*" || e.trim_matches('"') == old.etag.trim_matches('"'));
+                .any(|e| e == "*" || same_etag(e, &old_etag));
             return if matches {
                 Ok(true)
             } else {
@@ -237,15 +240,28 @@ pub struct ReadRequest {
 }
 
 impl ReadRequest {
-    fn outgoing(&self, bucket: &str) -> OutgoingRequest {
-        OutgoingRequest {
+    /// The read as `provider` gets it, in its dialect: conditional ETags in its case, checksum
+    /// headers it does not take (`x-amz-checksum-mode`) and headers or parameters it rejects
+    /// left out. Each side of a bucket under migration may speak another dialect.
+    fn outgoing(&self, provider: &Upstream, bucket: &str) -> Result<OutgoingRequest, GatewayError> {
+        let operation = if self.method == Method::HEAD {
+            "HeadObject"
+        } else {
+            "GetObject"
+        };
+        let mut headers = self.headers.clone();
+        let mut query = self.query.clone();
+        let settings = &provider.settings;
+        // A read has no body, so there is no withheld checksum to verify.
+        translate_request(&settings.profile, &settings.name, operation, &mut headers, &mut query)?;
+        Ok(OutgoingRequest {
             method: self.method.clone(),
             bucket: Some(bucket.to_string()),
             encoded_key: self.encoded_key.clone(),
-            query: self.query.clone(),
-            headers: self.headers.clone(),
+            query,
+            headers,
             body: body::empty(),
             payload_hash: EMPTY_PAYLOAD_SHA256.to_string(),
-        }
+        })
     }
 }

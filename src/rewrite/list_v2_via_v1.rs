@@ -9,7 +9,8 @@
 //! The token holds the decoded position V1 resumes after, in the same form as the merged
 //! listing's tokens ([`encode_token`]): the provider's `NextMarker` when it sends one, else the
 //! page's last key or last common prefix, whichever sorts last (AWS sends `NextMarker` only
-//! with a delimiter).
+//! with a delimiter). s3ferry's own listings of such a provider (lazy migration) go the same
+//! way: [`into_v1_query`] on the way out, [`continue_v1_page`] on the way back.
 
 use quick_xml::events::{BytesText, Event};
 use quick_xml::{Reader, Writer};
@@ -143,6 +144,19 @@ fn is_dropped(path: &[Vec<u8>], name: &[u8], fetch_owner: bool) -> bool {
         [_root, parent] => name == b"Owner" && parent.as_slice() == b"Contents" && !fetch_owner,
         _ => false,
     }
+}
+
+/// Gives a V1 page read by s3ferry itself (lazy migration's listings, `migrate`, `check`) the
+/// continuation V1 lacks: when the page is truncated, `next_continuation_token` becomes the
+/// token [`into_v1_query`] turns back into the marker V1 resumes after. s3ferry never asks
+/// for `encoding-type=url` on its own listings, so the page's names are raw.
+pub fn continue_v1_page(page: &mut ListPage) -> Result<(), RewriteError> {
+    page.next_continuation_token = if page.is_truncated {
+        Some(encode_token(&resume_point(page, false)?))
+    } else {
+        None
+    };
+    Ok(())
 }
 
 /// Where V1 resumes after this truncated page, decoded.
@@ -281,6 +295,40 @@ mod tests {
         assert_eq!(decode_token(&token).as_deref(), Some("b/"));
         let nothing = b"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>";
         assert!(into_v2_answer(nothing, &V2Request::default()).is_err());
+    }
+
+    #[test]
+    fn a_v1_page_read_by_s3ferry_continues_from_its_next_marker_or_last_entry() {
+        let mut page = parse_list_page(
+            b"<ListBucketResult><IsTruncated>true</IsTruncated><NextMarker>opaque</NextMarker><Contents><Key>a</Key></Contents></ListBucketResult>",
+        )
+        .expect("parses");
+        continue_v1_page(&mut page).expect("continues");
+        let mut next = query(&[(
+            "continuation-token",
+            page.next_continuation_token.as_deref().unwrap_or(""),
+        )]);
+        into_v1_query(&mut next).expect("our token");
+        assert_eq!(
+            next,
+            query(&[("marker", "opaque")]),
+            "the provider's NextMarker, as it came"
+        );
+
+        page.next_marker = None;
+        page.common_prefixes = vec!["b/".into()];
+        continue_v1_page(&mut page).expect("continues");
+        assert_eq!(
+            page.next_continuation_token
+                .as_deref()
+                .and_then(decode_token)
+                .as_deref(),
+            Some("b/")
+        );
+
+        page.is_truncated = false;
+        continue_v1_page(&mut page).expect("continues");
+        assert_eq!(page.next_continuation_token, None, "a complete page ends the listing");
     }
 
     #[test]

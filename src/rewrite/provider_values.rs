@@ -2,12 +2,14 @@
 //! `<ETag>` (ListObjects v1/v2, ListObjectVersions, ListParts, CompleteMultipartUpload,
 //! CopyObjectResult, CopyPartResult), `<StorageClass>` (listings, ListParts) and the `<Code>`
 //! of error documents on the way back to the client; the `<Part><ETag>` list of a
-//! CompleteMultipartUpload request on the way to the provider.
+//! CompleteMultipartUpload request on the way to the provider; and the same values of the
+//! listings s3ferry reads itself ([`translate_listed_object`]).
 
 use quick_xml::events::{BytesText, Event};
 use quick_xml::{Reader, Writer};
 
 use super::RewriteError;
+use super::list_objects::ListedObject;
 use crate::checksum::ChecksumAlgorithm;
 use crate::dialect::DialectProfile;
 
@@ -19,6 +21,14 @@ pub fn rewrite_response(xml: &[u8], profile: &DialectProfile) -> Result<Vec<u8>,
         b"Code" => profile.error_mapping(text).map(|m| m.aws_code.clone()),
         _ => None,
     })
+}
+
+/// A listed object's ETag and storage class from `profile`'s provider in the client's (AWS)
+/// form, for the listings s3ferry reads itself (lazy migration's merged listing, `migrate`,
+/// `check`), so entries of two providers are rendered and compared alike.
+pub fn translate_listed_object(object: &mut ListedObject, profile: &DialectProfile) {
+    object.etag = profile.client_etag(&object.etag);
+    object.storage_class = profile.client_storage_class(&object.storage_class).to_string();
 }
 
 /// Rewrites a CompleteMultipartUpload request body: each part's ETag in the provider's form,
@@ -141,6 +151,21 @@ mod tests {
     fn oss_copy_results_etags_are_lowercased() {
         golden_response("oss-copy-object-result", "oss");
         golden_response("oss-copy-part-result", "oss");
+    }
+
+    #[test]
+    fn listed_objects_read_by_s3ferry_get_client_values() {
+        let mut object = ListedObject {
+            etag: "\"9BB58F26192E4BA00F01E2E7B136BBD8\"".into(),
+            storage_class: "IA".into(),
+            ..ListedObject::default()
+        };
+        translate_listed_object(&mut object, &builtin("oss").expect("oss"));
+        assert_eq!(object.etag, "\"9bb58f26192e4ba00f01e2e7b136bbd8\"");
+        assert_eq!(object.storage_class, "STANDARD_IA");
+        let before = object.clone();
+        translate_listed_object(&mut object, &builtin("aws").expect("aws"));
+        assert_eq!(object, before, "AWS values stay as they are");
     }
 
     #[test]

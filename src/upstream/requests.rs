@@ -1,5 +1,6 @@
 //! Requests s3ferry makes on its own behalf (lazy migration, bulk copy, check): HEAD, GET, PUT,
-//! DELETE and ListObjectsV2 on one provider, with keys given decoded.
+//! DELETE and listings on one provider, with keys given decoded. Answers carry the provider's
+//! values (ETag case, storage class names); callers translate them with the dialect profile.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -12,6 +13,7 @@ use crate::body::{self, UpstreamBody};
 use crate::error::GatewayError;
 use crate::rewrite::MAX_XML_BODY;
 use crate::rewrite::list_objects::{ListPage, parse_list_page};
+use crate::rewrite::list_v2_via_v1;
 
 /// A message's `Content-Length`, if it has a valid one.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -30,7 +32,7 @@ pub struct ObjectHead {
     pub headers: HeaderMap,
 }
 
-/// Parameters of one ListObjectsV2 call.
+/// Parameters of one listing call (ListObjectsV2, or V1 for a provider without it).
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
     pub prefix: String,
@@ -88,6 +90,18 @@ impl Upstream {
         }
     }
 
+    /// HEAD a bucket: `false` on 404, an error on anything else that is not 2xx.
+    pub async fn bucket_exists(&self, bucket: &str) -> Result<bool, GatewayError> {
+        let response = self
+            .send_collect(self.request(Method::HEAD, bucket, "", Vec::new()), 0)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(true),
+            s => Err(self.failed(&format!("HEAD {bucket}"), s, &[])),
+        }
+    }
+
     /// GET an object (or a range of it, via `headers`); the response is returned as it is.
     pub async fn get_object(
         &self,
@@ -135,8 +149,11 @@ impl Upstream {
         }
     }
 
-    /// One ListObjectsV2 page.
-    pub async fn list_objects_v2(&self, bucket: &str, list: &ListRequest) -> Result<ListPage, GatewayError> {
+    /// One listing page: ListObjectsV2, or ListObjects (v1) for a provider whose profile says
+    /// it does not serve V2 (dialects.md rule 22). Either way the page's
+    /// `next_continuation_token` is what the next request's `continuation_token` takes, and
+    /// the values (ETags, storage classes) are the provider's.
+    pub async fn list_objects(&self, bucket: &str, list: &ListRequest) -> Result<ListPage, GatewayError> {
         let mut query = vec![
             ("list-type".to_string(), "2".to_string()),
             ("prefix".to_string(), list.prefix.clone()),
@@ -151,15 +168,26 @@ impl Upstream {
         if let Some(t) = &list.continuation_token {
             query.push(("continuation-token".to_string(), t.clone()));
         }
+        let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
+            provider: self.settings.name.clone(),
+            cause,
+        };
+        let v1 = !self.settings.profile.list_objects_v2;
+        if v1 {
+            // The token came from `continue_v1_page` below, so it always decodes.
+            list_v2_via_v1::into_v1_query(&mut query).map_err(|e| protocol_error(e.to_string()))?;
+        }
         let response = self
             .send_collect(self.request(Method::GET, bucket, "", query), MAX_XML_BODY)
             .await?;
+        let operation = if v1 { "ListObjects" } else { "ListObjectsV2" };
         if !response.status().is_success() {
-            return Err(self.failed(&format!("ListObjectsV2 {bucket}"), response.status(), response.body()));
+            return Err(self.failed(&format!("{operation} {bucket}"), response.status(), response.body()));
         }
-        parse_list_page(response.body()).map_err(|e| GatewayError::UpstreamProtocol {
-            provider: self.settings.name.clone(),
-            cause: e.to_string(),
-        })
+        let mut page = parse_list_page(response.body()).map_err(|e| protocol_error(e.to_string()))?;
+        if v1 {
+            list_v2_via_v1::continue_v1_page(&mut page).map_err(|e| protocol_error(e.to_string()))?;
+        }
+        Ok(page)
     }
 }

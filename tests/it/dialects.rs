@@ -17,7 +17,7 @@ async fn oss_gateway(oss: &OssLike, extra: &str) -> (RunningGateway, aws_sdk_s3:
     single_provider_gateway(&oss.endpoint(), "oss", "oss", "oss", extra).await
 }
 
-fn md5_etag(data: &[u8]) -> String {
+pub(crate) fn md5_etag(data: &[u8]) -> String {
     format!("\"{}\"", hex::encode(Md5::digest(data)))
 }
 
@@ -910,4 +910,459 @@ async fn b2_refuses_checksum_headers_and_s3ferry_answers_checksum_mode_itself() 
         .expect("DeleteObjects with Content-MD5 instead of the CRC32");
     assert_eq!(deleted.deleted().len(), 2);
     assert!(!b2.has_object("b2bucket", "k").await && !b2.has_object("b2bucket", "copy").await);
+}
+
+/// An `AccessControlPolicy` giving the owner full control and `extra` grants.
+fn policy(extra: Vec<aws_sdk_s3::types::Grant>) -> aws_sdk_s3::types::AccessControlPolicy {
+    aws_sdk_s3::types::AccessControlPolicy::builder()
+        .owner(aws_sdk_s3::types::Owner::builder().id("owner-id").build())
+        .set_grants(Some(std::iter::once(owner_grant()).chain(extra).collect()))
+        .build()
+}
+
+fn owner_grant() -> aws_sdk_s3::types::Grant {
+    use aws_sdk_s3::types::{Grant, Grantee, Permission, Type};
+    Grant::builder()
+        .grantee(
+            Grantee::builder()
+                .r#type(Type::CanonicalUser)
+                .id("owner-id")
+                .build()
+                .expect("grantee"),
+        )
+        .permission(Permission::FullControl)
+        .build()
+}
+
+fn group_grant(uri: &str, permission: aws_sdk_s3::types::Permission) -> aws_sdk_s3::types::Grant {
+    use aws_sdk_s3::types::{Grant, Grantee, Type};
+    Grant::builder()
+        .grantee(
+            Grantee::builder()
+                .r#type(Type::Group)
+                .uri(uri)
+                .build()
+                .expect("grantee"),
+        )
+        .permission(permission)
+        .build()
+}
+
+const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+
+#[tokio::test]
+async fn providers_without_an_acl_api_get_their_acl_operations_answered_by_s3ferry() {
+    use aws_sdk_s3::types::Permission;
+    let r2 = TestUpstream::path_style().await;
+    r2.create_bucket("noacl");
+    let direct = r2.direct_client();
+    direct
+        .put_object()
+        .bucket("noacl")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect("seed");
+    let err = direct
+        .get_object_acl()
+        .bucket("noacl")
+        .key("k")
+        .send()
+        .await
+        .expect_err("no ACL API");
+    assert_eq!(error_status(&err), 501);
+
+    let (_g, client) = single_provider_gateway(&r2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "r2", "").await;
+    let acl = client
+        .get_object_acl()
+        .bucket("noacl")
+        .key("k")
+        .send()
+        .await
+        .expect("GetObjectAcl in AWS form");
+    let grants: Vec<(Option<&str>, Option<&Permission>)> = acl
+        .grants()
+        .iter()
+        .map(|g| (g.grantee().and_then(|e| e.id()), g.permission()))
+        .collect();
+    assert_eq!(grants, [(Some("s3ferry"), Some(&Permission::FullControl))]);
+    let bucket_acl = client
+        .get_bucket_acl()
+        .bucket("noacl")
+        .send()
+        .await
+        .expect("GetBucketAcl");
+    assert_eq!(bucket_acl.grants().len(), 1);
+    client
+        .put_object_acl()
+        .bucket("noacl")
+        .key("k")
+        .acl(ObjectCannedAcl::Private)
+        .send()
+        .await
+        .expect("private is what R2 enforces");
+    client
+        .put_object_acl()
+        .bucket("noacl")
+        .key("k")
+        .access_control_policy(policy(Vec::new()))
+        .send()
+        .await
+        .expect("an owner-only policy body is private");
+    for (what, result) in [
+        (
+            "public-read header",
+            client
+                .put_object_acl()
+                .bucket("noacl")
+                .key("k")
+                .acl(ObjectCannedAcl::PublicRead)
+                .send()
+                .await,
+        ),
+        (
+            "AllUsers READ body",
+            client
+                .put_object_acl()
+                .bucket("noacl")
+                .key("k")
+                .access_control_policy(policy(vec![group_grant(ALL_USERS, Permission::Read)]))
+                .send()
+                .await,
+        ),
+    ] {
+        let err = result.expect_err(what);
+        assert_eq!(
+            (error_status(&err), error_code(&err).as_str()),
+            (400, "AccessControlListNotSupported"),
+            "{what}"
+        );
+    }
+    let err = client
+        .get_object_acl()
+        .bucket("noacl")
+        .key("missing")
+        .send()
+        .await
+        .expect_err("no such key");
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (404, "NoSuchKey"));
+}
+
+#[tokio::test]
+async fn oss_acl_bodies_become_the_canned_acl_they_amount_to() {
+    use aws_sdk_s3::types::Permission;
+    let oss = OssLike::start(&["aclbody"]).await;
+    let direct = oss.direct_without_checksums();
+    direct
+        .put_object()
+        .bucket("aclbody")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect("seed");
+    let public_read = policy(vec![group_grant(ALL_USERS, Permission::Read)]);
+    let err = direct
+        .put_object_acl()
+        .bucket("aclbody")
+        .key("k")
+        .access_control_policy(public_read.clone())
+        .send()
+        .await
+        .expect_err("OSS sets ACLs by x-amz-acl only");
+    assert_eq!(error_status(&err), 400);
+
+    let (_g, client) = oss_gateway(&oss, "").await;
+    client
+        .put_object_acl()
+        .bucket("aclbody")
+        .key("k")
+        .access_control_policy(public_read)
+        .send()
+        .await
+        .expect("sent as x-amz-acl: public-read");
+    let acl = client
+        .get_object_acl()
+        .bucket("aclbody")
+        .key("k")
+        .send()
+        .await
+        .expect("acl");
+    let all_users_read = |acl: &aws_sdk_s3::operation::get_object_acl::GetObjectAclOutput| {
+        acl.grants()
+            .iter()
+            .any(|g| g.grantee().and_then(|e| e.uri()) == Some(ALL_USERS) && g.permission() == Some(&Permission::Read))
+    };
+    assert!(all_users_read(&acl), "{acl:?}");
+    let user_grant = aws_sdk_s3::types::Grant::builder()
+        .grantee(
+            aws_sdk_s3::types::Grantee::builder()
+                .r#type(aws_sdk_s3::types::Type::CanonicalUser)
+                .id("another-account")
+                .build()
+                .expect("grantee"),
+        )
+        .permission(Permission::Read)
+        .build();
+    client
+        .put_object_acl()
+        .bucket("aclbody")
+        .key("k")
+        .access_control_policy(policy(vec![user_grant]))
+        .send()
+        .await
+        .expect("a grant no canned ACL expresses is narrowed to private under map");
+    let acl = client
+        .get_object_acl()
+        .bucket("aclbody")
+        .key("k")
+        .send()
+        .await
+        .expect("acl");
+    assert!(!all_users_read(&acl), "{acl:?}");
+}
+
+#[tokio::test]
+async fn gcs_upload_part_copy_is_streamed_through_s3ferry() {
+    let gcs = TestUpstream::path_style().await;
+    gcs.create_bucket("gcsbucket");
+    gcs.quirks
+        .no_upload_part_copy
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let source = crate::support::pattern(6 * 1024 * 1024, 5);
+    let direct = crate::support::sdk_client_without_checksums(&gcs.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, true);
+    direct
+        .put_object()
+        .bucket("gcsbucket")
+        .key("source")
+        .body(ByteStream::from(source.clone()))
+        .send()
+        .await
+        .expect("seed");
+    let up = direct
+        .create_multipart_upload()
+        .bucket("gcsbucket")
+        .key("direct")
+        .send()
+        .await
+        .expect("create");
+    let err = direct
+        .upload_part_copy()
+        .bucket("gcsbucket")
+        .key("direct")
+        .upload_id(up.upload_id().expect("id"))
+        .part_number(1)
+        .copy_source("gcsbucket/source")
+        .send()
+        .await
+        .expect_err("no multipart server-side copy");
+    assert_eq!(error_status(&err), 501);
+
+    let (_g, client) = single_provider_gateway(&gcs.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "gcs", "").await;
+    let up = client
+        .create_multipart_upload()
+        .bucket("gcsbucket")
+        .key("assembled")
+        .send()
+        .await
+        .expect("create");
+    let id = up.upload_id().expect("id");
+    let mut parts = Vec::new();
+    for (n, range) in [(1, "bytes=0-5242879"), (2, "bytes=5242880-6291455")] {
+        let copied = client
+            .upload_part_copy()
+            .bucket("gcsbucket")
+            .key("assembled")
+            .upload_id(id)
+            .part_number(n)
+            .copy_source("gcsbucket/source")
+            .copy_source_range(range)
+            .send()
+            .await
+            .expect("UploadPartCopy through s3ferry");
+        let etag = copied.copy_part_result().and_then(|r| r.e_tag()).expect("etag");
+        parts.push(CompletedPart::builder().part_number(n).e_tag(etag).build());
+    }
+    client
+        .complete_multipart_upload()
+        .bucket("gcsbucket")
+        .key("assembled")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .expect("complete");
+    let got = client
+        .get_object()
+        .bucket("gcsbucket")
+        .key("assembled")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
+        source.as_slice()
+    );
+}
+
+#[tokio::test]
+async fn operations_a_provider_lacks_get_a_501_naming_it() {
+    let oss = OssLike::start(&["ops"]).await;
+    let (_g, client) = oss_gateway(&oss, "").await;
+    let err = client
+        .list_multipart_uploads()
+        .bucket("ops")
+        .send()
+        .await
+        .expect_err("not in OSS's S3 operation list");
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (501, "NotImplemented"));
+    let message = err
+        .as_service_error()
+        .and_then(aws_sdk_s3::error::ProvideErrorMetadata::message);
+    assert!(
+        message.is_some_and(|m| m.contains("provider 'up'") && m.contains("unsupported_operations")),
+        "{message:?}"
+    );
+    let (_g2, client) = oss_gateway(&oss, "[providers.up.dialect_overrides]\nunsupported_operations = []").await;
+    client
+        .list_multipart_uploads()
+        .bucket("ops")
+        .send()
+        .await
+        .expect("forwarded once the override lifts it");
+}
+
+#[tokio::test]
+async fn r2_gets_crc64nvme_multipart_checksums_checked_by_s3ferry() {
+    use aws_sdk_s3::types::ChecksumAlgorithm as Algorithm;
+    let r2 = TestUpstream::path_style().await;
+    r2.create_bucket("crc");
+    r2.quirks
+        .r2_no_composite_crc64nvme
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = r2
+        .direct_client()
+        .create_multipart_upload()
+        .bucket("crc")
+        .key("d")
+        .checksum_algorithm(Algorithm::Crc64Nvme)
+        .send()
+        .await
+        .expect_err("CRC64NVME multipart, as the AWS CLI v2 does by default");
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (501, "NotImplemented"));
+
+    let (_g, client) = single_provider_gateway(&r2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "r2", "").await;
+    let part = crate::support::pattern(5 * 1024 * 1024, 2);
+    let up = client
+        .create_multipart_upload()
+        .bucket("crc")
+        .key("k")
+        .checksum_algorithm(Algorithm::Crc64Nvme)
+        .send()
+        .await
+        .expect("create");
+    let id = up.upload_id().expect("id");
+    let uploaded = client
+        .upload_part()
+        .bucket("crc")
+        .key("k")
+        .upload_id(id)
+        .part_number(1)
+        .checksum_algorithm(Algorithm::Crc64Nvme)
+        .body(ByteStream::from(part.clone()))
+        .send()
+        .await
+        .expect("part with a CRC64NVME checked by s3ferry");
+    client
+        .complete_multipart_upload()
+        .bucket("crc")
+        .key("k")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(uploaded.e_tag().expect("etag"))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    let got = client.get_object().bucket("crc").key("k").send().await.expect("get");
+    assert_eq!(
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
+        part.as_slice()
+    );
+}
+
+#[tokio::test]
+async fn oss_listings_with_awkward_keys_round_trip() {
+    let oss = OssLike::start(&["keys"]).await;
+    let keys = [
+        "a b.txt",
+        "a+b.txt",
+        "dir/ü.txt",
+        "dir/x&y<z>.txt",
+        "percent%2F.txt",
+        "quote\"d.txt",
+    ];
+    let err = oss
+        .direct()
+        .put_object()
+        .bucket("keys")
+        .key(keys[0])
+        .body(ByteStream::from_static(b"v"))
+        .send()
+        .await
+        .expect_err("the SDK's default checksum");
+    assert_eq!(error_code(&err), "InvalidArgument");
+
+    let (_g, client) = oss_gateway(&oss, "").await;
+    for key in keys {
+        client
+            .put_object()
+            .bucket("keys")
+            .key(key)
+            .body(ByteStream::from_static(b"v"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+    let mut listed = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket("keys")
+        .max_keys(2)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("page");
+        listed.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        assert!(
+            page.contents()
+                .iter()
+                .all(|o| o.e_tag().is_some_and(|e| e == e.to_lowercase()))
+        );
+    }
+    let mut expected: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let top = client
+        .list_objects()
+        .bucket("keys")
+        .delimiter("/")
+        .send()
+        .await
+        .expect("v1 with a delimiter");
+    let prefixes: Vec<&str> = top.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    assert_eq!(prefixes, ["dir/"]);
+    assert_eq!(top.contents().len(), 4);
+    for key in keys {
+        let got = client.get_object().bucket("keys").key(key).send().await.expect(key);
+        assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), b"v");
+    }
 }

@@ -205,3 +205,49 @@ async fn zero_byte_put_awaiting_100_continue_closes_the_connection_after_answeri
     assert!(dir.path().join("local-bucket/empty").exists());
     g.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn conditional_writes_never_overwrite_silently() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (g, client) = local_gateway(dir.path()).await;
+    let put = |key: &'static str, body: &'static [u8]| {
+        client
+            .put_object()
+            .bucket("local-bucket")
+            .key(key)
+            .body(ByteStream::from_static(body))
+    };
+    let etag = put("k", b"first").send().await.expect("put").e_tag.expect("etag");
+    let err = put("k", b"second").if_none_match("*").send().await.expect_err("exists");
+    assert_eq!(
+        (error_status(&err), error_code(&err).as_str()),
+        (412, "PreconditionFailed")
+    );
+    let err = put("k", b"second")
+        .if_match("\"0123456789abcdef0123456789abcdef\"")
+        .send()
+        .await
+        .expect_err("another ETag");
+    assert_eq!(error_status(&err), 412);
+    let err = put("missing", b"x")
+        .if_match(&etag)
+        .send()
+        .await
+        .expect_err("nothing to match");
+    assert_eq!((error_status(&err), error_code(&err).as_str()), (404, "NoSuchKey"));
+    put("k", b"second")
+        .if_match(&etag)
+        .send()
+        .await
+        .expect("the ETag matches");
+    put("new", b"x").if_none_match("*").send().await.expect("a free key");
+    let got = client
+        .get_object()
+        .bucket("local-bucket")
+        .key("k")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), b"second");
+    g.shutdown(std::time::Duration::from_secs(2)).await;
+}

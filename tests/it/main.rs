@@ -7,6 +7,7 @@ mod dialects;
 mod list_v1_only;
 mod local_provider;
 mod migration;
+mod migration_dialects;
 mod moto;
 mod sidecar;
 mod sigv2_upstream;

@@ -17,8 +17,8 @@ use s3ferry::server::RunningGateway;
 
 use crate::support::moto::Moto;
 use crate::support::{
-    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, error_status, pattern,
-    sdk_client,
+    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, error_status, list_keys_v1,
+    pattern, put_objects, sdk_client,
 };
 
 /// New and old provider, routes under migration, the gateway.
@@ -151,7 +151,7 @@ async fn read(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Ve
 }
 
 /// Waits (bounded) for the background copier to reach a state.
-async fn wait_for(what: &str, condition: impl Fn() -> bool) {
+pub(crate) async fn wait_for(what: &str, condition: impl Fn() -> bool) {
     for _ in 0..500 {
         if condition() {
             return;
@@ -560,28 +560,7 @@ async fn listing_merges_both_providers_across_pages() {
     assert_eq!(v2.len(), 8800);
     assert_eq!(v2, expected, "v2: every live key exactly once, in order");
 
-    let mut v1 = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let page = c
-            .list_objects()
-            .bucket("lazy")
-            .max_keys(1000)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .expect("v1");
-        let keys: Vec<String> = page
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_string))
-            .collect();
-        marker = keys.last().cloned();
-        v1.extend(keys);
-        if !page.is_truncated().unwrap_or(false) {
-            break;
-        }
-    }
+    let v1 = list_keys_v1(&c, "lazy", 1000).await;
     assert_eq!(v1, expected, "v1: every live key exactly once, in order");
 
     // start-after and prefix narrow the merged listing the same way on both providers.
@@ -842,27 +821,13 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
     let m = Migrating::start().await;
     // 1,990 small objects and 10 multipart objects in the old provider.
     let direct = m.old.direct_client();
-    futures::stream::iter(0..1990)
-        .map(|i| {
-            let direct = direct.clone();
-            async move {
-                let body = format!("object {i}").into_bytes();
-                direct
-                    .put_object()
-                    .bucket("lazy")
-                    .key(format!("bulk/{i:04}"))
-                    .body(ByteStream::from(body))
-                    .send()
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .expect("seed small objects");
+    put_objects(
+        &direct,
+        "lazy",
+        (0..1990).map(|i| (format!("bulk/{i:04}"), format!("object {i}").into_bytes())),
+        32,
+    )
+    .await;
     for i in 0..10 {
         let key = format!("bulk/multipart-{i}");
         let up = direct

@@ -101,6 +101,12 @@ pub struct Quirks {
     /// 400 InvalidArgument, as AWS answers an unknown scheme, like an old S3 clone that knows
     /// only v2 (dialects.md §D.3). What gets through is verified by s3s's SigV2 check.
     pub sigv2_only: std::sync::atomic::AtomicBool,
+    /// Refuse UploadPartCopy with 501 NotImplemented, as GCS's XML API has no multipart
+    /// server-side copy (dialects.md §A.5).
+    pub no_upload_part_copy: std::sync::atomic::AtomicBool,
+    /// Refuse CRC64NVME on multipart uploads with 501 NotImplemented, as R2 takes CRC64NVME
+    /// only as a full-object checksum (dialects.md §A.3; CLI v2's default, [skypilot-5282]).
+    pub r2_no_composite_crc64nvme: std::sync::atomic::AtomicBool,
     /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
     /// test can see which body form reached the provider.
     pub put_payload_hashes: std::sync::Mutex<Vec<String>>,
@@ -284,6 +290,30 @@ async fn answer(
                 400,
                 "InvalidRequest",
                 "Missing required header for this request: Content-MD5",
+            );
+        }
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let names_upload = query.split('&').any(|p| p.starts_with("uploadId="));
+    if quirks.no_upload_part_copy.load(Ordering::Relaxed)
+        && req.method() == http::Method::PUT
+        && names_upload
+        && req.headers().contains_key("x-amz-copy-source")
+    {
+        return quirk_error_with(501, "NotImplemented", "UploadPartCopy is not implemented");
+    }
+    if quirks.r2_no_composite_crc64nvme.load(Ordering::Relaxed) {
+        let creates = req.method() == http::Method::POST && query.split('&').any(|p| p == "uploads" || p == "uploads=");
+        let crc64_declared = req
+            .headers()
+            .get("x-amz-checksum-algorithm")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"CRC64NVME"));
+        let crc64_part = names_upload && req.headers().contains_key("x-amz-checksum-crc64nvme");
+        if (creates && crc64_declared) || crc64_part {
+            return quirk_error_with(
+                501,
+                "NotImplemented",
+                "Header 'x-amz-checksum-algorithm' with value 'CRC64NVME' not implemented",
             );
         }
     }
@@ -480,6 +510,52 @@ pub fn temp_file(data: &[u8]) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     std::io::Write::write_all(&mut file, data).expect("write");
     file
+}
+
+/// Puts `objects` (key, body) into `bucket`, `concurrency` at a time; panics on the first error.
+pub async fn put_objects(
+    client: &Client,
+    bucket: &str,
+    objects: impl Iterator<Item = (String, Vec<u8>)>,
+    concurrency: usize,
+) {
+    use futures::StreamExt as _;
+    futures::stream::iter(objects)
+        .map(|(key, body)| {
+            let put = client
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(aws_sdk_s3::primitives::ByteStream::from(body));
+            async move { put.send().await.map_err(|e| format!("put {key}: {e:?}")) }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("seed objects");
+}
+
+/// Every key of `bucket`, listed with ListObjects (v1) a page at a time, following the last key.
+pub async fn list_keys_v1(client: &Client, bucket: &str, max_keys: i32) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = client
+            .list_objects()
+            .bucket(bucket)
+            .max_keys(max_keys)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .expect("v1 page");
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        marker = keys.last().cloned();
+        if !page.is_truncated().unwrap_or(false) {
+            return keys;
+        }
+    }
 }
 
 /// Deterministic test data.

@@ -3,7 +3,8 @@
 //! - path-style requests are refused with `403 SecondLevelDomainForbidden`;
 //! - ETags come back in uppercase hex (headers and XML), and conditionals / part lists match
 //!   only the uppercase form;
-//! - only the canned ACLs private, public-read and public-read-write are accepted, no grants;
+//! - only the canned ACLs private, public-read and public-read-write are accepted (in
+//!   `x-amz-acl`; an `AccessControlPolicy` body is refused), no grants;
 //! - storage classes are named IA / Archive / ColdArchive (stored in moto as STANDARD_IA /
 //!   GLACIER / DEEP_ARCHIVE) in responses; on upload `x-amz-storage-class` is ignored (the
 //!   object stays STANDARD, as reported for OSS's S3 API) and only the native
@@ -115,6 +116,20 @@ async fn answer(client: MotoClient, moto_addr: String, req: Request<Incoming>) -
         && !CANNED_ACLS.contains(&acl)
     {
         return oss_error(400, "InvalidArgument", "no such bucket access control exists");
+    }
+    let sets_acl = parts.method == http::Method::PUT
+        && parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "acl" || p == "acl="));
+    let announced = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if sets_acl && announced > 0 {
+        return oss_error(400, "InvalidArgument", "only the x-amz-acl header sets an ACL");
     }
     if parts.headers.keys().any(|k| k.as_str().starts_with("x-amz-grant-")) {
         return oss_error(400, "InvalidArgument", "grants are not supported");
