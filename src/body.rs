@@ -162,9 +162,14 @@ pub struct HoldBackLast {
     check: Option<ChecksumCheck>,
     /// The checksum that matched, once the body has ended and verified.
     verified: Option<(ChecksumAlgorithm, String)>,
+    /// Where the matched checksum is also reported, for the gateway after the body is gone.
+    verified_slot: Option<VerifiedSlot>,
     slot: FailureSlot,
     finished: bool,
 }
+
+/// Where a body reports the checksum that matched, to be read after it was sent.
+pub type VerifiedSlot = Arc<Mutex<Option<(ChecksumAlgorithm, String)>>>;
 
 impl HoldBackLast {
     pub fn new(inner: s3s::Body, check: Option<ChecksumCheck>, slot: FailureSlot) -> Self {
@@ -173,9 +178,16 @@ impl HoldBackLast {
             held: None,
             check,
             verified: None,
+            verified_slot: None,
             slot,
             finished: false,
         }
+    }
+
+    /// Also reports the matched checksum to `slot`.
+    pub fn reporting_to(mut self, slot: VerifiedSlot) -> Self {
+        self.verified_slot = Some(slot);
+        self
     }
 
     /// The checksum that matched (base64, as s3ferry computed it), once the body has ended and
@@ -207,6 +219,11 @@ impl HoldBackLast {
         };
         let computed = check.hasher.finalize_base64();
         if computed == sent.trim() {
+            if let Some(slot) = &self.verified_slot
+                && let Ok(mut guard) = slot.lock()
+            {
+                *guard = Some((check.algorithm, computed.clone()));
+            }
             self.verified = Some((check.algorithm, computed));
             Ok(())
         } else {

@@ -159,6 +159,7 @@ struct RawDialectOverrides {
     list_objects_v2: Option<bool>,
     unsupported_operations: Option<Vec<String>>,
     upload_part_copy: Option<bool>,
+    trailing_checksums_by_copy: Option<bool>,
     unsigned_trailer: Option<bool>,
 }
 
@@ -1010,6 +1011,9 @@ impl Resolver<'_> {
             }
             if let Some(v) = o.upload_part_copy {
                 profile.upload_part_copy = v;
+            }
+            if let Some(v) = o.trailing_checksums_by_copy {
+                profile.trailing_checksums_by_copy = v;
             }
             if let Some(v) = o.unsigned_trailer {
                 profile.unsigned_trailer = v;

@@ -229,14 +229,22 @@ impl Gateway {
         }
         let mut query = query;
         let withheld = translate_request_for(&route, operation, &mut headers, &mut query)?;
+        let keeps_trailer = operation == "PutObject" && route.provider.settings.profile.trailing_checksums_by_copy;
         let body_check = BodyChecks {
             withheld: body_checksum_to_verify(operation, withheld, &mut headers),
             object_data: carries_object_data(operation),
+            unforwarded_trailer: keeps_trailer.then(body::VerifiedSlot::default),
         };
+        let unforwarded_trailer = body_check.unforwarded_trailer.clone();
         let encode_listing = encodes_listing_itself(&route, operation, &mut query);
         let mut relay = Relay::new(operation, &req.headers, encode_listing);
         relay.v2_via_v1 = lists_v2_via_v1(&route, operation, &mut query)?;
         let slot = FailureSlot::default();
+        let encoded_key_for_copy = if unforwarded_trailer.is_some() {
+            encoded_key.clone()
+        } else {
+            String::new()
+        };
         let mut outgoing = build_outgoing(req, &route, encoded_key, query, headers, &slot, body_check).await?;
         let profile = &route.provider.settings.profile;
         if operation == "CompleteMultipartUpload"
@@ -249,7 +257,23 @@ impl Gateway {
             let bytes = read_small_body(&mut outgoing, &route, &slot, operation).await?;
             set_content_md5(&mut outgoing, bytes)?;
         }
+        let sent_headers = unforwarded_trailer.is_some().then(|| outgoing.headers.clone());
         let response = self.send(&route, outgoing, &slot).await?;
+        if let (Some(verified), Some(sent_headers)) = (unforwarded_trailer, sent_headers)
+            && response.status().is_success()
+        {
+            let checksum = verified.lock().ok().and_then(|mut g| g.take());
+            if let Some(checksum) = checksum {
+                keep_trailing_checksum_by_copy(
+                    &route,
+                    &encoded_key_for_copy,
+                    &sent_headers,
+                    response.headers(),
+                    checksum,
+                )
+                .await;
+            }
+        }
         relay_response(response, &route, relay).await
     }
 
@@ -433,6 +457,7 @@ impl Gateway {
         let body_check = BodyChecks {
             withheld: body_checksum_to_verify("DeleteObjects", withheld, &mut headers),
             object_data: false,
+            unforwarded_trailer: None,
         };
         let relay = Relay::new("DeleteObjects", &req.headers, false);
         let slot = FailureSlot::default();
@@ -672,7 +697,7 @@ async fn build_outgoing(
                 }
                 (None, _) => header_check,
             };
-            let held = HoldBackLast::new(req.input, check, slot.clone());
+            let mut held = HoldBackLast::new(req.input, check, slot.clone());
             let forwarded =
                 trailer.filter(|a| body_check.object_data && forwards_trailer(&route.provider.settings, *a, &headers));
             if let Some(algorithm) = forwarded {
@@ -681,6 +706,9 @@ async fn build_outgoing(
                 let body = UnsignedTrailerBody::new(held, algorithm, length).into_upstream_body();
                 (body, STREAMING_UNSIGNED_PAYLOAD_TRAILER.to_string())
             } else {
+                if let (Some(report), Some(_)) = (body_check.unforwarded_trailer, trailer) {
+                    held = held.reporting_to(report);
+                }
                 strip_chunked_framing(&mut headers);
                 headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
                 let body = if length == 0 {
@@ -841,6 +869,88 @@ struct BodyChecks {
     /// re-framed. Other bodies stay plain: s3ferry may read them back (CompleteMultipartUpload,
     /// DeleteObjects).
     object_data: bool,
+    /// Where a verified trailing checksum that does not go on to the provider is reported, so
+    /// s3ferry can keep it afterwards (`trailing_checksums_by_copy`).
+    unforwarded_trailer: Option<body::VerifiedSlot>,
+}
+
+/// Request headers a metadata-replacing copy must send again: `x-amz-metadata-directive:
+/// REPLACE` replaces all of them.
+const OBJECT_HEADERS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+    "x-amz-storage-class",
+    "x-amz-acl",
+    "x-amz-website-redirect-location",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+];
+
+/// Keeps a verified trailing checksum the provider could not take: the object just uploaded
+/// is copied onto itself, only if it is still the same object (`x-amz-copy-source-if-match`),
+/// with the checksum in its metadata. The upload stands either way; a failed copy only means
+/// the checksum is not kept, which is logged.
+async fn keep_trailing_checksum_by_copy(
+    route: &Route,
+    encoded_key: &str,
+    sent: &HeaderMap,
+    response: &HeaderMap,
+    (algorithm, value): (ChecksumAlgorithm, String),
+) {
+    let settings = &route.provider.settings;
+    let Some(etag) = response.get(http::header::ETAG).cloned() else {
+        return;
+    };
+    if sent.contains_key("x-amz-server-side-encryption-customer-key") {
+        return; // a copy would need the customer key for both sides; not worth the risk
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in sent {
+        let n = name.as_str();
+        let native_class = settings.profile.native_storage_class_header.as_deref() == Some(n);
+        if OBJECT_HEADERS.contains(&n) || n.starts_with("x-amz-meta-") || n.starts_with("x-amz-grant-") || native_class
+        {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let (Ok(name), Ok(stored), Ok(source)) = (
+        HeaderName::from_bytes(algorithm.stored_header_name().as_bytes()),
+        HeaderValue::from_str(&value),
+        HeaderValue::from_str(&format!("/{}/{encoded_key}", route.upstream_bucket)),
+    ) else {
+        return;
+    };
+    headers.insert(name, stored);
+    headers.insert("x-amz-metadata-directive", HeaderValue::from_static("REPLACE"));
+    headers.insert("x-amz-copy-source", source);
+    headers.insert("x-amz-copy-source-if-match", etag);
+    let copy = OutgoingRequest {
+        method: Method::PUT,
+        bucket: Some(route.upstream_bucket.clone()),
+        encoded_key: encoded_key.to_string(),
+        query: Vec::new(),
+        headers,
+        body: body::empty(),
+        payload_hash: EMPTY_PAYLOAD_SHA256.to_string(),
+    };
+    match route.provider.send_collect(copy, MAX_XML_BODY).await {
+        // S3 may answer a copy with 200 and an <Error> document.
+        Ok(r) if r.status().is_success() && crate::error::parse_error_code(r.body()).is_none() => {}
+        Ok(r) => tracing::warn!(
+            provider = %settings.name,
+            status = %r.status(),
+            "the upload stands, but its trailing checksum could not be kept (metadata copy refused)"
+        ),
+        Err(e) => {
+            tracing::warn!(provider = %settings.name, error = %e, "the upload stands, but its trailing checksum could not be kept")
+        }
+    }
 }
 
 /// Operations whose body is the object's data.

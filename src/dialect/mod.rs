@@ -160,6 +160,11 @@ pub struct DialectProfile {
     /// Whether UploadPartCopy is done by the provider. When not, s3ferry streams the source
     /// range through itself into an UploadPart (dialects.md rule 23).
     pub upload_part_copy: bool,
+    /// For a provider that cannot take a checksum sent as an aws-chunked trailer: keep it anyway
+    /// by copying the uploaded object onto itself with the checksum in its metadata (one
+    /// server-side copy per such upload; in a versioned bucket that adds a version). Off by
+    /// default.
+    pub trailing_checksums_by_copy: bool,
     /// Whether the provider serves ListObjectsV2. When not, s3ferry sends ListObjects (v1) and
     /// writes the V2 answer itself, continuation tokens included (dialects.md rule 22).
     pub list_objects_v2: bool,
@@ -233,6 +238,7 @@ fn aws() -> DialectProfile {
         acl_api: true,
         unsupported_operations: Vec::new(),
         upload_part_copy: true,
+        trailing_checksums_by_copy: false,
         list_objects_v2: true,
         // §1a "Unsigned trailer": ✅ [aws-trailers].
         unsigned_trailer: true,

@@ -640,9 +640,15 @@ async fn oss_gets_no_flexible_checksums_and_s3ferry_verifies_and_keeps_them() {
         .get_object()
         .bucket("sums")
         .key("streamed")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
         .send()
         .await
         .expect("get streamed");
+    assert_eq!(
+        streamed.checksum_crc32(),
+        None,
+        "a trailer OSS cannot take is verified, not kept, unless trailing_checksums_by_copy"
+    );
     assert_eq!(
         streamed.body.collect().await.expect("body").into_bytes().as_ref(),
         data.as_slice()
@@ -1365,4 +1371,49 @@ async fn oss_listings_with_awkward_keys_round_trip() {
         let got = client.get_object().bucket("keys").key(key).send().await.expect(key);
         assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), b"v");
     }
+}
+
+#[tokio::test]
+async fn oss_trailing_checksums_are_kept_by_a_metadata_copy_when_asked() {
+    let oss = OssLike::start(&["kept"]).await;
+    let data = crate::support::pattern(700_000, 4);
+    let file = temp_file(&data);
+    let (_g, client) = oss_gateway(
+        &oss,
+        "[providers.up.dialect_overrides]\ntrailing_checksums_by_copy = true",
+    )
+    .await;
+    client
+        .put_object()
+        .bucket("kept")
+        .key("streamed")
+        .content_type("text/plain")
+        .metadata("color", "blue")
+        .storage_class(StorageClass::StandardIa)
+        .body(ByteStream::from_path(file.path()).await.expect("file"))
+        .send()
+        .await
+        .expect("streamed put with a CRC32 trailer");
+    let got = client
+        .get_object()
+        .bucket("kept")
+        .key("streamed")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("get with checksum mode");
+    assert_eq!(got.checksum_crc32(), Some(crc32(&data).as_str()), "kept by the copy");
+    assert_eq!(
+        got.content_type(),
+        Some("text/plain"),
+        "the copy kept the object's headers"
+    );
+    assert_eq!(got.storage_class(), Some(&StorageClass::StandardIa));
+    let metadata = got.metadata().cloned().unwrap_or_default();
+    assert_eq!(metadata.len(), 1, "only the client's own metadata shows: {metadata:?}");
+    assert_eq!(metadata.get("color").map(String::as_str), Some("blue"));
+    assert_eq!(
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
+        data.as_slice()
+    );
 }
