@@ -1376,6 +1376,31 @@ mod tests {
     }
 
     #[test]
+    fn every_toml_example_in_the_readme_parses() {
+        let readme = include_str!("../README.md");
+        let secret_file = tempfile::NamedTempFile::new().expect("secret file");
+        std::fs::write(secret_file.path(), "secret").expect("write");
+        let mut blocks = 0;
+        for block in readme.split("```toml\n").skip(1) {
+            let text = block.split("```").next().unwrap_or_default();
+            // Secret files named in the examples are a real file here.
+            let text = &text.replace("/run/secrets/oss", &secret_file.path().display().to_string());
+            let full = if text.contains("[server]") {
+                text.to_string()
+            } else {
+                // A fragment: completed with the minimal config so it parses on its own.
+                format!("{MINIMAL}\n{text}")
+            };
+            Config::parse(&full, "README.md", Path::new("."), &|name| {
+                name.ends_with("SECRET").then(|| "secret".into())
+            })
+            .unwrap_or_else(|e| panic!("README example does not parse: {e}\n{text}"));
+            blocks += 1;
+        }
+        assert!(blocks >= 2, "the README shows its examples as ```toml blocks");
+    }
+
+    #[test]
     fn error_code_tables_add_to_and_replace_the_profiles() {
         let text = MINIMAL.replace(
             "secret_access_key = \"up-secret\"",
