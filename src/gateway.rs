@@ -142,7 +142,7 @@ impl Gateway {
     /// The whole lifecycle of one verified request.
     async fn handle(&self, req: S3Request<Body>, ctx: &RequestContext) -> Result<S3Response<Body>, GatewayError> {
         let target = parse_client_target(&req.uri, &req.headers, self.domain.as_deref())?;
-        let query = forwarded_query(req.uri.query());
+        let (query, checksum_params) = checksum_params_as_headers(forwarded_query(req.uri.query()));
         let operation = classify(
             &req.method,
             &target,
@@ -223,6 +223,9 @@ impl Gateway {
             return Ok(xml_response(StatusCode::OK, Bytes::from(xml)));
         }
         let mut headers = self.forward_headers(&req.headers, &route)?;
+        for (name, value) in &checksum_params {
+            headers.entry(name).or_insert_with(|| value.clone());
+        }
         if satisfied_by_old {
             // The old copy matched If-Match; the new provider has no copy to match against.
             headers.remove(http::header::IF_MATCH);
@@ -592,6 +595,25 @@ fn forwarded_query(raw: Option<&str>) -> Vec<(String, String)> {
             !(signature_param || empty_delimiter)
         })
         .collect()
+}
+
+/// Checksum parameters in the query (presigned URLs of some SDKs carry `x-amz-checksum-crc32`
+/// and `x-amz-sdk-checksum-algorithm` there, dialects.md rule 29) taken out of it: they are
+/// handled as the headers they stand for, checked by the provider or by s3ferry per dialect,
+/// so a value that does not match the body is `BadDigest`, as on AWS.
+fn checksum_params_as_headers(query: Vec<(String, String)>) -> (Vec<(String, String)>, HeaderMap) {
+    let (params, rest): (Vec<_>, Vec<_>) = query.into_iter().partition(|(name, _)| {
+        let lower = name.to_ascii_lowercase();
+        ChecksumAlgorithm::from_header_name(&lower).is_some() || lower == "x-amz-sdk-checksum-algorithm"
+    });
+    let headers = params
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?;
+            Some((name, HeaderValue::from_str(&value).ok()?))
+        })
+        .collect();
+    (rest, headers)
 }
 
 fn classify(method: &Method, target: &ClientTarget, query: &[(String, String)], has_copy_source: bool) -> &'static str {
@@ -1331,6 +1353,25 @@ mod tests {
                 ("uploads".to_string(), String::new())
             ]
         );
+    }
+
+    #[test]
+    fn checksum_parameters_become_headers() {
+        let (query, headers) = checksum_params_as_headers(vec![
+            ("x-id".to_string(), "PutObject".to_string()),
+            ("x-amz-checksum-crc32".to_string(), "AAAAAA==".to_string()),
+            ("X-Amz-Sdk-Checksum-Algorithm".to_string(), "CRC32".to_string()),
+            ("partNumber".to_string(), "1".to_string()),
+        ]);
+        assert_eq!(
+            query,
+            vec![
+                ("x-id".to_string(), "PutObject".to_string()),
+                ("partNumber".to_string(), "1".to_string())
+            ]
+        );
+        let names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+        assert_eq!(names, ["x-amz-checksum-crc32", "x-amz-sdk-checksum-algorithm"]);
     }
 
     #[test]

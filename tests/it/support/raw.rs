@@ -49,7 +49,8 @@ pub struct Signer<'a> {
 }
 
 impl Signer<'_> {
-    /// Builds `method http://addr/path` with the given extra headers, signed for `payload_hash`.
+    /// Builds `method http://addr/path[?query]` with the given extra headers, signed for
+    /// `payload_hash`.
     /// Returns the request head and the seed signature (for aws-chunked chunk signing).
     pub fn sign(
         &self,
@@ -60,10 +61,12 @@ impl Signer<'_> {
     ) -> (http::request::Builder, String) {
         let host = format!("127.0.0.1:{}", self.addr.port());
         headers.insert("host", HeaderValue::from_str(&host).expect("host"));
+        let (canonical_path, query) = path.split_once('?').unwrap_or((path, ""));
+        let canonical_query = s3ferry::upstream::url::canonical_query(&s3ferry::upstream::url::parse_query(query));
         sign_v4(
             &method,
-            path,
-            "",
+            canonical_path,
+            &canonical_query,
             &mut headers,
             payload_hash,
             &SigningParams {
