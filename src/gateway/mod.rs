@@ -1,0 +1,665 @@
+//! The request lifecycle after verification: route, translate, sign, send, rewrite.
+//!
+//! s3s has already verified who signed the request (and wraps the body in verifying streams);
+//! it hands every request to [`Gateway`] as a catch-all custom route. [`Gateway::handle`] reads
+//! top-down, one step per line.
+//!
+//! The steps that need more than a line live beside it: [`upload`] (the body's upstream form
+//! and the checks s3ferry makes on it) and [`relay`] (the provider's answer turned into the
+//! client's).
+
+mod relay;
+mod upload;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use s3s::route::S3Route;
+use s3s::{Body, S3Request, S3Response, S3Result};
+
+use crate::access_log::{HandledByGateway, RequestContext};
+use crate::acl_answer;
+use crate::body::{self, FailureSlot};
+use crate::checksum::ChecksumAlgorithm;
+use crate::copy_through::{self, CopySource};
+use crate::dialect::EtagCase;
+use crate::dialect::translate::{self, WithheldChecksum};
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::migration::serve::{Migration, ReadRequest};
+use crate::migration::tombstone::{RESERVED_PREFIX, is_reserved};
+use crate::operation::{self, Target};
+use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
+use crate::route::{FallbackRoute, Route, RouteTable};
+use crate::upstream::OutgoingRequest;
+use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
+use crate::upstream::url::{parse_query, percent_decode, uri_encode};
+use relay::{Relay, encodes_listing_itself, lists_v2_via_v1, relay_response, xml_response};
+use upload::{
+    BodyChecks, TrailerKeeping, body_checksum_to_verify, build_outgoing, carries_object_data,
+    checksum_params_as_headers, needs_content_md5, read_small_body, set_content_md5, translate_part_list,
+    upload_failure_error,
+};
+
+/// Query parameters that carry the client's presigned-URL signature; they are verified by s3s
+/// and never forwarded (the upstream request is signed anew in headers).
+const PRESIGN_PARAMS: &[&str] = &[
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+    "AWSAccessKeyId",
+    "Signature",
+    "Expires",
+];
+
+/// Request headers that are not forwarded: hop-by-hop headers, the client's signature, and
+/// framing that s3ferry sets itself.
+const DROPPED_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+/// The gateway: the routing table plus what it needs to answer service-level requests.
+pub struct Gateway {
+    routes: RouteTable,
+    domain: Option<String>,
+    migration: Migration,
+    metrics: Arc<Metrics>,
+    /// Creation date reported for configured buckets whose provider does not list them.
+    started: String,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the client addressed: a bucket (maybe) and the key as the client encoded it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ClientTarget {
+    pub bucket: Option<String>,
+    pub raw_key: String,
+}
+
+impl Gateway {
+    pub fn new(routes: RouteTable, domain: Option<String>, migration: Migration, metrics: Arc<Metrics>) -> Self {
+        let started = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
+        Self {
+            routes,
+            domain,
+            migration,
+            metrics,
+            started,
+        }
+    }
+
+    /// The whole lifecycle of one verified request.
+    async fn handle(&self, req: S3Request<Body>, ctx: &RequestContext) -> Result<S3Response<Body>, GatewayError> {
+        let target = parse_client_target(&req.uri, &req.headers, self.domain.as_deref())?;
+        let (query, checksum_params) = checksum_params_as_headers(forwarded_query(req.uri.query()));
+        let operation = classify(
+            &req.method,
+            &target,
+            &query,
+            req.headers.contains_key("x-amz-copy-source"),
+        );
+        ctx.record(|f| {
+            f.client_key_id = req.credentials.as_ref().map(|c| c.access_key.clone());
+            f.operation = operation;
+            f.bucket.clone_from(&target.bucket);
+        });
+        let Some(bucket) = target.bucket.as_deref() else {
+            return self.answer_service_request(&req.method).await;
+        };
+        let route = self.routes.resolve(bucket)?;
+        ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
+        refuse_unsupported_operation(&route, operation)?;
+        // The key is decoded once: kept readable for migration, and canonically encoded for the
+        // provider (what is sent is what is signed).
+        let key_bytes = percent_decode(&target.raw_key);
+        let key = String::from_utf8_lossy(&key_bytes).into_owned();
+        let encoded_key = uri_encode(&key_bytes, true);
+        let mut req = req;
+        if let Some(answer) = acl_answer::answer_or_rewrite(&mut req, &route, operation, &key).await? {
+            return Ok(answer);
+        }
+        let mut satisfied_by_old = false;
+        if let Some(fallback) = route.fallback.clone() {
+            if is_reserved(&key) {
+                return Err(GatewayError::AccessDenied(format!(
+                    "keys under {RESERVED_PREFIX} hold s3ferry's migration state and are not accessible"
+                )));
+            }
+            match operation {
+                "GetObject" | "HeadObject" => {
+                    let relay = Relay::new(operation, &req.headers, false);
+                    let headers = self.forward_headers(&req.headers, &route)?;
+                    let read = ReadRequest {
+                        method: req.method.clone(),
+                        encoded_key,
+                        query,
+                        headers,
+                    };
+                    let (response, answered_by) = self.migration.read_through(&route, &fallback, &key, read).await?;
+                    return relay_response(response, &answered_by, relay).await;
+                }
+                "ListObjects" | "ListObjectsV2" => {
+                    let xml = self
+                        .migration
+                        .list(&route, &fallback, &query, operation == "ListObjectsV2")
+                        .await?;
+                    return Ok(xml_response(StatusCode::OK, xml));
+                }
+                "DeleteObject" if !query.iter().any(|(n, _)| n == "versionId") => {
+                    self.migration
+                        .before_delete(&route, &fallback, std::slice::from_ref(&key))
+                        .await?;
+                }
+                "DeleteObjects" => {
+                    return self
+                        .delete_objects_migrating(req, &route, &fallback, encoded_key, query)
+                        .await;
+                }
+                "PutObject" => {
+                    satisfied_by_old = self
+                        .migration
+                        .check_conditional_write(&route, &fallback, &key, &req.headers)
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+        if matches!(operation, "CopyObject" | "UploadPartCopy")
+            && let Some(xml) = self
+                .copy_from_another_provider(&req.headers, &route, &encoded_key, &query)
+                .await?
+        {
+            return Ok(xml_response(StatusCode::OK, Bytes::from(xml)));
+        }
+        let mut headers = self.forward_headers(&req.headers, &route)?;
+        for (name, value) in &checksum_params {
+            headers.entry(name).or_insert_with(|| value.clone());
+        }
+        if satisfied_by_old {
+            // The old copy matched If-Match; the new provider has no copy to match against.
+            headers.remove(http::header::IF_MATCH);
+        }
+        let mut query = query;
+        let withheld = translate_request_for(&route, operation, &mut headers, &mut query)?;
+        let mut keeping = TrailerKeeping::for_request(&route, operation, &encoded_key);
+        let body_check = BodyChecks {
+            withheld: body_checksum_to_verify(operation, withheld, &mut headers),
+            object_data: carries_object_data(operation),
+            unforwarded_trailer: keeping.as_ref().map(TrailerKeeping::slot),
+        };
+        let encode_listing = encodes_listing_itself(&route, operation, &mut query);
+        let mut relay = Relay::new(operation, &req.headers, encode_listing);
+        relay.v2_via_v1 = lists_v2_via_v1(&route, operation, &mut query)?;
+        let slot = FailureSlot::default();
+        let mut outgoing = build_outgoing(req, &route, encoded_key, query, headers, &slot, body_check).await?;
+        let profile = &route.provider.settings.profile;
+        if operation == "CompleteMultipartUpload"
+            && (profile.etag_case != EtagCase::Lower
+                || profile.checksum_algorithms.len() < ChecksumAlgorithm::ALL.len())
+        {
+            translate_part_list(&mut outgoing, &route, &slot).await?;
+        }
+        if needs_content_md5(profile, operation, &outgoing) {
+            let bytes = read_small_body(&mut outgoing, &route, &slot, operation).await?;
+            set_content_md5(&mut outgoing, bytes)?;
+        }
+        if let Some(keeping) = &mut keeping {
+            keeping.remember_sent(&outgoing.headers);
+        }
+        let response = self.send(&route, outgoing, &slot).await?;
+        if let Some(keeping) = keeping {
+            keeping.keep_after(&route, &response).await;
+        }
+        relay_response(response, &route, relay).await
+    }
+
+    /// Sends upstream; a body that failed verification wins over whatever the provider said.
+    async fn send(
+        &self,
+        route: &Route,
+        outgoing: OutgoingRequest,
+        slot: &FailureSlot,
+    ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+        let sent = std::time::Instant::now();
+        let result = route.provider.send(outgoing).await;
+        // A client body that failed verification aborts the upstream request: that failure
+        // is the client's, not the provider's, so it is not counted against the provider.
+        if let Some(failure) = body::recorded_failure(slot) {
+            return Err(upload_failure_error(failure));
+        }
+        let result = result.map_err(|e| e.into_gateway_error(&route.provider.settings));
+        self.observe_upstream(&route.provider.settings.name, sent, result.as_ref().err());
+        result
+    }
+
+    /// Upstream latency for an exchange that got response headers, else the error's kind.
+    fn observe_upstream(&self, provider: &str, sent: std::time::Instant, error: Option<&GatewayError>) {
+        match error.map(|e| e.upstream_error_kind()) {
+            None => self.metrics.upstream_answered(provider, sent.elapsed()),
+            Some(Some(kind)) => self.metrics.upstream_error(provider, kind),
+            Some(None) => {}
+        }
+    }
+
+    /// Requests without a bucket: only ListBuckets exists.
+    async fn answer_service_request(&self, method: &Method) -> Result<S3Response<Body>, GatewayError> {
+        if *method != Method::GET {
+            return Err(GatewayError::NotImplemented(format!(
+                "{method} on the service root is not an S3 operation s3ferry can route (no bucket given)"
+            )));
+        }
+        let buckets = self.list_buckets().await?;
+        let xml = rewrite::list_buckets::render_list_buckets(&buckets, "s3ferry");
+        Ok(xml_response(StatusCode::OK, Bytes::from(xml)))
+    }
+
+    /// The client-visible buckets: every explicit route, plus what the `*` provider lists.
+    async fn list_buckets(&self) -> Result<Vec<ListedBucket>, GatewayError> {
+        let mut listed: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+        let mut wildcard_dates = std::collections::BTreeMap::new();
+        if let Some(wild) = self.routes.wildcard() {
+            let request = OutgoingRequest {
+                method: Method::GET,
+                bucket: None,
+                encoded_key: String::new(),
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: body::empty(),
+                payload_hash: EMPTY_PAYLOAD_SHA256.into(),
+            };
+            let sent = std::time::Instant::now();
+            let response = wild.send_collect(request, MAX_XML_BODY).await;
+            self.observe_upstream(&wild.settings.name, sent, response.as_ref().err());
+            let response = response?;
+            if !response.status().is_success() {
+                return Err(GatewayError::UpstreamProtocol {
+                    provider: wild.settings.name.clone(),
+                    cause: format!("ListBuckets answered {}", response.status()),
+                });
+            }
+            let buckets = rewrite::list_buckets::parse_list_buckets(response.body()).map_err(|e| {
+                GatewayError::UpstreamProtocol {
+                    provider: wild.settings.name.clone(),
+                    cause: e.to_string(),
+                }
+            })?;
+            for b in buckets {
+                if self.routes.wildcard_exposes(&b.name) {
+                    listed.insert(b.name.clone(), b.creation_date.clone());
+                }
+                wildcard_dates.insert(b.name, b.creation_date);
+            }
+        }
+        for (name, provider, upstream_bucket) in self.routes.explicit_buckets() {
+            let on_wildcard = self.routes.wildcard().is_some_and(|w| Arc::ptr_eq(w, provider));
+            let date = on_wildcard
+                .then(|| wildcard_dates.get(upstream_bucket).cloned())
+                .flatten();
+            listed.insert(name.to_string(), date.unwrap_or_else(|| self.started.clone()));
+        }
+        Ok(listed
+            .into_iter()
+            .map(|(name, creation_date)| ListedBucket { name, creation_date })
+            .collect())
+    }
+
+    /// The client's headers minus what must not travel, with `x-amz-copy-source` pointing at
+    /// the source's upstream bucket.
+    fn forward_headers(&self, client: &HeaderMap, route: &Route) -> Result<HeaderMap, GatewayError> {
+        let connection_tokens: Vec<String> = client
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+            .collect();
+        let mut headers = HeaderMap::with_capacity(client.len());
+        for (name, value) in client {
+            let n = name.as_str();
+            if DROPPED_REQUEST_HEADERS.contains(&n) || connection_tokens.iter().any(|t| t == n) {
+                continue;
+            }
+            headers.append(name.clone(), value.clone());
+        }
+        if let Some(source) = client.get("x-amz-copy-source") {
+            let source = source
+                .to_str()
+                .map_err(|_| GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into()))?;
+            let rewritten = self.rewrite_copy_source(source, route)?;
+            let value = HeaderValue::from_str(&rewritten)
+                .map_err(|_| GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into()))?;
+            headers.insert("x-amz-copy-source", value);
+        }
+        Ok(headers)
+    }
+
+    /// CopyObject / UploadPartCopy whose source the destination provider cannot reach: on
+    /// another provider, or only in the old provider of a bucket under migration. s3ferry
+    /// streams the source through. `None`: a server-side copy at the provider does it.
+    async fn copy_from_another_provider(
+        &self,
+        client_headers: &HeaderMap,
+        route: &Route,
+        encoded_key: &str,
+        query: &[(String, String)],
+    ) -> Result<Option<String>, GatewayError> {
+        let Some(source) = client_headers.get("x-amz-copy-source").and_then(|v| v.to_str().ok()) else {
+            return Ok(None);
+        };
+        let (bucket, key, version) = copy_through::parse_copy_source(source)?;
+        let source_route = self.routes.resolve(&bucket)?;
+        if let Some(fallback) = &source_route.fallback
+            && version.is_none()
+            && self.migration.source_only_in_old(&source_route, fallback, &key).await?
+        {
+            let from = CopySource {
+                provider: &fallback.provider,
+                bucket: &fallback.bucket,
+                key: &key,
+                version_id: None,
+            };
+            return copy_through::copy_through(from, route, encoded_key, client_headers, upload_of(query))
+                .await
+                .map(Some);
+        }
+        let part_copy_by_provider = upload_of(query).is_none() || route.provider.settings.profile.upload_part_copy;
+        if Arc::ptr_eq(&source_route.provider, &route.provider) && part_copy_by_provider {
+            return Ok(None);
+        }
+        let from = CopySource {
+            provider: &source_route.provider,
+            bucket: &source_route.upstream_bucket,
+            key: &key,
+            version_id: version.as_deref(),
+        };
+        copy_through::copy_through(from, route, encoded_key, client_headers, upload_of(query))
+            .await
+            .map(Some)
+    }
+
+    /// DeleteObjects on a bucket under migration: the (small) request body is read to learn
+    /// the keys, each gets its tombstone (or is deleted at the old provider), then the same body
+    /// goes to the new provider.
+    async fn delete_objects_migrating(
+        &self,
+        req: S3Request<Body>,
+        route: &Route,
+        fallback: &FallbackRoute,
+        encoded_key: String,
+        query: Vec<(String, String)>,
+    ) -> Result<S3Response<Body>, GatewayError> {
+        let mut headers = self.forward_headers(&req.headers, route)?;
+        let mut query = query;
+        let withheld = translate_request_for(route, "DeleteObjects", &mut headers, &mut query)?;
+        let body_check = BodyChecks {
+            withheld: body_checksum_to_verify("DeleteObjects", withheld, &mut headers),
+            object_data: false,
+            unforwarded_trailer: None,
+        };
+        let relay = Relay::new("DeleteObjects", &req.headers, false);
+        let slot = FailureSlot::default();
+        let mut outgoing = build_outgoing(req, route, encoded_key, query, headers, &slot, body_check).await?;
+        let bytes = read_small_body(&mut outgoing, route, &slot, "DeleteObjects").await?;
+        let keys = rewrite::delete_objects::parse_delete_keys(&bytes)
+            .map_err(|e| GatewayError::InvalidRequest(format!("malformed DeleteObjects body: {e}")))?;
+        self.migration.before_delete(route, fallback, &keys).await?;
+        if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
+            set_content_md5(&mut outgoing, bytes)?;
+        } else {
+            outgoing.body = body::full(bytes);
+        }
+        let response = self.send(route, outgoing, &slot).await?;
+        relay_response(response, route, relay).await
+    }
+
+    /// `x-amz-copy-source: /<client bucket>/<key>[?versionId=..]` -> the source's upstream bucket.
+    fn rewrite_copy_source(&self, value: &str, destination: &Route) -> Result<String, GatewayError> {
+        let trimmed = value.strip_prefix('/').unwrap_or(value);
+        let (bucket_raw, rest) = trimmed.split_once('/').ok_or_else(|| {
+            GatewayError::InvalidRequest(format!("x-amz-copy-source '{value}' must be <bucket>/<key>"))
+        })?;
+        let bucket = String::from_utf8_lossy(&percent_decode(bucket_raw)).into_owned();
+        let source = self.routes.resolve(&bucket)?;
+        debug_assert!(
+            Arc::ptr_eq(&source.provider, &destination.provider),
+            "cross-provider copies go through copy_through"
+        );
+        Ok(format!("/{}/{rest}", source.upstream_bucket))
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Route for Gateway {
+    /// Every request that passed verification is proxied.
+    fn is_match(&self, _: &Method, _: &http::Uri, _: &HeaderMap, _: &mut http::Extensions) -> bool {
+        true
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let ctx = req
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_else(|| RequestContext::new(crate::error::new_request_id()));
+        let mut response = match self.handle(req, &ctx).await {
+            Ok(response) => response,
+            Err(err) => {
+                match err.origin() {
+                    crate::error::Origin::Client => {
+                        tracing::debug!(request_id = %ctx.request_id, error = %err, "request refused")
+                    }
+                    _ => {
+                        tracing::warn!(request_id = %ctx.request_id, error = %err, "request failed")
+                    }
+                }
+                let (parts, bytes) = err.to_response(&ctx.request_id).into_parts();
+                let mut r = S3Response::new(Body::from(bytes));
+                r.status = Some(parts.status);
+                r.headers = parts.headers;
+                r
+            }
+        };
+        response.extensions.insert(HandledByGateway);
+        Ok(response)
+    }
+}
+
+/// `(partNumber, uploadId)` of an UploadPartCopy.
+fn upload_of(query: &[(String, String)]) -> Option<(String, String)> {
+    let get = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    Some((get("partNumber")?, get("uploadId")?))
+}
+
+/// Finds the bucket and key: virtual-hosted style when the Host is `<bucket>.<domain>`,
+/// path style otherwise.
+pub fn parse_client_target(
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    domain: Option<&str>,
+) -> Result<ClientTarget, GatewayError> {
+    let path = uri.path();
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    if let (Some(domain), Some(host)) = (domain, host)
+        && let Some(bucket) = virtual_host_bucket(host, domain)
+    {
+        return Ok(ClientTarget {
+            bucket: Some(bucket),
+            raw_key: rest.to_string(),
+        });
+    }
+    if rest.is_empty() {
+        return Ok(ClientTarget {
+            bucket: None,
+            raw_key: String::new(),
+        });
+    }
+    let (bucket_raw, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket = String::from_utf8(percent_decode(bucket_raw))
+        .map_err(|_| GatewayError::InvalidUri("the bucket name is not valid UTF-8".into()))?;
+    Ok(ClientTarget {
+        bucket: Some(bucket),
+        raw_key: key.to_string(),
+    })
+}
+
+/// `<bucket>.<domain>[:port]` -> `bucket` (case-insensitive domain match).
+pub fn virtual_host_bucket(host: &str, domain: &str) -> Option<String> {
+    let host_only = match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let lower = host_only.to_ascii_lowercase();
+    let bucket = lower.strip_suffix(domain)?.strip_suffix('.')?;
+    (!bucket.is_empty()).then(|| bucket.to_string())
+}
+
+/// The client's query pairs without its presigned-URL signature parameters. An empty
+/// `delimiter=` means "no delimiter" to S3, but some stores (s3s-fs) take it for a real, empty
+/// delimiter and answer with nothing but common prefixes, so it is not forwarded.
+fn forwarded_query(raw: Option<&str>) -> Vec<(String, String)> {
+    parse_query(raw.unwrap_or(""))
+        .into_iter()
+        .filter(|(name, value)| {
+            let signature_param = PRESIGN_PARAMS.contains(&name.as_str());
+            let empty_delimiter = name == "delimiter" && value.is_empty();
+            !(signature_param || empty_delimiter)
+        })
+        .collect()
+}
+
+fn classify(method: &Method, target: &ClientTarget, query: &[(String, String)], has_copy_source: bool) -> &'static str {
+    let kind = match (&target.bucket, target.raw_key.is_empty()) {
+        (None, _) => Target::Service,
+        (Some(_), true) => Target::Bucket,
+        (Some(_), false) => Target::Object,
+    };
+    operation::classify(method, kind, query, has_copy_source)
+}
+
+/// The client's headers and query in the provider's dialect (ACLs, storage class, ETag case,
+/// conditional writes, checksum headers, headers and parameters the provider rejects). Returns
+/// the client checksum the provider will not see.
+fn translate_request_for(
+    route: &Route,
+    operation: &str,
+    headers: &mut HeaderMap,
+    query: &mut Vec<(String, String)>,
+) -> Result<Option<WithheldChecksum>, GatewayError> {
+    let settings = &route.provider.settings;
+    Ok(translate::translate_request(
+        &settings.profile,
+        &settings.name,
+        operation,
+        headers,
+        query,
+    )?)
+}
+
+/// An operation the provider's dialect says it does not implement: a clear 501 naming the
+/// provider, and the override that lifts it if the provider has gained it.
+fn refuse_unsupported_operation(route: &Route, operation: &str) -> Result<(), GatewayError> {
+    let settings = &route.provider.settings;
+    if settings.profile.unsupported_operations.iter().any(|o| o == operation) {
+        return Err(GatewayError::NotImplemented(format!(
+            "{operation} is not supported by provider '{}' (dialect {}); if it is now, remove it from \
+             dialect_overrides.unsupported_operations",
+            settings.name, settings.profile.name
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uri: &str, host: &str, domain: Option<&str>) -> ClientTarget {
+        let uri: http::Uri = uri.parse().expect("uri");
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, HeaderValue::from_str(host).expect("host"));
+        parse_client_target(&uri, &headers, domain).expect("target")
+    }
+
+    #[test]
+    fn path_style_splits_bucket_and_raw_key() {
+        let t = target("/photos/a%20b//c/", "127.0.0.1:8333", Some("s3.localhost"));
+        assert_eq!(
+            t,
+            ClientTarget {
+                bucket: Some("photos".into()),
+                raw_key: "a%20b//c/".into()
+            }
+        );
+        let t = target("/photos", "localhost:8333", Some("s3.localhost"));
+        assert_eq!(
+            t,
+            ClientTarget {
+                bucket: Some("photos".into()),
+                raw_key: String::new()
+            }
+        );
+        let t = target("/", "localhost:8333", None);
+        assert_eq!(t.bucket, None);
+    }
+
+    #[test]
+    fn virtual_hosted_style_takes_the_bucket_from_the_host() {
+        let t = target("/a/b.txt", "photos.s3.localhost:8333", Some("s3.localhost"));
+        assert_eq!(
+            t,
+            ClientTarget {
+                bucket: Some("photos".into()),
+                raw_key: "a/b.txt".into()
+            }
+        );
+        let t = target("/", "Photos.S3.Localhost", Some("s3.localhost"));
+        assert_eq!(t.bucket.as_deref(), Some("photos"));
+        // The bare domain is path style.
+        let t = target("/photos/k", "s3.localhost:8333", Some("s3.localhost"));
+        assert_eq!(t.bucket.as_deref(), Some("photos"));
+    }
+
+    #[test]
+    fn presign_parameters_are_not_forwarded() {
+        let q = forwarded_query(Some("X-Amz-Signature=abc&X-Amz-Date=1&versionId=v1&uploads&delimiter="));
+        assert_eq!(
+            q,
+            vec![
+                ("versionId".to_string(), "v1".to_string()),
+                ("uploads".to_string(), String::new())
+            ]
+        );
+    }
+}

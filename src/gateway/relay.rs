@@ -1,0 +1,234 @@
+//! The provider's answer turned into the client's: hop-by-hop headers dropped, dialect values
+//! and error codes translated, bucket names mapped back, listings encoded or converted from V1,
+//! and the checksums a read may carry.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use s3s::{Body, S3Response};
+
+use crate::body::IdleTimeoutBody;
+use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
+use crate::dialect::translate;
+use crate::error::GatewayError;
+use crate::operation;
+use crate::rewrite::{self, MAX_XML_BODY, list_v2_via_v1};
+use crate::route::Route;
+use crate::upstream;
+
+/// Response headers that are not relayed (hop-by-hop).
+const DROPPED_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Turns the provider's response into the client's: hop-by-hop headers dropped, the provider's
+/// request id kept under its own name, bucket names mapped back where the bucket is renamed.
+pub(super) async fn relay_response(
+    response: http::Response<hyper::body::Incoming>,
+    route: &Route,
+    relay: Relay,
+) -> Result<S3Response<Body>, GatewayError> {
+    let Relay {
+        operation,
+        encode_listing,
+        checksum_mode,
+        ranged,
+        v2_via_v1,
+    } = relay;
+    let (mut parts, incoming) = response.into_parts();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        if name.as_str() == "x-amz-request-id" {
+            headers.insert(HeaderName::from_static("x-s3ferry-upstream-request-id"), value.clone());
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let is_xml = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("xml"));
+    let settings = &route.provider.settings;
+    let profile = &settings.profile;
+    translate::translate_response_headers(profile, &mut headers);
+    answer_checksums(&mut headers, parts.status, operation, checksum_mode, ranged);
+    let failed = !parts.status.is_success();
+    let names_bucket = operation::response_names_bucket(operation) || failed;
+    let rename = route.is_renamed() && names_bucket;
+    let dialect = (profile.rewrites_object_values() && operation::response_carries_object_values(operation))
+        || (failed && !profile.error_codes.is_empty());
+    let encode_listing = encode_listing && is_xml && !failed;
+    // Converted whatever the Content-Type says: relayed as it came, a V1 page would end the
+    // client's pagination silently.
+    let v2_via_v1 = v2_via_v1.as_ref().filter(|_| !failed);
+    let body = if (is_xml && (rename || dialect || encode_listing)) || v2_via_v1.is_some() {
+        let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
+            provider: settings.name.clone(),
+            cause,
+        };
+        let mut bytes = upstream::collect_capped(incoming, MAX_XML_BODY, settings.read_timeout)
+            .await
+            .map_err(protocol_error)?
+            .to_vec();
+        // First, on the provider's own XML: it may hold keys URL-encoded by the provider.
+        if let Some(request) = v2_via_v1 {
+            bytes = list_v2_via_v1::into_v2_answer(&bytes, request).map_err(|e| protocol_error(e.to_string()))?;
+        }
+        if rename {
+            bytes = rewrite::bucket_names::rewrite_bucket_names(&bytes, &route.upstream_bucket, &route.client_bucket)
+                .map_err(|e| protocol_error(e.to_string()))?;
+        }
+        if dialect {
+            if failed {
+                apply_error_mapping(&bytes, settings, &mut parts.status);
+            }
+            bytes = rewrite::provider_values::rewrite_response(&bytes, profile)
+                .map_err(|e| protocol_error(e.to_string()))?;
+        }
+        if encode_listing {
+            bytes = rewrite::listing_encoding::encode_listing_keys(&bytes, true)
+                .map_err(|e| protocol_error(e.to_string()))?;
+        }
+        let rewritten = bytes;
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+        Body::from(rewritten)
+    } else {
+        Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
+    };
+    let mut response = S3Response::new(body);
+    response.status = Some(parts.status);
+    response.headers = headers;
+    Ok(response)
+}
+
+/// What the client asked that decides how the provider's response is turned into its answer.
+#[derive(Debug, Clone)]
+pub(super) struct Relay {
+    operation: &'static str,
+    /// s3ferry URL-encodes the listing's keys itself.
+    encode_listing: bool,
+    /// The client sent `x-amz-checksum-mode: ENABLED`.
+    checksum_mode: bool,
+    /// The client asked for a byte range.
+    ranged: bool,
+    /// The answer is a V1 listing that becomes the client's ListObjectsV2 answer.
+    pub(super) v2_via_v1: Option<list_v2_via_v1::V2Request>,
+}
+
+impl Relay {
+    pub(super) fn new(operation: &'static str, client_headers: &HeaderMap, encode_listing: bool) -> Self {
+        let checksum_mode = client_headers
+            .get("x-amz-checksum-mode")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"enabled"));
+        Self {
+            operation,
+            encode_listing,
+            checksum_mode,
+            ranged: client_headers.contains_key(http::header::RANGE),
+            v2_via_v1: None,
+        }
+    }
+}
+
+/// Checksums in a GetObject/HeadObject answer (dialects.md rules 14 and 15): s3ferry's stored
+/// checksum metadata never reaches the client as metadata; under `x-amz-checksum-mode` it
+/// answers for a provider that stored none; and a ranged response carries no full-object
+/// checksum, which clients would check against the partial bytes and fail.
+fn answer_checksums(headers: &mut HeaderMap, status: StatusCode, operation: &str, checksum_mode: bool, ranged: bool) {
+    let stored: Vec<(HeaderName, HeaderValue)> = headers
+        .iter()
+        .filter(|(n, _)| n.as_str().starts_with(STORED_CHECKSUM_PREFIX))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    for (name, _) in &stored {
+        headers.remove(name);
+    }
+    if ranged && status == StatusCode::PARTIAL_CONTENT {
+        let full_object: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| {
+                ChecksumAlgorithm::from_header_name(n.as_str()).is_some() || n.as_str() == "x-amz-checksum-type"
+            })
+            .cloned()
+            .collect();
+        for name in full_object {
+            headers.remove(name);
+        }
+        return;
+    }
+    let reads_object = matches!(operation, "GetObject" | "HeadObject");
+    let provider_answered = headers
+        .keys()
+        .any(|n| ChecksumAlgorithm::from_header_name(n.as_str()).is_some());
+    if !(reads_object && checksum_mode && status == StatusCode::OK) || provider_answered {
+        return;
+    }
+    for (name, value) in stored {
+        let algorithm = name.as_str()[STORED_CHECKSUM_PREFIX.len()..].to_string();
+        if let Some(algorithm) = ChecksumAlgorithm::from_name(&algorithm) {
+            headers.insert(algorithm.header_name(), value);
+            headers.insert("x-amz-checksum-type", HeaderValue::from_static("FULL_OBJECT"));
+        }
+    }
+}
+
+/// For a listing asked with `encoding-type=url` on a provider whose profile says it does not
+/// encode reliably: the parameter is not forwarded (raw keys come back) and s3ferry encodes.
+pub(super) fn encodes_listing_itself(route: &Route, operation: &str, query: &mut Vec<(String, String)>) -> bool {
+    let listing = matches!(operation, "ListObjects" | "ListObjectsV2" | "ListObjectVersions");
+    let asked = query.iter().any(|(n, v)| n == "encoding-type" && v == "url");
+    if !(listing && asked) || route.provider.settings.profile.url_encoded_listings {
+        return false;
+    }
+    query.retain(|(n, _)| n != "encoding-type");
+    true
+}
+
+/// For a ListObjectsV2 on a provider whose profile says it serves only V1: the query becomes V1,
+/// and the returned request says how to turn the V1 answer into V2.
+pub(super) fn lists_v2_via_v1(
+    route: &Route,
+    operation: &str,
+    query: &mut Vec<(String, String)>,
+) -> Result<Option<list_v2_via_v1::V2Request>, GatewayError> {
+    if operation != "ListObjectsV2" || route.provider.settings.profile.list_objects_v2 {
+        return Ok(None);
+    }
+    list_v2_via_v1::into_v1_query(query)
+        .map(Some)
+        .map_err(|e| GatewayError::InvalidArgument(e.to_string()))
+}
+
+/// A provider error code the dialect maps: the client's status, and the operator's hint logged.
+fn apply_error_mapping(xml: &[u8], settings: &upstream::UpstreamSettings, status: &mut StatusCode) {
+    let Some((code, _)) = crate::error::parse_error_code(xml) else {
+        return;
+    };
+    let Some(mapping) = settings.profile.error_mapping(&code) else {
+        return;
+    };
+    if let Some(hint) = &mapping.hint {
+        let hint = hint.replace("providers.<name>", &format!("providers.{}", settings.name));
+        tracing::warn!(provider = %settings.name, provider_code = %code, "provider refused the request: {hint}");
+    }
+    if let Some(new_status) = mapping.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        *status = new_status;
+    }
+}
+
+pub(super) fn xml_response(status: StatusCode, xml: Bytes) -> S3Response<Body> {
+    let mut response = S3Response::new(Body::from(xml));
+    response.status = Some(status);
+    response
+        .headers
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}

@@ -1,0 +1,624 @@
+//! An upload body's way to the provider: how the client framed it, the form the provider gets
+//! (unchanged, de-chunked, or re-framed with its verified trailer), the checksums s3ferry checks
+//! itself, `Content-MD5` where the dialect needs it, and keeping a checksum the provider cannot.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use s3s::{Body, S3Request};
+
+use crate::body::{
+    self, ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, UnsignedTrailerBody, UploadFailure,
+};
+use crate::checksum::ChecksumAlgorithm;
+use crate::config::SignatureVersion;
+use crate::dialect::DialectProfile;
+use crate::dialect::translate::WithheldChecksum;
+use crate::error::GatewayError;
+use crate::operation;
+use crate::rewrite::{self, MAX_XML_BODY};
+use crate::route::Route;
+use crate::upstream::sign::{EMPTY_PAYLOAD_SHA256, STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD};
+use crate::upstream::{self, OutgoingRequest};
+
+/// Request headers that describe `aws-chunked` framing; dropped when s3ferry de-chunks.
+const CHUNKED_FRAMING_HEADERS: &[&str] = &[
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+    "x-amz-sdk-checksum-algorithm",
+];
+
+/// How the client's body travels upstream.
+enum Framing {
+    /// No body.
+    Empty,
+    /// The client's bytes unchanged, with the payload hash to pass on.
+    Unchanged { payload_hash: String, length: u64 },
+    /// De-chunked `aws-chunked` body of `length` decoded bytes, checked before its last byte.
+    Dechunked {
+        length: u64,
+        trailer: Option<ChecksumAlgorithm>,
+    },
+}
+
+/// Checksum parameters in the query (presigned URLs of some SDKs carry `x-amz-checksum-crc32`
+/// and `x-amz-sdk-checksum-algorithm` there, dialects.md rule 29) taken out of it: they are
+/// handled as the headers they stand for, checked by the provider or by s3ferry per dialect,
+/// so a value that does not match the body is `BadDigest`, as on AWS.
+pub(super) fn checksum_params_as_headers(query: Vec<(String, String)>) -> (Vec<(String, String)>, HeaderMap) {
+    let (params, rest): (Vec<_>, Vec<_>) = query.into_iter().partition(|(name, _)| {
+        let lower = name.to_ascii_lowercase();
+        ChecksumAlgorithm::from_header_name(&lower).is_some() || lower == "x-amz-sdk-checksum-algorithm"
+    });
+    let headers = params
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?;
+            Some((name, HeaderValue::from_str(&value).ok()?))
+        })
+        .collect();
+    (rest, headers)
+}
+
+/// How the body must travel, from the client's `x-amz-content-sha256` and framing headers.
+fn framing_of(headers: &HeaderMap) -> Result<Framing, GatewayError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let content_sha = header("x-amz-content-sha256").unwrap_or(UNSIGNED_PAYLOAD);
+    if content_sha.starts_with("STREAMING-") {
+        let length = header("x-amz-decoded-content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                GatewayError::InvalidRequest("aws-chunked upload without x-amz-decoded-content-length".into())
+            })?;
+        let trailer = match header("x-amz-trailer") {
+            None => None,
+            Some(name) => Some(ChecksumAlgorithm::from_header_name(name).ok_or_else(|| {
+                GatewayError::InvalidRequest(format!(
+                    "unsupported trailer '{name}': only x-amz-checksum-* trailers exist"
+                ))
+            })?),
+        };
+        return Ok(Framing::Dechunked { length, trailer });
+    }
+    let length = header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if length == 0 {
+        return Ok(Framing::Empty);
+    }
+    let payload_hash = if content_sha.len() == 64 && content_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        content_sha.to_ascii_lowercase()
+    } else {
+        UNSIGNED_PAYLOAD.to_string()
+    };
+    Ok(Framing::Unchanged { payload_hash, length })
+}
+
+/// Assembles the upstream request: address, query, headers and the body in its upstream form.
+pub(super) async fn build_outgoing(
+    req: S3Request<Body>,
+    route: &Route,
+    encoded_key: String,
+    query: Vec<(String, String)>,
+    mut headers: HeaderMap,
+    slot: &FailureSlot,
+    body_check: BodyChecks,
+) -> Result<OutgoingRequest, GatewayError> {
+    let framing = framing_of(&req.headers)?;
+    let header_check = body_check
+        .withheld
+        .map(|w| ChecksumCheck::new(w.algorithm, ExpectedChecksum::Header(w.value)));
+    let (body, payload_hash) = match framing {
+        Framing::Empty => {
+            let payload = if req.method == Method::GET || req.method == Method::HEAD || req.method == Method::DELETE {
+                EMPTY_PAYLOAD_SHA256
+            } else {
+                // A 0-byte PUT signed with UNSIGNED-PAYLOAD by the client stays unsigned.
+                match req.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
+                    Some(h) if h.len() == 64 => EMPTY_PAYLOAD_SHA256,
+                    _ => UNSIGNED_PAYLOAD,
+                }
+            };
+            if req.method == Method::PUT || req.method == Method::POST {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+            if let Some(check) = header_check {
+                verify_empty_upload(HoldBackLast::new(req.input, Some(check), slot.clone()), slot).await?;
+            }
+            (body::empty(), payload.to_string())
+        }
+        Framing::Unchanged { payload_hash, length } => {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+            let body = match header_check {
+                // Checked by s3ferry: the last piece waits for the checksum to match.
+                Some(check) => HoldBackLast::new(req.input, Some(check), slot.clone()).into_upstream_body(),
+                None => body::verified_passthrough(req.input, slot.clone()),
+            };
+            (body, payload_hash)
+        }
+        Framing::Dechunked { length, trailer } => {
+            let check = match (trailer, req.trailing_headers.clone()) {
+                (Some(_), _) if header_check.is_some() => {
+                    return Err(GatewayError::InvalidRequest(
+                        "Expecting a single x-amz-checksum- header: send the checksum as a header or as a trailer, not both"
+                            .into(),
+                    ));
+                }
+                (Some(algorithm), Some(trailers)) => {
+                    Some(ChecksumCheck::new(algorithm, ExpectedChecksum::Trailer(trailers)))
+                }
+                (Some(_), None) => {
+                    return Err(GatewayError::Internal(
+                        "trailing checksum announced but no trailer handle".into(),
+                    ));
+                }
+                (None, _) => header_check,
+            };
+            let mut held = HoldBackLast::new(req.input, check, slot.clone());
+            let forwarded =
+                trailer.filter(|a| body_check.object_data && forwards_trailer(&route.provider.settings, *a, &headers));
+            if let Some(algorithm) = forwarded {
+                // The provider stores the checksum: the trailer goes on, after it verified.
+                set_unsigned_trailer_framing(&mut headers, length, algorithm);
+                let body = UnsignedTrailerBody::new(held, algorithm, length).into_upstream_body();
+                (body, STREAMING_UNSIGNED_PAYLOAD_TRAILER.to_string())
+            } else {
+                if let (Some(report), Some(_)) = (body_check.unforwarded_trailer, trailer) {
+                    held = held.reporting_to(report);
+                }
+                strip_chunked_framing(&mut headers);
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+                let body = if length == 0 {
+                    verify_empty_upload(held, slot).await?
+                } else {
+                    held.into_upstream_body()
+                };
+                (body, UNSIGNED_PAYLOAD.to_string())
+            }
+        }
+    };
+    Ok(OutgoingRequest {
+        method: req.method,
+        bucket: Some(route.upstream_bucket.clone()),
+        encoded_key,
+        query,
+        headers,
+        body,
+        payload_hash,
+    })
+}
+
+/// An empty de-chunked body has no last byte to hold back: it is verified completely (it is
+/// only framing and a trailer) before anything is sent.
+async fn verify_empty_upload(held: HoldBackLast, slot: &FailureSlot) -> Result<body::UpstreamBody, GatewayError> {
+    use futures_util::StreamExt as _;
+    let mut held = held;
+    while let Some(piece) = held.next().await {
+        if piece.is_err() {
+            let failure = body::recorded_failure(slot).unwrap_or(UploadFailure::Incomplete);
+            return Err(upload_failure_error(failure));
+        }
+    }
+    Ok(body::empty())
+}
+
+/// Whether a client's verified `algorithm` trailer goes on to the provider (dialects.md rule
+/// 10c): it takes unsigned-trailer uploads and the algorithm, signs with SigV4 (SigV2 knows no
+/// aws-chunked), and gets no `x-amz-checksum-*` header besides (AWS refuses both together).
+fn forwards_trailer(settings: &upstream::UpstreamSettings, algorithm: ChecksumAlgorithm, headers: &HeaderMap) -> bool {
+    let profile = &settings.profile;
+    settings.signature == SignatureVersion::V4
+        && profile.unsigned_trailer
+        && profile.checksum_algorithms.contains(&algorithm)
+        && !headers
+            .keys()
+            .any(|n| ChecksumAlgorithm::from_header_name(n.as_str()).is_some())
+}
+
+/// The headers of an `aws-chunked` body with an unsigned `algorithm` trailer, framed by
+/// [`UnsignedTrailerBody`]: `aws-chunked` first in Content-Encoding (other encodings kept after
+/// it), the decoded length, the trailer's name, and the exact encoded Content-Length.
+fn set_unsigned_trailer_framing(headers: &mut HeaderMap, decoded_length: u64, algorithm: ChecksumAlgorithm) {
+    strip_chunked_framing(headers);
+    let encoding = match headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(rest) => HeaderValue::from_str(&format!("aws-chunked,{rest}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("aws-chunked")),
+        None => HeaderValue::from_static("aws-chunked"),
+    };
+    headers.insert(http::header::CONTENT_ENCODING, encoding);
+    headers.insert("x-amz-decoded-content-length", HeaderValue::from(decoded_length));
+    headers.insert("x-amz-trailer", HeaderValue::from_static(algorithm.header_name()));
+    // What SDKs send with a trailer; some stores (s3s-fs, moto) read the algorithm from it.
+    headers.insert(
+        "x-amz-sdk-checksum-algorithm",
+        HeaderValue::from_static(algorithm.sdk_name()),
+    );
+    let encoded = body::unsigned_trailer_encoded_length(decoded_length, algorithm);
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(encoded));
+}
+
+/// Removes `aws-chunked` from Content-Encoding and the chunked-framing headers.
+fn strip_chunked_framing(headers: &mut HeaderMap) {
+    for name in CHUNKED_FRAMING_HEADERS {
+        headers.remove(*name);
+    }
+    if let Some(value) = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        let rest: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        if rest.is_empty() {
+            headers.remove(http::header::CONTENT_ENCODING);
+        } else if let Ok(v) = HeaderValue::from_str(&rest.join(",")) {
+            headers.insert(http::header::CONTENT_ENCODING, v);
+        }
+    }
+}
+
+/// The S3 error for an upload body that failed while it streamed.
+pub(super) fn upload_failure_error(failure: UploadFailure) -> GatewayError {
+    match failure {
+        UploadFailure::PayloadHashMismatch => GatewayError::ContentSha256Mismatch,
+        UploadFailure::ChunkSignatureMismatch => GatewayError::ChunkSignatureMismatch,
+        UploadFailure::ChecksumMismatch { algorithm } => GatewayError::BadDigest(format!(
+            "the {} trailer does not match the uploaded data",
+            algorithm.header_name()
+        )),
+        UploadFailure::MissingTrailer { header } => {
+            GatewayError::InvalidRequest(format!("the announced trailer {header} was not sent"))
+        }
+        UploadFailure::Incomplete => GatewayError::IncompleteBody,
+        UploadFailure::Malformed(detail) => {
+            GatewayError::InvalidRequest(format!("malformed aws-chunked body: {detail}"))
+        }
+        UploadFailure::Io(detail) => {
+            tracing::debug!(%detail, "client body ended with an error");
+            GatewayError::IncompleteBody
+        }
+    }
+}
+
+/// What s3ferry checks in a client's body, and what may go on to the provider.
+pub(super) struct BodyChecks {
+    /// A client checksum header the provider does not get, checked against the body by s3ferry.
+    pub(super) withheld: Option<WithheldChecksum>,
+    /// The body is object data, so a verified trailing checksum may go on to the provider
+    /// re-framed. Other bodies stay plain: s3ferry may read them back (CompleteMultipartUpload,
+    /// DeleteObjects).
+    pub(super) object_data: bool,
+    /// Where a verified trailing checksum that does not go on to the provider is reported, so
+    /// s3ferry can keep it afterwards (`trailing_checksums_by_copy`).
+    pub(super) unforwarded_trailer: Option<body::VerifiedSlot>,
+}
+
+/// Request headers a metadata-replacing copy must send again: `x-amz-metadata-directive:
+/// REPLACE` replaces all of them.
+const OBJECT_HEADERS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+    "x-amz-storage-class",
+    "x-amz-acl",
+    "x-amz-website-redirect-location",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+];
+
+/// A PutObject whose verified trailing checksum the provider cannot take, kept afterwards by a
+/// metadata copy (`trailing_checksums_by_copy`).
+pub(super) struct TrailerKeeping {
+    verified: body::VerifiedSlot,
+    encoded_key: String,
+    sent: HeaderMap,
+}
+
+impl TrailerKeeping {
+    /// `Some` for a PutObject on a provider whose profile asks for it.
+    pub(super) fn for_request(route: &Route, operation: &str, encoded_key: &str) -> Option<Self> {
+        let wanted = operation == "PutObject" && route.provider.settings.profile.trailing_checksums_by_copy;
+        wanted.then(|| Self {
+            verified: body::VerifiedSlot::default(),
+            encoded_key: encoded_key.to_string(),
+            sent: HeaderMap::new(),
+        })
+    }
+
+    /// Where the body reports the checksum that matched.
+    pub(super) fn slot(&self) -> body::VerifiedSlot {
+        self.verified.clone()
+    }
+
+    /// The headers the upload went with: the copy sends them again.
+    pub(super) fn remember_sent(&mut self, headers: &HeaderMap) {
+        self.sent = headers.clone();
+    }
+
+    /// After a successful upload whose trailer was verified but not forwarded: the copy.
+    pub(super) async fn keep_after(self, route: &Route, response: &http::Response<hyper::body::Incoming>) {
+        let checksum = self.verified.lock().ok().and_then(|mut g| g.take());
+        if let Some(checksum) = checksum
+            && response.status().is_success()
+        {
+            keep_trailing_checksum_by_copy(route, &self.encoded_key, &self.sent, response.headers(), checksum).await;
+        }
+    }
+}
+
+/// Keeps a verified trailing checksum the provider could not take: the object just uploaded
+/// is copied onto itself, only if it is still the same object (`x-amz-copy-source-if-match`),
+/// with the checksum in its metadata. The upload stands either way; a failed copy only means
+/// the checksum is not kept, which is logged.
+async fn keep_trailing_checksum_by_copy(
+    route: &Route,
+    encoded_key: &str,
+    sent: &HeaderMap,
+    response: &HeaderMap,
+    (algorithm, value): (ChecksumAlgorithm, String),
+) {
+    let settings = &route.provider.settings;
+    let Some(etag) = response.get(http::header::ETAG).cloned() else {
+        return;
+    };
+    if sent.contains_key("x-amz-server-side-encryption-customer-key") {
+        return; // a copy would need the customer key for both sides; not worth the risk
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in sent {
+        let n = name.as_str();
+        let native_class = settings.profile.native_storage_class_header.as_deref() == Some(n);
+        if OBJECT_HEADERS.contains(&n) || n.starts_with("x-amz-meta-") || n.starts_with("x-amz-grant-") || native_class
+        {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let (Ok(name), Ok(stored), Ok(source)) = (
+        HeaderName::from_bytes(algorithm.stored_header_name().as_bytes()),
+        HeaderValue::from_str(&value),
+        HeaderValue::from_str(&format!("/{}/{encoded_key}", route.upstream_bucket)),
+    ) else {
+        return;
+    };
+    headers.insert(name, stored);
+    headers.insert("x-amz-metadata-directive", HeaderValue::from_static("REPLACE"));
+    headers.insert("x-amz-copy-source", source);
+    headers.insert("x-amz-copy-source-if-match", etag);
+    let copy = OutgoingRequest {
+        method: Method::PUT,
+        bucket: Some(route.upstream_bucket.clone()),
+        encoded_key: encoded_key.to_string(),
+        query: Vec::new(),
+        headers,
+        body: body::empty(),
+        payload_hash: EMPTY_PAYLOAD_SHA256.to_string(),
+    };
+    match route.provider.send_collect(copy, MAX_XML_BODY).await {
+        // S3 may answer a copy with 200 and an <Error> document.
+        Ok(r) if r.status().is_success() && crate::error::parse_error_code(r.body()).is_none() => {}
+        Ok(r) => tracing::warn!(
+            provider = %settings.name,
+            status = %r.status(),
+            "the upload stands, but its trailing checksum could not be kept (metadata copy refused)"
+        ),
+        Err(e) => {
+            tracing::warn!(provider = %settings.name, error = %e, "the upload stands, but its trailing checksum could not be kept")
+        }
+    }
+}
+
+/// Operations whose body is the object's data.
+pub(super) fn carries_object_data(operation: &str) -> bool {
+    matches!(operation, "PutObject" | "UploadPart")
+}
+
+/// Operations whose `x-amz-checksum-*` header is the checksum of the request body itself (for
+/// CompleteMultipartUpload and copies it describes the object, not the body).
+fn checksum_describes_body(operation: &str) -> bool {
+    carries_object_data(operation) || operation::requires_checksum(operation)
+}
+
+/// A withheld client checksum that s3ferry must check against the body it streams. For
+/// PutObject it is also kept in the object's metadata, so reads with `x-amz-checksum-mode`
+/// can report it although the provider cannot.
+pub(super) fn body_checksum_to_verify(
+    operation: &str,
+    withheld: Option<WithheldChecksum>,
+    headers: &mut HeaderMap,
+) -> Option<WithheldChecksum> {
+    let withheld = withheld.filter(|_| checksum_describes_body(operation))?;
+    if operation == "PutObject"
+        && let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(withheld.algorithm.stored_header_name().as_bytes()),
+            HeaderValue::from_str(&withheld.value),
+        )
+    {
+        headers.insert(name, value);
+    }
+    Some(withheld)
+}
+
+/// Whether s3ferry must add `Content-MD5`: an operation that requires a checksum, on a provider
+/// that wants MD5 there, with a body and without the client's own MD5.
+pub(super) fn needs_content_md5(profile: &DialectProfile, operation: &str, outgoing: &OutgoingRequest) -> bool {
+    let has_body = outgoing
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    profile.content_md5_required
+        && operation::requires_checksum(operation)
+        && has_body
+        && !outgoing.headers.contains_key("content-md5")
+}
+
+/// Reads a small request body (an XML control document) into memory, with a cap; a body that
+/// failed verification reports that failure.
+pub(super) async fn read_small_body(
+    outgoing: &mut OutgoingRequest,
+    route: &Route,
+    slot: &FailureSlot,
+    operation: &str,
+) -> Result<Bytes, GatewayError> {
+    const MAX_CONTROL_BODY: usize = 4 * 1024 * 1024;
+    let body = std::mem::replace(&mut outgoing.body, body::empty());
+    upstream::collect_capped(body, MAX_CONTROL_BODY, route.provider.settings.read_timeout)
+        .await
+        .map_err(|cause| match body::recorded_failure(slot) {
+            Some(failure) => upload_failure_error(failure),
+            None => GatewayError::InvalidRequest(format!("cannot read the {operation} body: {cause}")),
+        })
+}
+
+/// Replaces the body with `bytes`, signed with their SHA-256.
+fn set_small_body(outgoing: &mut OutgoingRequest, bytes: Bytes) {
+    outgoing
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    outgoing.payload_hash = crate::upstream::sign::hex_sha256(&bytes);
+    outgoing.body = body::full(bytes);
+}
+
+/// Sends `bytes` with `Content-MD5` instead of the client's CRC (dialects.md rule 12). A CRC
+/// header still present (the provider takes the algorithm elsewhere) is checked here and dropped.
+pub(super) fn set_content_md5(outgoing: &mut OutgoingRequest, bytes: Bytes) -> Result<(), GatewayError> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    for algorithm in ChecksumAlgorithm::ALL {
+        let Some(sent) = outgoing.headers.remove(algorithm.header_name()) else {
+            continue;
+        };
+        if sent.as_bytes().trim_ascii() != algorithm.of(&bytes).as_bytes() {
+            return Err(upload_failure_error(UploadFailure::ChecksumMismatch { algorithm }));
+        }
+    }
+    for name in ["x-amz-sdk-checksum-algorithm", "x-amz-checksum-algorithm"] {
+        outgoing.headers.remove(name);
+    }
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&bytes));
+    let value = HeaderValue::from_str(&md5).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    outgoing.headers.insert("content-md5", value);
+    set_small_body(outgoing, bytes);
+    Ok(())
+}
+
+/// A CompleteMultipartUpload body (small XML, read with a cap) with each part's ETag in the
+/// provider's form and without part checksums the provider does not take; re-signed with the
+/// hash of the new body.
+pub(super) async fn translate_part_list(
+    outgoing: &mut OutgoingRequest,
+    route: &Route,
+    slot: &FailureSlot,
+) -> Result<(), GatewayError> {
+    let bytes = read_small_body(outgoing, route, slot, "CompleteMultipartUpload").await?;
+    let rewritten =
+        rewrite::provider_values::rewrite_complete_multipart_request(&bytes, &route.provider.settings.profile)
+            .map_err(|e| GatewayError::InvalidRequest(format!("malformed CompleteMultipartUpload body: {e}")))?;
+    outgoing.headers.remove("content-md5");
+    set_small_body(outgoing, Bytes::from(rewritten));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_parameters_become_headers() {
+        let (query, headers) = checksum_params_as_headers(vec![
+            ("x-id".to_string(), "PutObject".to_string()),
+            ("x-amz-checksum-crc32".to_string(), "AAAAAA==".to_string()),
+            ("X-Amz-Sdk-Checksum-Algorithm".to_string(), "CRC32".to_string()),
+            ("partNumber".to_string(), "1".to_string()),
+        ]);
+        assert_eq!(
+            query,
+            vec![
+                ("x-id".to_string(), "PutObject".to_string()),
+                ("partNumber".to_string(), "1".to_string())
+            ]
+        );
+        let names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+        assert_eq!(names, ["x-amz-checksum-crc32", "x-amz-sdk-checksum-algorithm"]);
+    }
+
+    #[test]
+    fn chunked_framing_is_removed_but_other_encodings_stay() {
+        let mut h = HeaderMap::new();
+        h.insert("content-encoding", HeaderValue::from_static("aws-chunked,gzip"));
+        h.insert("x-amz-decoded-content-length", HeaderValue::from_static("5"));
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32"));
+        strip_chunked_framing(&mut h);
+        assert_eq!(h.get("content-encoding").map(|v| v.to_str().ok()), Some(Some("gzip")));
+        assert!(!h.contains_key("x-amz-decoded-content-length") && !h.contains_key("x-amz-trailer"));
+        let mut h = HeaderMap::new();
+        h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
+        strip_chunked_framing(&mut h);
+        assert!(!h.contains_key("content-encoding"));
+    }
+
+    #[test]
+    fn unsigned_trailer_framing_puts_aws_chunked_first_and_sets_the_encoded_length() {
+        let mut h = HeaderMap::new();
+        h.insert("content-encoding", HeaderValue::from_static("aws-chunked,gzip"));
+        h.insert("x-amz-decoded-content-length", HeaderValue::from_static("65537"));
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32c"));
+        h.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("crc32c"));
+        set_unsigned_trailer_framing(&mut h, 65_537, ChecksumAlgorithm::Crc32c);
+        let get = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(get("content-encoding"), "aws-chunked,gzip");
+        assert_eq!(get("x-amz-decoded-content-length"), "65537");
+        assert_eq!(get("x-amz-trailer"), "x-amz-checksum-crc32c");
+        assert_eq!(get("x-amz-sdk-checksum-algorithm"), "CRC32C");
+        let encoded = 7 + 65_536 + 2 + 6 + 3 + "x-amz-checksum-crc32c:".len() + 8 + 4;
+        assert_eq!(get("content-length"), encoded.to_string());
+        let mut h = HeaderMap::new();
+        set_unsigned_trailer_framing(&mut h, 0, ChecksumAlgorithm::Sha256);
+        assert_eq!(
+            h.get("content-encoding").map(HeaderValue::as_bytes),
+            Some(&b"aws-chunked"[..])
+        );
+    }
+
+    #[test]
+    fn framing_follows_the_payload_hash_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        );
+        h.insert("x-amz-decoded-content-length", HeaderValue::from_static("10"));
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32c"));
+        assert!(matches!(
+            framing_of(&h),
+            Ok(Framing::Dechunked {
+                length: 10,
+                trailer: Some(ChecksumAlgorithm::Crc32c)
+            })
+        ));
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-content-sha256", HeaderValue::from_static(EMPTY_PAYLOAD_SHA256));
+        h.insert("content-length", HeaderValue::from_static("3"));
+        assert!(
+            matches!(framing_of(&h), Ok(Framing::Unchanged { ref payload_hash, length: 3 }) if payload_hash == EMPTY_PAYLOAD_SHA256)
+        );
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("3"));
+        assert!(
+            matches!(framing_of(&h), Ok(Framing::Unchanged { ref payload_hash, .. }) if payload_hash == UNSIGNED_PAYLOAD)
+        );
+    }
+}
