@@ -1509,7 +1509,7 @@ mod tests {
             secret_access_key = "client-secret"
             [providers.disk]
             kind = "local"
-            root = "/tmp/s3ferry-data"
+            root = "data"
             signature = "v2"
             [[buckets]]
             name = "*"
