@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use s3s::{Body, S3Request, S3Response};
 
-use crate::checksum::ChecksumAlgorithm;
+use crate::checksum::{ChecksumAlgorithm, mismatched_header};
 use crate::dialect::translate;
 use crate::dialect::{DialectProfile, UnsupportedAcl};
 use crate::error::GatewayError;
@@ -91,15 +91,11 @@ async fn read_policy_body(req: &mut S3Request<Body>) -> Result<Option<Bytes>, Ga
     let bytes = crate::upstream::collect_capped(body, MAX_ACL_BODY, std::time::Duration::from_secs(30))
         .await
         .map_err(|cause| GatewayError::InvalidRequest(format!("cannot read the AccessControlPolicy body: {cause}")))?;
-    for algorithm in ChecksumAlgorithm::ALL {
-        if let Some(sent) = req.headers.get(algorithm.header_name())
-            && sent.as_bytes().trim_ascii() != algorithm.of(&bytes).as_bytes()
-        {
-            return Err(GatewayError::BadDigest(format!(
-                "the {} header does not match the AccessControlPolicy body",
-                algorithm.header_name()
-            )));
-        }
+    if let Some(algorithm) = mismatched_header(&req.headers, &bytes) {
+        return Err(GatewayError::BadDigest(format!(
+            "the {} header does not match the AccessControlPolicy body",
+            algorithm.header_name()
+        )));
     }
     for name in [
         "content-md5",

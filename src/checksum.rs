@@ -5,6 +5,7 @@
 //! a subset (the dialect profile says which), and s3ferry verifies the rest itself.
 
 use base64::Engine as _;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use s3s::crypto::Checksum as _;
 
 /// Checksum algorithms S3 clients send as trailers or headers.
@@ -95,6 +96,39 @@ impl ChecksumAlgorithm {
     }
 }
 
+/// Takes s3ferry's stored-checksum metadata (`x-amz-meta-s3ferry-checksum-<alg>`) out of
+/// `headers` and returns it: clients may not set it, and never see it as metadata.
+pub fn take_stored_checksums(headers: &mut HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(STORED_CHECKSUM_PREFIX))
+        .cloned()
+        .collect();
+    let mut taken = Vec::new();
+    for name in names {
+        if let http::header::Entry::Occupied(entry) = headers.entry(name) {
+            let (name, values) = entry.remove_entry_mult();
+            taken.extend(values.map(|v| (name.clone(), v)));
+        }
+    }
+    taken
+}
+
+/// The algorithm of a stored-checksum metadata header name.
+pub fn stored_algorithm(name: &HeaderName) -> Option<ChecksumAlgorithm> {
+    ChecksumAlgorithm::from_name(name.as_str().strip_prefix(STORED_CHECKSUM_PREFIX)?)
+}
+
+/// The first `x-amz-checksum-<alg>` header in `headers` that `data` (a small body held in
+/// memory) does not match.
+pub fn mismatched_header(headers: &HeaderMap, data: &[u8]) -> Option<ChecksumAlgorithm> {
+    ChecksumAlgorithm::ALL.into_iter().find(|a| {
+        headers
+            .get(a.header_name())
+            .is_some_and(|sent| sent.as_bytes().trim_ascii() != a.of(data).as_bytes())
+    })
+}
+
 /// An incremental checksum of one algorithm.
 pub enum ChecksumHasher {
     Crc32(s3s::crypto::Crc32),
@@ -171,6 +205,23 @@ mod tests {
             assert_eq!(a.of(b"any body").len(), a.base64_len(), "{}", a.name());
             assert!(a.sdk_name().eq_ignore_ascii_case(a.name()));
         }
+    }
+
+    #[test]
+    fn stored_checksums_are_taken_out_and_named_by_algorithm() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-meta-s3ferry-checksum-crc32",
+            HeaderValue::from_static("i9aeUg=="),
+        );
+        h.insert("x-amz-meta-color", HeaderValue::from_static("blue"));
+        let taken = take_stored_checksums(&mut h);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(stored_algorithm(&taken[0].0), Some(ChecksumAlgorithm::Crc32));
+        assert_eq!(h.len(), 1, "the client's own metadata stays");
+        h.insert("x-amz-checksum-crc32", HeaderValue::from_static("i9aeUg=="));
+        assert_eq!(mismatched_header(&h, b"Hello world"), None);
+        assert_eq!(mismatched_header(&h, b"other"), Some(ChecksumAlgorithm::Crc32));
     }
 
     #[test]

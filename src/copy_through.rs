@@ -9,7 +9,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::body::IdleTimeoutBody;
-use crate::checksum::STORED_CHECKSUM_PREFIX;
+use crate::checksum::take_stored_checksums;
 use crate::error::GatewayError;
 use crate::migration::copy::{preserved_headers, read_tagging, translate_copy_headers};
 use crate::route::Route;
@@ -184,14 +184,7 @@ async fn object_headers(source: &CopySource<'_>, source_headers: &HeaderMap, cli
     let mut headers = if directive("x-amz-metadata-directive") {
         let mut h = preserved_headers(client);
         // s3ferry's own metadata names, which clients may not set (the source's travel below).
-        let ours: Vec<HeaderName> = h
-            .keys()
-            .filter(|n| n.as_str().starts_with(STORED_CHECKSUM_PREFIX))
-            .cloned()
-            .collect();
-        for name in ours {
-            h.remove(name);
-        }
+        take_stored_checksums(&mut h);
         h
     } else {
         let mut h = preserved_headers(source_headers);

@@ -4,7 +4,7 @@
 use http::{HeaderMap, HeaderValue};
 
 use super::{AWS_CANNED_ACLS, ConditionalWrites, DialectProfile, UnsupportedAcl};
-use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
+use crate::checksum::{ChecksumAlgorithm, take_stored_checksums};
 
 /// Request headers that carry an ETag the client saw.
 const ETAG_CONDITION_HEADERS: &[&str] = &[
@@ -148,14 +148,7 @@ fn translate_conditional_write(
 /// Takes the checksum headers the provider does not accept off the request (and s3ferry's own
 /// metadata names, which clients may not set). Returns the withheld checksum value.
 fn withhold_unsupported_checksums(profile: &DialectProfile, headers: &mut HeaderMap) -> Option<WithheldChecksum> {
-    let ours: Vec<http::HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(STORED_CHECKSUM_PREFIX))
-        .cloned()
-        .collect();
-    for name in ours {
-        headers.remove(name);
-    }
+    take_stored_checksums(headers);
     let accepts = |a: ChecksumAlgorithm| profile.checksum_algorithms.contains(&a);
     let mut withheld = None;
     let values: Vec<(http::HeaderName, ChecksumAlgorithm)> = headers

@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use s3s::{Body, S3Response};
 
 use crate::body::IdleTimeoutBody;
-use crate::checksum::{ChecksumAlgorithm, STORED_CHECKSUM_PREFIX};
+use crate::checksum::{ChecksumAlgorithm, stored_algorithm, take_stored_checksums};
 use crate::dialect::translate;
 use crate::error::GatewayError;
 use crate::operation;
@@ -143,14 +143,7 @@ impl Relay {
 /// answers for a provider that stored none; and a ranged response carries no full-object
 /// checksum, which clients would check against the partial bytes and fail.
 fn answer_checksums(headers: &mut HeaderMap, status: StatusCode, operation: &str, checksum_mode: bool, ranged: bool) {
-    let stored: Vec<(HeaderName, HeaderValue)> = headers
-        .iter()
-        .filter(|(n, _)| n.as_str().starts_with(STORED_CHECKSUM_PREFIX))
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    for (name, _) in &stored {
-        headers.remove(name);
-    }
+    let stored = take_stored_checksums(headers);
     if ranged && status == StatusCode::PARTIAL_CONTENT {
         let full_object: Vec<HeaderName> = headers
             .keys()
@@ -172,8 +165,7 @@ fn answer_checksums(headers: &mut HeaderMap, status: StatusCode, operation: &str
         return;
     }
     for (name, value) in stored {
-        let algorithm = name.as_str()[STORED_CHECKSUM_PREFIX.len()..].to_string();
-        if let Some(algorithm) = ChecksumAlgorithm::from_name(&algorithm) {
+        if let Some(algorithm) = stored_algorithm(&name) {
             headers.insert(algorithm.header_name(), value);
             headers.insert("x-amz-checksum-type", HeaderValue::from_static("FULL_OBJECT"));
         }

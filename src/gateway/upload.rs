@@ -9,11 +9,12 @@ use s3s::{Body, S3Request};
 use crate::body::{
     self, ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, UnsignedTrailerBody, UploadFailure,
 };
-use crate::checksum::ChecksumAlgorithm;
+use crate::checksum::{ChecksumAlgorithm, mismatched_header};
 use crate::config::SignatureVersion;
 use crate::dialect::DialectProfile;
 use crate::dialect::translate::WithheldChecksum;
 use crate::error::GatewayError;
+use crate::migration::copy::preserved_headers;
 use crate::operation;
 use crate::rewrite::{self, MAX_XML_BODY};
 use crate::route::Route;
@@ -297,24 +298,6 @@ pub(super) struct BodyChecks {
     pub(super) unforwarded_trailer: Option<body::VerifiedSlot>,
 }
 
-/// Request headers a metadata-replacing copy must send again: `x-amz-metadata-directive:
-/// REPLACE` replaces all of them.
-const OBJECT_HEADERS: &[&str] = &[
-    "content-type",
-    "cache-control",
-    "content-disposition",
-    "content-encoding",
-    "content-language",
-    "expires",
-    "x-amz-storage-class",
-    "x-amz-acl",
-    "x-amz-website-redirect-location",
-    "x-amz-server-side-encryption",
-    "x-amz-server-side-encryption-aws-kms-key-id",
-    "x-amz-server-side-encryption-context",
-    "x-amz-server-side-encryption-bucket-key-enabled",
-];
-
 /// A PutObject whose verified trailing checksum the provider cannot take, kept afterwards by a
 /// metadata copy (`trailing_checksums_by_copy`).
 pub(super) struct TrailerKeeping {
@@ -373,12 +356,16 @@ async fn keep_trailing_checksum_by_copy(
     if sent.contains_key("x-amz-server-side-encryption-customer-key") {
         return; // a copy would need the customer key for both sides; not worth the risk
     }
-    let mut headers = HeaderMap::new();
+    // x-amz-metadata-directive: REPLACE replaces all of these: they are sent again.
+    let mut headers = preserved_headers(sent);
+    let native_class = settings.profile.native_storage_class_header.as_deref();
     for (name, value) in sent {
         let n = name.as_str();
-        let native_class = settings.profile.native_storage_class_header.as_deref() == Some(n);
-        if OBJECT_HEADERS.contains(&n) || n.starts_with("x-amz-meta-") || n.starts_with("x-amz-grant-") || native_class
-        {
+        let also_sent = n == "x-amz-acl"
+            || n.starts_with("x-amz-grant-")
+            || n.starts_with("x-amz-server-side-encryption")
+            || native_class == Some(n);
+        if also_sent {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -492,13 +479,11 @@ fn set_small_body(outgoing: &mut OutgoingRequest, bytes: Bytes) {
 pub(super) fn set_content_md5(outgoing: &mut OutgoingRequest, bytes: Bytes) -> Result<(), GatewayError> {
     use base64::Engine as _;
     use md5::Digest as _;
+    if let Some(algorithm) = mismatched_header(&outgoing.headers, &bytes) {
+        return Err(upload_failure_error(UploadFailure::ChecksumMismatch { algorithm }));
+    }
     for algorithm in ChecksumAlgorithm::ALL {
-        let Some(sent) = outgoing.headers.remove(algorithm.header_name()) else {
-            continue;
-        };
-        if sent.as_bytes().trim_ascii() != algorithm.of(&bytes).as_bytes() {
-            return Err(upload_failure_error(UploadFailure::ChecksumMismatch { algorithm }));
-        }
+        outgoing.headers.remove(algorithm.header_name());
     }
     for name in ["x-amz-sdk-checksum-algorithm", "x-amz-checksum-algorithm"] {
         outgoing.headers.remove(name);

@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::tombstone;
 use super::{CopyResult, MigrationStats};
 use crate::body::IdleTimeoutBody;
-use crate::checksum::STORED_CHECKSUM_PREFIX;
+use crate::checksum::take_stored_checksums;
 use crate::config::MigrationConfig;
 use crate::dialect::translate::{translate_request, translate_response_headers};
 use crate::dialect::{ConditionalWrites, DialectProfile};
@@ -89,11 +89,7 @@ pub fn translate_copy_headers(
     provider: &str,
     headers: &mut HeaderMap,
 ) -> Result<(), GatewayError> {
-    let stored: Vec<(HeaderName, HeaderValue)> = headers
-        .iter()
-        .filter(|(name, _)| name.as_str().starts_with(STORED_CHECKSUM_PREFIX))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
+    let stored = take_stored_checksums(headers);
     // No x-amz-checksum-* is ever among a copy's headers, so nothing is withheld to verify.
     translate_request(profile, provider, "PutObject", headers, &mut Vec::new())?;
     headers.extend(stored);
