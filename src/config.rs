@@ -161,6 +161,7 @@ struct RawDialectOverrides {
     upload_part_copy: Option<bool>,
     trailing_checksums_by_copy: Option<bool>,
     unsigned_trailer: Option<bool>,
+    literal_dot_segments: Option<bool>,
 }
 
 /// `[providers.X.error_codes]`: provider code -> the AWS code clients get, either as a plain
@@ -1018,6 +1019,9 @@ impl Resolver<'_> {
             if let Some(v) = o.unsigned_trailer {
                 profile.unsigned_trailer = v;
             }
+            if let Some(v) = o.literal_dot_segments {
+                profile.literal_dot_segments = v;
+            }
         }
         if let Some(table) = &p.storage_classes {
             let mut merged: Vec<(String, String)> = Vec::new();
@@ -1091,20 +1095,11 @@ fn parse_endpoint(text: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
-/// S3 bucket naming rules (the part that matters for routing and addressing).
+/// S3 bucket naming rules (one rule for config and requests: `target::bucket_name_problem`).
 pub fn validate_bucket_name(name: &str) -> Result<(), String> {
-    let ok_len = (3..=63).contains(&name.len());
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
-    if ok_len && ok_chars && ok_ends && !name.contains("..") {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{name}' is not a valid bucket name (3-63 characters: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)"
-        ))
+    match crate::target::bucket_name_problem(name) {
+        None => Ok(()),
+        Some(rule) => Err(format!("'{name}' is not a valid bucket name ({rule})")),
     }
 }
 

@@ -25,20 +25,6 @@ pub struct CopySource<'a> {
     pub version_id: Option<&'a str>,
 }
 
-/// The parts of `x-amz-copy-source`: client bucket, decoded key, version.
-pub fn parse_copy_source(value: &str) -> Result<(String, String, Option<String>), GatewayError> {
-    let trimmed = value.strip_prefix('/').unwrap_or(value);
-    let (path, version) = match trimmed.split_once("?versionId=") {
-        Some((p, v)) => (p, Some(v.to_string())),
-        None => (trimmed, None),
-    };
-    let (bucket, key) = path
-        .split_once('/')
-        .ok_or_else(|| GatewayError::InvalidRequest(format!("x-amz-copy-source '{value}' must be <bucket>/<key>")))?;
-    let decode = |s: &str| String::from_utf8_lossy(&crate::upstream::url::percent_decode(s)).into_owned();
-    Ok((decode(bucket), decode(key), version))
-}
-
 /// Copies `source` into the destination (`route`, `encoded_key`) as CopyObject (no `upload`)
 /// or UploadPartCopy (`upload` = part number and upload id). Returns the XML result.
 pub async fn copy_through(
@@ -211,21 +197,4 @@ async fn object_headers(source: &CopySource<'_>, source_headers: &HeaderMap, cli
         headers.insert(HeaderName::from_static("x-amz-tagging"), v);
     }
     headers
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_sources_are_split_and_decoded() {
-        let (b, k, v) = parse_copy_source("/photos/a%20b/c%2Bd.jpg?versionId=v1").expect("parses");
-        assert_eq!(
-            (b.as_str(), k.as_str(), v.as_deref()),
-            ("photos", "a b/c+d.jpg", Some("v1"))
-        );
-        let (b, k, v) = parse_copy_source("photos/x").expect("parses");
-        assert_eq!((b.as_str(), k.as_str(), v), ("photos", "x", None));
-        assert!(parse_copy_source("nokey").is_err());
-    }
 }

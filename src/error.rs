@@ -42,6 +42,31 @@ pub enum GatewayError {
     InvalidUri(String),
 
     #[error("{0}")]
+    InvalidBucketName(String),
+
+    #[error(
+        "The AWS Access Key Id you provided does not exist in our records (it is not in s3ferry's [[credentials]])."
+    )]
+    InvalidAccessKeyId,
+
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+    )]
+    SignatureDoesNotMatch,
+
+    /// A signature dated too far from now (AWS allows 15 minutes either way).
+    #[error("{0}")]
+    RequestTimeTooSkewed(String),
+
+    /// A presigned URL's parameters break AWS's rules (e.g. `X-Amz-Expires` over a week).
+    #[error("{0}")]
+    AuthorizationQueryParametersError(String),
+
+    /// An `Authorization` header that does not follow AWS's grammar or rules.
+    #[error("{0}")]
+    AuthorizationHeaderMalformed(String),
+
+    #[error("{0}")]
     NotImplemented(String),
 
     /// An ACL the provider's dialect cannot express, refused by the `acl.unsupported` policy.
@@ -107,6 +132,14 @@ impl GatewayError {
             Self::PreconditionFailed => ("PreconditionFailed", StatusCode::PRECONDITION_FAILED),
             Self::AccessDenied(_) => ("AccessDenied", StatusCode::FORBIDDEN),
             Self::InvalidUri(_) => ("InvalidURI", StatusCode::BAD_REQUEST),
+            Self::InvalidBucketName(_) => ("InvalidBucketName", StatusCode::BAD_REQUEST),
+            Self::InvalidAccessKeyId => ("InvalidAccessKeyId", StatusCode::FORBIDDEN),
+            Self::SignatureDoesNotMatch => ("SignatureDoesNotMatch", StatusCode::FORBIDDEN),
+            Self::RequestTimeTooSkewed(_) => ("RequestTimeTooSkewed", StatusCode::FORBIDDEN),
+            Self::AuthorizationQueryParametersError(_) => {
+                ("AuthorizationQueryParametersError", StatusCode::BAD_REQUEST)
+            }
+            Self::AuthorizationHeaderMalformed(_) => ("AuthorizationHeaderMalformed", StatusCode::BAD_REQUEST),
             Self::NotImplemented(_) => ("NotImplemented", StatusCode::NOT_IMPLEMENTED),
             Self::AclNotSupported(_) => ("AccessControlListNotSupported", StatusCode::BAD_REQUEST),
             Self::BadDigest(_) => ("BadDigest", StatusCode::BAD_REQUEST),
@@ -130,6 +163,12 @@ impl GatewayError {
             | Self::PreconditionFailed
             | Self::AccessDenied(_)
             | Self::InvalidUri(_)
+            | Self::InvalidBucketName(_)
+            | Self::InvalidAccessKeyId
+            | Self::SignatureDoesNotMatch
+            | Self::RequestTimeTooSkewed(_)
+            | Self::AuthorizationQueryParametersError(_)
+            | Self::AuthorizationHeaderMalformed(_)
             | Self::NotImplemented(_)
             | Self::AclNotSupported(_)
             | Self::BadDigest(_)

@@ -3,7 +3,9 @@
 //! A request's path through the crate, in order:
 //!
 //! - [`server`]      listener, limits, TLS, connections, request id, access log, reload, shutdown
-//! - [`auth`]        the client key pairs s3s verifies every signature form against
+//! - [`auth`]        the trust boundary: what a signature covers, and the client key pairs s3s
+//!   verifies every signature form against
+//! - [`target`]      the bucket, key and copy source a request names, parsed once
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
 //! - [`route`]       client bucket -> provider and upstream bucket (and fallback provider)
 //! - [`copy_through`] CopyObject / UploadPartCopy streamed by s3ferry across providers
@@ -41,4 +43,5 @@ pub mod operation;
 pub mod rewrite;
 pub mod route;
 pub mod server;
+pub mod target;
 pub mod upstream;

@@ -1,7 +1,7 @@
 //! Which provider and upstream bucket a client bucket goes to, and where reads fall back to
 //! while the bucket is being migrated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::config::{BucketRoute, FallbackConfig, WILDCARD_BUCKET};
@@ -50,6 +50,10 @@ struct Entry {
 pub struct RouteTable {
     explicit: BTreeMap<String, Entry>,
     wildcard: Option<Entry>,
+    /// Every bucket name an explicit route uses at a provider (renamed targets, a migration's
+    /// old and new buckets). The `*` route never reaches these names, on any provider: a
+    /// client reaches them only through the route that owns them, under its name.
+    claimed_upstream: BTreeSet<String>,
 }
 
 impl RouteTable {
@@ -63,6 +67,7 @@ impl RouteTable {
         };
         let mut explicit = BTreeMap::new();
         let mut wildcard = None;
+        let mut claimed_upstream = BTreeSet::new();
         for r in routes {
             let fallback = match &r.fallback {
                 Some(f) => Some((provider(&r.name, &f.provider)?, f.bucket.clone(), f.clone())),
@@ -77,6 +82,10 @@ impl RouteTable {
                 wildcard = Some(entry);
             } else {
                 let upstream = r.upstream_bucket.clone().unwrap_or_else(|| r.name.clone());
+                claimed_upstream.insert(upstream.clone());
+                if let Some(f) = &r.fallback {
+                    claimed_upstream.insert(f.bucket.clone().unwrap_or_else(|| r.name.clone()));
+                }
                 explicit.insert(
                     r.name.clone(),
                     Entry {
@@ -86,15 +95,21 @@ impl RouteTable {
                 );
             }
         }
-        Ok(Self { explicit, wildcard })
+        Ok(Self {
+            explicit,
+            wildcard,
+            claimed_upstream,
+        })
     }
 
-    /// Where `bucket` lives, or `NoSuchBucket` when no route matches.
+    /// Where `bucket` lives, or `NoSuchBucket` when no route matches (the `*` route matches
+    /// only the names [`RouteTable::wildcard_exposes`]).
     pub fn resolve(&self, bucket: &str) -> Result<Route, GatewayError> {
+        let wildcard = self.wildcard.as_ref().filter(|_| self.wildcard_exposes(bucket));
         let entry = self
             .explicit
             .get(bucket)
-            .or(self.wildcard.as_ref())
+            .or(wildcard)
             .ok_or_else(|| GatewayError::NoSuchBucket {
                 bucket: bucket.to_string(),
             })?;
@@ -127,16 +142,11 @@ impl RouteTable {
         self.wildcard.as_ref().map(|e| &e.provider)
     }
 
-    /// Whether a bucket the wildcard provider lists is reachable by clients under its own name:
-    /// not when an explicit route claims the name, and not when it is the renamed target of an
-    /// explicit route on the same provider (clients see it under the route's name).
-    pub fn wildcard_exposes(&self, upstream_bucket: &str) -> bool {
-        let Some(wild) = self.wildcard() else { return false };
-        if self.explicit.contains_key(upstream_bucket) {
-            return false;
-        }
-        !self.explicit.iter().any(|(name, e)| {
-            Arc::ptr_eq(&e.provider, wild) && e.upstream_bucket.as_deref().unwrap_or(name) == upstream_bucket
-        })
+    /// Whether a bucket name is reachable through the `*` route: not when an explicit route
+    /// claims the name, and not when an explicit route uses it at a provider (as its renamed
+    /// target, or as a migration's old or new bucket); clients see those under the route's
+    /// name only.
+    pub fn wildcard_exposes(&self, bucket: &str) -> bool {
+        self.wildcard.is_some() && !self.explicit.contains_key(bucket) && !self.claimed_upstream.contains(bucket)
     }
 }

@@ -35,13 +35,14 @@ use crate::config::{
     Addressing, Config, ConfigError, ConnectionLimits, ProviderKind, SignatureVersion, WILDCARD_BUCKET,
 };
 use crate::error::{new_request_id, render_error};
-use crate::gateway::{Gateway, parse_client_target, virtual_host_bucket};
+use crate::gateway::Gateway;
 use crate::local::{LocalServer, ensure_local_bucket, start_local_provider};
 use crate::metrics::{Metrics, RequestObservation};
 use crate::migration::MigrationStats;
 use crate::migration::copy::Copier;
 use crate::migration::serve::Migration;
 use crate::route::RouteTable;
+use crate::target::{parse_client_target, virtual_host_bucket};
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// Why the gateway could not start, or a new config could not be put in place.
@@ -211,6 +212,8 @@ impl Shared {
 pub(crate) struct Generation {
     pub(crate) config: Config,
     s3: S3Service,
+    /// The client key pairs (also inside `s3`), for the checks made before s3s runs.
+    client_auth: ClientAuth,
     /// Every provider by name (the readiness probe asks each one).
     pub(crate) upstreams: BTreeMap<String, Arc<Upstream>>,
     /// `kind = "local"` servers by root directory. A reload keeps a server whose root is
@@ -244,8 +247,9 @@ impl Generation {
         };
         let gateway = Gateway::new(routes, config.server.domain.clone(), migration, metrics.clone());
 
+        let client_auth = ClientAuth::new(&config.credentials);
         let mut builder = S3ServiceBuilder::new(ProxyOnly);
-        builder.set_auth(ClientAuth::new(&config.credentials));
+        builder.set_auth(client_auth.clone());
         builder.set_host(GatewayHost {
             domain: config.server.domain.clone(),
         });
@@ -258,6 +262,7 @@ impl Generation {
         Ok(Self {
             config: config.clone(),
             s3: builder.build(),
+            client_auth,
             upstreams,
             local_providers,
             copier,
@@ -594,25 +599,20 @@ async fn handle_edge(
     normalize_sigv2_bucket_path(&mut req);
     req.extensions_mut().insert(ctx.clone());
 
-    let response = match s3.call(req).await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::warn!(request_id = %ctx.request_id, error = ?e, "front door failed");
-            let (parts, bytes) = render_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "the request could not be processed",
-                None,
-                &ctx.request_id,
-            )
-            .into_parts();
+    let domain = generation.config.server.domain.as_deref();
+    let admitted = crate::auth::admit(
+        &mut req,
+        domain,
+        &generation.client_auth,
+        time::OffsetDateTime::now_utc(),
+    );
+    let mut response = match admitted {
+        Err(refused) => {
+            tracing::debug!(request_id = %ctx.request_id, error = %refused, "request refused at the trust boundary");
+            let (parts, bytes) = refused.to_response(&ctx.request_id).into_parts();
             Response::from_parts(parts, s3s::Body::from(bytes))
         }
-    };
-    let mut response = if response.extensions().get::<HandledByGateway>().is_none() && !response.status().is_success() {
-        rerender_front_door_error(response, &ctx.request_id).await
-    } else {
-        response
+        Ok(()) => verify_and_handle(&s3, req, &ctx.request_id).await,
     };
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert("x-amz-request-id", v);
@@ -644,11 +644,36 @@ async fn handle_edge(
     }))
 }
 
+/// s3s verifies the signature and hands the request to the gateway; its own errors are
+/// re-rendered in the gateway's shape.
+async fn verify_and_handle(s3: &S3Service, req: Request<s3s::Body>, request_id: &str) -> Response<s3s::Body> {
+    let response = match s3.call(req).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(request_id, error = ?e, "front door failed");
+            let (parts, bytes) = render_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "the request could not be processed",
+                None,
+                request_id,
+            )
+            .into_parts();
+            Response::from_parts(parts, s3s::Body::from(bytes))
+        }
+    };
+    if response.extensions().get::<HandledByGateway>().is_none() && !response.status().is_success() {
+        rerender_front_door_error(response, request_id).await
+    } else {
+        response
+    }
+}
+
 /// The shape of the resource a request addresses, for the access log: bucket and key names
 /// are the client's data and stay out of the log line (the bucket has its own field).
 fn path_template<B>(req: &Request<B>, domain: Option<&str>) -> &'static str {
     match parse_client_target(req.uri(), req.headers(), domain) {
-        Ok(target) => match (target.bucket, target.raw_key.is_empty()) {
+        Ok(target) => match (target.bucket, target.key.is_empty()) {
             (None, _) => "/",
             (Some(_), true) => "/{bucket}",
             (Some(_), false) => "/{bucket}/{key}",

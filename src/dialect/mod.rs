@@ -173,6 +173,12 @@ pub struct DialectProfile {
     /// upstream re-framed in that form, so the provider stores it (dialects.md rule 10c);
     /// otherwise the body goes as plain bytes and the checksum stays with s3ferry.
     pub unsigned_trailer: bool,
+    /// Whether the provider stores a key with `.` or `..` segments (`a/../b`) as those literal
+    /// bytes. AWS does: S3 paths are never normalised. A server that normalises paths (or has a
+    /// normalising proxy in front) would read `/bucket/../other/key` as another bucket's
+    /// object, so for every other dialect such keys are refused with 400 `InvalidArgument`
+    /// unless this is turned on for a provider known to keep them.
+    pub literal_dot_segments: bool,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -242,6 +248,8 @@ fn aws() -> DialectProfile {
         list_objects_v2: true,
         // §1a "Unsigned trailer": ✅ [aws-trailers].
         unsigned_trailer: true,
+        // Only where a provider is known to keep them (see the `aws` profile).
+        literal_dot_segments: false,
     }
 }
 
@@ -264,7 +272,13 @@ const NO_CHECKSUMS: &[ChecksumAlgorithm] = &[];
 pub fn builtin(name: &str) -> Option<DialectProfile> {
     let base = aws();
     let profile = match name {
-        "aws" => base,
+        // S3 does not normalise URI paths: "Amazon S3 ... does not normalize" (SigV4 canonical
+        // request, docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html), so
+        // `a/../b` is a key of its own there.
+        "aws" => DialectProfile {
+            literal_dot_segments: true,
+            ..base
+        },
         "oss" => DialectProfile {
             name: "oss".into(),
             // A.1: absent from the S3 operation list.

@@ -28,13 +28,15 @@ use crate::dialect::translate::{self, WithheldChecksum};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::migration::serve::{Migration, ReadRequest};
-use crate::migration::tombstone::{RESERVED_PREFIX, is_reserved};
 use crate::operation::{self, Target};
 use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
-use crate::route::{FallbackRoute, Route, RouteTable};
+use crate::route::{Route, RouteTable};
+use crate::target::{
+    ClientTarget, CopySourceRef, has_dot_segment, parse_client_target, parse_copy_source, refuse_reserved,
+};
 use crate::upstream::OutgoingRequest;
 use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
-use crate::upstream::url::{parse_query, percent_decode, uri_encode};
+use crate::upstream::url::parse_query;
 use relay::{Relay, encodes_listing_itself, lists_v2_via_v1, relay_response, xml_response};
 use upload::{
     BodyChecks, TrailerKeeping, body_checksum_to_verify, build_outgoing, carries_object_data,
@@ -96,13 +98,6 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-/// What the client addressed: a bucket (maybe) and the key as the client encoded it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ClientTarget {
-    pub bucket: Option<String>,
-    pub raw_key: String,
-}
-
 impl Gateway {
     pub fn new(routes: RouteTable, domain: Option<String>, migration: Migration, metrics: Arc<Metrics>) -> Self {
         let started = time::OffsetDateTime::now_utc()
@@ -138,22 +133,18 @@ impl Gateway {
         let route = self.routes.resolve(bucket)?;
         ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
         refuse_unsupported_operation(&route, operation)?;
-        // The key is decoded once: kept readable for migration, and canonically encoded for the
-        // provider (what is sent is what is signed).
-        let key_bytes = percent_decode(&target.raw_key);
-        let key = String::from_utf8_lossy(&key_bytes).into_owned();
-        let encoded_key = uri_encode(&key_bytes, true);
+        let key = target.key.clone();
+        check_key(&route, &key)?;
+        let encoded_key = target.encoded_key();
         let mut req = req;
         if let Some(answer) = acl_answer::answer_or_rewrite(&mut req, &route, operation, &key).await? {
             return Ok(answer);
         }
+        if operation == "DeleteObjects" {
+            return self.delete_objects(req, &route, encoded_key, query).await;
+        }
         let mut satisfied_by_old = false;
         if let Some(fallback) = route.fallback.clone() {
-            if is_reserved(&key) {
-                return Err(GatewayError::AccessDenied(format!(
-                    "keys under {RESERVED_PREFIX} hold s3ferry's migration state and are not accessible"
-                )));
-            }
             match operation {
                 "GetObject" | "HeadObject" => {
                     let relay = Relay::new(operation, &req.headers, false);
@@ -178,11 +169,6 @@ impl Gateway {
                     self.migration
                         .before_delete(&route, &fallback, std::slice::from_ref(&key))
                         .await?;
-                }
-                "DeleteObjects" => {
-                    return self
-                        .delete_objects_migrating(req, &route, &fallback, encoded_key, query)
-                        .await;
                 }
                 "PutObject" => {
                     satisfied_by_old = self
@@ -333,7 +319,8 @@ impl Gateway {
     }
 
     /// The client's headers minus what must not travel, with `x-amz-copy-source` pointing at
-    /// the source's upstream bucket.
+    /// the source's upstream bucket. The edge has already kept only what the client signed
+    /// (`auth::boundary`); what is left to drop here is this hop's framing and signature.
     fn forward_headers(&self, client: &HeaderMap, route: &Route) -> Result<HeaderMap, GatewayError> {
         let connection_tokens: Vec<String> = client
             .get_all(http::header::CONNECTION)
@@ -349,13 +336,15 @@ impl Gateway {
             }
             headers.append(name.clone(), value.clone());
         }
-        if let Some(source) = client.get("x-amz-copy-source") {
-            let source = source
-                .to_str()
-                .map_err(|_| GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into()))?;
-            let rewritten = self.rewrite_copy_source(source, route)?;
-            let value = HeaderValue::from_str(&rewritten)
-                .map_err(|_| GatewayError::InvalidRequest("x-amz-copy-source is not valid text".into()))?;
+        if let Some(source) = copy_source_of(client)? {
+            let source_route = self.routes.resolve(&source.bucket)?;
+            check_key(&source_route, &source.key)?;
+            debug_assert!(
+                Arc::ptr_eq(&source_route.provider, &route.provider),
+                "cross-provider copies go through copy_through"
+            );
+            let value = HeaderValue::from_str(&source.header_value(&source_route.upstream_bucket))
+                .map_err(|_| GatewayError::InvalidArgument("x-amz-copy-source is not valid text".into()))?;
             headers.insert("x-amz-copy-source", value);
         }
         Ok(headers)
@@ -371,11 +360,16 @@ impl Gateway {
         encoded_key: &str,
         query: &[(String, String)],
     ) -> Result<Option<String>, GatewayError> {
-        let Some(source) = client_headers.get("x-amz-copy-source").and_then(|v| v.to_str().ok()) else {
+        let Some(CopySourceRef {
+            bucket,
+            key,
+            version_id: version,
+        }) = copy_source_of(client_headers)?
+        else {
             return Ok(None);
         };
-        let (bucket, key, version) = copy_through::parse_copy_source(source)?;
         let source_route = self.routes.resolve(&bucket)?;
+        check_key(&source_route, &key)?;
         if let Some(fallback) = &source_route.fallback
             && version.is_none()
             && self.migration.source_only_in_old(&source_route, fallback, &key).await?
@@ -405,14 +399,14 @@ impl Gateway {
             .map(Some)
     }
 
-    /// DeleteObjects on a bucket under migration: the (small) request body is read to learn
-    /// the keys, each gets its tombstone (or is deleted at the old provider), then the same body
-    /// goes to the new provider.
-    async fn delete_objects_migrating(
+    /// DeleteObjects: the (small) request body is read to learn the keys. Each must be one a
+    /// client may name (not s3ferry's own, no dot segments a provider would resolve); on a
+    /// bucket under migration each gets its tombstone (or is deleted at the old provider); then
+    /// the same body goes to the provider.
+    async fn delete_objects(
         &self,
         req: S3Request<Body>,
         route: &Route,
-        fallback: &FallbackRoute,
         encoded_key: String,
         query: Vec<(String, String)>,
     ) -> Result<S3Response<Body>, GatewayError> {
@@ -430,7 +424,12 @@ impl Gateway {
         let bytes = read_small_body(&mut outgoing, route, &slot, "DeleteObjects").await?;
         let keys = rewrite::delete_objects::parse_delete_keys(&bytes)
             .map_err(|e| GatewayError::InvalidRequest(format!("malformed DeleteObjects body: {e}")))?;
-        self.migration.before_delete(route, fallback, &keys).await?;
+        for key in &keys {
+            check_key(route, key)?;
+        }
+        if let Some(fallback) = &route.fallback {
+            self.migration.before_delete(route, fallback, &keys).await?;
+        }
         if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
             set_content_md5(&mut outgoing, bytes)?;
         } else {
@@ -438,21 +437,6 @@ impl Gateway {
         }
         let response = self.send(route, outgoing, &slot).await?;
         relay_response(response, route, relay).await
-    }
-
-    /// `x-amz-copy-source: /<client bucket>/<key>[?versionId=..]` -> the source's upstream bucket.
-    fn rewrite_copy_source(&self, value: &str, destination: &Route) -> Result<String, GatewayError> {
-        let trimmed = value.strip_prefix('/').unwrap_or(value);
-        let (bucket_raw, rest) = trimmed.split_once('/').ok_or_else(|| {
-            GatewayError::InvalidRequest(format!("x-amz-copy-source '{value}' must be <bucket>/<key>"))
-        })?;
-        let bucket = String::from_utf8_lossy(&percent_decode(bucket_raw)).into_owned();
-        let source = self.routes.resolve(&bucket)?;
-        debug_assert!(
-            Arc::ptr_eq(&source.provider, &destination.provider),
-            "cross-provider copies go through copy_through"
-        );
-        Ok(format!("/{}/{rest}", source.upstream_bucket))
     }
 }
 
@@ -498,51 +482,29 @@ fn upload_of(query: &[(String, String)]) -> Option<(String, String)> {
     Some((get("partNumber")?, get("uploadId")?))
 }
 
-/// Finds the bucket and key: virtual-hosted style when the Host is `<bucket>.<domain>`,
-/// path style otherwise.
-pub fn parse_client_target(
-    uri: &http::Uri,
-    headers: &HeaderMap,
-    domain: Option<&str>,
-) -> Result<ClientTarget, GatewayError> {
-    let path = uri.path();
-    let rest = path.strip_prefix('/').unwrap_or(path);
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()));
-    if let (Some(domain), Some(host)) = (domain, host)
-        && let Some(bucket) = virtual_host_bucket(host, domain)
-    {
-        return Ok(ClientTarget {
-            bucket: Some(bucket),
-            raw_key: rest.to_string(),
-        });
-    }
-    if rest.is_empty() {
-        return Ok(ClientTarget {
-            bucket: None,
-            raw_key: String::new(),
-        });
-    }
-    let (bucket_raw, key) = rest.split_once('/').unwrap_or((rest, ""));
-    let bucket = String::from_utf8(percent_decode(bucket_raw))
-        .map_err(|_| GatewayError::InvalidUri("the bucket name is not valid UTF-8".into()))?;
-    Ok(ClientTarget {
-        bucket: Some(bucket),
-        raw_key: key.to_string(),
-    })
+/// The client's `x-amz-copy-source`, parsed once (`None` when the request has none).
+fn copy_source_of(headers: &HeaderMap) -> Result<Option<CopySourceRef>, GatewayError> {
+    let Some(value) = headers.get("x-amz-copy-source") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| GatewayError::InvalidArgument("x-amz-copy-source is not valid text".into()))?;
+    parse_copy_source(text).map(Some)
 }
 
-/// `<bucket>.<domain>[:port]` -> `bucket` (case-insensitive domain match).
-pub fn virtual_host_bucket(host: &str, domain: &str) -> Option<String> {
-    let host_only = match host.rsplit_once(':') {
-        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
-    let lower = host_only.to_ascii_lowercase();
-    let bucket = lower.strip_suffix(domain)?.strip_suffix('.')?;
-    (!bucket.is_empty()).then(|| bucket.to_string())
+/// A key the client may name on `route`: never one of s3ferry's own, and with `.`/`..`
+/// segments only where the provider stores them literally (`literal_dot_segments`).
+fn check_key(route: &Route, key: &str) -> Result<(), GatewayError> {
+    refuse_reserved(key)?;
+    let settings = &route.provider.settings;
+    if has_dot_segment(key) && !settings.profile.literal_dot_segments {
+        return Err(GatewayError::InvalidArgument(format!(
+            "object keys with '.' or '..' path segments cannot be stored at provider '{}' (dialect {}): it may              resolve them as a path; if it stores such keys as they are, set dialect_overrides.literal_dot_segments              = true",
+            settings.name, settings.profile.name
+        )));
+    }
+    Ok(())
 }
 
 /// The client's query pairs without its presigned-URL signature parameters. An empty
@@ -560,7 +522,7 @@ fn forwarded_query(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn classify(method: &Method, target: &ClientTarget, query: &[(String, String)], has_copy_source: bool) -> &'static str {
-    let kind = match (&target.bucket, target.raw_key.is_empty()) {
+    let kind = match (&target.bucket, target.key.is_empty()) {
         (None, _) => Target::Service,
         (Some(_), true) => Target::Bucket,
         (Some(_), false) => Target::Object,
@@ -604,52 +566,6 @@ fn refuse_unsupported_operation(route: &Route, operation: &str) -> Result<(), Ga
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn target(uri: &str, host: &str, domain: Option<&str>) -> ClientTarget {
-        let uri: http::Uri = uri.parse().expect("uri");
-        let mut headers = HeaderMap::new();
-        headers.insert(http::header::HOST, HeaderValue::from_str(host).expect("host"));
-        parse_client_target(&uri, &headers, domain).expect("target")
-    }
-
-    #[test]
-    fn path_style_splits_bucket_and_raw_key() {
-        let t = target("/photos/a%20b//c/", "127.0.0.1:8333", Some("s3.localhost"));
-        assert_eq!(
-            t,
-            ClientTarget {
-                bucket: Some("photos".into()),
-                raw_key: "a%20b//c/".into()
-            }
-        );
-        let t = target("/photos", "localhost:8333", Some("s3.localhost"));
-        assert_eq!(
-            t,
-            ClientTarget {
-                bucket: Some("photos".into()),
-                raw_key: String::new()
-            }
-        );
-        let t = target("/", "localhost:8333", None);
-        assert_eq!(t.bucket, None);
-    }
-
-    #[test]
-    fn virtual_hosted_style_takes_the_bucket_from_the_host() {
-        let t = target("/a/b.txt", "photos.s3.localhost:8333", Some("s3.localhost"));
-        assert_eq!(
-            t,
-            ClientTarget {
-                bucket: Some("photos".into()),
-                raw_key: "a/b.txt".into()
-            }
-        );
-        let t = target("/", "Photos.S3.Localhost", Some("s3.localhost"));
-        assert_eq!(t.bucket.as_deref(), Some("photos"));
-        // The bare domain is path style.
-        let t = target("/photos/k", "s3.localhost:8333", Some("s3.localhost"));
-        assert_eq!(t.bucket.as_deref(), Some("photos"));
-    }
 
     #[test]
     fn presign_parameters_are_not_forwarded() {

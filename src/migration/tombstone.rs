@@ -9,14 +9,9 @@ use crate::body;
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
 
-/// Keys under this prefix belong to s3ferry.
-pub const RESERVED_PREFIX: &str = ".s3ferry/";
+pub use crate::target::RESERVED_PREFIX;
 /// Tombstones: `<TOMBSTONE_PREFIX><key>`.
 pub const TOMBSTONE_PREFIX: &str = ".s3ferry/tombstones/";
-
-pub fn is_reserved(key: &str) -> bool {
-    key.starts_with(RESERVED_PREFIX)
-}
 
 pub fn tombstone_key(key: &str) -> String {
     format!("{TOMBSTONE_PREFIX}{key}")
@@ -49,7 +44,6 @@ mod tests {
     #[test]
     fn tombstones_live_under_the_reserved_prefix() {
         assert_eq!(tombstone_key("a/b"), ".s3ferry/tombstones/a/b");
-        assert!(is_reserved(&tombstone_key("x")));
-        assert!(!is_reserved("s3ferry/x") && !is_reserved("x/.s3ferry/y"));
+        assert!(crate::target::is_reserved(&tombstone_key("x")));
     }
 }

@@ -20,7 +20,7 @@ use crate::config::Addressing;
 /// superset of the one in the S3 documentation (acl ... website, cors, delete, restore,
 /// tagging and the `response-*` overrides) and of rclone's; the additions are newer
 /// sub-resources that an old v2-only store does not serve anyway.
-const SIGNED_SUB_RESOURCES: &[&str] = &[
+pub const SIGNED_SUB_RESOURCES: &[&str] = &[
     "accelerate",
     "acl",
     "analytics",

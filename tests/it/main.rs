@@ -14,5 +14,6 @@ mod sigv2_upstream;
 mod streaming;
 mod support;
 mod trailers;
+mod trust_boundary;
 mod upstream_failures;
 mod verification;

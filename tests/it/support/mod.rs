@@ -110,6 +110,30 @@ pub struct Quirks {
     /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
     /// test can see which body form reached the provider.
     pub put_payload_hashes: std::sync::Mutex<Vec<String>>,
+    /// Not a quirk: the head of every request that reached the provider, so a test can assert
+    /// what s3ferry sent, or that it sent nothing.
+    pub received: std::sync::Mutex<Vec<ReceivedRequest>>,
+}
+
+/// A request head as it reached a test upstream.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    pub method: http::Method,
+    /// The request target as sent (`/bucket/key?query`).
+    pub target: String,
+    pub headers: http::HeaderMap,
+}
+
+impl Quirks {
+    /// How many requests reached the provider so far.
+    pub fn received_count(&self) -> usize {
+        self.received.lock().expect("not poisoned").len()
+    }
+
+    /// The requests that reached the provider after the first `since`.
+    pub fn received_since(&self, since: usize) -> Vec<ReceivedRequest> {
+        self.received.lock().expect("not poisoned")[since..].to_vec()
+    }
 }
 
 /// A real S3 server (s3s-fs over a temp dir) on a loopback port.
@@ -242,6 +266,11 @@ async fn answer(
     quirks: &Quirks,
 ) -> Response<s3s::Body> {
     use std::sync::atomic::Ordering;
+    quirks.received.lock().expect("not poisoned").push(ReceivedRequest {
+        method: req.method().clone(),
+        target: req.uri().path_and_query().map(ToString::to_string).unwrap_or_default(),
+        headers: req.headers().clone(),
+    });
     if req.method() == http::Method::PUT {
         let hash = req.headers().get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
         let mut seen = quirks.put_payload_hashes.lock().expect("not poisoned");

@@ -85,6 +85,62 @@ impl Signer<'_> {
         (builder, seed)
     }
 
+    /// A SigV4 presigned URL for `method path` valid `expires` seconds, signing `host` plus
+    /// the given headers (name, value), with the query parameters in the order AWS SDKs use.
+    /// Returns the URL (`http://127.0.0.1:PORT/...`) and the headers to send with it.
+    pub fn presign(&self, method: &Method, path: &str, expires: u64, signed: &[(&str, &str)]) -> (String, HeaderMap) {
+        use s3ferry::upstream::url::{canonical_query, uri_encode};
+        let host = format!("127.0.0.1:{}", self.addr.port());
+        let mut headers: Vec<(String, String)> = vec![("host".into(), host.clone())];
+        headers.extend(signed.iter().map(|(n, v)| ((*n).to_string(), (*v).to_string())));
+        headers.sort();
+        let signed_names = headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
+        let credential = format!("{}/{}", self.key, self.scope());
+        let params = vec![
+            ("X-Amz-Algorithm".to_string(), "AWS4-HMAC-SHA256".to_string()),
+            ("X-Amz-Credential".to_string(), credential),
+            ("X-Amz-Date".to_string(), self.amz_date()),
+            ("X-Amz-Expires".to_string(), expires.to_string()),
+            ("X-Amz-SignedHeaders".to_string(), signed_names.clone()),
+        ];
+        let (canonical_path, extra_query) = path.split_once('?').unwrap_or((path, ""));
+        let mut all = params.clone();
+        all.extend(s3ferry::upstream::url::parse_query(extra_query));
+        let query = canonical_query(&all);
+        let canonical_headers: String = headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
+        let canonical_request =
+            format!("{method}\n{canonical_path}\n{query}\n{canonical_headers}\n{signed_names}\nUNSIGNED-PAYLOAD");
+        let sts = format!(
+            "AWS4-HMAC-SHA256\n{}\n{}\n{}",
+            self.amz_date(),
+            self.scope(),
+            hex_sha256(canonical_request.as_bytes())
+        );
+        let signature = hex::encode(hmac(&self.signing_key(), sts.as_bytes()));
+        let url_query: Vec<String> = all
+            .iter()
+            .map(|(n, v)| {
+                format!(
+                    "{}={}",
+                    uri_encode(n.as_bytes(), false),
+                    uri_encode(v.as_bytes(), false)
+                )
+            })
+            .collect();
+        let url = format!(
+            "http://{host}{canonical_path}?{}&X-Amz-Signature={signature}",
+            url_query.join("&")
+        );
+        let mut header_map = HeaderMap::new();
+        for (n, v) in signed {
+            header_map.insert(
+                http::HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        (url, header_map)
+    }
+
     fn amz_date(&self) -> String {
         let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
         self.time.format(f).expect("format")
@@ -177,8 +233,21 @@ impl Signer<'_> {
 
 /// Signs `GET /path` with AWS Signature Version 2 (header auth), as old clients do.
 pub fn sigv2_get(addr: SocketAddr, path: &str, key: &str, secret: &str) -> Request<RawBody> {
-    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let string_to_sign = format!("GET\n\n\n{date}\n{path}");
+    sigv2_get_dated(addr, path, key, secret, std::time::SystemTime::now())
+}
+
+/// [`sigv2_get`] dated `when` (a captured request replayed later, or a skewed clock). The
+/// signature covers `path` without its query (no sub-resource is signed).
+pub fn sigv2_get_dated(
+    addr: SocketAddr,
+    path: &str,
+    key: &str,
+    secret: &str,
+    when: std::time::SystemTime,
+) -> Request<RawBody> {
+    let date = httpdate::fmt_http_date(when);
+    let resource = path.split_once('?').map_or(path, |(p, _)| p);
+    let string_to_sign = format!("GET\n\n\n{date}\n{resource}");
     let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(string_to_sign.as_bytes());
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());

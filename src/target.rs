@@ -1,0 +1,329 @@
+//! The request target, parsed once: which bucket and which key a client addressed, and the
+//! `x-amz-copy-source` it names.
+//!
+//! The parse follows s3s's exactly, so the bucket and key the gateway routes are the ones
+//! whose signature s3s verified: the whole path is percent-decoded first (SigV4 signs the
+//! decoded path, re-encoded canonically), then split at the first `/`. A bucket name is checked
+//! by S3's rules before anything else sees it, so a `%2F`, `?` or `..` can never travel inside
+//! it. Keys stay the client's bytes; they are percent-encoded once, segment by segment, on the
+//! way to a provider ([`ClientTarget::encoded_key`]).
+//!
+//! What a key with `.` or `..` segments means is decided per provider (see
+//! [`has_dot_segment`] and the `dot_segment_keys` dialect setting): S3 stores such keys
+//! literally, but a provider (or anything in front of it) that normalises paths would read
+//! `/photos/../other/x` as another bucket's object.
+
+use http::HeaderMap;
+
+use crate::error::GatewayError;
+use crate::upstream::url::{percent_decode, uri_encode};
+
+/// Keys under this prefix hold s3ferry's own state (tombstones of a lazy migration); no client
+/// request may read, write, list into, copy from or delete them.
+pub const RESERVED_PREFIX: &str = ".s3ferry/";
+
+/// What the client addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTarget {
+    /// The bucket, already checked by S3's naming rules. `None` on the service root.
+    pub bucket: Option<String>,
+    /// The key, decoded (empty for bucket- and service-level requests).
+    pub key: String,
+}
+
+impl ClientTarget {
+    /// The key in canonical S3 URI encoding: what goes on the wire upstream and is signed.
+    pub fn encoded_key(&self) -> String {
+        uri_encode(self.key.as_bytes(), true)
+    }
+}
+
+/// Finds the bucket and key: virtual-hosted style when the Host is `<bucket>.<domain>`,
+/// path style otherwise.
+pub fn parse_client_target(
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    domain: Option<&str>,
+) -> Result<ClientTarget, GatewayError> {
+    let decoded = String::from_utf8(percent_decode(uri.path()))
+        .map_err(|_| GatewayError::InvalidUri("the request path is not valid UTF-8 once decoded".into()))?;
+    let Some(rest) = decoded.strip_prefix('/') else {
+        return Err(GatewayError::InvalidUri("the request path must start with '/'".into()));
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(http::uri::Authority::as_str));
+    if let (Some(domain), Some(host)) = (domain, host)
+        && let Some(bucket) = virtual_host_bucket(host, domain)
+    {
+        check_bucket_name(&bucket)?;
+        return Ok(ClientTarget {
+            bucket: Some(bucket),
+            key: rest.to_string(),
+        });
+    }
+    if rest.is_empty() {
+        return Ok(ClientTarget {
+            bucket: None,
+            key: String::new(),
+        });
+    }
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    check_bucket_name(bucket)?;
+    Ok(ClientTarget {
+        bucket: Some(bucket.to_string()),
+        key: key.to_string(),
+    })
+}
+
+/// `<bucket>.<domain>[:port]` -> `bucket` (case-insensitive domain match).
+pub fn virtual_host_bucket(host: &str, domain: &str) -> Option<String> {
+    let host_only = match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let lower = host_only.to_ascii_lowercase();
+    let bucket = lower.strip_suffix(domain)?.strip_suffix('.')?;
+    (!bucket.is_empty()).then(|| bucket.to_string())
+}
+
+/// S3's bucket naming rules: 3-63 characters of lowercase letters, digits, `-` and `.`,
+/// starting and ending with a letter or digit, no `..`, not an IP address. A name that passes
+/// needs no encoding anywhere (path, Host, XML).
+pub fn bucket_name_problem(name: &str) -> Option<String> {
+    let ok_len = (3..=63).contains(&name.len());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let is_ip = name.parse::<std::net::Ipv4Addr>().is_ok();
+    if ok_len && ok_chars && ok_ends && !name.contains("..") && !is_ip {
+        None
+    } else {
+        Some(
+            "a bucket name has 3-63 characters: lowercase letters, digits, '-' and '.', starting and \
+             ending with a letter or digit, without '..', and is not an IP address"
+                .to_string(),
+        )
+    }
+}
+
+/// [`bucket_name_problem`] as the client's error (`InvalidBucketName`, 400).
+pub fn check_bucket_name(name: &str) -> Result<(), GatewayError> {
+    match bucket_name_problem(name) {
+        None => Ok(()),
+        Some(rule) => Err(GatewayError::InvalidBucketName(format!(
+            "The specified bucket is not valid: {rule}"
+        ))),
+    }
+}
+
+/// Whether `key` has a `.` or `..` segment (between `/`s, or at either end): the keys a
+/// normalising server would read as another path.
+pub fn has_dot_segment(key: &str) -> bool {
+    key.split('/').any(|segment| segment == "." || segment == "..")
+}
+
+/// Whether `key` is, or after any path normalisation could become, one of s3ferry's own keys.
+pub fn is_reserved(key: &str) -> bool {
+    if key.starts_with(RESERVED_PREFIX) {
+        return true;
+    }
+    // `./.s3ferry/x`, `a/../.s3ferry/x`, `/.s3ferry/x`: what a normalising store would turn into
+    // a reserved key. Resolving the dot segments as such a store would shows it.
+    let mut resolved: Vec<&str> = Vec::new();
+    for segment in key.split('/') {
+        match segment {
+            "." | "" => {}
+            ".." => {
+                resolved.pop();
+            }
+            other => resolved.push(other),
+        }
+    }
+    resolved
+        .first()
+        .is_some_and(|first| RESERVED_PREFIX.strip_suffix('/') == Some(*first))
+}
+
+/// [`is_reserved`] as the client's error.
+pub fn refuse_reserved(key: &str) -> Result<(), GatewayError> {
+    if is_reserved(key) {
+        return Err(GatewayError::AccessDenied(format!(
+            "keys under {RESERVED_PREFIX} hold s3ferry's migration state and are not accessible"
+        )));
+    }
+    Ok(())
+}
+
+/// The parts of `x-amz-copy-source`: `[/]<bucket>/<key>[?versionId=<id>]`, URL-encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySourceRef {
+    /// The client's bucket name, checked by S3's rules.
+    pub bucket: String,
+    /// The decoded key.
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+impl CopySourceRef {
+    /// `x-amz-copy-source` for the source's upstream bucket, every part encoded.
+    pub fn header_value(&self, upstream_bucket: &str) -> String {
+        let key = uri_encode(self.key.as_bytes(), true);
+        match &self.version_id {
+            Some(v) => format!("/{upstream_bucket}/{key}?versionId={}", uri_encode(v.as_bytes(), false)),
+            None => format!("/{upstream_bucket}/{key}"),
+        }
+    }
+}
+
+/// Parses `x-amz-copy-source` once; the bucket is checked like a request's.
+pub fn parse_copy_source(value: &str) -> Result<CopySourceRef, GatewayError> {
+    let invalid = || GatewayError::InvalidArgument("x-amz-copy-source must be <bucket>/<key>[?versionId=<id>]".into());
+    let trimmed = value.strip_prefix('/').unwrap_or(value);
+    let (path, version_id) = match trimmed.split_once('?') {
+        Some((p, query)) => {
+            let version = query.strip_prefix("versionId=").ok_or_else(invalid)?;
+            let version = String::from_utf8(percent_decode(version)).map_err(|_| invalid())?;
+            (p, Some(version))
+        }
+        None => (trimmed, None),
+    };
+    let decoded = String::from_utf8(percent_decode(path)).map_err(|_| invalid())?;
+    let (bucket, key) = decoded.split_once('/').ok_or_else(invalid)?;
+    if key.is_empty() {
+        return Err(invalid());
+    }
+    check_bucket_name(bucket)?;
+    Ok(CopySourceRef {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn target(uri: &str, host: &str, domain: Option<&str>) -> Result<ClientTarget, GatewayError> {
+        let uri: http::Uri = uri.parse().expect("uri");
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, HeaderValue::from_str(host).expect("host"));
+        parse_client_target(&uri, &headers, domain)
+    }
+
+    fn ok(uri: &str, host: &str, domain: Option<&str>) -> ClientTarget {
+        target(uri, host, domain).expect("target")
+    }
+
+    #[test]
+    fn path_style_splits_bucket_and_decoded_key() {
+        let t = ok("/photos/a%20b//c/", "127.0.0.1:8333", Some("s3.localhost"));
+        assert_eq!(t.bucket.as_deref(), Some("photos"));
+        assert_eq!(t.key, "a b//c/");
+        assert_eq!(t.encoded_key(), "a%20b//c/");
+        let t = ok("/photos", "localhost:8333", Some("s3.localhost"));
+        assert_eq!((t.bucket.as_deref(), t.key.as_str()), (Some("photos"), ""));
+        assert_eq!(ok("/", "localhost:8333", None).bucket, None);
+    }
+
+    #[test]
+    fn an_encoded_slash_in_the_first_segment_splits_where_s3s_splits() {
+        // s3s decodes the whole path before splitting; so does the gateway, so `abc` is the
+        // bucket whose request was verified and routed, and the rest is its key.
+        let t = ok("/abc%2F..%2Fother-bucket/key.txt", "127.0.0.1:1", None);
+        assert_eq!(t.bucket.as_deref(), Some("abc"));
+        assert_eq!(t.key, "../other-bucket/key.txt");
+        assert!(has_dot_segment(&t.key));
+    }
+
+    #[test]
+    fn bucket_names_that_could_carry_a_path_or_query_are_refused() {
+        for uri in [
+            "/abc%3Fx-id%3DPutBucketPolicy/k",
+            "/ABC/k",
+            "/a/k",
+            "/..",
+            "/a..b/k",
+            "/192.168.0.1/k",
+            "/-abc/k",
+            "/abc%23frag/k",
+        ] {
+            let err = target(uri, "127.0.0.1:1", None).expect_err(uri);
+            assert_eq!(err.code_and_status().0, "InvalidBucketName", "{uri}");
+        }
+        let err = target("/x", "bad_bucket.s3.localhost", Some("s3.localhost")).expect_err("vhost");
+        assert_eq!(err.code_and_status().0, "InvalidBucketName");
+    }
+
+    #[test]
+    fn virtual_hosted_style_takes_the_bucket_from_the_host() {
+        let t = ok("/a/b.txt", "photos.s3.localhost:8333", Some("s3.localhost"));
+        assert_eq!((t.bucket.as_deref(), t.key.as_str()), (Some("photos"), "a/b.txt"));
+        assert_eq!(
+            ok("/", "Photos.S3.Localhost", Some("s3.localhost")).bucket.as_deref(),
+            Some("photos")
+        );
+        // The bare domain is path style.
+        let t = ok("/photos/k", "s3.localhost:8333", Some("s3.localhost"));
+        assert_eq!(t.bucket.as_deref(), Some("photos"));
+    }
+
+    #[test]
+    fn invalid_utf8_after_decoding_is_an_invalid_uri() {
+        let err = target("/photos/%FF", "h", None).expect_err("not utf-8");
+        assert_eq!(err.code_and_status().0, "InvalidURI");
+    }
+
+    #[test]
+    fn dot_segments_are_found_wherever_they_stand() {
+        for key in ["..", ".", "../x", "./x", "a/../b", "a/./b", "a/..", "a/."] {
+            assert!(has_dot_segment(key), "{key}");
+        }
+        for key in ["a..b", "...", ".hidden", "a/.b/c", "a/b..", "a//b"] {
+            assert!(!has_dot_segment(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn reserved_keys_are_found_in_every_spelling_a_store_might_normalise() {
+        for key in [
+            ".s3ferry/tombstones/k",
+            "./.s3ferry/tombstones/k",
+            "x/../.s3ferry/tombstones/k",
+            "/.s3ferry/x",
+            "a/b/../../.s3ferry/x",
+            "../.s3ferry/x",
+            // The bare name too: on a file-system store an object `.s3ferry` would stand where
+            // the tombstone directory must go.
+            ".s3ferry",
+        ] {
+            assert!(is_reserved(key), "{key}");
+        }
+        for key in ["s3ferry/x", "x/.s3ferry/y", ".s3ferryx/y", "x/.s3ferry"] {
+            assert!(!is_reserved(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn copy_sources_parse_once_and_encode_on_the_way_out() {
+        let s = parse_copy_source("/photos/a%20b/c%2Bd.jpg?versionId=v1").expect("parses");
+        assert_eq!(
+            (s.bucket.as_str(), s.key.as_str(), s.version_id.as_deref()),
+            ("photos", "a b/c+d.jpg", Some("v1"))
+        );
+        assert_eq!(s.header_value("up"), "/up/a%20b/c%2Bd.jpg?versionId=v1");
+        let s = parse_copy_source("photos/x").expect("parses");
+        assert_eq!((s.bucket.as_str(), s.key.as_str(), s.version_id), ("photos", "x", None));
+        // An encoded slash is a slash: the bucket is the first segment of the decoded value.
+        let s = parse_copy_source("abc%2F..%2Fother/k").expect("parses");
+        assert_eq!((s.bucket.as_str(), s.key.as_str()), ("abc", "../other/k"));
+        for bad in ["nokey", "photos/", "BAD/k", "photos/k?acl", "%2E%2E/k"] {
+            assert!(parse_copy_source(bad).is_err(), "{bad}");
+        }
+    }
+}
