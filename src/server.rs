@@ -245,7 +245,7 @@ impl Generation {
             copier: copier.clone(),
             stats: migration_stats.clone(),
         };
-        let gateway = Gateway::new(routes, config.server.domain.clone(), migration, metrics.clone());
+        let gateway = Gateway::new(routes, migration, metrics.clone());
 
         let client_auth = ClientAuth::new(&config.credentials);
         let mut builder = S3ServiceBuilder::new(ProxyOnly);
@@ -582,7 +582,6 @@ async fn handle_edge(
     let s3 = generation.s3.clone();
     let ctx = RequestContext::new(new_request_id());
     let method = req.method().clone();
-    let path = path_template(&req, generation.config.server.domain.as_deref());
     let expects_continue = req
         .headers()
         .get(http::header::EXPECT)
@@ -605,14 +604,23 @@ async fn handle_edge(
         domain,
         &generation.client_auth,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .and_then(|()| parse_client_target(req.uri(), req.headers(), domain));
+    let path = match &admitted {
+        Ok(target) => path_template(target),
+        Err(_) => "-",
+    };
     let mut response = match admitted {
         Err(refused) => {
             tracing::debug!(request_id = %ctx.request_id, error = %refused, "request refused at the trust boundary");
             let (parts, bytes) = refused.to_response(&ctx.request_id).into_parts();
             Response::from_parts(parts, s3s::Body::from(bytes))
         }
-        Ok(()) => verify_and_handle(&s3, req, &ctx.request_id).await,
+        Ok(target) => {
+            // The one parse of the target: the gateway routes exactly this value.
+            req.extensions_mut().insert(target);
+            verify_and_handle(&s3, req, &ctx.request_id).await
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert("x-amz-request-id", v);
@@ -671,14 +679,11 @@ async fn verify_and_handle(s3: &S3Service, req: Request<s3s::Body>, request_id: 
 
 /// The shape of the resource a request addresses, for the access log: bucket and key names
 /// are the client's data and stay out of the log line (the bucket has its own field).
-fn path_template<B>(req: &Request<B>, domain: Option<&str>) -> &'static str {
-    match parse_client_target(req.uri(), req.headers(), domain) {
-        Ok(target) => match (target.bucket, target.key.is_empty()) {
-            (None, _) => "/",
-            (Some(_), true) => "/{bucket}",
-            (Some(_), false) => "/{bucket}/{key}",
-        },
-        Err(_) => "-",
+fn path_template(target: &crate::target::ClientTarget) -> &'static str {
+    match (&target.bucket, target.key.is_empty()) {
+        (None, _) => "/",
+        (Some(_), true) => "/{bucket}",
+        (Some(_), false) => "/{bucket}/{key}",
     }
 }
 

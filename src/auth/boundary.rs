@@ -229,11 +229,15 @@ pub fn check_time_and_host(form: &AuthForm, headers: &HeaderMap, now: OffsetDate
     Ok(())
 }
 
-/// A SigV2 date: an HTTP date (RFC 7231, also the obsolete RFC 850 and asctime forms), or the
-/// ISO 8601 basic form some clients put in `x-amz-date`.
+/// A SigV2 date: an HTTP date (RFC 7231, also the obsolete RFC 850 and asctime forms), an RFC
+/// 2822 date with a numeric zone (`Tue, 27 Mar 2007 19:36:42 +0000`, AWS's own example and what
+/// s3cmd sends), or the ISO 8601 basic form some clients put in `x-amz-date`.
 fn parse_v2_date(value: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = httpdate::parse_http_date(value) {
         return Some(OffsetDateTime::from(t));
+    }
+    if let Ok(t) = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822) {
+        return Some(t);
     }
     let basic = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     time::PrimitiveDateTime::parse(value, basic)

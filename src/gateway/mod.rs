@@ -31,9 +31,7 @@ use crate::migration::serve::{Migration, ReadRequest};
 use crate::operation::{self, Target};
 use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
 use crate::route::{Route, RouteTable};
-use crate::target::{
-    ClientTarget, CopySourceRef, has_dot_segment, parse_client_target, parse_copy_source, refuse_reserved,
-};
+use crate::target::{ClientTarget, CopySourceRef, has_dot_segment, parse_copy_source, refuse_reserved};
 use crate::upstream::OutgoingRequest;
 use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
 use crate::upstream::url::parse_query;
@@ -83,7 +81,6 @@ const DROPPED_REQUEST_HEADERS: &[&str] = &[
 /// The gateway: the routing table plus what it needs to answer service-level requests.
 pub struct Gateway {
     routes: RouteTable,
-    domain: Option<String>,
     migration: Migration,
     metrics: Arc<Metrics>,
     /// Creation date reported for configured buckets whose provider does not list them.
@@ -99,13 +96,12 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(routes: RouteTable, domain: Option<String>, migration: Migration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(routes: RouteTable, migration: Migration, metrics: Arc<Metrics>) -> Self {
         let started = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
         Self {
             routes,
-            domain,
             migration,
             metrics,
             started,
@@ -114,7 +110,11 @@ impl Gateway {
 
     /// The whole lifecycle of one verified request.
     async fn handle(&self, req: S3Request<Body>, ctx: &RequestContext) -> Result<S3Response<Body>, GatewayError> {
-        let target = parse_client_target(&req.uri, &req.headers, self.domain.as_deref())?;
+        let target = req
+            .extensions
+            .get::<ClientTarget>()
+            .cloned()
+            .ok_or_else(|| GatewayError::Internal("the edge did not parse the request target".into()))?;
         let (query, checksum_params) = checksum_params_as_headers(forwarded_query(req.uri.query()));
         let operation = classify(
             &req.method,
