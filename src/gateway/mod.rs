@@ -28,7 +28,7 @@ use crate::dialect::translate::{self, WithheldChecksum};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::migration::serve::{Migration, ReadRequest};
-use crate::migration::tombstone::{RESERVED_PREFIX, is_reserved};
+use crate::migration::tombstone::is_reserved;
 use crate::operation::{self, Target};
 use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
 use crate::route::{FallbackRoute, Route, RouteTable};
@@ -150,9 +150,8 @@ impl Gateway {
         let mut satisfied_by_old = false;
         if let Some(fallback) = route.fallback.clone() {
             if is_reserved(&key) {
-                return Err(GatewayError::AccessDenied(format!(
-                    "keys under {RESERVED_PREFIX} hold s3ferry's migration state and are not accessible"
-                )));
+                // AWS's plain answer: the reserved prefix is not named to clients (see `error`).
+                return Err(GatewayError::AccessDenied("Access Denied".into()));
             }
             match operation {
                 "GetObject" | "HeadObject" => {
@@ -434,7 +433,7 @@ impl Gateway {
         if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
             set_content_md5(&mut outgoing, bytes)?;
         } else {
-            outgoing.body = body::full(bytes);
+            outgoing.body = bytes.into_upstream_body();
         }
         let response = self.send(route, outgoing, &slot).await?;
         relay_response(response, route, relay).await
