@@ -34,7 +34,8 @@ pub fn parse_copy_source(value: &str) -> Result<(String, String, Option<String>)
     };
     let (bucket, key) = path
         .split_once('/')
-        .ok_or_else(|| GatewayError::InvalidRequest(format!("x-amz-copy-source '{value}' must be <bucket>/<key>")))?;
+        // The value is not echoed: refusals are logged, and it names a key (see `error`).
+        .ok_or_else(|| GatewayError::InvalidRequest("x-amz-copy-source must be <bucket>/<key>".into()))?;
     let decode = |s: &str| String::from_utf8_lossy(&crate::upstream::url::percent_decode(s)).into_owned();
     Ok((decode(bucket), decode(key), version))
 }
