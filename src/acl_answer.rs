@@ -17,6 +17,7 @@ use crate::dialect::{DialectProfile, UnsupportedAcl};
 use crate::error::GatewayError;
 use crate::rewrite::acl::{parse_access_control_policy, render_owner_only_policy};
 use crate::route::Route;
+use crate::small_body::{Buffered, ReadError, ReadLimits, read_capped};
 
 /// The largest `AccessControlPolicy` body read (AWS allows 100 grants; a few KiB).
 const MAX_ACL_BODY: usize = 64 * 1024;
@@ -45,7 +46,7 @@ pub async fn answer_or_rewrite(
         ensure_exists(route, key).await?;
         return Ok(Some(xml_answer(Bytes::from(render_owner_only_policy(OWNER)))));
     }
-    let from_body = match read_policy_body(req).await? {
+    let from_body = match read_policy_body(req, route).await? {
         None => None,
         Some(bytes) => Some(canned_acl_of_body(&bytes, profile, &route.provider.settings.name)?),
     };
@@ -76,9 +77,10 @@ pub async fn answer_or_rewrite(
     Ok(Some(answer))
 }
 
-/// The body of a Put*Acl, read (small, capped) and verified against a checksum header the
-/// client sent with it; the request is left without a body. `None` when there is none.
-async fn read_policy_body(req: &mut S3Request<Body>) -> Result<Option<Bytes>, GatewayError> {
+/// The body of a Put*Acl, read (small, capped, under the gateway's body budget) and verified
+/// against a checksum header the client sent with it; the request is left without a body.
+/// `None` when there is none.
+async fn read_policy_body(req: &mut S3Request<Body>, route: &Route) -> Result<Option<Buffered>, GatewayError> {
     let announced = crate::upstream::requests::content_length(&req.headers).unwrap_or(0);
     let streamed = req
         .headers
@@ -88,9 +90,19 @@ async fn read_policy_body(req: &mut S3Request<Body>) -> Result<Option<Bytes>, Ga
         return Ok(None);
     }
     let body = std::mem::replace(&mut req.input, Body::empty());
-    let bytes = crate::upstream::collect_capped(body, MAX_ACL_BODY, std::time::Duration::from_secs(30))
+    let limits = ReadLimits {
+        max: MAX_ACL_BODY,
+        idle: std::time::Duration::from_secs(30),
+    };
+    // For aws-chunked bodies the Content-Length counts the framing: the decoded length is what
+    // is buffered.
+    let expected = crate::upstream::requests::decoded_length(&req.headers);
+    let bytes = read_capped(body, expected, limits, route.provider.budget())
         .await
-        .map_err(|cause| GatewayError::InvalidRequest(format!("cannot read the AccessControlPolicy body: {cause}")))?;
+        .map_err(|e| match e {
+            ReadError::Overloaded => GatewayError::SlowDown,
+            e => GatewayError::InvalidRequest(format!("cannot read the AccessControlPolicy body: {e}")),
+        })?;
     if let Some(algorithm) = mismatched_header(&req.headers, &bytes) {
         return Err(GatewayError::BadDigest(format!(
             "the {} header does not match the AccessControlPolicy body",

@@ -97,6 +97,7 @@ struct RawServer {
     max_connections: Option<usize>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
+    max_buffered_body_bytes: Option<usize>,
 }
 
 /// A duration as written: a number of seconds (`30`) or a number with a unit (`"30s"`,
@@ -246,6 +247,9 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// The most header fields in one request; more gets 431.
     pub max_headers: usize,
+    /// The bytes all bodies read whole (control XML, provider answers to rewrite) may hold at
+    /// once; a request that finds no room gets 503 SlowDown (see `small_body`).
+    pub max_buffered_body_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -382,6 +386,13 @@ const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// The smallest head buffer hyper accepts (it panics below this).
 const MIN_MAX_HEADER_BYTES: usize = 8192;
 const DEFAULT_MAX_HEADERS: usize = 100;
+/// Four of the largest provider answers s3ferry rewrites (16 MiB listings) at once, or sixteen
+/// 4 MiB control bodies: far below what a gateway host has, far above what normal traffic holds.
+const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Below this even one provider error body (read up to 64 KiB) would not fit.
+const MIN_MAX_BUFFERED_BODY_BYTES: usize = 64 * 1024;
+/// The budget is a semaphore counted in `u32` bytes per acquisition.
+const MAX_MAX_BUFFERED_BODY_BYTES: usize = u32::MAX as usize;
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
@@ -707,6 +718,7 @@ impl Resolver<'_> {
             max_connections: s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             max_header_bytes: s.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
             max_headers: s.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
+            max_buffered_body_bytes: s.max_buffered_body_bytes.unwrap_or(DEFAULT_MAX_BUFFERED_BODY_BYTES),
         };
         if limits.max_connections == 0 {
             return Err(self.error("server.max_connections", "must be at least 1"));
@@ -719,6 +731,12 @@ impl Resolver<'_> {
         }
         if limits.max_headers == 0 {
             return Err(self.error("server.max_headers", "must be at least 1"));
+        }
+        if !(MIN_MAX_BUFFERED_BODY_BYTES..=MAX_MAX_BUFFERED_BODY_BYTES).contains(&limits.max_buffered_body_bytes) {
+            return Err(self.error(
+                "server.max_buffered_body_bytes",
+                format!("must be between {MIN_MAX_BUFFERED_BODY_BYTES} and {MAX_MAX_BUFFERED_BODY_BYTES}"),
+            ));
         }
         Ok(ServerConfig {
             listen,
@@ -1227,7 +1245,8 @@ mod tests {
             ConnectionLimits {
                 max_connections: 1024,
                 max_header_bytes: 64 * 1024,
-                max_headers: 100
+                max_headers: 100,
+                max_buffered_body_bytes: 64 * 1024 * 1024,
             }
         );
     }
@@ -1259,13 +1278,22 @@ mod tests {
             "server.max_header_bytes"
         );
         assert_eq!(with("max_headers = 0").unwrap_err().key, "server.max_headers");
-        let cfg = with("max_connections = 5\nmax_header_bytes = 16384\nmax_headers = 20").expect("parses");
+        for too_small_or_large in ["max_buffered_body_bytes = 1000", "max_buffered_body_bytes = 5000000000"] {
+            assert_eq!(
+                with(too_small_or_large).unwrap_err().key,
+                "server.max_buffered_body_bytes"
+            );
+        }
+        let cfg =
+            with("max_connections = 5\nmax_header_bytes = 16384\nmax_headers = 20\nmax_buffered_body_bytes = 65536")
+                .expect("parses");
         assert_eq!(
             cfg.server.limits,
             ConnectionLimits {
                 max_connections: 5,
                 max_header_bytes: 16384,
-                max_headers: 20
+                max_headers: 20,
+                max_buffered_body_bytes: 65536,
             }
         );
     }

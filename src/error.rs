@@ -4,6 +4,25 @@
 //! Errors the client-verification front door (s3s) produces are re-rendered through the same
 //! function at the edge (see `server`), so every error a client sees has the same shape.
 //! Errors an upstream provider returns are relayed as they are (see `gateway`).
+//!
+//! # What a client is told, and what only the log is told
+//! An error has two texts. [`GatewayError::client_message`] is what the client reads in
+//! `<Message>`; `Display` is the full detail, which goes to the server log (at warn level, with
+//! the request id, where the gateway fails a request) and nowhere else. A client may read:
+//! - the names it used itself: its bucket, its key, its headers and parameters;
+//! - the configured *name* of a provider (`provider 'old-s3' could not be reached`) and of a
+//!   dialect, and the config keys that change a behaviour: the operator chose those names, and
+//!   they tell a client's operator what to look at;
+//! - a generic cause: unreachable, timed out, an answer s3ferry cannot relay, an internal error.
+//!
+//! A client never reads, because it could not have named them itself and they map the
+//! infrastructure behind the gateway: upstream bucket names (a renamed route's, a migration's
+//! old and new bucket), s3ferry's reserved `.s3ferry/` keys and tombstones, provider endpoints,
+//! hosts, ports and addresses, and transport detail (TLS, DNS and connection error chains, OS
+//! errors). Those live only in the `cause` of the upstream variants and in [`GatewayError::Internal`],
+//! which [`GatewayError::client_message`] leaves out. No text of either kind carries a secret or
+//! a signature; log lines other than the access log carry no object key either, so causes name
+//! an operation and an upstream bucket, never a key.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
@@ -99,6 +118,11 @@ pub enum GatewayError {
     #[error("Internal error: {0}")]
     Internal(String),
 
+    /// No room in the budget for bodies read whole (`server.max_buffered_body_bytes`): what AWS
+    /// answers when it is overloaded, with a hint to retry.
+    #[error("Please reduce your request rate.")]
+    SlowDown,
+
     /// An error answer of a provider that s3ferry had to read (to decide what to do) and now
     /// passes on with the provider's status and code.
     #[error("{message}")]
@@ -150,6 +174,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => ("GatewayTimeout", StatusCode::GATEWAY_TIMEOUT),
             Self::UpstreamProtocol { .. } => ("BadGateway", StatusCode::BAD_GATEWAY),
             Self::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
+            Self::SlowDown => ("SlowDown", StatusCode::SERVICE_UNAVAILABLE),
             Self::Relayed { status, .. } => ("", *status),
         }
     }
@@ -178,7 +203,7 @@ impl GatewayError {
             Self::UpstreamUnreachable { .. } | Self::UpstreamTimeout { .. } | Self::UpstreamProtocol { .. } => {
                 Origin::Upstream
             }
-            Self::Internal(_) => Origin::Internal,
+            Self::Internal(_) | Self::SlowDown => Origin::Internal,
             Self::Relayed { .. } => Origin::Upstream,
         }
     }
@@ -201,15 +226,42 @@ impl GatewayError {
         }
     }
 
+    /// The `<Message>` a client reads: `Display` without what only the log may say (see the
+    /// module documentation).
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::UpstreamUnreachable { provider, .. } => {
+                format!("Upstream provider '{provider}' could not be reached")
+            }
+            Self::UpstreamProtocol { provider, .. } => {
+                format!("Upstream provider '{provider}' sent a response s3ferry cannot relay")
+            }
+            Self::Internal(_) => "We encountered an internal error. Please try again.".to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// The S3 XML error response for this error.
     pub fn to_response(&self, request_id: &str) -> Response<Bytes> {
         let (code, status) = match self {
             Self::Relayed { status, code, .. } => (code.as_str(), *status),
             other => other.code_and_status(),
         };
-        render_error(status, code, &self.to_string(), self.bucket(), request_id)
+        let mut response = render_error(status, code, &self.client_message(), self.bucket(), request_id);
+        if matches!(self, Self::SlowDown) {
+            // SDKs back off on SlowDown by themselves; Retry-After tells plain HTTP clients when.
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from_static(SLOW_DOWN_RETRY_AFTER),
+            );
+        }
+        response
     }
 }
+
+/// Seconds a client refused with SlowDown should wait: about twice the wait for buffer room
+/// (`small_body::BUDGET_WAIT`), so the buffers of that moment have been sent on.
+pub const SLOW_DOWN_RETRY_AFTER: &str = "1";
 
 /// Renders an S3 `<Error>` document. The only place error XML is written.
 pub fn render_error(
@@ -309,6 +361,49 @@ mod tests {
             seconds: 3,
         };
         assert_eq!(timeout.code_and_status().1, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn upstream_detail_stays_in_the_log_text() {
+        let errors = [
+            GatewayError::UpstreamUnreachable {
+                provider: "old-s3".into(),
+                cause: "client error (Connect): tcp connect error: Connection refused (os error 111) 10.0.0.7:9000"
+                    .into(),
+            },
+            GatewayError::UpstreamProtocol {
+                provider: "old-s3".into(),
+                cause: "writing a tombstone in 'photos-2017' answered 403 AccessDenied".into(),
+            },
+            GatewayError::Internal("cannot build the request for 'old-s3': invalid uri 10.0.0.7".into()),
+        ];
+        for err in errors {
+            let resp = err.to_response("R");
+            let body = std::str::from_utf8(resp.body()).expect("utf8");
+            for hidden in ["10.0.0.7", "os error", "photos-2017", "tombstone", "Connect"] {
+                assert!(!body.contains(hidden), "{hidden} in {body}");
+            }
+        }
+        let unreachable = GatewayError::UpstreamUnreachable {
+            provider: "old-s3".into(),
+            cause: "dns error".into(),
+        };
+        assert_eq!(
+            unreachable.client_message(),
+            "Upstream provider 'old-s3' could not be reached"
+        );
+        assert!(unreachable.to_string().contains("dns error"), "the log keeps the cause");
+    }
+
+    #[test]
+    fn slow_down_is_a_retryable_503_with_a_hint() {
+        let resp = GatewayError::SlowDown.to_response("R");
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "1");
+        assert_eq!(
+            parse_error_code(resp.body()).map(|(c, _)| c).as_deref(),
+            Some("SlowDown")
+        );
     }
 
     #[test]

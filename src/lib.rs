@@ -14,6 +14,7 @@
 //!   pure request/response header translation they drive
 //! - [`upstream`]    pooled hyper client over rustls, SigV4 and SigV2 signers, upstream addressing
 //! - [`body`]        streamed bodies: unchanged, de-chunked and held back one piece, idle timeouts
+//! - [`small_body`]  bodies read whole (control XML, answers to rewrite), capped, under one byte budget
 //! - [`checksum`]    flexible-checksum algorithms: names, hashing, where s3ferry stores them
 //! - [`rewrite`]     XML responses mapped back to the client's view (bucket names, ListBuckets)
 //! - [`operation`]   names the S3 operation of a request (logs, rewrite decisions)
@@ -43,5 +44,6 @@ pub mod operation;
 pub mod rewrite;
 pub mod route;
 pub mod server;
+pub mod small_body;
 pub mod target;
 pub mod upstream;

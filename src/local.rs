@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Secret;
+use crate::small_body::{BodyBudget, ReadLimits, read_capped};
 
 /// A running in-process S3 server for one local provider.
 pub struct LocalServer {
@@ -75,6 +76,7 @@ pub async fn start_local_provider(root: &Path) -> Result<LocalServer, String> {
         service,
         lookup,
         root: root.to_path_buf(),
+        listing_budget: BodyBudget::new(LISTING_BUDGET, crate::small_body::BUDGET_WAIT, None),
     });
     let task = tokio::spawn(serve_local(listener, fixups));
     Ok(LocalServer {
@@ -116,7 +118,13 @@ struct LocalFixups {
     /// needs to know.
     lookup: s3s_fs::FileSystem,
     root: PathBuf,
+    /// The listings it re-encodes are read whole. The local provider stands in for a remote
+    /// provider, whose memory is not the gateway's: it has a budget of its own, room for four
+    /// of the largest pages at once, beside `server.max_buffered_body_bytes`.
+    listing_budget: BodyBudget,
 }
+
+const LISTING_BUDGET: usize = 4 * crate::rewrite::MAX_XML_BODY;
 
 /// What a request addresses, decoded from the (path-style, canonically encoded) URI.
 struct LocalTarget {
@@ -202,7 +210,7 @@ impl LocalFixups {
             }
         };
         if encode_listing && response.status().is_success() {
-            return encode_listing_response(response).await;
+            return encode_listing_response(response, &self.listing_budget).await;
         }
         if names_upload && response.status() == StatusCode::FORBIDDEN {
             return local_error(
@@ -339,12 +347,15 @@ fn precondition_response(status: StatusCode, object_headers: &http::HeaderMap) -
     response
 }
 
-async fn encode_listing_response(response: Response<s3s::Body>) -> Response<s3s::Body> {
+async fn encode_listing_response(response: Response<s3s::Body>, budget: &BodyBudget) -> Response<s3s::Body> {
     let (mut parts, body) = response.into_parts();
-    let max = crate::rewrite::MAX_XML_BODY;
-    let encoded = match crate::upstream::collect_capped(body, max, std::time::Duration::from_secs(60)).await {
+    let limits = ReadLimits {
+        max: crate::rewrite::MAX_XML_BODY,
+        idle: std::time::Duration::from_secs(60),
+    };
+    let encoded = match read_capped(body, None, limits, budget).await {
         Ok(bytes) => crate::rewrite::listing_encoding::encode_listing_keys(&bytes, false).map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     match encoded {
         Ok(xml) => {

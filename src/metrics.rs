@@ -35,6 +35,7 @@ pub struct Metrics {
     upstream_seconds: HistogramVec,
     upstream_errors: IntCounterVec,
     active_connections: IntGauge,
+    buffered_body_budget_free: IntGauge,
     connection_limit_reached: IntCounter,
     config_reloads: IntCounterVec,
     migration_new_hits: IntCounterVec,
@@ -104,6 +105,13 @@ impl Metrics {
             active_connections: register(
                 &registry,
                 IntGauge::new("s3ferry_active_connections", "Client connections open now."),
+            ),
+            buffered_body_budget_free: register(
+                &registry,
+                IntGauge::new(
+                    "s3ferry_buffered_body_budget_free_bytes",
+                    "Bytes of server.max_buffered_body_bytes that no buffered request or response body holds now.",
+                ),
             ),
             connection_limit_reached: register(
                 &registry,
@@ -186,6 +194,11 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.active_connections.dec();
+    }
+
+    /// The gauge the body budget keeps up to date (see `small_body::BodyBudget`).
+    pub fn buffered_body_budget_free(&self) -> IntGauge {
+        self.buffered_body_budget_free.clone()
     }
 
     pub fn connection_limit_reached(&self) {

@@ -42,6 +42,7 @@ use crate::migration::MigrationStats;
 use crate::migration::copy::Copier;
 use crate::migration::serve::Migration;
 use crate::route::RouteTable;
+use crate::small_body::{BUDGET_WAIT, BodyBudget, ReadError, ReadLimits, read_capped};
 use crate::target::{parse_client_target, virtual_host_bucket};
 use crate::upstream::{Upstream, UpstreamSettings};
 
@@ -146,7 +147,14 @@ impl RunningGateway {
         let previous = self.shared.current();
         warn_about_restart_only_changes(&previous.config, config);
         let shared = &self.shared;
-        let next = Generation::build(config, &shared.metrics, &shared.migration_stats, Some(&previous)).await?;
+        let next = Generation::build(
+            config,
+            &shared.metrics,
+            &shared.migration_stats,
+            &shared.body_budget,
+            Some(&previous),
+        )
+        .await?;
         self.shared.replace(next);
         Ok(())
     }
@@ -167,6 +175,10 @@ fn warn_about_restart_only_changes(running: &Config, next: &Config) {
             old.limits.max_header_bytes != new.limits.max_header_bytes,
         ),
         ("server.max_headers", old.limits.max_headers != new.limits.max_headers),
+        (
+            "server.max_buffered_body_bytes",
+            old.limits.max_buffered_body_bytes != new.limits.max_buffered_body_bytes,
+        ),
     ];
     for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(key, "changed in the new config; it takes effect at the next restart");
@@ -178,6 +190,9 @@ pub(crate) struct Shared {
     generation: RwLock<Arc<Generation>>,
     pub(crate) metrics: Arc<Metrics>,
     migration_stats: Arc<MigrationStats>,
+    /// The bytes all bodies read whole may hold (`server.max_buffered_body_bytes`); one for the
+    /// process's life, so a reload does not reset what in-flight requests hold.
+    body_budget: BodyBudget,
     /// Set when the listener has closed and in-flight requests are draining.
     draining: AtomicBool,
     /// The S3 listener's address.
@@ -233,9 +248,11 @@ impl Generation {
         config: &Config,
         metrics: &Arc<Metrics>,
         migration_stats: &Arc<MigrationStats>,
+        body_budget: &BodyBudget,
         previous: Option<&Generation>,
     ) -> Result<Self, StartError> {
-        let (upstreams, local_providers) = build_providers(config, previous.map(|p| &p.local_providers)).await?;
+        let (upstreams, local_providers) =
+            build_providers(config, previous.map(|p| &p.local_providers), body_budget).await?;
         let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
         let copier = match previous {
             Some(p) if p.config.migration == config.migration => p.copier.clone(),
@@ -277,13 +294,15 @@ pub type Providers = (BTreeMap<String, Arc<Upstream>>, BTreeMap<PathBuf, Arc<Loc
 
 /// Starts local providers and builds a client for every provider.
 pub async fn start_providers(config: &Config) -> Result<Providers, StartError> {
-    build_providers(config, None).await
+    let budget = BodyBudget::new(config.server.limits.max_buffered_body_bytes, BUDGET_WAIT, None);
+    build_providers(config, None, &budget).await
 }
 
 /// [`start_providers`], keeping the servers in `running` whose root is still configured.
 async fn build_providers(
     config: &Config,
     running: Option<&BTreeMap<PathBuf, Arc<LocalServer>>>,
+    budget: &BodyBudget,
 ) -> Result<Providers, StartError> {
     let mut local_providers = BTreeMap::new();
     let mut upstreams = BTreeMap::new();
@@ -334,7 +353,8 @@ async fn build_providers(
                 read_timeout: provider.read_timeout,
             },
         };
-        upstreams.insert(name.clone(), Upstream::new(settings).map_err(provider_error)?);
+        let upstream = Upstream::new(settings, budget.clone()).map_err(provider_error)?;
+        upstreams.insert(name.clone(), upstream);
     }
     Ok((upstreams, local_providers))
 }
@@ -358,7 +378,12 @@ fn local_buckets(config: &Config, name: &str) -> Vec<String> {
 pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
     let migration_stats = Arc::new(MigrationStats::with_metrics(metrics.clone()));
-    let generation = Generation::build(config, &metrics, &migration_stats, None).await?;
+    let body_budget = BodyBudget::new(
+        config.server.limits.max_buffered_body_bytes,
+        BUDGET_WAIT,
+        Some(metrics.buffered_body_budget_free()),
+    );
+    let generation = Generation::build(config, &metrics, &migration_stats, &body_budget, None).await?;
     let bind = |addr: SocketAddr| async move {
         let listener = TcpListener::bind(addr)
             .await
@@ -374,6 +399,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         generation: RwLock::new(Arc::new(generation)),
         metrics,
         migration_stats,
+        body_budget,
         draining: AtomicBool::new(false),
         listen: addr,
     });
@@ -619,7 +645,7 @@ async fn handle_edge(
         Ok(target) => {
             // The one parse of the target: the gateway routes exactly this value.
             req.extensions_mut().insert(target);
-            verify_and_handle(&s3, req, &ctx.request_id).await
+            verify_and_handle(&s3, req, &ctx.request_id, &shared.body_budget).await
         }
     };
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
@@ -654,7 +680,12 @@ async fn handle_edge(
 
 /// s3s verifies the signature and hands the request to the gateway; its own errors are
 /// re-rendered in the gateway's shape.
-async fn verify_and_handle(s3: &S3Service, req: Request<s3s::Body>, request_id: &str) -> Response<s3s::Body> {
+async fn verify_and_handle(
+    s3: &S3Service,
+    req: Request<s3s::Body>,
+    request_id: &str,
+    budget: &BodyBudget,
+) -> Response<s3s::Body> {
     let response = match s3.call(req).await {
         Ok(response) => response,
         Err(e) => {
@@ -671,7 +702,7 @@ async fn verify_and_handle(s3: &S3Service, req: Request<s3s::Body>, request_id: 
         }
     };
     if response.extensions().get::<HandledByGateway>().is_none() && !response.status().is_success() {
-        rerender_front_door_error(response, request_id).await
+        rerender_front_door_error(response, request_id, budget).await
     } else {
         response
     }
@@ -688,13 +719,29 @@ fn path_template(target: &crate::target::ClientTarget) -> &'static str {
 }
 
 /// s3s renders its own verification errors without a request id; re-render them through the
-/// gateway's one error renderer so every error a client sees has the same shape.
-async fn rerender_front_door_error(response: Response<s3s::Body>, request_id: &str) -> Response<s3s::Body> {
+/// gateway's one error renderer so every error a client sees has the same shape. Reading s3s's
+/// answer draws from the body budget like every other body read whole.
+async fn rerender_front_door_error(
+    response: Response<s3s::Body>,
+    request_id: &str,
+    budget: &BodyBudget,
+) -> Response<s3s::Body> {
     let (parts, body) = response.into_parts();
-    let bytes = crate::upstream::collect_capped(body, 64 * 1024, Duration::from_secs(5))
-        .await
-        .unwrap_or_default();
-    let (code, message) = crate::error::parse_error_code(&bytes).unwrap_or_else(|| {
+    let limits = ReadLimits {
+        max: 64 * 1024,
+        idle: Duration::from_secs(5),
+    };
+    let read = match read_capped(body, None, limits, budget).await {
+        Ok(read) => Some(read),
+        Err(ReadError::Overloaded) => {
+            let (parts, bytes) = crate::error::GatewayError::SlowDown
+                .to_response(request_id)
+                .into_parts();
+            return Response::from_parts(parts, s3s::Body::from(bytes));
+        }
+        Err(_) => None,
+    };
+    let (code, message) = crate::error::parse_error_code(read.as_deref().unwrap_or_default()).unwrap_or_else(|| {
         (
             "InternalError".to_string(),
             "the request could not be verified".to_string(),

@@ -151,9 +151,8 @@ pub fn is_reserved(key: &str) -> bool {
 /// [`is_reserved`] as the client's error.
 pub fn refuse_reserved(key: &str) -> Result<(), GatewayError> {
     if is_reserved(key) {
-        return Err(GatewayError::AccessDenied(format!(
-            "keys under {RESERVED_PREFIX} hold s3ferry's migration state and are not accessible"
-        )));
+        // AWS's plain answer: the reserved prefix is not named to clients (see `error`).
+        return Err(GatewayError::AccessDenied("Access Denied".into()));
     }
     Ok(())
 }

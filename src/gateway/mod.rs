@@ -433,7 +433,7 @@ impl Gateway {
         if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
             set_content_md5(&mut outgoing, bytes)?;
         } else {
-            outgoing.body = body::full(bytes);
+            outgoing.body = bytes.into_upstream_body();
         }
         let response = self.send(route, outgoing, &slot).await?;
         relay_response(response, route, relay).await

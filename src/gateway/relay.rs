@@ -74,10 +74,9 @@ pub(super) async fn relay_response(
             provider: settings.name.clone(),
             cause,
         };
-        let mut bytes = upstream::collect_capped(incoming, MAX_XML_BODY, settings.read_timeout)
-            .await
-            .map_err(protocol_error)?
-            .to_vec();
+        // Held until the client has the rewritten answer: its share of the budget goes with it.
+        let read = route.provider.read_answer(incoming, MAX_XML_BODY).await?;
+        let mut bytes = read.to_vec();
         // First, on the provider's own XML: it may hold keys URL-encoded by the provider.
         if let Some(request) = v2_via_v1 {
             bytes = list_v2_via_v1::into_v2_answer(&bytes, request).map_err(|e| protocol_error(e.to_string()))?;
@@ -97,9 +96,8 @@ pub(super) async fn relay_response(
             bytes = rewrite::listing_encoding::encode_listing_keys(&bytes, true)
                 .map_err(|e| protocol_error(e.to_string()))?;
         }
-        let rewritten = bytes;
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
-        Body::from(rewritten)
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        read.replaced_by(Bytes::from(bytes)).into_client_body()
     } else {
         Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
     };

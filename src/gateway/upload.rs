@@ -18,6 +18,7 @@ use crate::migration::copy::preserved_headers;
 use crate::operation;
 use crate::rewrite::{self, MAX_XML_BODY};
 use crate::route::Route;
+use crate::small_body::{Buffered, ReadError, ReadLimits, read_capped};
 use crate::upstream::sign::{EMPTY_PAYLOAD_SHA256, STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD};
 use crate::upstream::{self, OutgoingRequest};
 
@@ -447,36 +448,45 @@ pub(super) fn needs_content_md5(profile: &DialectProfile, operation: &str, outgo
         && !outgoing.headers.contains_key("content-md5")
 }
 
-/// Reads a small request body (an XML control document) into memory, with a cap; a body that
-/// failed verification reports that failure.
+/// Reads a small request body (an XML control document) into memory, with a cap and under the
+/// gateway's body budget (see `small_body`); a body that failed verification reports that
+/// failure. The announced length is taken from the budget before the first byte is read, so a
+/// request refused for lack of room has sent nothing upstream.
 pub(super) async fn read_small_body(
     outgoing: &mut OutgoingRequest,
     route: &Route,
     slot: &FailureSlot,
     operation: &str,
-) -> Result<Bytes, GatewayError> {
+) -> Result<Buffered, GatewayError> {
     const MAX_CONTROL_BODY: usize = 4 * 1024 * 1024;
     let body = std::mem::replace(&mut outgoing.body, body::empty());
-    upstream::collect_capped(body, MAX_CONTROL_BODY, route.provider.settings.read_timeout)
+    let limits = ReadLimits {
+        max: MAX_CONTROL_BODY,
+        idle: route.provider.settings.read_timeout,
+    };
+    let announced = upstream::requests::content_length(&outgoing.headers);
+    read_capped(body, announced, limits, route.provider.budget())
         .await
-        .map_err(|cause| match body::recorded_failure(slot) {
-            Some(failure) => upload_failure_error(failure),
-            None => GatewayError::InvalidRequest(format!("cannot read the {operation} body: {cause}")),
+        .map_err(|e| match (body::recorded_failure(slot), e) {
+            (Some(failure), _) => upload_failure_error(failure),
+            (None, ReadError::Overloaded) => GatewayError::SlowDown,
+            (None, e) => GatewayError::InvalidRequest(format!("cannot read the {operation} body: {e}")),
         })
 }
 
-/// Replaces the body with `bytes`, signed with their SHA-256.
-fn set_small_body(outgoing: &mut OutgoingRequest, bytes: Bytes) {
+/// Replaces the body with `bytes`, signed with their SHA-256; the body keeps their share of
+/// the budget until it has been sent.
+fn set_small_body(outgoing: &mut OutgoingRequest, bytes: Buffered) {
     outgoing
         .headers
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     outgoing.payload_hash = crate::upstream::sign::hex_sha256(&bytes);
-    outgoing.body = body::full(bytes);
+    outgoing.body = bytes.into_upstream_body();
 }
 
 /// Sends `bytes` with `Content-MD5` instead of the client's CRC (dialects.md rule 12). A CRC
 /// header still present (the provider takes the algorithm elsewhere) is checked here and dropped.
-pub(super) fn set_content_md5(outgoing: &mut OutgoingRequest, bytes: Bytes) -> Result<(), GatewayError> {
+pub(super) fn set_content_md5(outgoing: &mut OutgoingRequest, bytes: Buffered) -> Result<(), GatewayError> {
     use base64::Engine as _;
     use md5::Digest as _;
     if let Some(algorithm) = mismatched_header(&outgoing.headers, &bytes) {
@@ -508,7 +518,7 @@ pub(super) async fn translate_part_list(
         rewrite::provider_values::rewrite_complete_multipart_request(&bytes, &route.provider.settings.profile)
             .map_err(|e| GatewayError::InvalidRequest(format!("malformed CompleteMultipartUpload body: {e}")))?;
     outgoing.headers.remove("content-md5");
-    set_small_body(outgoing, Bytes::from(rewritten));
+    set_small_body(outgoing, bytes.replaced_by(Bytes::from(rewritten)));
     Ok(())
 }
 

@@ -130,7 +130,7 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
         s if !s.is_success() => {
             return Err(GatewayError::UpstreamProtocol {
                 provider: old.settings.name.clone(),
-                cause: format!("GET {old_bucket}/{key} for a copy answered {s}"),
+                cause: format!("GET of the copy source in '{old_bucket}' answered {s}"),
             });
         }
         _ => {}
@@ -139,7 +139,7 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
     let length =
         crate::upstream::requests::content_length(&parts.headers).ok_or_else(|| GatewayError::UpstreamProtocol {
             provider: old.settings.name.clone(),
-            cause: format!("GET {old_bucket}/{key} has no Content-Length"),
+            cause: format!("GET of the copy source in '{old_bucket}' has no Content-Length"),
         })?;
     let etag_of = |upstream: &Upstream, headers: &HeaderMap| {
         let etag = headers
@@ -169,7 +169,7 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
         s if !s.is_success() => {
             return Err(GatewayError::UpstreamProtocol {
                 provider: new.settings.name.clone(),
-                cause: format!("PUT {new_bucket}/{key} for a copy answered {s}"),
+                cause: format!("PUT of the copy into '{new_bucket}' answered {s}"),
             });
         }
         _ => {}
@@ -180,7 +180,7 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
         new.delete_object(new_bucket, key).await?;
         return Err(GatewayError::UpstreamProtocol {
             provider: new.settings.name.clone(),
-            cause: format!("copy of '{key}' has ETag {new_etag}, the source {source_etag}; copy removed"),
+            cause: format!("the copy into '{new_bucket}' has ETag {new_etag}, the source {source_etag}; copy removed"),
         });
     }
     // A DELETE that raced with the copy wins.
@@ -212,6 +212,8 @@ pub(crate) async fn read_tagging(old: &Upstream, bucket: &str, key: &str) -> Opt
 
 /// The copy-on-read queue: bounded, a fixed number of workers, one copy per key at a time,
 /// failures retried later with growing delays and counted; never visible to the reading client.
+/// Its log lines name the client's bucket and the provider, never the key: keys are client data
+/// and stay out of every log line but none (the access log has no key either).
 pub struct Copier {
     queue: mpsc::Sender<QueuedCopy>,
     in_flight: Arc<DashMap<(String, String), ()>>,
@@ -260,7 +262,7 @@ impl Copier {
     pub fn schedule(&self, task: CopyTask, size: Option<u64>) -> bool {
         if size.is_some_and(|s| s > self.max_bytes) {
             self.stats.copy(&task.client_bucket, CopyResult::Skipped, 0);
-            tracing::info!(key = %task.key, ?size, "object larger than copy_on_read_max_bytes: left for `s3ferry migrate`");
+            tracing::info!(bucket = %task.client_bucket, ?size, "object larger than copy_on_read_max_bytes: left for `s3ferry migrate`");
             return false;
         }
         let id = (task.new_bucket.clone(), task.key.clone());
@@ -271,7 +273,7 @@ impl Copier {
         if self.queue.try_send(QueuedCopy { task, attempt: 0 }).is_err() {
             self.in_flight.remove(&id);
             self.stats.copy(&bucket, CopyResult::Skipped, 0);
-            tracing::warn!("copy-on-read queue full: copy skipped (a later read or `s3ferry migrate` will copy it)");
+            tracing::warn!(%bucket, "copy-on-read queue full: copy skipped (a later read or `s3ferry migrate` will copy it)");
             return false;
         }
         true
@@ -289,16 +291,16 @@ async fn run_job(
     match copy_object(&job.task).await {
         Ok(CopyOutcome::Copied { bytes }) => {
             stats.copy(&job.task.client_bucket, CopyResult::Done, bytes);
-            tracing::info!(key = %job.task.key, bytes, provider = %job.task.new.settings.name, "copied on read");
+            tracing::info!(bucket = %job.task.client_bucket, bytes, provider = %job.task.new.settings.name, "copied on read");
             in_flight.remove(&id);
         }
         Ok(outcome) => {
             stats.copy(&job.task.client_bucket, CopyResult::Skipped, 0);
-            tracing::debug!(key = %job.task.key, ?outcome, "copy on read not needed");
+            tracing::debug!(bucket = %job.task.client_bucket, ?outcome, "copy on read not needed");
             in_flight.remove(&id);
         }
         Err(e) if job.attempt < retries => {
-            tracing::warn!(key = %job.task.key, attempt = job.attempt + 1, error = %e, "copy on read failed; will retry");
+            tracing::warn!(bucket = %job.task.client_bucket, provider = %job.task.new.settings.name, attempt = job.attempt + 1, error = %e, "copy on read failed; will retry");
             // The key stays in flight until the retry runs, so no duplicate copy starts meanwhile.
             let bucket = job.task.client_bucket.clone();
             let delay = Duration::from_secs(2u64.saturating_pow(job.attempt + 1));
@@ -311,14 +313,14 @@ async fn run_job(
                 let requeued = retry_queue.upgrade().is_some_and(|queue| queue.try_send(retry).is_ok());
                 if !requeued {
                     stats.copy(&bucket, CopyResult::Failed, 0);
-                    tracing::warn!("copy retry dropped (queue full or gateway stopping)");
+                    tracing::warn!(%bucket, "copy retry dropped (queue full or gateway stopping)");
                     in_flight.remove(&id);
                 }
             });
         }
         Err(e) => {
             stats.copy(&job.task.client_bucket, CopyResult::Failed, 0);
-            tracing::warn!(key = %job.task.key, error = %e, "copy on read failed for good; `s3ferry migrate` will copy it");
+            tracing::warn!(bucket = %job.task.client_bucket, provider = %job.task.new.settings.name, error = %e, "copy on read failed for good; `s3ferry migrate` will copy it");
             in_flight.remove(&id);
         }
     }

@@ -76,10 +76,14 @@ impl Migration {
         let mut message = String::new();
         let error_code = if status == StatusCode::NOT_FOUND && read.method == Method::GET {
             let (_, body) = response.into_parts();
-            let bytes = crate::upstream::collect_capped(body, 64 * 1024, route.provider.settings.read_timeout)
-                .await
-                .unwrap_or_default();
-            crate::error::parse_error_code(&bytes).map(|(code, text)| {
+            // Only the error code is wanted: an answer that cannot be read has none, but a full
+            // budget is the client's answer (SlowDown), not a guess at the code.
+            let answer = match route.provider.read_answer(body, 64 * 1024).await {
+                Ok(buffered) => Some(buffered),
+                Err(GatewayError::SlowDown) => return Err(GatewayError::SlowDown),
+                Err(_) => None,
+            };
+            crate::error::parse_error_code(answer.as_deref().unwrap_or_default()).map(|(code, text)| {
                 message = text;
                 code
             })
@@ -108,7 +112,7 @@ impl Migration {
             .send(read.outgoing(old, &fallback.bucket)?)
             .await
             .map_err(|e| e.into_gateway_error(&old.settings))?;
-        tracing::debug!(%key, status = %response.status(), provider = %old.settings.name, "read fell back to the old provider");
+        tracing::debug!(bucket = %route.client_bucket, status = %response.status(), provider = %old.settings.name, "read fell back to the old provider");
         if fallback.copy_on_read && read.method == Method::GET && response.status().is_success() {
             self.copier
                 .schedule(copy_task(route, fallback, key), object_size(&response));
@@ -138,7 +142,7 @@ impl Migration {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     // A read-only key on the old provider: remember the delete instead.
-                    tracing::warn!(%key, error = %e, "delete at the old provider failed; leaving a tombstone");
+                    tracing::warn!(bucket = %route.client_bucket, provider = %fallback.provider.settings.name, error = %e, "delete at the old provider failed; leaving a tombstone");
                 }
             }
         }

@@ -32,7 +32,8 @@ pub async fn write_tombstone(new: &Upstream, bucket: &str, key: &str) -> Result<
     } else {
         Err(GatewayError::UpstreamProtocol {
             provider: new.settings.name.clone(),
-            cause: format!("writing the tombstone of '{key}' answered {}", response.status()),
+            // The key stays out: this text is logged (see `error`).
+            cause: format!("writing a tombstone in '{bucket}' answered {}", response.status()),
         })
     }
 }

@@ -27,6 +27,7 @@ use crate::body::UpstreamBody;
 use crate::config::{Addressing, Secret, SignatureVersion};
 use crate::dialect::DialectProfile;
 use crate::error::GatewayError;
+use crate::small_body::{BodyBudget, Buffered, ReadError, ReadLimits, read_capped};
 use resolve::LoopbackAwareResolver;
 use url::UpstreamAddress;
 
@@ -52,6 +53,9 @@ pub struct UpstreamSettings {
 /// One provider: settings plus its connection pool.
 pub struct Upstream {
     pub settings: UpstreamSettings,
+    /// The running gateway's budget for bodies read whole, which this provider's answers
+    /// (and the client bodies of requests routed to it) draw from.
+    budget: BodyBudget,
     client: Client<Connector, UpstreamBody>,
     scheme: http::uri::Scheme,
     authority: String,
@@ -82,7 +86,7 @@ pub struct OutgoingRequest {
 }
 
 impl Upstream {
-    pub fn new(settings: UpstreamSettings) -> Result<Arc<Self>, String> {
+    pub fn new(settings: UpstreamSettings, budget: BodyBudget) -> Result<Arc<Self>, String> {
         let tls = tls_client_config(settings.ca_file.as_deref())?;
         let mut http = HttpConnector::new_with_resolver(LoopbackAwareResolver::new());
         http.enforce_http(false);
@@ -106,10 +110,16 @@ impl Upstream {
             .unwrap_or_default();
         Ok(Arc::new(Self {
             settings,
+            budget,
             client,
             scheme,
             authority,
         }))
+    }
+
+    /// The budget for bodies read whole that requests to this provider draw from.
+    pub fn budget(&self) -> &BodyBudget {
+        &self.budget
     }
 
     /// The provider's `host[:port]`.
@@ -183,24 +193,41 @@ impl Upstream {
         }
     }
 
-    /// Sends a small request with an in-memory body and collects the (small, capped) response.
+    /// Sends a small request with an in-memory body and collects the (small, capped) response
+    /// under the gateway's body budget.
     pub async fn send_collect(
         &self,
         request: OutgoingRequest,
         max_body: usize,
-    ) -> Result<Response<Bytes>, GatewayError> {
+    ) -> Result<Response<Buffered>, GatewayError> {
         let response = self
             .send(request)
             .await
             .map_err(|e| e.into_gateway_error(&self.settings))?;
         let (parts, body) = response.into_parts();
-        let bytes = collect_capped(body, max_body, self.settings.read_timeout)
+        let buffered = self.read_answer(body, max_body).await?;
+        Ok(Response::from_parts(parts, buffered))
+    }
+
+    /// Reads an answer body of this provider whole (at most `max` bytes) under the budget.
+    pub async fn read_answer<B>(&self, body: B, max: usize) -> Result<Buffered, GatewayError>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let limits = ReadLimits {
+            max,
+            idle: self.settings.read_timeout,
+        };
+        read_capped(body, None, limits, &self.budget)
             .await
-            .map_err(|cause| GatewayError::UpstreamProtocol {
-                provider: self.settings.name.clone(),
-                cause,
-            })?;
-        Ok(Response::from_parts(parts, bytes))
+            .map_err(|e| match e {
+                ReadError::Overloaded => GatewayError::SlowDown,
+                other => GatewayError::UpstreamProtocol {
+                    provider: self.settings.name.clone(),
+                    cause: format!("reading the answer: {other}"),
+                },
+            })
     }
 
     /// Whether the provider answers HTTP within `timeout`, for the readiness probe: a signed
@@ -268,32 +295,6 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// Reads a body into memory, failing past `max` bytes or after `idle` without data.
-pub async fn collect_capped<B>(body: B, max: usize, idle: Duration) -> Result<Bytes, String>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    use http_body_util::BodyExt as _;
-    let mut body = body;
-    let mut out = bytes::BytesMut::new();
-    loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(format!("no data for {} s", idle.as_secs())),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > max {
-                return Err(format!("response body larger than {max} bytes"));
-            }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out.freeze())
 }
 
 fn tls_client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {

@@ -2,7 +2,6 @@
 //! DELETE and listings on one provider, with keys given decoded. Answers carry the provider's
 //! values (ETag case, storage class names); callers translate them with the dialect profile.
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -14,6 +13,7 @@ use crate::error::GatewayError;
 use crate::rewrite::MAX_XML_BODY;
 use crate::rewrite::list_objects::{ListPage, parse_list_page};
 use crate::rewrite::list_v2_via_v1;
+use crate::small_body::Buffered;
 
 /// A message's `Content-Length`, if it has a valid one.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -21,6 +21,21 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
+}
+
+/// The length of a request body once any `aws-chunked` framing is removed: the decoded length
+/// of a streamed body, else its `Content-Length`.
+pub fn decoded_length(headers: &HeaderMap) -> Option<u64> {
+    let streamed = headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
+    if streamed {
+        return headers
+            .get("x-amz-decoded-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+    }
+    content_length(headers)
 }
 
 /// What a HEAD says about an object.
@@ -61,6 +76,8 @@ impl Upstream {
         }
     }
 
+    /// An unexpected answer, for the log: `what` names the operation and the upstream bucket,
+    /// never the key (see `error`).
     fn failed(&self, what: &str, status: StatusCode, body: &[u8]) -> GatewayError {
         let code = crate::error::parse_error_code(body).map(|(c, _)| c).unwrap_or_default();
         GatewayError::UpstreamProtocol {
@@ -86,7 +103,7 @@ impl Upstream {
                     .to_string();
                 Ok(Some(ObjectHead { size, etag, headers }))
             }
-            s => Err(self.failed(&format!("HEAD {bucket}/{key}"), s, &[])),
+            s => Err(self.failed(&format!("HEAD of an object in '{bucket}'"), s, &[])),
         }
     }
 
@@ -98,7 +115,7 @@ impl Upstream {
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
             s if s.is_success() => Ok(true),
-            s => Err(self.failed(&format!("HEAD {bucket}"), s, &[])),
+            s => Err(self.failed(&format!("HEAD of bucket '{bucket}'"), s, &[])),
         }
     }
 
@@ -117,7 +134,12 @@ impl Upstream {
     }
 
     /// GET a sub-resource of an object (`?tagging`, `?acl`); the (small) response as it is.
-    pub async fn get_subresource(&self, bucket: &str, key: &str, name: &str) -> Result<Response<Bytes>, GatewayError> {
+    pub async fn get_subresource(
+        &self,
+        bucket: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<Response<Buffered>, GatewayError> {
         let request = self.request(Method::GET, bucket, key, vec![(name.to_string(), String::new())]);
         self.send_collect(request, MAX_XML_BODY).await
     }
@@ -130,7 +152,7 @@ impl Upstream {
         mut headers: HeaderMap,
         body: UpstreamBody,
         length: u64,
-    ) -> Result<Response<Bytes>, GatewayError> {
+    ) -> Result<Response<Buffered>, GatewayError> {
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
         let mut request = self.request(Method::PUT, bucket, key, Vec::new());
         request.headers = headers;
@@ -145,7 +167,7 @@ impl Upstream {
             .await?;
         match response.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            s => Err(self.failed(&format!("DELETE {bucket}/{key}"), s, response.body())),
+            s => Err(self.failed(&format!("DELETE of an object in '{bucket}'"), s, response.body())),
         }
     }
 

@@ -1,9 +1,11 @@
 //! One integration-test binary: real upstream servers, the gateway, real clients.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
+mod body_budget;
 mod core_ops;
 mod deploy;
 mod dialects;
+mod error_detail;
 mod list_v1_only;
 mod local_provider;
 mod migration;

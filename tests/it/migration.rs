@@ -1259,3 +1259,37 @@ async fn replicas_behind_a_load_balancer_agree_on_deletes_and_listings() {
     other.shutdown(Duration::from_secs(2)).await;
     m.stop().await;
 }
+
+#[tokio::test]
+async fn migration_errors_name_neither_tombstones_nor_upstream_buckets() {
+    let m = Migrating::start().await;
+    m.seed_old("source-of-files", &[("secret/plan.txt", b"old")]).await;
+    // The new provider refuses writes, so the tombstone a delete needs cannot be written.
+    m.new.quirks.read_only.store(true, Ordering::Relaxed);
+    let signer = crate::support::raw::Signer {
+        addr: m.gateway().addr(),
+        key: CLIENT_KEY,
+        secret: CLIENT_SECRET,
+        time: time::OffsetDateTime::now_utc(),
+    };
+    let empty = crate::support::raw::sha256_hex(b"");
+    let (req, _) = signer.sign(
+        http::Method::DELETE,
+        "/media/secret/plan.txt",
+        http::HeaderMap::new(),
+        &empty,
+    );
+    let deleted = crate::support::raw::send(req.body(crate::support::raw::full_body("")).expect("request")).await;
+    assert_eq!(deleted.status, 502, "{}", deleted.body);
+    // The reserved prefix itself, asked for directly.
+    let reserved =
+        crate::support::raw::signed_get(m.gateway().addr(), "/media/.s3ferry/tombstones/secret/plan.txt").await;
+    assert_eq!((reserved.status, reserved.code().as_str()), (403, "AccessDenied"));
+    for resp in [&deleted, &reserved] {
+        for hidden in ["media-new", "source-of-files", ".s3ferry", "tombstone", "plan.txt"] {
+            assert!(!resp.body.contains(hidden), "{hidden} in {}", resp.body);
+        }
+    }
+    assert!(m.old.has_object("source-of-files", "secret/plan.txt").await);
+    m.stop().await;
+}

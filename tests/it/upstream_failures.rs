@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use s3ferry::config::Config;
 
+use crate::support::raw::signed_get;
 use crate::support::{CLIENT_KEY, CLIENT_SECRET, error_code, error_status, sdk_client};
 
 async fn gateway_to(endpoint: &str) -> s3ferry::server::RunningGateway {
@@ -31,6 +32,15 @@ provider = "down"
     s3ferry::server::start(&config).await.expect("starts")
 }
 
+/// A port that was just free: nothing listens there.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 fn client(g: &s3ferry::server::RunningGateway) -> aws_sdk_s3::Client {
     sdk_client(
         &format!("http://127.0.0.1:{}", g.addr().port()),
@@ -42,12 +52,7 @@ fn client(g: &s3ferry::server::RunningGateway) -> aws_sdk_s3::Client {
 
 #[tokio::test]
 async fn unreachable_provider_is_service_unavailable() {
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let g = gateway_to(&format!("http://127.0.0.1:{port}")).await;
     let err = client(&g)
         .get_object()
@@ -92,4 +97,30 @@ async fn stalled_provider_times_out_with_gateway_timeout() {
     assert_eq!((error_status(&err), error_code(&err).as_str()), (504, "GatewayTimeout"));
     g.shutdown(Duration::from_secs(1)).await;
     hold.abort();
+}
+
+#[tokio::test]
+async fn an_unreachable_providers_error_has_no_address_or_os_error() {
+    let port = free_port();
+    let g = gateway_to(&format!("http://127.0.0.1:{port}")).await;
+    let resp = signed_get(g.addr(), "/some-bucket/k").await;
+    assert_eq!(
+        (resp.status, resp.code().as_str()),
+        (503, "ServiceUnavailable"),
+        "{}",
+        resp.body
+    );
+    assert_eq!(resp.message(), "Upstream provider 'down' could not be reached");
+    let lower = resp.body.to_ascii_lowercase();
+    for hidden in [
+        "127.0.0.1".to_string(),
+        format!(":{port}"),
+        "os error".into(),
+        "refused".into(),
+        "tcp".into(),
+        "connect error".into(),
+    ] {
+        assert!(!lower.contains(&hidden), "{hidden} in {}", resp.body);
+    }
+    g.shutdown(Duration::from_secs(1)).await;
 }

@@ -38,6 +38,13 @@ impl RawResponse {
             .map(|(c, _)| c)
             .unwrap_or_default()
     }
+
+    /// The `<Message>` of an S3 error body, unescaped.
+    pub fn message(&self) -> String {
+        s3ferry::error::parse_error_code(self.body.as_bytes())
+            .map(|(_, m)| m)
+            .unwrap_or_default()
+    }
 }
 
 /// Signs a request as a client of the gateway would (SigV4 header auth).
@@ -287,6 +294,18 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
+}
+
+/// `GET path` (query included) through the gateway at `addr`, signed by the test client.
+pub async fn signed_get(addr: SocketAddr, path: &str) -> RawResponse {
+    let signer = Signer {
+        addr,
+        key: crate::support::CLIENT_KEY,
+        secret: crate::support::CLIENT_SECRET,
+        time: OffsetDateTime::now_utc(),
+    };
+    let (req, _) = signer.sign(Method::GET, path, HeaderMap::new(), &sha256_hex(b""));
+    send(req.body(full_body("")).expect("request")).await
 }
 
 /// Sends a request and reads the response whole.
