@@ -3,6 +3,7 @@
 //! A request's path through the crate, in order:
 //!
 //! - [`server`]      listener, limits, TLS, connections, request id, access log, reload, shutdown
+//! - [`connection`]  one accepted connection: the connection cap, request-head and idle deadlines
 //! - [`auth`]        the client key pairs s3s verifies every signature form against
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
 //! - [`route`]       client bucket -> provider and upstream bucket (and fallback provider)
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod body;
 pub mod checksum;
 pub mod config;
+pub mod connection;
 pub mod copy_through;
 pub mod dialect;
 pub mod error;

@@ -1,6 +1,7 @@
 //! One integration-test binary: real upstream servers, the gateway, real clients.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
+mod connection_timeouts;
 mod core_ops;
 mod deploy;
 mod dialects;

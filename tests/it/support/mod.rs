@@ -59,6 +59,26 @@ pub fn sdk_client(endpoint: &str, key: &str, secret: &str, path_style: bool) -> 
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_with_resolver(LoopbackResolver);
+    sdk_client_over(http_client, endpoint, key, secret, path_style)
+}
+
+/// A path-style client of the gateway at `addr` (plain HTTP) with the test key pair.
+pub fn gateway_client(addr: SocketAddr) -> Client {
+    sdk_client(
+        &format!("http://127.0.0.1:{}", addr.port()),
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        true,
+    )
+}
+
+fn sdk_client_over(
+    http_client: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    path_style: bool,
+) -> Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -110,6 +130,10 @@ pub struct Quirks {
     /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
     /// test can see which body form reached the provider.
     pub put_payload_hashes: std::sync::Mutex<Vec<String>>,
+    /// Not a quirk: TCP connections accepted.
+    pub connections: std::sync::atomic::AtomicUsize,
+    /// Not a quirk: HTTP requests received.
+    pub requests: std::sync::atomic::AtomicUsize,
 }
 
 /// A real S3 server (s3s-fs over a temp dir) on a loopback port.
@@ -207,6 +231,7 @@ async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: b
         let Ok((socket, _)) = listener.accept().await else {
             continue;
         };
+        quirks.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let _ = socket.set_nodelay(true);
         let service = service.clone();
         let builder = builder.clone();
@@ -242,6 +267,7 @@ async fn answer(
     quirks: &Quirks,
 ) -> Response<s3s::Body> {
     use std::sync::atomic::Ordering;
+    quirks.requests.fetch_add(1, Ordering::SeqCst);
     if req.method() == http::Method::PUT {
         let hash = req.headers().get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
         let mut seen = quirks.put_payload_hashes.lock().expect("not poisoned");
@@ -496,12 +522,7 @@ read_timeout_secs = 20
     );
     let config = Config::parse(&toml, "single-provider.toml", Path::new("."), &|_| None).expect("config");
     let g = s3ferry::server::start(&config).await.expect("gateway");
-    let client = sdk_client(
-        &format!("http://127.0.0.1:{}", g.addr().port()),
-        CLIENT_KEY,
-        CLIENT_SECRET,
-        true,
-    );
+    let client = gateway_client(g.addr());
     (g, client)
 }
 
