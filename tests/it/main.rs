@@ -14,6 +14,7 @@ mod sidecar;
 mod sigv2_upstream;
 mod streaming;
 mod support;
+mod tls;
 mod trailers;
 mod upstream_failures;
 mod verification;

@@ -72,6 +72,22 @@ pub fn gateway_client(addr: SocketAddr) -> Client {
     )
 }
 
+/// A path-style client with the test key pair that trusts only `ca_pem` for HTTPS.
+pub fn sdk_client_trusting(endpoint: &str, ca_pem: &str) -> Client {
+    let trust = tls::TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(ca_pem.as_bytes());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("TLS context");
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(context)
+        .build_with_resolver(LoopbackResolver);
+    sdk_client_over(http_client, endpoint, CLIENT_KEY, CLIENT_SECRET, true)
+}
+
 fn sdk_client_over(
     http_client: aws_smithy_runtime_api::client::http::SharedHttpClient,
     endpoint: &str,
@@ -130,9 +146,9 @@ pub struct Quirks {
     /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
     /// test can see which body form reached the provider.
     pub put_payload_hashes: std::sync::Mutex<Vec<String>>,
-    /// Not a quirk: TCP connections accepted.
+    /// Not a quirk: TCP connections accepted (for TLS, before the handshake).
     pub connections: std::sync::atomic::AtomicUsize,
-    /// Not a quirk: HTTP requests received.
+    /// Not a quirk: HTTP requests received (for TLS, after a handshake that succeeded).
     pub requests: std::sync::atomic::AtomicUsize,
 }
 
@@ -142,6 +158,8 @@ pub struct TestUpstream {
     pub root: TempDir,
     /// Reject path-style requests, as OSS does (`SecondLevelDomainForbidden`).
     pub virtual_hosted_only: bool,
+    /// Served over TLS ([`TestUpstream::https`]).
+    pub tls: bool,
     pub quirks: std::sync::Arc<Quirks>,
     task: JoinHandle<()>,
 }
@@ -164,7 +182,33 @@ impl TestUpstream {
         Self::start(true).await
     }
 
+    /// s3s-fs behind TLS with `cert_pem` and `key_pem`, addressed path-style at
+    /// `https://localhost:PORT` (so the certificate must name `localhost`).
+    pub async fn https(cert_pem: &str, key_pem: &str) -> Self {
+        let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("cert PEM");
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .expect("key PEM")
+            .expect("a key");
+        let config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server cert");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let mut upstream = Self::start_with(false, Some(acceptor)).await;
+        upstream.tls = true;
+        upstream
+    }
+
     async fn start(virtual_hosted_only: bool) -> Self {
+        Self::start_with(virtual_hosted_only, None).await
+    }
+
+    async fn start_with(virtual_hosted_only: bool, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let root = tempfile::tempdir().expect("temp dir");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -177,11 +221,12 @@ impl TestUpstream {
         }
         let service = builder.build();
         let quirks = std::sync::Arc::new(Quirks::default());
-        let task = tokio::spawn(serve(listener, service, virtual_hosted_only, quirks.clone()));
+        let task = tokio::spawn(serve(listener, service, virtual_hosted_only, quirks.clone(), tls));
         Self {
             addr,
             root,
             virtual_hosted_only,
+            tls: false,
             quirks,
             task,
         }
@@ -189,7 +234,9 @@ impl TestUpstream {
 
     /// The endpoint a provider config uses for this server.
     pub fn endpoint(&self) -> String {
-        if self.virtual_hosted_only {
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else if self.virtual_hosted_only {
             format!("http://localhost:{}", self.addr.port())
         } else {
             format!("http://127.0.0.1:{}", self.addr.port())
@@ -225,7 +272,13 @@ impl TestUpstream {
     }
 }
 
-async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: bool, quirks: std::sync::Arc<Quirks>) {
+async fn serve(
+    listener: TcpListener,
+    service: S3Service,
+    virtual_hosted_only: bool,
+    quirks: std::sync::Arc<Quirks>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let builder = ConnBuilder::new(TokioExecutor::new());
     loop {
         let Ok((socket, _)) = listener.accept().await else {
@@ -236,13 +289,24 @@ async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: b
         let service = service.clone();
         let builder = builder.clone();
         let quirks = quirks.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let service = service.clone();
                 let quirks = quirks.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(service, req, virtual_hosted_only, &quirks).await) }
             });
-            let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
+            match tls {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
+                }
+                Some(acceptor) => {
+                    // A handshake the client refuses ends here: nothing of HTTP was exchanged.
+                    if let Ok(stream) = acceptor.accept(socket).await {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            }
         });
     }
 }
