@@ -22,7 +22,9 @@ use crate::sidecar::{
 use crate::support::{TestUpstream, gateway_client};
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(1);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Well above `HEAD_TIMEOUT`, so that a loaded machine cannot blur which of the two closed
+/// a connection.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a test waits for something the server must do after a timeout: generous, since
 /// the machine is shared, and still bounded.
 const WITHIN: Duration = Duration::from_secs(15);
