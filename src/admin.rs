@@ -16,8 +16,11 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use crate::server::Shared;
+use crate::config::ConnectionLimits;
+use crate::connection::{WatchedIo, accept_with_slot, http_builder};
+use crate::server::{Generation, Shared};
 
 /// The paths the admin listener serves (the deployment examples probe these).
 pub const HEALTHZ: &str = "/healthz";
@@ -25,25 +28,36 @@ pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
 
 /// Serves the admin endpoints until the task is aborted (after the S3 listener has drained,
-/// so that probes keep answering — unready — while requests drain).
-pub(crate) async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (socket, remote) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+/// so that probes keep answering — unready — while requests drain). At most
+/// `server.admin_max_connections` at once, with the S3 listener's request-head and idle
+/// deadlines: the port is unauthenticated, and probes must still get through a flood.
+pub(crate) async fn serve_admin(listener: TcpListener, shared: Arc<Shared>, limits: ConnectionLimits) {
+    let builder = http_builder(&limits);
+    let slots = Arc::new(Semaphore::new(limits.admin_max_connections));
+    let on_full = || {
+        tracing::debug!(
+            admin_max_connections = limits.admin_max_connections,
+            "admin connection limit reached: new clients wait until a connection closes"
+        );
+    };
+    while let Some((socket, remote, permit)) = accept_with_slot(&listener, &slots, &on_full).await {
+        let (socket, activity) = WatchedIo::new(socket, &limits);
         let shared = shared.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| answer(shared.clone(), req));
+            let service = hyper::service::service_fn(move |req| {
+                let in_flight = activity.begin();
+                let shared = shared.clone();
+                async move {
+                    let response = answer(shared, req).await;
+                    drop(in_flight);
+                    response
+                }
+            });
             if let Err(e) = builder.serve_connection(TokioIo::new(socket), service).await {
                 tracing::debug!(error = %e, %remote, "admin connection ended with an error");
             }
+            drop(permit);
         });
     }
 }
@@ -104,18 +118,11 @@ struct Readiness {
 }
 
 /// Ready when a config is loaded, the S3 listener accepts (not draining), and every provider
-/// answers within `server.readiness_timeout`. Providers are asked at once, so the probe takes
-/// at most one timeout however many there are.
+/// answered within `server.readiness_timeout` (see [`ProbeCache`] for how recent the answer is).
 async fn readiness(shared: &Shared) -> Readiness {
     let generation = shared.current();
-    let timeout = generation.config.server.readiness_timeout;
     let draining = shared.is_draining();
-    let probes = generation.upstreams.iter().map(|(name, upstream)| async move {
-        let started = Instant::now();
-        let outcome = upstream.probe(timeout).await;
-        (name, outcome, started.elapsed())
-    });
-    let outcomes = futures_util::future::join_all(probes).await;
+    let round = shared.probes.latest(&generation).await;
 
     let mut ready = !draining;
     let mut lines = String::new();
@@ -125,19 +132,20 @@ async fn readiness(shared: &Shared) -> Readiness {
     } else {
         let _ = writeln!(lines, "listener {}: accepting", shared.listen);
     }
-    for (name, outcome, elapsed) in outcomes {
-        match outcome {
+    for probe in &round.probes {
+        match &probe.outcome {
             Ok(status) => {
                 let _ = writeln!(
                     lines,
-                    "provider {name}: ok (HTTP {} in {} ms)",
+                    "provider {}: ok (HTTP {} in {} ms)",
+                    probe.provider,
                     status.as_u16(),
-                    elapsed.as_millis()
+                    probe.elapsed.as_millis()
                 );
             }
             Err(reason) => {
                 ready = false;
-                let _ = writeln!(lines, "provider {name}: FAILED: {reason}");
+                let _ = writeln!(lines, "provider {}: FAILED: {reason}", probe.provider);
             }
         }
     }
@@ -145,6 +153,71 @@ async fn readiness(shared: &Shared) -> Readiness {
     Readiness {
         ready,
         text: format!("{verdict}\n{lines}"),
+    }
+}
+
+/// The providers' answers to the last readiness probe, shared by every `/readyz` call for
+/// `server.readiness_cache`. `/readyz` is unauthenticated and each round sends a signed
+/// request to every provider, so a flood of probes must not become a flood of provider
+/// requests: one round runs at a time (callers that arrive meanwhile wait for it and take its
+/// answers), and a round is reused until it is older than the cache time or the config it
+/// probed has been replaced.
+#[derive(Default)]
+pub(crate) struct ProbeCache {
+    last: tokio::sync::Mutex<Option<Arc<ProbeRound>>>,
+}
+
+struct ProbeRound {
+    /// Which config the round probed (compared by address, never dereferenced).
+    generation: std::sync::Weak<Generation>,
+    started: Instant,
+    probes: Vec<ProviderProbe>,
+}
+
+struct ProviderProbe {
+    provider: String,
+    outcome: Result<StatusCode, String>,
+    elapsed: Duration,
+}
+
+impl ProbeCache {
+    /// A round for `generation` that is recent enough, or a new one.
+    async fn latest(&self, generation: &Arc<Generation>) -> Arc<ProbeRound> {
+        let asked = Instant::now();
+        let ttl = generation.config.server.readiness_cache;
+        // Held across the probes: that is the single flight.
+        let mut last = self.last.lock().await;
+        if let Some(round) = last.as_ref()
+            && std::ptr::eq(round.generation.as_ptr(), Arc::as_ptr(generation))
+            // Started after this caller asked: as fresh as a round it would start itself.
+            && (round.started >= asked || round.started.elapsed() < ttl)
+        {
+            return round.clone();
+        }
+        let round = Arc::new(probe_providers(generation).await);
+        *last = Some(round.clone());
+        round
+    }
+}
+
+/// Asks every provider at once, so a round takes at most one `server.readiness_timeout`
+/// however many there are.
+async fn probe_providers(generation: &Arc<Generation>) -> ProbeRound {
+    let timeout = generation.config.server.readiness_timeout;
+    let started = Instant::now();
+    let probes = generation.upstreams.iter().map(|(name, upstream)| async move {
+        let started = Instant::now();
+        let outcome = upstream.probe(timeout).await;
+        ProviderProbe {
+            provider: name.clone(),
+            outcome,
+            elapsed: started.elapsed(),
+        }
+    });
+    ProbeRound {
+        generation: Arc::downgrade(generation),
+        started,
+        probes: futures_util::future::join_all(probes).await,
     }
 }
 

@@ -94,7 +94,11 @@ struct RawServer {
     tls_key: Option<PathBuf>,
     shutdown_grace: Option<RawDuration>,
     readiness_timeout: Option<RawDuration>,
+    readiness_cache: Option<RawDuration>,
     max_connections: Option<usize>,
+    admin_max_connections: Option<usize>,
+    request_head_timeout: Option<RawDuration>,
+    idle_timeout: Option<RawDuration>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_buffered_body_bytes: Option<usize>,
@@ -234,6 +238,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long `/readyz` waits for each provider to answer.
     pub readiness_timeout: Duration,
+    /// How long `/readyz` reuses the providers' answers, so that a flood of probes (the
+    /// endpoint is unauthenticated) is not a flood of signed provider requests.
+    pub readiness_cache: Duration,
     pub limits: ConnectionLimits,
 }
 
@@ -250,6 +257,14 @@ pub struct ConnectionLimits {
     /// The bytes all bodies read whole (control XML, provider answers to rewrite) may hold at
     /// once; a request that finds no room gets 503 SlowDown (see `small_body`).
     pub max_buffered_body_bytes: usize,
+    /// Admin connections (`/healthz`, `/readyz`, `/metrics`) served at once.
+    pub admin_max_connections: usize,
+    /// From accept to the first request's complete head, TLS handshake included: a peer that
+    /// connects and says nothing gives its slot back after this long.
+    pub request_head_timeout: Duration,
+    /// How long a connection may stay open with no request in flight (HTTP/1 keep-alive, an
+    /// HTTP/2 connection with no open stream), and the HTTP/2 keep-alive ping interval.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -377,9 +392,20 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8333";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9333";
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_READINESS_CACHE: Duration = Duration::from_secs(60);
 /// Conservative for the common `ulimit -n` of 1024: each client connection can hold a second
 /// descriptor for its upstream connection.
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Probes and scrapes are a handful of clients; the cap only has to stop a flood.
+const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 32;
+/// Long enough for a slow client on a bad link to send a request head (and a TLS handshake),
+/// short enough that idle sockets cannot hold `max_connections` for long.
+const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Above the idle time of common client pools (botocore and the AWS SDKs keep connections for
+/// about 20-60 s after the last request), so the gateway is rarely the side that closes.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shorter than any sensible probe period, long enough to absorb a burst.
+const DEFAULT_READINESS_CACHE: Duration = Duration::from_secs(1);
 /// AWS itself accepts 8 KiB of request headers on uploads; 64 KiB leaves room for long
 /// presigned URLs and metadata while bounding what one connection can make the process hold.
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -714,14 +740,38 @@ impl Resolver<'_> {
         if readiness_timeout.is_zero() {
             return Err(self.error("server.readiness_timeout", "must be more than 0"));
         }
+        let readiness_cache = self.duration("server.readiness_cache", s.readiness_cache, DEFAULT_READINESS_CACHE)?;
+        if readiness_cache > MAX_READINESS_CACHE {
+            return Err(self.error(
+                "server.readiness_cache",
+                "must be at most 60s: a longer cache hides an outage from the orchestrator",
+            ));
+        }
         let limits = ConnectionLimits {
             max_connections: s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             max_header_bytes: s.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
             max_headers: s.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
             max_buffered_body_bytes: s.max_buffered_body_bytes.unwrap_or(DEFAULT_MAX_BUFFERED_BODY_BYTES),
+            admin_max_connections: s.admin_max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS),
+            request_head_timeout: self.duration(
+                "server.request_head_timeout",
+                s.request_head_timeout,
+                DEFAULT_REQUEST_HEAD_TIMEOUT,
+            )?,
+            idle_timeout: self.duration("server.idle_timeout", s.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
         };
         if limits.max_connections == 0 {
             return Err(self.error("server.max_connections", "must be at least 1"));
+        }
+        if limits.admin_max_connections == 0 {
+            return Err(self.error("server.admin_max_connections", "must be at least 1"));
+        }
+        // Zero would mean "never": exactly the unbounded wait these settings exist to end.
+        if limits.request_head_timeout.is_zero() {
+            return Err(self.error("server.request_head_timeout", "must be more than 0"));
+        }
+        if limits.idle_timeout.is_zero() {
+            return Err(self.error("server.idle_timeout", "must be more than 0"));
         }
         if limits.max_header_bytes < MIN_MAX_HEADER_BYTES {
             return Err(self.error(
@@ -746,6 +796,7 @@ impl Resolver<'_> {
             tls,
             shutdown_grace,
             readiness_timeout,
+            readiness_cache,
             limits,
         })
     }
@@ -1169,6 +1220,7 @@ mod tests {
         assert_eq!(example.server.admin_listen, defaults.server.admin_listen);
         assert_eq!(example.server.shutdown_grace, defaults.server.shutdown_grace);
         assert_eq!(example.server.readiness_timeout, defaults.server.readiness_timeout);
+        assert_eq!(example.server.readiness_cache, defaults.server.readiness_cache);
         assert_eq!(example.server.limits, defaults.server.limits);
     }
 
@@ -1247,8 +1299,12 @@ mod tests {
                 max_header_bytes: 64 * 1024,
                 max_headers: 100,
                 max_buffered_body_bytes: 64 * 1024 * 1024,
+                admin_max_connections: 32,
+                request_head_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
             }
         );
+        assert_eq!(cfg.server.readiness_cache, Duration::from_secs(1));
     }
 
     #[test]
@@ -1284,9 +1340,25 @@ mod tests {
                 "server.max_buffered_body_bytes"
             );
         }
-        let cfg =
-            with("max_connections = 5\nmax_header_bytes = 16384\nmax_headers = 20\nmax_buffered_body_bytes = 65536")
-                .expect("parses");
+        assert_eq!(
+            with("admin_max_connections = 0").unwrap_err().key,
+            "server.admin_max_connections"
+        );
+        assert_eq!(
+            with("request_head_timeout = 0").unwrap_err().key,
+            "server.request_head_timeout"
+        );
+        assert_eq!(with("idle_timeout = \"0s\"").unwrap_err().key, "server.idle_timeout");
+        assert_eq!(
+            with("readiness_cache = \"2m\"").unwrap_err().key,
+            "server.readiness_cache"
+        );
+        let cfg = with(
+            "max_connections = 5\nmax_header_bytes = 16384\nmax_headers = 20\nadmin_max_connections = 2\n\
+             request_head_timeout = \"500ms\"\nidle_timeout = \"2s\"\nreadiness_cache = 0\n\
+             max_buffered_body_bytes = 65536",
+        )
+        .expect("parses");
         assert_eq!(
             cfg.server.limits,
             ConnectionLimits {
@@ -1294,8 +1366,12 @@ mod tests {
                 max_header_bytes: 16384,
                 max_headers: 20,
                 max_buffered_body_bytes: 65536,
+                admin_max_connections: 2,
+                request_head_timeout: Duration::from_millis(500),
+                idle_timeout: Duration::from_secs(2),
             }
         );
+        assert_eq!(cfg.server.readiness_cache, Duration::ZERO);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! A request's path through the crate, in order:
 //!
 //! - [`server`]      listener, limits, TLS, connections, request id, access log, reload, shutdown
+//! - [`connection`]  one accepted connection: the connection cap, request-head and idle deadlines
 //! - [`auth`]        the trust boundary: what a signature covers, and the client key pairs s3s
 //!   verifies every signature form against
 //! - [`target`]      the bucket, key and copy source a request names, parsed once
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod body;
 pub mod checksum;
 pub mod config;
+pub mod connection;
 pub mod copy_through;
 pub mod dialect;
 pub mod error;

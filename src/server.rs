@@ -22,8 +22,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::rt::TokioIo;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -34,6 +33,7 @@ use crate::auth::ClientAuth;
 use crate::config::{
     Addressing, Config, ConfigError, ConnectionLimits, ProviderKind, SignatureVersion, WILDCARD_BUCKET,
 };
+use crate::connection::{InFlight, WatchedIo, accept_with_slot, http_builder};
 use crate::error::{new_request_id, render_error};
 use crate::gateway::Gateway;
 use crate::local::{LocalServer, ensure_local_bucket, start_local_provider};
@@ -179,6 +179,18 @@ fn warn_about_restart_only_changes(running: &Config, next: &Config) {
             "server.max_buffered_body_bytes",
             old.limits.max_buffered_body_bytes != new.limits.max_buffered_body_bytes,
         ),
+        (
+            "server.admin_max_connections",
+            old.limits.admin_max_connections != new.limits.admin_max_connections,
+        ),
+        (
+            "server.request_head_timeout",
+            old.limits.request_head_timeout != new.limits.request_head_timeout,
+        ),
+        (
+            "server.idle_timeout",
+            old.limits.idle_timeout != new.limits.idle_timeout,
+        ),
     ];
     for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(key, "changed in the new config; it takes effect at the next restart");
@@ -197,6 +209,8 @@ pub(crate) struct Shared {
     draining: AtomicBool,
     /// The S3 listener's address.
     pub(crate) listen: SocketAddr,
+    /// The last readiness probe's answers, shared by `/readyz` calls.
+    pub(crate) probes: crate::admin::ProbeCache,
 }
 
 impl Shared {
@@ -402,10 +416,15 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         body_budget,
         draining: AtomicBool::new(false),
         listen: addr,
+        probes: crate::admin::ProbeCache::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, shared.clone(), config.server.limits, stop_rx));
-    let admin_task = tokio::spawn(crate::admin::serve_admin(admin_listener, shared.clone()));
+    let admin_task = tokio::spawn(crate::admin::serve_admin(
+        admin_listener,
+        shared.clone(),
+        config.server.limits,
+    ));
     tracing::info!(
         %addr,
         %admin_addr,
@@ -499,56 +518,38 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = ConnBuilder::new(TokioExecutor::new());
+    let mut builder = http_builder(&limits);
     builder
         .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(60))
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
     builder
         .http2()
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    // Waiting for a free slot before accepting leaves further clients in the kernel's listen
-    // backlog (as HAProxy's maxconn does) instead of failing them: they are served as soon as
-    // a connection closes.
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let on_full = || {
+        shared.metrics.connection_limit_reached();
+        tracing::debug!(
+            max_connections = limits.max_connections,
+            "connection limit reached: new clients wait until a connection closes"
+        );
+    };
     loop {
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                shared.metrics.connection_limit_reached();
-                tracing::debug!(
-                    max_connections = limits.max_connections,
-                    "connection limit reached: new clients wait until a connection closes"
-                );
-                tokio::select! {
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                    _ = stop.changed() => break,
-                }
-            }
-        };
-        let (socket, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning on a listener that
-                    // cannot hand out sockets.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let (socket, remote, permit) = tokio::select! {
+            accepted = accept_with_slot(&listener, &slots, &on_full) => match accepted {
+                Some(accepted) => accepted,
+                None => break,
             },
             _ = stop.changed() => break,
         };
         let slot = ConnectionSlot::new(permit, shared.metrics.clone());
         let _ = socket.set_nodelay(true);
+        // Wrapped before TLS, so that the handshake counts against the request-head deadline.
+        let (socket, activity) = WatchedIo::new(socket, &limits);
         let tls = shared.current().tls.clone();
         let service_shared = shared.clone();
-        let service = hyper::service::service_fn(move |req| handle_edge(service_shared.clone(), req, remote));
+        let service =
+            hyper::service::service_fn(move |req| handle_edge(service_shared.clone(), req, remote, activity.begin()));
         match tls {
             None => {
                 let conn = builder
@@ -565,8 +566,9 @@ async fn accept_loop(
             Some(acceptor) => {
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
+                let handshake_timeout = limits.request_head_timeout;
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(socket)).await {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
                             return tracing::debug!(error = %e, %remote, "TLS handshake failed");
@@ -602,6 +604,7 @@ async fn handle_edge(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     remote: SocketAddr,
+    in_flight: InFlight,
 ) -> Result<Response<EdgeBody>, Infallible> {
     let started = Instant::now();
     let generation = shared.current();
@@ -675,6 +678,7 @@ async fn handle_edge(
         bytes_out: 0,
         body_failed: false,
         record: Some(record),
+        _in_flight: in_flight,
     }))
 }
 
@@ -879,6 +883,8 @@ pub struct EdgeBody {
     bytes_out: u64,
     body_failed: bool,
     record: Option<AccessRecord>,
+    /// Keeps the connection out of its idle deadline until the body is sent or dropped.
+    _in_flight: InFlight,
 }
 
 impl HttpBody for EdgeBody {

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 mod body_budget;
+mod connection_timeouts;
 mod core_ops;
 mod deploy;
 mod dialects;
@@ -15,6 +16,7 @@ mod sidecar;
 mod sigv2_upstream;
 mod streaming;
 mod support;
+mod tls;
 mod trailers;
 mod trust_boundary;
 mod upstream_failures;

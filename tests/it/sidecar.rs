@@ -24,13 +24,13 @@ const MIB: usize = 1024 * 1024;
 /// recorded when the response body has been handed to the socket).
 const EVENTUALLY: Duration = Duration::from_secs(10);
 
-async fn start_in_process(toml: &str) -> RunningGateway {
+pub(crate) async fn start_in_process(toml: &str) -> RunningGateway {
     let config = Config::parse(toml, "sidecar.toml", Path::new("."), &|_| None).expect("config");
     s3ferry::server::start(&config).await.expect("gateway starts")
 }
 
 /// A `[providers.NAME]` block for a test upstream (or any endpoint) with the test key pair.
-fn provider(name: &str, endpoint: &str) -> String {
+pub(crate) fn provider(name: &str, endpoint: &str) -> String {
     format!(
         r#"
 [providers.{name}]
@@ -44,7 +44,7 @@ read_timeout_secs = 20
 }
 
 /// The `[server]` and `[[credentials]]` blocks every test config starts with.
-fn server_block(extra: &str) -> String {
+pub(crate) fn server_block(extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -58,7 +58,7 @@ secret_access_key = "{CLIENT_SECRET}"
     )
 }
 
-fn route(bucket: &str, provider: &str) -> String {
+pub(crate) fn route(bucket: &str, provider: &str) -> String {
     format!("\n[[buckets]]\nname = \"{bucket}\"\nprovider = \"{provider}\"\n")
 }
 
@@ -82,7 +82,7 @@ fn signer(addr: std::net::SocketAddr) -> Signer<'static> {
 }
 
 /// A SigV4-signed request with a signed payload hash.
-fn signed(addr: std::net::SocketAddr, method: Method, path: &str, body: &[u8]) -> Request<RawBody> {
+pub(crate) fn signed(addr: std::net::SocketAddr, method: Method, path: &str, body: &[u8]) -> Request<RawBody> {
     let mut headers = HeaderMap::new();
     if !body.is_empty() {
         headers.insert("content-length", HeaderValue::from(body.len()));
@@ -91,7 +91,7 @@ fn signed(addr: std::net::SocketAddr, method: Method, path: &str, body: &[u8]) -
     builder.body(full_body(body.to_vec())).expect("request")
 }
 
-async fn admin_get(admin: std::net::SocketAddr, path: &str) -> RawResponse {
+pub(crate) async fn admin_get(admin: std::net::SocketAddr, path: &str) -> RawResponse {
     raw::send(
         Request::get(format!("http://{admin}{path}"))
             .body(full_body(""))
@@ -104,7 +104,7 @@ async fn admin_get(admin: std::net::SocketAddr, path: &str) -> RawResponse {
 type Labels<'a> = &'a [(&'a str, &'a str)];
 
 /// The value of the sample `name{labels}` in Prometheus text, when present.
-fn metric(text: &str, name: &str, labels: Labels<'_>) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str, labels: Labels<'_>) -> Option<f64> {
     let wanted: BTreeMap<&str, &str> = labels.iter().copied().collect();
     text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
         let (series, value) = line.rsplit_once(' ')?;
@@ -128,7 +128,7 @@ fn metric(text: &str, name: &str, labels: Labels<'_>) -> Option<f64> {
 }
 
 /// Scrapes `/metrics` until `done` holds for the text, within [`EVENTUALLY`].
-async fn metrics_when(admin: std::net::SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn metrics_when(admin: std::net::SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + EVENTUALLY;
     loop {
         let scraped = admin_get(admin, "/metrics").await;
@@ -146,13 +146,13 @@ async fn metrics_when(admin: std::net::SocketAddr, what: &str, done: impl Fn(&st
 }
 
 /// One client connection kept open across requests (HTTP/1.1 keep-alive).
-struct Connection {
-    sender: hyper::client::conn::http1::SendRequest<RawBody>,
-    task: tokio::task::JoinHandle<()>,
+pub(crate) struct Connection {
+    pub(crate) sender: hyper::client::conn::http1::SendRequest<RawBody>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
 impl Connection {
-    async fn open(addr: std::net::SocketAddr) -> Self {
+    pub(crate) async fn open(addr: std::net::SocketAddr) -> Self {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -164,7 +164,7 @@ impl Connection {
     }
 
     /// Sends `request` in origin form on this connection; returns the response head and body.
-    async fn send(&mut self, request: Request<RawBody>) -> http::Response<hyper::body::Incoming> {
+    pub(crate) async fn send(&mut self, request: Request<RawBody>) -> http::Response<hyper::body::Incoming> {
         let (mut parts, body) = request.into_parts();
         parts.uri = parts
             .uri
@@ -183,14 +183,14 @@ impl Connection {
         .expect("response")
     }
 
-    async fn get_text(&mut self, request: Request<RawBody>) -> (u16, String) {
+    pub(crate) async fn get_text(&mut self, request: Request<RawBody>) -> (u16, String) {
         let response = self.send(request).await;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.expect("body").to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
-    fn close(self) {
+    pub(crate) fn close(self) {
         self.task.abort();
     }
 }
@@ -514,7 +514,7 @@ async fn json_access_log_has_the_conventional_fields_and_never_a_secret() {
 }
 
 /// A 200 MiB object written straight into the upstream's directory; returns its MD5.
-fn write_large_object(up: &TestUpstream, bucket: &str, key: &str, mib: usize) -> String {
+pub(crate) fn write_large_object(up: &TestUpstream, bucket: &str, key: &str, mib: usize) -> String {
     use std::io::Write as _;
     up.create_bucket(bucket);
     let pieces: Vec<Vec<u8>> = (0..17u8).map(|i| pattern(MIB, i)).collect();
@@ -530,7 +530,7 @@ fn write_large_object(up: &TestUpstream, bucket: &str, key: &str, mib: usize) ->
 }
 
 /// Reads what is left of a body; returns its length and MD5 together with what was read before.
-async fn finish_body(mut body: hyper::body::Incoming, mut md5: Md5, mut total: usize) -> (usize, String) {
+pub(crate) async fn finish_body(mut body: hyper::body::Incoming, mut md5: Md5, mut total: usize) -> (usize, String) {
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.expect("body frame").into_data() {
             total += data.len();
@@ -541,7 +541,7 @@ async fn finish_body(mut body: hyper::body::Incoming, mut md5: Md5, mut total: u
 }
 
 /// The first data frame of a body (the response is then in flight, held by backpressure).
-async fn first_data(body: &mut hyper::body::Incoming, md5: &mut Md5) -> usize {
+pub(crate) async fn first_data(body: &mut hyper::body::Incoming, md5: &mut Md5) -> usize {
     loop {
         let frame = body.frame().await.expect("a first frame").expect("body frame");
         if let Ok(data) = frame.into_data() {

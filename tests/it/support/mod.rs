@@ -59,6 +59,42 @@ pub fn sdk_client(endpoint: &str, key: &str, secret: &str, path_style: bool) -> 
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_with_resolver(LoopbackResolver);
+    sdk_client_over(http_client, endpoint, key, secret, path_style)
+}
+
+/// A path-style client of the gateway at `addr` (plain HTTP) with the test key pair.
+pub fn gateway_client(addr: SocketAddr) -> Client {
+    sdk_client(
+        &format!("http://127.0.0.1:{}", addr.port()),
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        true,
+    )
+}
+
+/// A path-style client with the test key pair that trusts only `ca_pem` for HTTPS.
+pub fn sdk_client_trusting(endpoint: &str, ca_pem: &str) -> Client {
+    let trust = tls::TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(ca_pem.as_bytes());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("TLS context");
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(context)
+        .build_with_resolver(LoopbackResolver);
+    sdk_client_over(http_client, endpoint, CLIENT_KEY, CLIENT_SECRET, true)
+}
+
+fn sdk_client_over(
+    http_client: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    path_style: bool,
+) -> Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -113,6 +149,10 @@ pub struct Quirks {
     /// Not a quirk: the head of every request that reached the provider, so a test can assert
     /// what s3ferry sent, or that it sent nothing.
     pub received: std::sync::Mutex<Vec<ReceivedRequest>>,
+    /// Not a quirk: TCP connections accepted (for TLS, before the handshake).
+    pub connections: std::sync::atomic::AtomicUsize,
+    /// Not a quirk: HTTP requests received (for TLS, after a handshake that succeeded).
+    pub requests: std::sync::atomic::AtomicUsize,
 }
 
 /// A request head as it reached a test upstream.
@@ -142,6 +182,8 @@ pub struct TestUpstream {
     pub root: TempDir,
     /// Reject path-style requests, as OSS does (`SecondLevelDomainForbidden`).
     pub virtual_hosted_only: bool,
+    /// Served over TLS ([`TestUpstream::https`]).
+    pub tls: bool,
     pub quirks: std::sync::Arc<Quirks>,
     task: JoinHandle<()>,
 }
@@ -164,7 +206,33 @@ impl TestUpstream {
         Self::start(true).await
     }
 
+    /// s3s-fs behind TLS with `cert_pem` and `key_pem`, addressed path-style at
+    /// `https://localhost:PORT` (so the certificate must name `localhost`).
+    pub async fn https(cert_pem: &str, key_pem: &str) -> Self {
+        let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("cert PEM");
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .expect("key PEM")
+            .expect("a key");
+        let config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server cert");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let mut upstream = Self::start_with(false, Some(acceptor)).await;
+        upstream.tls = true;
+        upstream
+    }
+
     async fn start(virtual_hosted_only: bool) -> Self {
+        Self::start_with(virtual_hosted_only, None).await
+    }
+
+    async fn start_with(virtual_hosted_only: bool, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let root = tempfile::tempdir().expect("temp dir");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -177,11 +245,12 @@ impl TestUpstream {
         }
         let service = builder.build();
         let quirks = std::sync::Arc::new(Quirks::default());
-        let task = tokio::spawn(serve(listener, service, virtual_hosted_only, quirks.clone()));
+        let task = tokio::spawn(serve(listener, service, virtual_hosted_only, quirks.clone(), tls));
         Self {
             addr,
             root,
             virtual_hosted_only,
+            tls: false,
             quirks,
             task,
         }
@@ -189,7 +258,9 @@ impl TestUpstream {
 
     /// The endpoint a provider config uses for this server.
     pub fn endpoint(&self) -> String {
-        if self.virtual_hosted_only {
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else if self.virtual_hosted_only {
             format!("http://localhost:{}", self.addr.port())
         } else {
             format!("http://127.0.0.1:{}", self.addr.port())
@@ -225,23 +296,41 @@ impl TestUpstream {
     }
 }
 
-async fn serve(listener: TcpListener, service: S3Service, virtual_hosted_only: bool, quirks: std::sync::Arc<Quirks>) {
+async fn serve(
+    listener: TcpListener,
+    service: S3Service,
+    virtual_hosted_only: bool,
+    quirks: std::sync::Arc<Quirks>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let builder = ConnBuilder::new(TokioExecutor::new());
     loop {
         let Ok((socket, _)) = listener.accept().await else {
             continue;
         };
+        quirks.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let _ = socket.set_nodelay(true);
         let service = service.clone();
         let builder = builder.clone();
         let quirks = quirks.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let service = service.clone();
                 let quirks = quirks.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(service, req, virtual_hosted_only, &quirks).await) }
             });
-            let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
+            match tls {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(socket), svc).await;
+                }
+                Some(acceptor) => {
+                    // A handshake the client refuses ends here: nothing of HTTP was exchanged.
+                    if let Ok(stream) = acceptor.accept(socket).await {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            }
         });
     }
 }
@@ -271,6 +360,7 @@ async fn answer(
         target: req.uri().path_and_query().map(ToString::to_string).unwrap_or_default(),
         headers: req.headers().clone(),
     });
+    quirks.requests.fetch_add(1, Ordering::SeqCst);
     if req.method() == http::Method::PUT {
         let hash = req.headers().get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
         let mut seen = quirks.put_payload_hashes.lock().expect("not poisoned");
@@ -525,12 +615,7 @@ read_timeout_secs = 20
     );
     let config = Config::parse(&toml, "single-provider.toml", Path::new("."), &|_| None).expect("config");
     let g = s3ferry::server::start(&config).await.expect("gateway");
-    let client = sdk_client(
-        &format!("http://127.0.0.1:{}", g.addr().port()),
-        CLIENT_KEY,
-        CLIENT_SECRET,
-        true,
-    );
+    let client = gateway_client(g.addr());
     (g, client)
 }
 
