@@ -109,6 +109,11 @@ pub enum GatewayError {
     #[error("Upstream provider '{provider}' is unreachable: {cause}")]
     UpstreamUnreachable { provider: String, cause: String },
 
+    /// The provider's TLS certificate did not verify: nothing was sent. Its own variant so the
+    /// client learns what to fix without reading the TLS detail, which stays in the log.
+    #[error("Upstream provider '{provider}' presented a TLS certificate that does not verify: {cause}")]
+    UpstreamCertificateRejected { provider: String, cause: String },
+
     #[error("Upstream provider '{provider}' did not answer within {seconds} s")]
     UpstreamTimeout { provider: String, seconds: u64 },
 
@@ -170,7 +175,9 @@ impl GatewayError {
             Self::ContentSha256Mismatch => ("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST),
             Self::ChunkSignatureMismatch => ("SignatureDoesNotMatch", StatusCode::FORBIDDEN),
             Self::IncompleteBody => ("IncompleteBody", StatusCode::BAD_REQUEST),
-            Self::UpstreamUnreachable { .. } => ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE),
+            Self::UpstreamUnreachable { .. } | Self::UpstreamCertificateRejected { .. } => {
+                ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE)
+            }
             Self::UpstreamTimeout { .. } => ("GatewayTimeout", StatusCode::GATEWAY_TIMEOUT),
             Self::UpstreamProtocol { .. } => ("BadGateway", StatusCode::BAD_GATEWAY),
             Self::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
@@ -200,9 +207,10 @@ impl GatewayError {
             | Self::ContentSha256Mismatch
             | Self::ChunkSignatureMismatch
             | Self::IncompleteBody => Origin::Client,
-            Self::UpstreamUnreachable { .. } | Self::UpstreamTimeout { .. } | Self::UpstreamProtocol { .. } => {
-                Origin::Upstream
-            }
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamCertificateRejected { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::UpstreamProtocol { .. } => Origin::Upstream,
             Self::Internal(_) | Self::SlowDown => Origin::Internal,
             Self::Relayed { .. } => Origin::Upstream,
         }
@@ -212,7 +220,7 @@ impl GatewayError {
     /// `None` for errors that are not the provider's.
     pub fn upstream_error_kind(&self) -> Option<&'static str> {
         match self {
-            Self::UpstreamUnreachable { .. } => Some("unreachable"),
+            Self::UpstreamUnreachable { .. } | Self::UpstreamCertificateRejected { .. } => Some("unreachable"),
             Self::UpstreamTimeout { .. } => Some("timeout"),
             Self::UpstreamProtocol { .. } => Some("protocol"),
             _ => None,
@@ -233,6 +241,10 @@ impl GatewayError {
             Self::UpstreamUnreachable { provider, .. } => {
                 format!("Upstream provider '{provider}' could not be reached")
             }
+            Self::UpstreamCertificateRejected { provider, .. } => format!(
+                "Upstream provider '{provider}' could not be reached: its TLS certificate is not trusted by s3ferry \
+                 (the gateway log has the detail; check the provider's endpoint and ca_file)"
+            ),
             Self::UpstreamProtocol { provider, .. } => {
                 format!("Upstream provider '{provider}' sent a response s3ferry cannot relay")
             }

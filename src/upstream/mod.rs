@@ -272,7 +272,9 @@ impl SendError {
             },
             Self::Transport(e) => {
                 let cause = error_chain(&e);
-                if e.is_connect() {
+                if is_certificate_rejection(&e) {
+                    GatewayError::UpstreamCertificateRejected { provider, cause }
+                } else if e.is_connect() {
                     GatewayError::UpstreamUnreachable { provider, cause }
                 } else {
                     GatewayError::UpstreamProtocol { provider, cause }
@@ -280,6 +282,24 @@ impl SendError {
             }
         }
     }
+}
+
+/// Whether a transport error is rustls refusing the provider's certificate. The rustls error
+/// sits inside `io::Error`s, whose `source()` skips what they wrap, so those are opened by hand.
+fn is_certificate_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![err];
+    while let Some(e) = pending.pop() {
+        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            pending.push(inner);
+        }
+        if let Some(source) = e.source() {
+            pending.push(source);
+        }
+    }
+    false
 }
 
 /// `err: cause: cause...` on one line.
