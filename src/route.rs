@@ -150,3 +150,80 @@ impl RouteTable {
         self.wildcard.is_some() && !self.explicit.contains_key(bucket) && !self.claimed_upstream.contains(bucket)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    async fn table(toml: &str) -> RouteTable {
+        let config = Config::parse(toml, "routes.toml", std::path::Path::new("."), &|_| None).expect("config");
+        let (upstreams, _) = crate::server::start_providers(&config).await.expect("providers");
+        RouteTable::new(&config.buckets, &upstreams).expect("routes")
+    }
+
+    const PROVIDERS: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[credentials]]
+access_key_id = "k"
+secret_access_key = "s"
+[providers.new]
+endpoint = "http://127.0.0.1:1"
+access_key_id = "k"
+secret_access_key = "s"
+[providers.old]
+endpoint = "http://127.0.0.1:2"
+access_key_id = "k"
+secret_access_key = "s"
+"#;
+
+    #[tokio::test]
+    async fn the_wildcard_never_reaches_a_name_an_explicit_route_uses_upstream() {
+        let routes = table(&format!(
+            r#"{PROVIDERS}
+[[buckets]]
+name = "photos"
+provider = "new"
+upstream_bucket = "photos-2017"
+[[buckets]]
+name = "media"
+provider = "new"
+upstream_bucket = "media-new"
+fallback = "old"
+fallback_bucket = "media-2017"
+[[buckets]]
+name = "*"
+provider = "new"
+"#
+        ))
+        .await;
+        for hidden in ["photos-2017", "media-new", "media-2017"] {
+            assert!(!routes.wildcard_exposes(hidden), "{hidden}");
+            let err = routes.resolve(hidden).expect_err(hidden);
+            assert_eq!(err.code_and_status().0, "NoSuchBucket", "{hidden}");
+        }
+        let photos = routes.resolve("photos").expect("explicit");
+        assert_eq!(photos.upstream_bucket, "photos-2017");
+        let media = routes.resolve("media").expect("explicit");
+        assert_eq!(media.fallback.map(|f| f.bucket).as_deref(), Some("media-2017"));
+        let other = routes.resolve("anything-else").expect("wildcard");
+        assert_eq!(other.upstream_bucket, "anything-else");
+    }
+
+    #[tokio::test]
+    async fn without_a_wildcard_only_explicit_routes_resolve() {
+        let routes = table(&format!(
+            r#"{PROVIDERS}
+[[buckets]]
+name = "photos"
+provider = "old"
+"#
+        ))
+        .await;
+        assert!(routes.resolve("photos").is_ok());
+        assert!(!routes.wildcard_exposes("other"));
+        assert!(routes.resolve("other").is_err());
+    }
+}
