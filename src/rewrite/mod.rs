@@ -12,6 +12,9 @@ pub mod listing_encoding;
 pub mod provider_values;
 pub mod tagging;
 
+#[cfg(test)]
+mod property_tests;
+
 /// The largest XML response s3ferry reads into memory to rewrite. A ListObjects page of 1,000
 /// long keys is well under 1 MiB.
 pub const MAX_XML_BODY: usize = 16 * 1024 * 1024;

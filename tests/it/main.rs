@@ -1,6 +1,7 @@
 //! One integration-test binary: real upstream servers, the gateway, real clients.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
+mod chunked_properties;
 mod core_ops;
 mod deploy;
 mod dialects;
@@ -10,6 +11,7 @@ mod migration;
 mod migration_dialects;
 mod moto;
 mod sidecar;
+mod signing_properties;
 mod sigv2_upstream;
 mod streaming;
 mod support;
