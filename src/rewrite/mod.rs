@@ -30,6 +30,20 @@ impl From<quick_xml::Error> for RewriteError {
     }
 }
 
+/// Reads `xml` through to its end: `Err` at the first thing the XML reader refuses. Whatever a
+/// rewriter returns must pass, since a client's (or provider's) parser reads it next; the tests
+/// and fuzz targets check that with this.
+pub fn check_parses(xml: &[u8]) -> Result<(), quick_xml::Error> {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    loop {
+        if let quick_xml::events::Event::Eof = reader.read_event_into(&mut buf)? {
+            return Ok(());
+        }
+        buf.clear();
+    }
+}
+
 /// Every rewriter fed damaged provider XML (deterministically truncated, spliced and
 /// byte-flipped golden files): none may panic, and whatever one returns as rewritten XML must
 /// itself parse as XML, since it goes to a client's parser next.
@@ -80,17 +94,11 @@ mod damaged_input_tests {
     }
 
     fn assert_xml(output: &[u8], what: &str) {
-        let mut reader = quick_xml::Reader::from_reader(output);
-        let mut buf = Vec::new();
-        loop {
-            match reader.read_event_into(&mut buf) {
-                Ok(quick_xml::events::Event::Eof) => break,
-                Ok(_) => buf.clear(),
-                Err(e) => panic!(
-                    "{what} returned XML that does not parse ({e}): {}",
-                    String::from_utf8_lossy(output)
-                ),
-            }
+        if let Err(e) = super::check_parses(output) {
+            panic!(
+                "{what} returned XML that does not parse ({e}): {}",
+                String::from_utf8_lossy(output)
+            );
         }
     }
 
