@@ -621,6 +621,85 @@ mod tests {
         }
     }
 
+    /// `data` cut at `cuts` (any positions, empty pieces included), framed with a header CRC32
+    /// check of `claimed`: what the re-framer sends, and what it recorded.
+    fn reframe_split(
+        data: &[u8],
+        cuts: &[proptest::sample::Index],
+        claimed: &str,
+    ) -> (Vec<Result<Bytes, BoxError>>, FailureSlot) {
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+        at.push(0);
+        at.push(data.len());
+        at.sort_unstable();
+        let pieces = at
+            .windows(2)
+            .map(|w| Ok(Bytes::copy_from_slice(&data[w[0]..w[1]])))
+            .collect();
+        let check = ChecksumCheck::new(ChecksumAlgorithm::Crc32, ExpectedChecksum::Header(claimed.to_string()));
+        let slot = FailureSlot::default();
+        let held = HoldBackLast::new(stream_of(pieces), Some(check), slot.clone());
+        let body = UnsignedTrailerBody::new(held, ChecksumAlgorithm::Crc32, data.len() as u64);
+        (futures::executor::block_on(body.collect()), slot)
+    }
+
+    /// Bodies of up to three 64 KiB chunks and a bit, with deterministic content.
+    fn body_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        (0..3 * 65_536 + 100usize, any::<u8>())
+            .prop_map(|(len, seed)| (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_split_of_a_verified_body_is_framed_to_the_same_bytes(
+            data in body_strategy(),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..12),
+        ) {
+            let crc = ChecksumAlgorithm::Crc32.of(&data);
+            let (out, slot) = reframe_split(&data, &cuts, &crc);
+            proptest::prop_assert_eq!(recorded_failure(&slot), None);
+            let encoded: Vec<u8> = out.into_iter().flat_map(|r| r.expect("ok").to_vec()).collect();
+            // However the input was split, the framing is the one for the whole body at once.
+            let (whole, _) = reframe_split(&data, &[], &crc);
+            let whole: Vec<u8> = whole.into_iter().flat_map(|r| r.expect("ok").to_vec()).collect();
+            proptest::prop_assert!(encoded == whole, "{} cuts changed the framing", cuts.len());
+            proptest::prop_assert_eq!(
+                encoded.len() as u64,
+                unsigned_trailer_encoded_length(data.len() as u64, ChecksumAlgorithm::Crc32)
+            );
+            let (decoded, _, trailers) = decode_chunked(&encoded);
+            proptest::prop_assert!(decoded == data, "the data round-trips");
+            proptest::prop_assert_eq!(trailers, vec![format!("x-amz-checksum-crc32:{crc}")]);
+        }
+
+        #[test]
+        fn any_split_of_a_body_whose_checksum_fails_never_sends_its_end(
+            data in body_strategy(),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..12),
+        ) {
+            let wrong = ChecksumAlgorithm::Crc32.of(&[data.as_slice(), b"x"].concat());
+            proptest::prop_assume!(wrong != ChecksumAlgorithm::Crc32.of(&data));
+            let (out, slot) = reframe_split(&data, &cuts, &wrong);
+            proptest::prop_assert!(out.last().is_some_and(Result::is_err), "the body ends with an error");
+            let sent: Vec<u8> = out.iter().filter_map(|r| r.as_ref().ok()).flat_map(|b| b.to_vec()).collect();
+            proptest::prop_assert!(!sent.windows(14).any(|w| w == b"x-amz-checksum"), "no trailer went out");
+            proptest::prop_assert!(
+                (sent.len() as u64) < unsigned_trailer_encoded_length(data.len() as u64, ChecksumAlgorithm::Crc32)
+            );
+            proptest::prop_assert_eq!(
+                recorded_failure(&slot),
+                Some(UploadFailure::ChecksumMismatch { algorithm: ChecksumAlgorithm::Crc32 })
+            );
+        }
+    }
+
     #[test]
     fn encoded_lengths_cover_every_algorithm() {
         // "0\r\n" + "x-amz-checksum-sha256:" + 44 + "\r\n" + "\r\n"

@@ -326,3 +326,136 @@ mod tests {
         }
     }
 }
+
+/// Hostile targets: whatever path a client sends, the parse never panics, a bucket it accepts
+/// can carry nothing but a name, and a parsed target encoded for a provider parses back to the
+/// same bucket and key: encoding never changes what a request means.
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Characters that matter in paths: separators, dots, escapes, query and fragment marks,
+    /// spaces, plus signs, unicode.
+    const PIECES: &[&str] = &[
+        "a",
+        "b",
+        "0",
+        "-",
+        ".",
+        "..",
+        "/",
+        "//",
+        "%",
+        "%2F",
+        "%2f",
+        "%2E",
+        "%3F",
+        "?",
+        "#",
+        " ",
+        "+",
+        "%20",
+        "~",
+        "é",
+        "\u{1F600}",
+        ".s3ferry",
+        "x-id=",
+        "&",
+        "=",
+        "%FF",
+        "%C3%A9",
+        "A",
+        "_",
+    ];
+
+    fn path_piece() -> impl Strategy<Value = String> {
+        prop::sample::select(PIECES).prop_map(str::to_string)
+    }
+
+    /// Any text, escaped so that it is a valid request target path.
+    fn as_uri_path(text: &str) -> String {
+        let mut out = String::from("/");
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~/%".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    fn valid_bucket() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(&["a", "z", "0", "9"][..]),
+            prop::collection::vec(prop::sample::select(&["a", "k", "3", "-", "."][..]), 1..20),
+            prop::sample::select(&["b", "7"][..]),
+        )
+            .prop_map(|(first, middle, last)| format!("{first}{}{last}", middle.concat()))
+            .prop_filter("S3 naming rules", |b| bucket_name_problem(b).is_none())
+    }
+
+    fn parse(path: &str) -> Option<Result<ClientTarget, GatewayError>> {
+        let uri: http::Uri = path.parse().ok()?;
+        Some(parse_client_target(&uri, &HeaderMap::new(), None))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_key_survives_encoding_and_parsing(bucket in valid_bucket(), pieces in prop::collection::vec(path_piece(), 0..12)) {
+            let key = pieces.concat();
+            let path = format!("/{bucket}/{}", uri_encode(key.as_bytes(), true));
+            let target = parse(&path).expect("an encoded path is a valid URI").expect("parses");
+            prop_assert_eq!(target.bucket.as_deref(), Some(bucket.as_str()));
+            prop_assert_eq!(&target.key, &key);
+            prop_assert_eq!(target.encoded_key(), uri_encode(key.as_bytes(), true));
+        }
+
+        #[test]
+        fn a_parsed_target_encoded_again_means_the_same(
+            bucket in prop::option::of(valid_bucket()),
+            pieces in prop::collection::vec(path_piece(), 0..14),
+        ) {
+            // Half the paths start with a valid bucket, so the re-encoding is exercised often.
+            let text = match bucket {
+                Some(b) => format!("{b}/{}", pieces.concat()),
+                None => pieces.concat(),
+            };
+            let path = as_uri_path(&text);
+            let Some(parsed) = parse(&path) else { return Ok(()) };
+            let Ok(target) = parsed else { return Ok(()) };
+            if let Some(bucket) = &target.bucket {
+                prop_assert!(bucket_name_problem(bucket).is_none(), "{bucket}");
+                prop_assert!(!bucket.contains(['/', '?', '#', '%', ' ']), "{bucket}");
+                let again = format!("/{bucket}/{}", target.encoded_key());
+                let reparsed = parse(&again).expect("valid URI").expect("parses again");
+                prop_assert_eq!(&reparsed, &target);
+            }
+        }
+
+        #[test]
+        fn copy_sources_round_trip_through_their_header_value(
+            bucket in valid_bucket(),
+            pieces in prop::collection::vec(path_piece(), 1..10),
+            version in prop::option::of("[a-zA-Z0-9.=_-]{1,12}"),
+        ) {
+            let key = pieces.concat();
+            prop_assume!(!key.is_empty());
+            let source = CopySourceRef { bucket: bucket.clone(), key, version_id: version };
+            let again = parse_copy_source(&source.header_value(&bucket)).expect("parses");
+            prop_assert_eq!(again, source);
+        }
+
+        #[test]
+        fn dot_prefixes_never_hide_the_reserved_prefix(
+            prefix in prop::collection::vec(prop::sample::select(&["./", "", "x/../", "/"][..]), 0..4),
+            rest in "[a-z/]{0,12}",
+        ) {
+            let key = format!("{}.s3ferry/{rest}", prefix.concat());
+            prop_assert!(is_reserved(&key), "{key}");
+        }
+    }
+}

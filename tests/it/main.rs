@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 mod body_budget;
+mod chunked_properties;
 mod connection_timeouts;
 mod core_ops;
 mod deploy;
@@ -13,6 +14,7 @@ mod migration;
 mod migration_dialects;
 mod moto;
 mod sidecar;
+mod signing_properties;
 mod sigv2_upstream;
 mod streaming;
 mod support;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 use time::OffsetDateTime;
 
-use crate::support::raw::{self, Signer, full_body, sha256_hex, unsigned_trailer_chunks};
+use crate::support::raw::{self, Signer, chunked_headers, full_body, sha256_hex, unsigned_trailer_chunks};
 use crate::support::{CLIENT_KEY, CLIENT_SECRET, Harness, error_code, error_status, pattern};
 
 fn signer(h: &Harness) -> Signer<'static> {
@@ -159,18 +159,6 @@ async fn tampered_body_under_a_signed_payload_hash_is_refused_and_not_stored() {
         );
     }
     h.stop().await;
-}
-
-fn chunked_headers(decoded_len: usize, encoded_len: usize, trailer: bool) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
-    h.insert("x-amz-decoded-content-length", HeaderValue::from(decoded_len));
-    h.insert("content-length", HeaderValue::from(encoded_len));
-    if trailer {
-        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32"));
-        h.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("CRC32"));
-    }
-    h
 }
 
 /// Sends `data` as a signed aws-chunked upload, optionally corrupting one chunk's signature.

@@ -6,6 +6,7 @@ pub mod moto;
 pub mod oss;
 pub mod raw;
 pub mod v1_only;
+pub mod verifier;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

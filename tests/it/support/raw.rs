@@ -47,6 +47,20 @@ impl RawResponse {
     }
 }
 
+/// The headers of an `aws-chunked` upload of `decoded_len` bytes framed into `encoded_len`,
+/// with a CRC32 trailer announced when `trailer`.
+pub fn chunked_headers(decoded_len: usize, encoded_len: usize, trailer: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
+    h.insert("x-amz-decoded-content-length", HeaderValue::from(decoded_len));
+    h.insert("content-length", HeaderValue::from(encoded_len));
+    if trailer {
+        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32"));
+        h.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("CRC32"));
+    }
+    h
+}
+
 /// Signs a request as a client of the gateway would (SigV4 header auth).
 pub struct Signer<'a> {
     pub addr: SocketAddr,
