@@ -31,7 +31,7 @@ use crate::migration::serve::{Migration, ReadRequest};
 use crate::operation::{self, Target};
 use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
 use crate::route::{Route, RouteTable};
-use crate::target::{ClientTarget, CopySourceRef, has_dot_segment, parse_copy_source, refuse_reserved};
+use crate::target::{ClientTarget, CopySourceRef, parse_copy_source, refuse_dot_segments, refuse_reserved};
 use crate::upstream::OutgoingRequest;
 use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
 use crate::upstream::url::parse_query;
@@ -494,17 +494,15 @@ fn copy_source_of(headers: &HeaderMap) -> Result<Option<CopySourceRef>, GatewayE
 }
 
 /// A key the client may name on `route`: never one of s3ferry's own, and with `.`/`..`
-/// segments only where the provider stores them literally (`literal_dot_segments`).
+/// segments only where every provider it may reach (the route's, and a migration's old one)
+/// stores them literally.
 fn check_key(route: &Route, key: &str) -> Result<(), GatewayError> {
     refuse_reserved(key)?;
-    let settings = &route.provider.settings;
-    if has_dot_segment(key) && !settings.profile.literal_dot_segments {
-        return Err(GatewayError::InvalidArgument(format!(
-            "object keys with '.' or '..' path segments cannot be stored at provider '{}' (dialect {}): it may              resolve them as a path; if it stores such keys as they are, set dialect_overrides.literal_dot_segments              = true",
-            settings.name, settings.profile.name
-        )));
+    let mut providers = vec![&route.provider.settings];
+    if let Some(fallback) = &route.fallback {
+        providers.push(&fallback.provider.settings);
     }
-    Ok(())
+    refuse_dot_segments(key, &providers)
 }
 
 /// The client's query pairs without its presigned-URL signature parameters. An empty

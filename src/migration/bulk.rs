@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::copy::{CopyOutcome, CopyTask, copy_object, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
-use super::tombstone::{RESERVED_PREFIX, TOMBSTONE_PREFIX};
+use super::tombstone::TOMBSTONE_PREFIX;
 use crate::error::GatewayError;
 use crate::rewrite::list_objects::{ListEntry, ListedObject};
 use crate::route::{FallbackRoute, Route};
@@ -82,7 +82,7 @@ impl<'a> PairWalk<'a> {
             } else {
                 None
             };
-            if key.starts_with(RESERVED_PREFIX) {
+            if crate::target::is_reserved(&key) {
                 continue;
             }
             let tombstoned = self.tombstones.contains(&key).await?;

@@ -118,6 +118,8 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
         key,
         ..
     } = task;
+    // A key listed at the old provider reaches the new one only if both store it as it is.
+    crate::target::refuse_dot_segments(key, &[&old.settings, &new.settings])?;
     if tombstone::is_tombstoned(new, new_bucket, key).await? {
         return Ok(CopyOutcome::Tombstoned);
     }

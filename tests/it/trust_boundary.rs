@@ -525,3 +525,74 @@ async fn the_local_provider_never_sees_a_path_outside_the_bucket() {
         .expect("an ordinary put");
     g.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn dot_segments_are_refused_when_a_migrations_old_provider_would_resolve_them() {
+    // The new provider (aws dialect) keeps `a/../b` literally, but the old one is a local
+    // directory: a fallback read of `../secret-bucket/x` would leave the old bucket.
+    let new = crate::support::TestUpstream::path_style().await;
+    new.create_bucket("media");
+    let old_root = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(old_root.path().join("secret-bucket")).expect("dir");
+    std::fs::write(old_root.path().join("secret-bucket/x"), b"top secret").expect("seed");
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[credentials]]
+access_key_id = "{CLIENT_KEY}"
+secret_access_key = "{CLIENT_SECRET}"
+[providers.new]
+endpoint = "{endpoint}"
+access_key_id = "{key}"
+secret_access_key = "{secret}"
+dialect = "aws"
+[providers.old]
+kind = "local"
+root = "{old}"
+[[buckets]]
+name = "media"
+provider = "new"
+fallback = "old"
+fallback_bucket = "media-2017"
+"#,
+        endpoint = new.endpoint(),
+        key = crate::support::UPSTREAM_KEY,
+        secret = crate::support::UPSTREAM_SECRET,
+        old = old_root.path().display(),
+    );
+    let config = Config::parse(&toml, "migrating.toml", Path::new("."), &|_| None).expect("config");
+    let g = s3ferry::server::start(&config).await.expect("gateway");
+    let s = Signer {
+        addr: g.addr(),
+        key: CLIENT_KEY,
+        secret: CLIENT_SECRET,
+        time: time::OffsetDateTime::now_utc(),
+    };
+    let before = new.quirks.received_count();
+    let (builder, _) = s.sign(
+        Method::GET,
+        "/media/../secret-bucket/x",
+        HeaderMap::new(),
+        &hex_sha256(b""),
+    );
+    let response = raw::send(builder.body(full_body("")).expect("request")).await;
+    assert_eq!(
+        (response.status, response.code().as_str()),
+        (400, "InvalidArgument"),
+        "{}",
+        response.body
+    );
+    assert!(!response.body.contains("top secret"));
+    assert!(
+        response.body.contains("&apos;old&apos;"),
+        "names the provider that would resolve it: {}",
+        response.body
+    );
+    assert!(
+        new.quirks.received_since(before).is_empty(),
+        "nothing reached the new provider either"
+    );
+    g.shutdown(Duration::from_secs(2)).await;
+}
