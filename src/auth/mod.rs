@@ -36,7 +36,15 @@ pub fn admit(
     boundary::check_time_and_host(&form, req.headers(), now)?;
     boundary::check_v2_query(&form, req.uri())?;
     boundary::restrict_to_signed(&form, req.headers_mut())?;
-    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    // HTTP/2 carries the host as `:authority`, which s3s reads as `Host` (so must this check).
+    let authority = matches!(req.version(), http::Version::HTTP_2 | http::Version::HTTP_3)
+        .then(|| req.uri().authority().map(http::uri::Authority::as_str))
+        .flatten();
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(authority);
     let vh_bucket = match (domain, host) {
         (Some(domain), Some(host)) => virtual_host_bucket(host, domain),
         _ => None,
