@@ -33,6 +33,14 @@ pub fn admit(
     now: time::OffsetDateTime,
 ) -> Result<(), GatewayError> {
     let form = boundary::auth_form(req.method(), req.uri(), req.headers())?;
+    if form == boundary::AuthForm::PostForm {
+        // s3s would read the whole form (from anyone: the policy's signature is checked after)
+        // only to refuse it, since s3ferry does not forward form uploads yet; refusing here
+        // reads none of it.
+        return Err(GatewayError::NotImplemented(
+            "browser POST-policy form uploads are not supported by s3ferry yet; use a presigned PUT URL".into(),
+        ));
+    }
     boundary::check_time_and_host(&form, req.headers(), now)?;
     boundary::check_v2_query(&form, req.uri())?;
     boundary::restrict_to_signed(&form, req.headers_mut())?;
