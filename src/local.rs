@@ -148,8 +148,12 @@ impl LocalFixups {
         let query = crate::upstream::url::parse_query(req.uri().query().unwrap_or(""));
         let has = |name: &str| query.iter().any(|(n, _)| n == name);
         if let Some(t) = &target {
-            // Bucket names were validated by the gateway's front door (no `..`); keys with a
-            // `..` segment are left to s3s-fs, which confines paths to its root.
+            // Bucket names were validated by the gateway's front door (no `..`), and so were
+            // keys with `.`/`..` segments (the local dialect refuses them); refusing them here
+            // too keeps this server inside its bucket whoever calls it.
+            if let Some(refusal) = unstorable_key(&t.bucket, &t.key) {
+                return refusal;
+            }
             let bucket_dir = self.root.join(&t.bucket);
             let creates_bucket = req.method() == Method::PUT && t.key.is_empty() && query.is_empty();
             if !creates_bucket && !tokio::fs::metadata(&bucket_dir).await.is_ok_and(|m| m.is_dir()) {
@@ -169,7 +173,6 @@ impl LocalFixups {
                 }
             } else if (req.method() == Method::GET || req.method() == Method::HEAD)
                 && !t.key.is_empty()
-                && !t.key.split('/').any(|segment| segment == "..")
                 && query.is_empty()
                 && tokio::fs::metadata(bucket_dir.join(&t.key))
                     .await
@@ -373,6 +376,56 @@ async fn encode_listing_response(response: Response<s3s::Body>, budget: &BodyBud
             )
         }
     }
+}
+
+/// Longest file name the local file systems take (ext4, xfs, btrfs, tmpfs: 255 bytes).
+const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// s3s-fs keeps an object's metadata beside the bucket directories in one file named
+/// `.bucket-<base64 bucket>.object-<base64 key>[.upload-<uuid>].metadata.json`, so the bucket
+/// and key together must fit one file name: this is the rest of that name, at its longest.
+const METADATA_NAME_OVERHEAD: usize =
+    ".bucket-".len() + ".object-".len() + ".upload-".len() + 36 + ".metadata.json".len();
+
+/// Length of unpadded base64 of `n` bytes.
+fn base64_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// A key a directory cannot hold: each `/`-separated part becomes a file or directory name,
+/// and the whole key (with the bucket) a metadata file name. A clear 400 instead of the file
+/// system's error (a 500 from s3s-fs).
+fn unstorable_key(bucket: &str, key: &str) -> Option<Response<s3s::Body>> {
+    if key.is_empty() {
+        return None;
+    }
+    if crate::target::has_dot_segment(key) {
+        return Some(local_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "a local provider cannot store keys with '.' or '..' path segments",
+        ));
+    }
+    if key.contains('\0') {
+        return Some(local_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "a local provider cannot store keys with a NUL character",
+        ));
+    }
+    let longest_key = (MAX_FILE_NAME_BYTES.saturating_sub(METADATA_NAME_OVERHEAD + base64_len(bucket.len())) * 3) / 4;
+    let part_too_long = key.split('/').any(|part| part.len() > MAX_FILE_NAME_BYTES);
+    if part_too_long || key.len() > longest_key {
+        return Some(local_error(
+            StatusCode::BAD_REQUEST,
+            "KeyTooLongError",
+            &format!(
+                "Your key is too long for a local provider: it keeps each key, with its bucket name, in one file \
+                 name of at most {MAX_FILE_NAME_BYTES} bytes, which leaves {longest_key} bytes of key in this bucket"
+            ),
+        ));
+    }
+    None
 }
 
 fn local_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {

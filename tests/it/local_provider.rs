@@ -251,3 +251,51 @@ async fn conditional_writes_never_overwrite_silently() {
     assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), b"second");
     g.shutdown(std::time::Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn keys_a_directory_cannot_hold_get_a_clear_400_not_a_500() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (g, client) = local_gateway(dir.path()).await;
+    // s3s-fs names an object's metadata file after the base64 of bucket and key: with the
+    // 12-byte bucket name, keys up to 123 bytes fit a 255-byte file name.
+    for (key, code) in [
+        ("a\0b".to_string(), "InvalidArgument"),
+        ("x".repeat(124), "KeyTooLongError"),
+        (format!("d/{}/z", "y".repeat(256)), "KeyTooLongError"),
+    ] {
+        let err = client
+            .put_object()
+            .bucket("local-bucket")
+            .key(&key)
+            .body(ByteStream::from_static(b"data"))
+            .send()
+            .await
+            .expect_err("refused");
+        assert_eq!((error_status(&err), error_code(&err).as_str()), (400, code), "{key:?}");
+    }
+    let longest = format!("dir/{}", "k".repeat(119));
+    client
+        .put_object()
+        .bucket("local-bucket")
+        .key(&longest)
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await
+        .expect("the longest key that fits");
+    let upload = client
+        .create_multipart_upload()
+        .bucket("local-bucket")
+        .key(&longest)
+        .send()
+        .await
+        .expect("multipart uploads fit too");
+    client
+        .abort_multipart_upload()
+        .bucket("local-bucket")
+        .key(&longest)
+        .upload_id(upload.upload_id().unwrap_or_default())
+        .send()
+        .await
+        .expect("abort");
+    g.shutdown(Duration::from_secs(2)).await;
+}
