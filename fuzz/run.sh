@@ -3,9 +3,12 @@
 # each (the machines have 2 cores).  Usage: fuzz/run.sh [SECONDS]
 #
 # Needs the nightly toolchain (installed beside stable) and cargo-fuzz, which it installs from
-# crates.io when missing. Measured on the 2-core machine (2026-11-30): installing cargo-fuzz
-# ~25 s; building the targets from clean ~8 min (release, with sanitizer instrumentation; the
-# s3ferry dependency tree is built again for it); then SECONDS per target plus a few seconds.
+# crates.io when missing. FUZZ_BUILD_FLAGS adds cargo-fuzz build/run flags: CI passes
+# "--dev --sanitizer none" for its smoke run. Measured on the 2-core machine (2026-11-30):
+# installing cargo-fuzz 21 s; building the targets from clean 8 min 04 s by default (release,
+# AddressSanitizer; s3ferry's whole dependency tree is built again for it) or 2 min 18 s with
+# "--dev --sanitizer none" (which then runs about 5-10 times slower: fine for 20 s, not for
+# the long runs); then SECONDS per target plus a few seconds.
 # The corpora grow in fuzz/corpus/<target>/ (git-ignored), seeded from tests/fixtures/xml; a
 # crash is saved in fuzz/artifacts/<target>/ and makes this script exit non-zero after every
 # target has run. Each target's log goes to ${FUZZ_LOG_DIR:-fuzz/target/logs}/<target>.log.
@@ -13,6 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")"
 
 seconds="${1:-20}"
+read -r -a flags <<<"${FUZZ_BUILD_FLAGS:-}"
 logs="${FUZZ_LOG_DIR:-$PWD/target/logs}"
 mkdir -p "$logs"
 
@@ -26,7 +30,7 @@ if ! command -v cargo-fuzz >/dev/null; then
 fi
 
 echo "==> building the fuzz targets"
-cargo +nightly fuzz build || exit 1
+cargo +nightly fuzz build "${flags[@]}" || exit 1
 
 # Seeds: the golden XML files (the rewriters' and parsers' real inputs). rewrite_xml reads an
 # options byte first.
@@ -43,7 +47,7 @@ failed=()
 for target in $(cargo +nightly fuzz list); do
     echo "==> $target: ${seconds}s"
     mkdir -p "corpus/$target"
-    if cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=1 \
+    if cargo +nightly fuzz run "${flags[@]}" "$target" -- -max_total_time="$seconds" -print_final_stats=1 \
         >"$logs/$target.log" 2>&1; then
         grep -E '^#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss' "$logs/$target.log" | tail -3
     else

@@ -1,0 +1,157 @@
+//! A client's `aws-chunked` upload body, any bytes, through the path the gateway takes: s3s's
+//! `S3Service` verifies the (validly signed) head and decodes the body, then s3ferry's
+//! `HoldBackLast` checks the trailing CRC32. The fuzzer controls the whole body and the
+//! announced decoded length. `STREAMING-UNSIGNED-PAYLOAD-TRAILER` bodies have no signatures to
+//! get past, so every framing path is reachable; signed bodies reach the framing parser up to
+//! the first chunk signature. Nothing may panic; an accepted body must be exactly the announced
+//! length, and an accepted trailer must match the bytes.
+#![no_main]
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use http_body_util::BodyExt as _;
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use s3ferry::body::{ChecksumCheck, ExpectedChecksum, FailureSlot, HoldBackLast, recorded_failure};
+use s3ferry::checksum::ChecksumAlgorithm;
+use s3ferry::upstream::sign::{SigningParams, sign_v4};
+use s3s::auth::SimpleAuth;
+use s3s::route::S3Route;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{Body, S3Request, S3Response, S3Result};
+
+const KEY: &str = "fuzz-key";
+const SECRET: &str = "fuzz-secret";
+
+#[derive(Debug, Arbitrary)]
+struct Input<'a> {
+    signed_chunks: bool,
+    decoded_length: u16,
+    body: &'a [u8],
+    /// Where the body is cut into transport frames.
+    cuts: Vec<u16>,
+}
+
+/// The decoded body, or why reading it failed; `None` until a request reaches the route.
+type Outcome = Arc<Mutex<Option<Result<Vec<u8>, String>>>>;
+
+#[derive(Clone, Default)]
+struct Record(Outcome);
+
+struct NoOperations;
+
+#[async_trait::async_trait]
+impl s3s::S3 for NoOperations {}
+
+#[async_trait::async_trait]
+impl S3Route for Record {
+    fn is_match(&self, _: &Method, _: &Uri, _: &HeaderMap, _: &mut http::Extensions) -> bool {
+        true
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let read = match req.trailing_headers {
+            Some(trailers) if req.headers.contains_key("x-amz-trailer") => {
+                let slot = FailureSlot::default();
+                let check = ChecksumCheck::new(ChecksumAlgorithm::Crc32, ExpectedChecksum::Trailer(trailers));
+                let held = HoldBackLast::new(req.input, Some(check), slot.clone());
+                match (held.into_upstream_body().collect().await, recorded_failure(&slot)) {
+                    (Ok(b), None) => Ok(b.to_bytes().to_vec()),
+                    (_, failure) => Err(format!("{failure:?}")),
+                }
+            }
+            _ => req
+                .input
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .map_err(|e| e.to_string()),
+        };
+        if let Ok(mut outcome) = self.0.lock() {
+            *outcome = Some(read);
+        }
+        Ok(S3Response::new(Body::empty()))
+    }
+}
+
+fn service(record: Record) -> S3Service {
+    let mut builder = S3ServiceBuilder::new(NoOperations);
+    builder.set_auth(SimpleAuth::from_single(KEY, SECRET));
+    builder.set_route(record);
+    builder.build()
+}
+
+fn request(input: &Input<'_>) -> Request<Body> {
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("127.0.0.1:9000"));
+    headers.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
+    headers.insert("content-length", HeaderValue::from(input.body.len()));
+    headers.insert("x-amz-decoded-content-length", HeaderValue::from(input.decoded_length));
+    headers.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32"));
+    let payload = if input.signed_chunks {
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+    } else {
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    };
+    let params = SigningParams {
+        access_key_id: KEY,
+        secret_access_key: SECRET,
+        region: "us-east-1",
+        time: time::OffsetDateTime::now_utc(),
+    };
+    sign_v4(&Method::PUT, "/fuzz-bucket/upload", "", &mut headers, payload, &params);
+
+    let mut at: Vec<usize> = input
+        .cuts
+        .iter()
+        .map(|c| usize::from(*c) % (input.body.len() + 1))
+        .collect();
+    at.extend([0, input.body.len()]);
+    at.sort_unstable();
+    let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = at
+        .windows(2)
+        .map(|w| Ok(http_body::Frame::data(Bytes::copy_from_slice(&input.body[w[0]..w[1]]))))
+        .collect();
+    let body = Body::http_body(http_body_util::StreamBody::new(futures_util::stream::iter(frames)));
+    let mut request = Request::builder()
+        .method(Method::PUT)
+        .uri("http://127.0.0.1:9000/fuzz-bucket/upload");
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    request.body(body).expect("a valid request head")
+}
+
+/// The value of the last `x-amz-checksum-crc32` line in `body` (trailers come last), if any.
+fn trailer_value(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    text.rsplit("\r\n")
+        .find_map(|line| line.strip_prefix("x-amz-checksum-crc32:").map(|v| v.trim().to_string()))
+}
+
+fuzz_target!(|input: Input<'_>| {
+    let record = Record::default();
+    let service = service(record.clone());
+    let status = futures_executor::block_on(service.call(request(&input)))
+        .map(|r| r.status().as_u16())
+        .unwrap_or(500);
+    let outcome = record.0.lock().ok().and_then(|o| o.clone());
+    if let Some(Ok(decoded)) = outcome {
+        assert_eq!(status, 200);
+        assert_eq!(
+            decoded.len(),
+            usize::from(input.decoded_length),
+            "accepted a body of another length than announced"
+        );
+        if !input.signed_chunks {
+            let trailer = trailer_value(input.body);
+            assert_eq!(
+                trailer.as_deref(),
+                Some(ChecksumAlgorithm::Crc32.of(&decoded).as_str()),
+                "accepted a body that does not match its trailer"
+            );
+        }
+    }
+});
