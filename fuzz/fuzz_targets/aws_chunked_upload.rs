@@ -129,11 +129,15 @@ fn request(input: &Input<'_>) -> Request<Body> {
     request.body(body).expect("a valid request head")
 }
 
-/// The value of the last `x-amz-checksum-crc32` line in `body` (trailers come last), if any.
+/// The value of the last `x-amz-checksum-crc32` line in `body` (trailers come last; header
+/// names are case-insensitive), if any.
 fn trailer_value(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
-    text.rsplit("\r\n")
-        .find_map(|line| line.strip_prefix("x-amz-checksum-crc32:").map(|v| v.trim().to_string()))
+    text.rsplit("\r\n").find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("x-amz-checksum-crc32")
+            .then(|| value.trim().to_string())
+    })
 }
 
 fuzz_target!(|input: Input<'_>| {
