@@ -130,12 +130,13 @@ fn request(input: &Input<'_>) -> Request<Body> {
 }
 
 /// The value of the last `x-amz-checksum-crc32` line in `body` (trailers come last; header
-/// names are case-insensitive), if any.
+/// names are case-insensitive; s3s also ends a trailer line at a bare LF, and trims the value).
 fn trailer_value(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
-    text.rsplit("\r\n").find_map(|line| {
+    text.rsplit('\n').find_map(|line| {
         let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("x-amz-checksum-crc32")
+        name.trim()
+            .eq_ignore_ascii_case("x-amz-checksum-crc32")
             .then(|| value.trim().to_string())
     })
 }
