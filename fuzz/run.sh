@@ -9,7 +9,8 @@
 # AddressSanitizer; s3ferry's whole dependency tree is built again for it) or 2 min 18 s with
 # "--dev --sanitizer none" (which then runs about 5-10 times slower: fine for 20 s, not for
 # the long runs); then SECONDS per target plus a few seconds.
-# The corpora grow in fuzz/corpus/<target>/ (git-ignored), seeded from tests/fixtures/xml; a
+# The corpora grow in fuzz/corpus/<target>/ (git-ignored), seeded from tests/fixtures/xml and
+# fuzz/seeds/; a
 # crash is saved in fuzz/artifacts/<target>/ and makes this script exit non-zero after every
 # target has run. Each target's log goes to ${FUZZ_LOG_DIR:-fuzz/target/logs}/<target>.log.
 set -uo pipefail
@@ -41,6 +42,14 @@ for f in ../tests/fixtures/xml/*.xml; do
     name="$(basename "$f")"
     cp -n "$f" "corpus/parse_xml/$name"
     [ -e "corpus/rewrite_xml/$name" ] || { printf '\x08'; cat "$f"; } >"corpus/rewrite_xml/$name"
+done
+
+# Hand-written seeds (fuzz/seeds/<target>/), e.g. valid aws-chunked bodies, which the fuzzer
+# would hardly find alone (each needs a matching CRC32 trailer).
+for dir in seeds/*/; do
+    target="$(basename "$dir")"
+    mkdir -p "corpus/$target"
+    cp -n "$dir"* "corpus/$target/"
 done
 
 failed=()

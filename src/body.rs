@@ -164,6 +164,10 @@ pub struct HoldBackLast {
     verified: Option<(ChecksumAlgorithm, String)>,
     /// Where the matched checksum is also reported, for the gateway after the body is gone.
     verified_slot: Option<VerifiedSlot>,
+    /// The length the body must have (a de-chunked body's `x-amz-decoded-content-length`,
+    /// which s3s does not compare with what it decodes), and what came so far.
+    expected_length: Option<u64>,
+    received: u64,
     slot: FailureSlot,
     finished: bool,
 }
@@ -179,9 +183,18 @@ impl HoldBackLast {
             check,
             verified: None,
             verified_slot: None,
+            expected_length: None,
+            received: 0,
             slot,
             finished: false,
         }
+    }
+
+    /// Also refuses the body unless it is exactly `length` bytes: a longer one as soon as it
+    /// passes `length`, a shorter one at its end, and in both cases before its last piece.
+    pub fn expecting_length(mut self, length: u64) -> Self {
+        self.expected_length = Some(length);
+        self
     }
 
     /// Also reports the matched checksum to `slot`.
@@ -255,6 +268,12 @@ impl Stream for HoldBackLast {
                     if bytes.is_empty() {
                         continue;
                     }
+                    self.received = self.received.saturating_add(bytes.len() as u64);
+                    if self.expected_length.is_some_and(|expected| self.received > expected) {
+                        return self.fail(UploadFailure::Malformed(
+                            "the body is longer than its x-amz-decoded-content-length".into(),
+                        ));
+                    }
                     if let Some(check) = &mut self.check {
                         check.hasher.update(&bytes);
                     }
@@ -267,6 +286,9 @@ impl Stream for HoldBackLast {
                     return self.fail(failure);
                 }
                 None => {
+                    if self.expected_length.is_some_and(|expected| self.received < expected) {
+                        return self.fail(UploadFailure::Incomplete);
+                    }
                     if let Err(failure) = self.verify_checksum() {
                         return self.fail(failure);
                     }
@@ -546,6 +568,54 @@ mod tests {
                 algorithm: ChecksumAlgorithm::Crc32
             })
         );
+    }
+
+    /// Found by fuzzing (`aws_chunked_upload`): s3s decodes an aws-chunked body to its end
+    /// without comparing its length with `x-amz-decoded-content-length`, so the de-chunked body
+    /// holds itself to the announced length, refusing before its last piece.
+    #[tokio::test]
+    async fn a_body_of_another_length_than_announced_never_releases_its_last_piece() {
+        let pieces = || {
+            stream_of(vec![
+                Ok(Bytes::from("ab")),
+                Ok(Bytes::from("cd")),
+                Ok(Bytes::from("ef")),
+            ])
+        };
+        for (announced, released, failure) in [
+            (
+                0,
+                0,
+                UploadFailure::Malformed("the body is longer than its x-amz-decoded-content-length".into()),
+            ),
+            (
+                3,
+                0,
+                UploadFailure::Malformed("the body is longer than its x-amz-decoded-content-length".into()),
+            ),
+            (7, 2, UploadFailure::Incomplete),
+            (40, 2, UploadFailure::Incomplete),
+        ] {
+            let slot = FailureSlot::default();
+            let out: Vec<_> = HoldBackLast::new(pieces(), None, slot.clone())
+                .expecting_length(announced)
+                .collect()
+                .await;
+            let sent: Vec<&Bytes> = out.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(sent.len(), released, "announced {announced}: {sent:?}");
+            assert!(out.last().is_some_and(Result::is_err), "announced {announced}");
+            assert_eq!(recorded_failure(&slot), Some(failure), "announced {announced}");
+        }
+        let slot = FailureSlot::default();
+        let out: Vec<_> = HoldBackLast::new(pieces(), None, slot.clone())
+            .expecting_length(6)
+            .collect()
+            .await;
+        assert!(
+            out.iter().all(Result::is_ok) && out.len() == 3,
+            "the announced length passes"
+        );
+        assert_eq!(recorded_failure(&slot), None);
     }
 
     /// `data` cut into `piece`-sized pieces, framed with a header CRC32 check of `claimed`.

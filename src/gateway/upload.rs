@@ -155,7 +155,8 @@ pub(super) async fn build_outgoing(
                 }
                 (None, _) => header_check,
             };
-            let mut held = HoldBackLast::new(req.input, check, slot.clone());
+            // s3s does not compare the decoded body with its announced length: s3ferry does.
+            let mut held = HoldBackLast::new(req.input, check, slot.clone()).expecting_length(length);
             let forwarded =
                 trailer.filter(|a| body_check.object_data && forwards_trailer(&route.provider.settings, *a, &headers));
             if let Some(algorithm) = forwarded {

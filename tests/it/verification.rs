@@ -252,6 +252,36 @@ async fn trailing_checksum_is_verified_before_the_last_byte_goes_upstream() {
     h.stop().await;
 }
 
+/// Found by fuzzing (`aws_chunked_upload`): s3s decodes an aws-chunked body without comparing
+/// its length with `x-amz-decoded-content-length`. Toward a provider that gets the body
+/// de-chunked (`vbucket`: OSS dialect, no trailers), an announced length of 0 used to store an
+/// empty object and answer 200, dropping the client's data although its checksum verified.
+#[tokio::test]
+async fn a_chunked_upload_of_another_length_than_announced_is_refused_and_nothing_is_stored() {
+    let h = Harness::start().await;
+    let data = pattern(70_000, 7);
+    for (key, announced, code) in [
+        ("announced-empty", 0, "InvalidRequest"),
+        ("announced-shorter", data.len() - 1, "InvalidRequest"),
+        ("announced-longer", data.len() + 1, "IncompleteBody"),
+    ] {
+        let body = unsigned_trailer_chunks(&data, 50_000, None);
+        let (req, _) = signer(&h).sign(
+            Method::PUT,
+            &format!("/vbucket/{key}"),
+            chunked_headers(announced, body.len(), true),
+            "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        );
+        let resp = raw::send(req.body(full_body(body)).expect("req")).await;
+        assert_eq!((resp.status, resp.code().as_str()), (400, code), "{key}: {}", resp.body);
+        assert!(
+            !h.vhost_up.has_object("vbucket", key).await,
+            "{key} reached the provider"
+        );
+    }
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn signed_trailer_upload_is_verified_and_a_bad_checksum_is_refused() {
     let h = Harness::start().await;

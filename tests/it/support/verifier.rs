@@ -41,12 +41,21 @@ impl S3Route for Recorder {
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let trailer = req.headers.get("x-amz-trailer").is_some();
+        let decoded_length = req
+            .headers
+            .get("x-amz-decoded-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let body = match (trailer, req.trailing_headers) {
-            // As the gateway does: the client's trailing CRC32 checked by HoldBackLast.
+            // As the gateway does: the client's trailing CRC32 checked, and the body held to its
+            // announced length, by HoldBackLast.
             (true, Some(trailers)) => {
                 let slot = FailureSlot::default();
                 let check = ChecksumCheck::new(ChecksumAlgorithm::Crc32, ExpectedChecksum::Trailer(trailers));
-                let held = HoldBackLast::new(req.input, Some(check), slot.clone());
+                let mut held = HoldBackLast::new(req.input, Some(check), slot.clone());
+                if let Some(length) = decoded_length {
+                    held = held.expecting_length(length);
+                }
                 let read = held.into_upstream_body().collect().await;
                 match (read, recorded_failure(&slot)) {
                     (Ok(collected), None) => Ok(collected.to_bytes().to_vec()),
