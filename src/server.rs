@@ -43,7 +43,7 @@ use crate::migration::copy::Copier;
 use crate::migration::serve::Migration;
 use crate::route::RouteTable;
 use crate::small_body::{BUDGET_WAIT, BodyBudget, ReadError, ReadLimits, read_capped};
-use crate::target::{parse_client_target, virtual_host_bucket};
+use crate::target::{host_from_authority, parse_client_target, virtual_host_bucket};
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// Why the gateway could not start, or a new config could not be put in place.
@@ -624,6 +624,7 @@ async fn handle_edge(
             polled: body_polled.clone(),
         })
     });
+    host_from_authority(&mut req);
     normalize_sigv2_bucket_path(&mut req);
     req.extensions_mut().insert(ctx.clone());
 

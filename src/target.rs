@@ -51,10 +51,10 @@ pub fn parse_client_target(
     let Some(rest) = decoded.strip_prefix('/') else {
         return Err(GatewayError::InvalidUri("the request path must start with '/'".into()));
     };
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(http::uri::Authority::as_str));
+    // `Host` only, as s3s reads it: an HTTP/2 `:authority` was copied into it at the edge
+    // ([`host_from_authority`]), and an HTTP/1 absolute-form target without `Host` is path style
+    // for s3s too, so the bucket routed is always the bucket verified.
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
     if let (Some(domain), Some(host)) = (domain, host)
         && let Some(bucket) = virtual_host_bucket(host, domain)
     {
@@ -76,6 +76,23 @@ pub fn parse_client_target(
         bucket: Some(bucket.to_string()),
         key: key.to_string(),
     })
+}
+
+/// HTTP/2 and HTTP/3 carry the host as the `:authority` pseudo-header, which hyper leaves in
+/// the URI; s3s copies it into `Host` when there is none. Doing the same once, at the edge,
+/// gives every later reader (the trust boundary, the target parse, s3s) the same host.
+pub fn host_from_authority<B>(req: &mut http::Request<B>) {
+    let is_h2 = matches!(req.version(), http::Version::HTTP_2 | http::Version::HTTP_3);
+    if !is_h2 || req.headers().contains_key(http::header::HOST) {
+        return;
+    }
+    if let Some(value) = req
+        .uri()
+        .authority()
+        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(http::header::HOST, value);
+    }
 }
 
 /// `<bucket>.<domain>[:port]` -> `bucket` (case-insensitive domain match).
@@ -288,6 +305,30 @@ mod tests {
         // The bare domain is path style.
         let t = ok("/photos/k", "s3.localhost:8333", Some("s3.localhost"));
         assert_eq!(t.bucket.as_deref(), Some("photos"));
+    }
+
+    #[test]
+    fn the_host_comes_from_host_only_as_s3s_reads_it() {
+        // An HTTP/1 absolute-form target without `Host`: s3s sees path style, so must we.
+        let uri: http::Uri = "http://photos.s3.localhost/alpha/k".parse().expect("uri");
+        let t = parse_client_target(&uri, &HeaderMap::new(), Some("s3.localhost")).expect("target");
+        assert_eq!((t.bucket.as_deref(), t.key.as_str()), (Some("alpha"), "k"));
+        // HTTP/2: the edge copies `:authority` into `Host`, and the bucket comes from it.
+        let mut req = http::Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri("http://photos.s3.localhost/k")
+            .body(())
+            .expect("request");
+        host_from_authority(&mut req);
+        let t = parse_client_target(req.uri(), req.headers(), Some("s3.localhost")).expect("target");
+        assert_eq!((t.bucket.as_deref(), t.key.as_str()), (Some("photos"), "k"));
+        // HTTP/1 keeps what it sent.
+        let mut req = http::Request::builder()
+            .uri("http://photos.s3.localhost/k")
+            .body(())
+            .expect("request");
+        host_from_authority(&mut req);
+        assert!(!req.headers().contains_key(http::header::HOST));
     }
 
     #[test]

@@ -28,7 +28,6 @@ use time::OffsetDateTime;
 
 use crate::error::GatewayError;
 use crate::upstream::sign_v2::SIGNED_SUB_RESOURCES;
-use crate::upstream::url::parse_query;
 
 /// The longest a SigV4 presigned URL may live: seven days, as AWS enforces
 /// (<https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>).
@@ -82,11 +81,10 @@ impl AuthForm {
     }
 }
 
-/// Which signature form `uri` and `headers` use. Refuses requests that carry more than one
+/// Which signature form a request with `query` (its decoded pairs) and `headers` uses. Refuses requests that carry more than one
 /// (AWS: "Only one auth mechanism allowed") and signature fields s3s would read differently
 /// than this module (repeated, or not in AWS's grammar).
-pub fn auth_form(method: &Method, uri: &http::Uri, headers: &HeaderMap) -> Result<AuthForm, GatewayError> {
-    let query = parse_query(uri.query().unwrap_or(""));
+pub fn auth_form(method: &Method, query: &[(String, String)], headers: &HeaderMap) -> Result<AuthForm, GatewayError> {
     let count = |name: &str| query.iter().filter(|(n, _)| n == name).count();
     let v4_query = ["X-Amz-Signature", "X-Amz-Algorithm", "X-Amz-Credential"]
         .iter()
@@ -344,7 +342,7 @@ pub fn restrict_to_signed(form: &AuthForm, headers: &mut HeaderMap) -> Result<()
 
 /// Headers named in `Connection`, lowercase (`close` and `keep-alive` are options, not names,
 /// and are ignored).
-fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+pub fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(http::header::CONNECTION)
         .iter()
@@ -387,11 +385,10 @@ const V2_UNSIGNED_HARMLESS_PARAMS: &[&str] = &[
 /// SigV2 only: refuses query parameters the signature does not cover and that could change
 /// the operation (see [`V2_UNSIGNED_HARMLESS_PARAMS`]), and repeated parameters (s3s signs a
 /// repeated sub-resource as if it were absent).
-pub fn check_v2_query(form: &AuthForm, uri: &http::Uri) -> Result<(), GatewayError> {
+pub fn check_v2_query(form: &AuthForm, query: &[(String, String)]) -> Result<(), GatewayError> {
     if !form.is_v2() {
         return Ok(());
     }
-    let query = parse_query(uri.query().unwrap_or(""));
     let signature_params = ["AWSAccessKeyId", "Signature", "Expires"];
     for (i, (name, _)) in query.iter().enumerate() {
         if query[..i].iter().any(|(n, _)| n == name) {
@@ -428,8 +425,10 @@ mod tests {
         h
     }
 
-    fn uri(s: &str) -> http::Uri {
-        s.parse().expect("uri")
+    /// The decoded query pairs of a request target.
+    fn query_of(target: &str) -> Vec<(String, String)> {
+        let uri: http::Uri = target.parse().expect("uri");
+        crate::upstream::url::parse_query(uri.query().unwrap_or(""))
     }
 
     const V4_AUTH: &str = "AWS4-HMAC-SHA256 Credential=AK/20261130/us-east-1/s3/aws4_request, \
@@ -444,16 +443,19 @@ mod tests {
     #[test]
     fn the_signature_form_is_read_like_s3s_reads_it() {
         let h = headers(&[("authorization", V4_AUTH)]);
-        assert_eq!(auth_form(&Method::GET, &uri("/b/k"), &h).expect("v4"), v4_header_form());
+        assert_eq!(
+            auth_form(&Method::GET, &query_of("/b/k"), &h).expect("v4"),
+            v4_header_form()
+        );
         let h = headers(&[("authorization", "AWS AK:sig")]);
         assert_eq!(
-            auth_form(&Method::GET, &uri("/b/k"), &h).expect("v2"),
+            auth_form(&Method::GET, &query_of("/b/k"), &h).expect("v2"),
             AuthForm::V2Header
         );
         let presigned = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=c&X-Amz-Date=d\
                          &X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bif-none-match&X-Amz-Signature=s";
         assert_eq!(
-            auth_form(&Method::PUT, &uri(presigned), &HeaderMap::new()).expect("presigned"),
+            auth_form(&Method::PUT, &query_of(presigned), &HeaderMap::new()).expect("presigned"),
             AuthForm::V4Presigned {
                 signed_headers: vec!["host".into(), "if-none-match".into()],
                 expires_secs: 60
@@ -461,16 +463,16 @@ mod tests {
         );
         let v2 = "/b/k?AWSAccessKeyId=AK&Expires=1&Signature=s";
         assert_eq!(
-            auth_form(&Method::GET, &uri(v2), &HeaderMap::new()).expect("v2 presigned"),
+            auth_form(&Method::GET, &query_of(v2), &HeaderMap::new()).expect("v2 presigned"),
             AuthForm::V2Presigned
         );
         assert_eq!(
-            auth_form(&Method::GET, &uri("/b/k"), &HeaderMap::new()).expect("anonymous"),
+            auth_form(&Method::GET, &query_of("/b/k"), &HeaderMap::new()).expect("anonymous"),
             AuthForm::Anonymous
         );
         let form = headers(&[("content-type", "multipart/form-data; boundary=x")]);
         assert_eq!(
-            auth_form(&Method::POST, &uri("/b"), &form).expect("form"),
+            auth_form(&Method::POST, &query_of("/b"), &form).expect("form"),
             AuthForm::PostForm
         );
     }
@@ -480,16 +482,16 @@ mod tests {
         let presigned = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=c&X-Amz-Date=d\
                          &X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=s";
         let h = headers(&[("authorization", V4_AUTH)]);
-        assert!(auth_form(&Method::GET, &uri(presigned), &h).is_err());
+        assert!(auth_form(&Method::GET, &query_of(presigned), &h).is_err());
         let twice = format!("{presigned}&X-Amz-SignedHeaders=host%3Bx-amz-acl");
-        assert!(auth_form(&Method::GET, &uri(&twice), &HeaderMap::new()).is_err());
+        assert!(auth_form(&Method::GET, &query_of(&twice), &HeaderMap::new()).is_err());
         let h = headers(&[("authorization", V4_AUTH), ("authorization", "AWS AK:sig")]);
-        assert!(auth_form(&Method::GET, &uri("/b/k"), &h).is_err());
+        assert!(auth_form(&Method::GET, &query_of("/b/k"), &h).is_err());
         let h = headers(&[("authorization", "Bearer token")]);
-        assert!(auth_form(&Method::GET, &uri("/b/k"), &h).is_err());
+        assert!(auth_form(&Method::GET, &query_of("/b/k"), &h).is_err());
         let odd = "AWS4-HMAC-SHA256 Credential=c, SignedHeaders=host, SignedHeaders=host;x-amz-acl, Signature=s";
         let h = headers(&[("authorization", odd)]);
-        assert!(auth_form(&Method::GET, &uri("/b/k"), &h).is_err());
+        assert!(auth_form(&Method::GET, &query_of("/b/k"), &h).is_err());
     }
 
     #[test]
@@ -629,7 +631,7 @@ mod tests {
 
     #[test]
     fn sigv2_refuses_query_parameters_it_does_not_sign() {
-        let ok = uri("/b/?prefix=a&max-keys=2&acl");
+        let ok = query_of("/b/?prefix=a&max-keys=2&acl");
         check_v2_query(&AuthForm::V2Header, &ok).expect("signed and harmless parameters");
         for bad in [
             "/b/k?x-id=PutBucketPolicy",
@@ -637,8 +639,8 @@ mod tests {
             "/b/k?x-amz-acl=public-read",
             "/b/?ownershipControls",
         ] {
-            assert!(check_v2_query(&AuthForm::V2Header, &uri(bad)).is_err(), "{bad}");
+            assert!(check_v2_query(&AuthForm::V2Header, &query_of(bad)).is_err(), "{bad}");
         }
-        check_v2_query(&v4_header_form(), &uri("/b/k?x-id=GetObject")).expect("SigV4 signs every parameter");
+        check_v2_query(&v4_header_form(), &query_of("/b/k?x-id=GetObject")).expect("SigV4 signs every parameter");
     }
 }

@@ -21,6 +21,7 @@ use s3s::{S3Result, s3_error};
 use crate::config::ClientCredential;
 use crate::error::GatewayError;
 use crate::target::virtual_host_bucket;
+use crate::upstream::url::parse_query;
 
 /// The trust boundary, before s3s verifies the signature: the signature form, AWS's time and
 /// `host` rules, SigV2's query coverage and constant-time signature check, and the request's
@@ -32,7 +33,8 @@ pub fn admit(
     keys: &ClientAuth,
     now: time::OffsetDateTime,
 ) -> Result<(), GatewayError> {
-    let form = boundary::auth_form(req.method(), req.uri(), req.headers())?;
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let form = boundary::auth_form(req.method(), &query, req.headers())?;
     if form == boundary::AuthForm::PostForm {
         // s3s would read the whole form (from anyone: the policy's signature is checked after)
         // only to refuse it, since s3ferry does not forward form uploads yet; refusing here
@@ -42,17 +44,10 @@ pub fn admit(
         ));
     }
     boundary::check_time_and_host(&form, req.headers(), now)?;
-    boundary::check_v2_query(&form, req.uri())?;
+    boundary::check_v2_query(&form, &query)?;
     boundary::restrict_to_signed(&form, req.headers_mut())?;
-    // HTTP/2 carries the host as `:authority`, which s3s reads as `Host` (so must this check).
-    let authority = matches!(req.version(), http::Version::HTTP_2 | http::Version::HTTP_3)
-        .then(|| req.uri().authority().map(http::uri::Authority::as_str))
-        .flatten();
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(authority);
+    // The edge has put an HTTP/2 `:authority` into `Host` already (`target::host_from_authority`).
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
     let vh_bucket = match (domain, host) {
         (Some(domain), Some(host)) => virtual_host_bucket(host, domain),
         _ => None,
@@ -60,7 +55,7 @@ pub fn admit(
     let signed = sig_v2::SignedV2 {
         method: req.method(),
         raw_path: req.uri().path(),
-        query: req.uri().query(),
+        query: &query,
         headers: req.headers(),
         virtual_host_bucket: vh_bucket.as_deref(),
     };

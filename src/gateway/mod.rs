@@ -20,6 +20,7 @@ use s3s::{Body, S3Request, S3Response, S3Result};
 
 use crate::access_log::{HandledByGateway, RequestContext};
 use crate::acl_answer;
+use crate::auth::boundary::connection_tokens;
 use crate::body::{self, FailureSlot};
 use crate::checksum::ChecksumAlgorithm;
 use crate::copy_through::{self, CopySource};
@@ -136,19 +137,22 @@ impl Gateway {
         let key = target.key.clone();
         check_key(&route, &key)?;
         let encoded_key = target.encoded_key();
+        let copy_source = self.resolve_copy_source(&req.headers)?;
         let mut req = req;
         if let Some(answer) = acl_answer::answer_or_rewrite(&mut req, &route, operation, &key).await? {
             return Ok(answer);
         }
         if operation == "DeleteObjects" {
-            return self.delete_objects(req, &route, encoded_key, query).await;
+            return self
+                .delete_objects(req, &route, copy_source.as_ref(), encoded_key, query)
+                .await;
         }
         let mut satisfied_by_old = false;
         if let Some(fallback) = route.fallback.clone() {
             match operation {
                 "GetObject" | "HeadObject" => {
                     let relay = Relay::new(operation, &req.headers, false);
-                    let headers = self.forward_headers(&req.headers, &route)?;
+                    let headers = forward_headers(&req.headers, &route, copy_source.as_ref())?;
                     let read = ReadRequest {
                         method: req.method.clone(),
                         encoded_key,
@@ -180,13 +184,14 @@ impl Gateway {
             }
         }
         if matches!(operation, "CopyObject" | "UploadPartCopy")
+            && let Some(source) = &copy_source
             && let Some(xml) = self
-                .copy_from_another_provider(&req.headers, &route, &encoded_key, &query)
+                .copy_from_another_provider(source, &req.headers, &route, &encoded_key, &query)
                 .await?
         {
             return Ok(xml_response(StatusCode::OK, Bytes::from(xml)));
         }
-        let mut headers = self.forward_headers(&req.headers, &route)?;
+        let mut headers = forward_headers(&req.headers, &route, copy_source.as_ref())?;
         for (name, value) in &checksum_params {
             headers.entry(name).or_insert_with(|| value.clone());
         }
@@ -318,36 +323,15 @@ impl Gateway {
             .collect())
     }
 
-    /// The client's headers minus what must not travel, with `x-amz-copy-source` pointing at
-    /// the source's upstream bucket. The edge has already kept only what the client signed
-    /// (`auth::boundary`); what is left to drop here is this hop's framing and signature.
-    fn forward_headers(&self, client: &HeaderMap, route: &Route) -> Result<HeaderMap, GatewayError> {
-        let connection_tokens: Vec<String> = client
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
-            .collect();
-        let mut headers = HeaderMap::with_capacity(client.len());
-        for (name, value) in client {
-            let n = name.as_str();
-            if DROPPED_REQUEST_HEADERS.contains(&n) || connection_tokens.iter().any(|t| t == n) {
-                continue;
-            }
-            headers.append(name.clone(), value.clone());
-        }
-        if let Some(source) = copy_source_of(client)? {
-            let source_route = self.routes.resolve(&source.bucket)?;
-            check_key(&source_route, &source.key)?;
-            debug_assert!(
-                Arc::ptr_eq(&source_route.provider, &route.provider),
-                "cross-provider copies go through copy_through"
-            );
-            let value = HeaderValue::from_str(&source.header_value(&source_route.upstream_bucket))
-                .map_err(|_| GatewayError::InvalidArgument("x-amz-copy-source is not valid text".into()))?;
-            headers.insert("x-amz-copy-source", value);
-        }
-        Ok(headers)
+    /// The client's `x-amz-copy-source`, parsed and routed once per request: the source must be
+    /// a key the client may name on the source's route.
+    fn resolve_copy_source(&self, headers: &HeaderMap) -> Result<Option<ResolvedCopySource>, GatewayError> {
+        let Some(source) = copy_source_of(headers)? else {
+            return Ok(None);
+        };
+        let route = self.routes.resolve(&source.bucket)?;
+        check_key(&route, &source.key)?;
+        Ok(Some(ResolvedCopySource { source, route }))
     }
 
     /// CopyObject / UploadPartCopy whose source the destination provider cannot reach: on
@@ -355,29 +339,29 @@ impl Gateway {
     /// streams the source through. `None`: a server-side copy at the provider does it.
     async fn copy_from_another_provider(
         &self,
+        copy_source: &ResolvedCopySource,
         client_headers: &HeaderMap,
         route: &Route,
         encoded_key: &str,
         query: &[(String, String)],
     ) -> Result<Option<String>, GatewayError> {
-        let Some(CopySourceRef {
-            bucket,
-            key,
-            version_id: version,
-        }) = copy_source_of(client_headers)?
-        else {
-            return Ok(None);
-        };
-        let source_route = self.routes.resolve(&bucket)?;
-        check_key(&source_route, &key)?;
+        let ResolvedCopySource {
+            source:
+                CopySourceRef {
+                    key,
+                    version_id: version,
+                    ..
+                },
+            route: source_route,
+        } = copy_source;
         if let Some(fallback) = &source_route.fallback
             && version.is_none()
-            && self.migration.source_only_in_old(&source_route, fallback, &key).await?
+            && self.migration.source_only_in_old(source_route, fallback, key).await?
         {
             let from = CopySource {
                 provider: &fallback.provider,
                 bucket: &fallback.bucket,
-                key: &key,
+                key,
                 version_id: None,
             };
             return copy_through::copy_through(from, route, encoded_key, client_headers, upload_of(query))
@@ -391,7 +375,7 @@ impl Gateway {
         let from = CopySource {
             provider: &source_route.provider,
             bucket: &source_route.upstream_bucket,
-            key: &key,
+            key,
             version_id: version.as_deref(),
         };
         copy_through::copy_through(from, route, encoded_key, client_headers, upload_of(query))
@@ -407,10 +391,11 @@ impl Gateway {
         &self,
         req: S3Request<Body>,
         route: &Route,
+        copy_source: Option<&ResolvedCopySource>,
         encoded_key: String,
         query: Vec<(String, String)>,
     ) -> Result<S3Response<Body>, GatewayError> {
-        let mut headers = self.forward_headers(&req.headers, route)?;
+        let mut headers = forward_headers(&req.headers, route, copy_source)?;
         let mut query = query;
         let withheld = translate_request_for(route, "DeleteObjects", &mut headers, &mut query)?;
         let body_check = BodyChecks {
@@ -480,6 +465,46 @@ impl S3Route for Gateway {
 fn upload_of(query: &[(String, String)]) -> Option<(String, String)> {
     let get = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     Some((get("partNumber")?, get("uploadId")?))
+}
+
+/// An `x-amz-copy-source` with the route of its bucket.
+struct ResolvedCopySource {
+    source: CopySourceRef,
+    route: Route,
+}
+
+/// The client's headers minus what must not travel, with `x-amz-copy-source` pointing at the
+/// source's upstream bucket. The edge has already kept only what the client signed
+/// (`auth::boundary`); what is left to drop here is this hop's framing and signature, and what
+/// `Connection` names as hop-by-hop.
+fn forward_headers(
+    client: &HeaderMap,
+    route: &Route,
+    copy_source: Option<&ResolvedCopySource>,
+) -> Result<HeaderMap, GatewayError> {
+    let hop_by_hop = connection_tokens(client);
+    let mut headers = HeaderMap::with_capacity(client.len());
+    for (name, value) in client {
+        let n = name.as_str();
+        if DROPPED_REQUEST_HEADERS.contains(&n) || hop_by_hop.iter().any(|t| t == n) {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    if let Some(ResolvedCopySource {
+        source,
+        route: source_route,
+    }) = copy_source
+    {
+        debug_assert!(
+            Arc::ptr_eq(&source_route.provider, &route.provider),
+            "cross-provider copies go through copy_through"
+        );
+        let value = HeaderValue::from_str(&source.header_value(&source_route.upstream_bucket))
+            .map_err(|_| GatewayError::InvalidArgument("x-amz-copy-source is not valid text".into()))?;
+        headers.insert("x-amz-copy-source", value);
+    }
+    Ok(headers)
 }
 
 /// The client's `x-amz-copy-source`, parsed once (`None` when the request has none).
