@@ -45,6 +45,28 @@ pub fn passthrough(body: s3s::Body) -> UpstreamBody {
     body.boxed()
 }
 
+/// Refuses a request whose body has a length stated nowhere: no `Content-Length`, framed by
+/// `Transfer-Encoding: chunked` or an HTTP/2 stream still open after its headers, and not an
+/// `aws-chunked` upload (which states its decoded length in `x-amz-decoded-content-length`).
+/// Every provider needs an upload's length before its first byte, and AWS answers such a PUT
+/// with `411 MissingContentLength`, as s3s does for SigV4 header auth; presigned and SigV2
+/// requests reach s3ferry unchecked, and without this their body would be sent as 0 bytes.
+/// `client_body` is hyper's size hint of the body as it arrived: exactly 0 for an HTTP/1
+/// request without framing headers and an HTTP/2 stream ended with its headers.
+pub fn require_stated_length(
+    headers: &http::HeaderMap,
+    client_body: &SizeHint,
+) -> Result<(), crate::error::GatewayError> {
+    let aws_chunked = headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
+    if client_body.exact().is_some() || headers.contains_key(http::header::CONTENT_LENGTH) || aws_chunked {
+        Ok(())
+    } else {
+        Err(crate::error::GatewayError::MissingContentLength)
+    }
+}
+
 /// Why an upload body was refused while it streamed. Recorded so the gateway can answer with
 /// the right S3 error after the upstream request was aborted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +77,8 @@ pub enum UploadFailure {
     ChunkSignatureMismatch,
     /// The checksum (trailer or header) did not match the body.
     ChecksumMismatch { algorithm: ChecksumAlgorithm },
+    /// The body's MD5 is not the client's `Content-MD5`.
+    ContentMd5Mismatch,
     /// The trailer named in `x-amz-trailer` never came.
     MissingTrailer { header: String },
     /// The body ended early.
@@ -160,6 +184,9 @@ pub struct HoldBackLast {
     inner: s3s::Body,
     held: Option<Bytes>,
     check: Option<ChecksumCheck>,
+    /// The client's `Content-MD5` (decoded) and the MD5 of the body so far, where s3ferry
+    /// checks it because the provider would store the body before comparing.
+    content_md5: Option<([u8; 16], md5::Md5)>,
     /// The checksum that matched, once the body has ended and verified.
     verified: Option<(ChecksumAlgorithm, String)>,
     /// Where the matched checksum is also reported, for the gateway after the body is gone.
@@ -181,6 +208,7 @@ impl HoldBackLast {
             inner,
             held: None,
             check,
+            content_md5: None,
             verified: None,
             verified_slot: None,
             expected_length: None,
@@ -197,6 +225,18 @@ impl HoldBackLast {
         self
     }
 
+    /// Also refuses the body, before its last piece, unless its MD5 is `expected` (the client's
+    /// `Content-MD5`, decoded).
+    pub fn expecting_md5(mut self, expected: [u8; 16]) -> Self {
+        self.content_md5 = Some((expected, <md5::Md5 as md5::Digest>::new()));
+        self
+    }
+
+    /// Whether anything is checked before the last piece is released.
+    pub fn checks_anything(&self) -> bool {
+        self.check.is_some() || self.content_md5.is_some() || self.expected_length.is_some()
+    }
+
     /// Also reports the matched checksum to `slot`.
     pub fn reporting_to(mut self, slot: VerifiedSlot) -> Self {
         self.verified_slot = Some(slot);
@@ -209,12 +249,22 @@ impl HoldBackLast {
         self.verified.as_ref().map(|(a, v)| (*a, v.as_str()))
     }
 
+    /// The client's body, unchecked (for when [`Self::checks_anything`] is false).
+    pub fn into_inner(self) -> s3s::Body {
+        self.inner
+    }
+
     pub fn into_upstream_body(self) -> UpstreamBody {
         http_body_util::StreamBody::new(futures_util::StreamExt::map(self, |r| r.map(Frame::data))).boxed()
     }
 
-    /// Checks the checksum after the body ended.
+    /// Checks the checksum (and `Content-MD5`) after the body ended.
     fn verify_checksum(&mut self) -> Result<(), UploadFailure> {
+        if let Some((expected, hasher)) = self.content_md5.take()
+            && <md5::Md5 as md5::Digest>::finalize(hasher).as_slice() != expected
+        {
+            return Err(UploadFailure::ContentMd5Mismatch);
+        }
         let Some(check) = self.check.take() else {
             return Ok(());
         };
@@ -276,6 +326,9 @@ impl Stream for HoldBackLast {
                     }
                     if let Some(check) = &mut self.check {
                         check.hasher.update(&bytes);
+                    }
+                    if let Some((_, hasher)) = &mut self.content_md5 {
+                        md5::Digest::update(hasher, &bytes);
                     }
                     if let Some(previous) = self.held.replace(bytes) {
                         return Poll::Ready(Some(Ok(previous)));

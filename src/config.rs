@@ -167,6 +167,7 @@ struct RawDialectOverrides {
     trailing_checksums_by_copy: Option<bool>,
     unsigned_trailer: Option<bool>,
     literal_dot_segments: Option<bool>,
+    verifies_before_storing: Option<bool>,
 }
 
 /// `[providers.X.error_codes]`: provider code -> the AWS code clients get, either as a plain
@@ -1090,6 +1091,9 @@ impl Resolver<'_> {
             }
             if let Some(v) = o.literal_dot_segments {
                 profile.literal_dot_segments = v;
+            }
+            if let Some(v) = o.verifies_before_storing {
+                profile.verifies_before_storing = v;
             }
         }
         if let Some(table) = &p.storage_classes {

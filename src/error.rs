@@ -106,6 +106,16 @@ pub enum GatewayError {
     #[error("You did not provide the number of bytes specified by the Content-Length HTTP header")]
     IncompleteBody,
 
+    /// An upload whose length is stated nowhere (`Transfer-Encoding: chunked` without
+    /// aws-chunked framing, an HTTP/2 stream without `content-length`): providers need the
+    /// length before the first byte, and AWS refuses such a PUT with this error.
+    #[error("You must provide the Content-Length HTTP header.")]
+    MissingContentLength,
+
+    /// A `Content-MD5` that is not the base64 of 16 bytes.
+    #[error("The Content-MD5 you specified is not valid.")]
+    InvalidDigest,
+
     #[error("Upstream provider '{provider}' is unreachable: {cause}")]
     UpstreamUnreachable { provider: String, cause: String },
 
@@ -175,6 +185,8 @@ impl GatewayError {
             Self::ContentSha256Mismatch => ("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST),
             Self::ChunkSignatureMismatch => ("SignatureDoesNotMatch", StatusCode::FORBIDDEN),
             Self::IncompleteBody => ("IncompleteBody", StatusCode::BAD_REQUEST),
+            Self::MissingContentLength => ("MissingContentLength", StatusCode::LENGTH_REQUIRED),
+            Self::InvalidDigest => ("InvalidDigest", StatusCode::BAD_REQUEST),
             Self::UpstreamUnreachable { .. } | Self::UpstreamCertificateRejected { .. } => {
                 ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE)
             }
@@ -206,7 +218,9 @@ impl GatewayError {
             | Self::BadDigest(_)
             | Self::ContentSha256Mismatch
             | Self::ChunkSignatureMismatch
-            | Self::IncompleteBody => Origin::Client,
+            | Self::IncompleteBody
+            | Self::MissingContentLength
+            | Self::InvalidDigest => Origin::Client,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamCertificateRejected { .. }
             | Self::UpstreamTimeout { .. }

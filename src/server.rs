@@ -617,6 +617,8 @@ async fn handle_edge(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let bytes_in = Arc::new(AtomicU64::new(0));
     let body_polled = Arc::new(AtomicBool::new(false));
+    // What hyper knows of the body's length as it arrived; s3s replaces the body later.
+    let client_body = HttpBody::size_hint(req.body());
     let mut req = req.map(|b| {
         s3s::Body::http_body_unsync(CountingBody {
             inner: b,
@@ -635,6 +637,7 @@ async fn handle_edge(
         &generation.client_auth,
         time::OffsetDateTime::now_utc(),
     )
+    .and_then(|()| crate::body::require_stated_length(req.headers(), &client_body))
     .and_then(|()| parse_client_target(req.uri(), req.headers(), domain));
     let path = match &admitted {
         Ok(target) => path_template(target),

@@ -179,6 +179,13 @@ pub struct DialectProfile {
     /// object, so for every other dialect such keys are refused with 400 `InvalidArgument`
     /// unless this is turned on for a provider known to keep them.
     pub literal_dot_segments: bool,
+    /// Whether the provider compares `Content-MD5` and `x-amz-checksum-*` with an upload's body
+    /// before the object replaces the one stored (AWS does: a `BadDigest` upload changes
+    /// nothing). s3s-fs, behind the local provider, writes the object first and compares after,
+    /// so a corrupted upload would replace the good object and still get `BadDigest`; when this
+    /// is off, s3ferry compares the digests itself and releases the body's last piece only when
+    /// they match, so a mismatch leaves the upload incomplete and nothing is stored.
+    pub verifies_before_storing: bool,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -250,6 +257,7 @@ fn aws() -> DialectProfile {
         unsigned_trailer: true,
         // Only where a provider is known to keep them (see the `aws` profile).
         literal_dot_segments: false,
+        verifies_before_storing: true,
     }
 }
 
@@ -552,6 +560,9 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             // s3s-fs 0.14 decodes `STREAMING-UNSIGNED-PAYLOAD-TRAILER` and stores the trailer's checksum
             // (s3s `AwsChunkedStream`, s3s-fs `put_object`; tests/it/trailers.rs).
             unsigned_trailer: true,
+            // s3s-fs 0.14 `put_object`/`upload_part` rename the written file into place, then
+            // compare Content-MD5 and checksums (tests/it/upload_integrity.rs).
+            verifies_before_storing: false,
             ..base
         },
         _ => return None,

@@ -81,6 +81,8 @@ fn framing_of(headers: &HeaderMap) -> Result<Framing, GatewayError> {
         };
         return Ok(Framing::Dechunked { length, trailer });
     }
+    // No Content-Length here means an empty body: the edge refused any other
+    // (`body::require_stated_length`).
     let length = header("content-length")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
@@ -106,9 +108,26 @@ pub(super) async fn build_outgoing(
     body_check: BodyChecks,
 ) -> Result<OutgoingRequest, GatewayError> {
     let framing = framing_of(&req.headers)?;
+    // A provider that stores a body before comparing it with the client's digests (the local
+    // provider) would keep corrupted bytes and answer BadDigest: s3ferry compares them first,
+    // holding back the last piece, and the headers still go on so the provider stores them.
+    let before_storing = body_check.object_data && !route.provider.settings.profile.verifies_before_storing;
+    let content_md5 = if before_storing {
+        content_md5_of(&req.headers)?
+    } else {
+        None
+    };
     let header_check = body_check
         .withheld
-        .map(|w| ChecksumCheck::new(w.algorithm, ExpectedChecksum::Header(w.value)));
+        .map(|w| ChecksumCheck::new(w.algorithm, ExpectedChecksum::Header(w.value)))
+        .or_else(|| before_storing.then(|| forwarded_checksum_check(&headers)).flatten());
+    let hold_back = |input: Body, check: Option<ChecksumCheck>| {
+        let held = HoldBackLast::new(input, check, slot.clone());
+        match content_md5 {
+            Some(expected) => held.expecting_md5(expected),
+            None => held,
+        }
+    };
     let (body, payload_hash) = match framing {
         Framing::Empty => {
             let payload = if req.method == Method::GET || req.method == Method::HEAD || req.method == Method::DELETE {
@@ -123,17 +142,20 @@ pub(super) async fn build_outgoing(
             if req.method == Method::PUT || req.method == Method::POST {
                 headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             }
-            if let Some(check) = header_check {
-                verify_empty_upload(HoldBackLast::new(req.input, Some(check), slot.clone()), slot).await?;
+            let held = hold_back(req.input, header_check);
+            if held.checks_anything() {
+                verify_empty_upload(held, slot).await?;
             }
             (body::empty(), payload.to_string())
         }
         Framing::Unchanged { payload_hash, length } => {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
-            let body = match header_check {
+            let held = hold_back(req.input, header_check);
+            let body = if held.checks_anything() {
                 // Checked by s3ferry: the last piece waits for the checksum to match.
-                Some(check) => HoldBackLast::new(req.input, Some(check), slot.clone()).into_upstream_body(),
-                None => body::verified_passthrough(req.input, slot.clone()),
+                held.into_upstream_body()
+            } else {
+                body::verified_passthrough(held.into_inner(), slot.clone())
             };
             (body, payload_hash)
         }
@@ -156,7 +178,7 @@ pub(super) async fn build_outgoing(
                 (None, _) => header_check,
             };
             // s3s does not compare the decoded body with its announced length: s3ferry does.
-            let mut held = HoldBackLast::new(req.input, check, slot.clone()).expecting_length(length);
+            let mut held = hold_back(req.input, check).expecting_length(length);
             let forwarded =
                 trailer.filter(|a| body_check.object_data && forwards_trailer(&route.provider.settings, *a, &headers));
             if let Some(algorithm) = forwarded {
@@ -187,6 +209,34 @@ pub(super) async fn build_outgoing(
         headers,
         body,
         payload_hash,
+    })
+}
+
+/// The client's `Content-MD5`, decoded; `InvalidDigest` (as AWS answers) unless it is the
+/// base64 of 16 bytes.
+fn content_md5_of(headers: &HeaderMap) -> Result<Option<[u8; 16]>, GatewayError> {
+    use base64::Engine as _;
+    let Some(value) = headers.get("content-md5") else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(value.as_bytes())
+        .ok()
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+        .map(Some)
+        .ok_or(GatewayError::InvalidDigest)
+}
+
+/// A check of the `x-amz-checksum-*` header that goes on to the provider, for a provider that
+/// compares it only after storing the body.
+fn forwarded_checksum_check(headers: &HeaderMap) -> Option<ChecksumCheck> {
+    headers.iter().find_map(|(name, value)| {
+        let algorithm = ChecksumAlgorithm::from_header_name(name.as_str())?;
+        let value = value.to_str().ok()?;
+        Some(ChecksumCheck::new(
+            algorithm,
+            ExpectedChecksum::Header(value.to_string()),
+        ))
     })
 }
 
@@ -270,9 +320,12 @@ pub(super) fn upload_failure_error(failure: UploadFailure) -> GatewayError {
         UploadFailure::PayloadHashMismatch => GatewayError::ContentSha256Mismatch,
         UploadFailure::ChunkSignatureMismatch => GatewayError::ChunkSignatureMismatch,
         UploadFailure::ChecksumMismatch { algorithm } => GatewayError::BadDigest(format!(
-            "the {} trailer does not match the uploaded data",
+            "the {} checksum does not match the uploaded data",
             algorithm.header_name()
         )),
+        UploadFailure::ContentMd5Mismatch => {
+            GatewayError::BadDigest("The Content-MD5 you specified did not match what we received.".into())
+        }
         UploadFailure::MissingTrailer { header } => {
             GatewayError::InvalidRequest(format!("the announced trailer {header} was not sent"))
         }

@@ -13,7 +13,7 @@ use s3ferry::server::RunningGateway;
 use crate::support::raw::{self, Signer, full_body};
 use crate::support::{CLIENT_KEY, CLIENT_SECRET, error_code, error_status, sdk_client};
 
-async fn local_gateway(root: &Path) -> (RunningGateway, aws_sdk_s3::Client) {
+pub(crate) async fn local_gateway(root: &Path) -> (RunningGateway, aws_sdk_s3::Client) {
     let toml = format!(
         r#"
 [server]

@@ -21,5 +21,6 @@ mod support;
 mod tls;
 mod trailers;
 mod trust_boundary;
+mod upload_integrity;
 mod upstream_failures;
 mod verification;

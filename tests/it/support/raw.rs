@@ -266,17 +266,42 @@ pub fn sigv2_get_dated(
     secret: &str,
     when: std::time::SystemTime,
 ) -> Request<RawBody> {
+    sigv2_request(Method::GET, addr, path, key, secret, when)
+        .body(full_body(""))
+        .expect("request")
+}
+
+/// `method path` signed with SigV2 header auth dated `when`, without `Content-MD5` or
+/// `Content-Type`; the signature covers `path` without its query.
+pub fn sigv2_request(
+    method: Method,
+    addr: SocketAddr,
+    path: &str,
+    key: &str,
+    secret: &str,
+    when: std::time::SystemTime,
+) -> http::request::Builder {
     let date = httpdate::fmt_http_date(when);
     let resource = path.split_once('?').map_or(path, |(p, _)| p);
-    let string_to_sign = format!("GET\n\n\n{date}\n{resource}");
+    let string_to_sign = format!("{method}\n\n\n{date}\n{resource}");
     let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(string_to_sign.as_bytes());
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    Request::get(format!("http://127.0.0.1:{}{path}", addr.port()))
+    Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{}{path}", addr.port()))
         .header("date", date)
         .header("authorization", format!("AWS {key}:{signature}"))
-        .body(full_body(""))
-        .expect("request")
+}
+
+/// A body whose length is stated nowhere: hyper sends it with `Transfer-Encoding: chunked`
+/// over HTTP/1.1 and as an HTTP/2 stream without `content-length`.
+pub fn unsized_body(pieces: &[&'static [u8]]) -> RawBody {
+    let frames: Vec<Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> = pieces
+        .iter()
+        .map(|p| Ok(http_body::Frame::data(Bytes::from_static(p))))
+        .collect();
+    http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
 }
 
 /// Frames `data` as an unsigned aws-chunked body with a CRC32 trailer
