@@ -658,7 +658,10 @@ async fn handle_edge(
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert("x-amz-request-id", v);
     }
-    if expects_continue && !body_polled.load(Ordering::Relaxed) {
+    // hyper sends `100 Continue` when a body with bytes to come is first read: never for an
+    // empty one, even when s3ferry reads it (to verify a checksum of the empty upload).
+    let continue_sent = body_polled.load(Ordering::Relaxed) && client_body.exact() != Some(0);
+    if expects_continue && !continue_sent {
         // The client waited for `100 Continue` and got the final answer instead (a 0-byte
         // upload, or a refusal). botocore then mis-reads the next response on this
         // connection, so the connection is not reused.

@@ -290,3 +290,34 @@ async fn a_local_upload_part_with_a_wrong_content_md5_leaves_the_good_part() {
     assert_eq!(object(&client, "local-bucket", "assembled.bin").await, b"good part");
     g.shutdown(Duration::from_secs(5)).await;
 }
+
+/// botocore sends even a 0-byte PUT with `Expect: 100-continue` and a CRC32 of the empty body.
+/// s3ferry reads that empty body to check the CRC for the local provider, but hyper sends no
+/// `100 Continue` for an empty body, so the connection must still close after the answer:
+/// botocore otherwise waits on it for the next request (conformance `empty-put-then-put`).
+#[tokio::test]
+async fn an_empty_checked_upload_that_expected_100_continue_closes_its_connection() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (g, _client) = local_gateway(dir.path()).await;
+    let crc = raw::crc32_base64(b"");
+    let (url, headers) = signer(g.addr()).presign(
+        &Method::PUT,
+        "/local-bucket/empty.txt",
+        300,
+        &[("x-amz-checksum-crc32", &crc)],
+    );
+    let mut request = Request::put(url)
+        .header("expect", "100-continue")
+        .header("content-length", "0")
+        .body(full_body(""))
+        .expect("request");
+    request.headers_mut().extend(headers);
+    let response = raw::send(request).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "no 100 Continue was sent, so the connection is not reused"
+    );
+    g.shutdown(Duration::from_secs(5)).await;
+}
