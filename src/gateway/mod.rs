@@ -455,7 +455,6 @@ impl Gateway {
         };
         let outcome = DeleteAnswer::Batch {
             status: parts.status,
-            quiet: request.quiet,
             result: result.as_ref(),
         };
         self.migration.after_delete(route, fallback, &tombstoned, outcome).await;

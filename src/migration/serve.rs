@@ -304,23 +304,22 @@ pub enum DeleteAnswer<'a> {
     /// could not be read, so the keys count as deleted, the side on which nothing comes back).
     Batch {
         status: StatusCode,
-        quiet: bool,
         result: Option<&'a DeleteResult>,
     },
 }
 
-/// Splits `keys` into (deleted, refused) by the provider's answer. In quiet mode the answer
-/// lists only failures; otherwise a key must be listed as `<Deleted>`.
+/// Splits `keys` into (deleted, refused) by the provider's answer. A 2xx DeleteObjects answer
+/// refuses exactly the keys it lists as `<Error>`: that is what the client reads as "not
+/// deleted". A key it does not mention (quiet mode lists only errors; a provider may leave out
+/// keys it did not hold) keeps its tombstone, so nothing the client was told is gone comes back.
 pub fn deleted_keys(keys: &[String], answer: DeleteAnswer<'_>) -> (Vec<String>, Vec<String>) {
     let deleted = |key: &String| match answer {
         DeleteAnswer::Single(status) => status.is_success() || status == StatusCode::NOT_FOUND,
         DeleteAnswer::Batch { status, .. } if !status.is_success() => false,
         DeleteAnswer::Batch { result: None, .. } => true,
         DeleteAnswer::Batch {
-            quiet,
-            result: Some(result),
-            ..
-        } => !result.failed.contains(key) && (quiet || result.deleted.contains(key)),
+            result: Some(result), ..
+        } => !result.failed.contains(key),
     };
     keys.iter().cloned().partition(deleted)
 }
@@ -375,9 +374,8 @@ mod tests {
             deleted: keys(&["a"]),
             failed: keys(&["b"]),
         };
-        let batch = |status: u16, quiet, result| DeleteAnswer::Batch {
+        let batch = |status: u16, result| DeleteAnswer::Batch {
             status: StatusCode::from_u16(status).expect("status"),
-            quiet,
             result,
         };
         let table: Vec<(DeleteAnswer<'_>, Vec<String>)> = vec![
@@ -386,13 +384,12 @@ mod tests {
             (DeleteAnswer::Single(StatusCode::FORBIDDEN), keys(&[])),
             (DeleteAnswer::Single(StatusCode::INTERNAL_SERVER_ERROR), keys(&[])),
             // A refused request (malformed XML, missing checksum, no permission) deleted nothing.
-            (batch(400, false, None), keys(&[])),
-            (batch(403, true, None), keys(&[])),
-            // Verbose: what is listed as deleted; quiet: all but what is listed as failed.
-            (batch(200, false, Some(&result)), keys(&["a"])),
-            (batch(200, true, Some(&result)), keys(&["a", "c"])),
+            (batch(400, None), keys(&[])),
+            (batch(403, None), keys(&[])),
+            // All but what is listed as failed (`c`, not mentioned, as in quiet mode).
+            (batch(200, Some(&result)), keys(&["a", "c"])),
             // A 200 whose body cannot be read: the provider deleted, as far as anyone knows.
-            (batch(200, false, None), keys(&["a", "b", "c"])),
+            (batch(200, None), keys(&["a", "b", "c"])),
         ];
         for (answer, expected) in table {
             let (deleted, refused) = deleted_keys(&all, answer);

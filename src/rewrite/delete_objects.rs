@@ -28,8 +28,6 @@ pub struct DeleteEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteRequest {
     pub entries: Vec<DeleteEntry>,
-    /// `<Quiet>true</Quiet>`: the answer lists only the keys that failed.
-    pub quiet: bool,
 }
 
 impl DeleteRequest {
@@ -109,7 +107,7 @@ fn is_path(path: &[Vec<u8>], expected: &[&str]) -> bool {
 pub fn parse_delete_keys(xml: &[u8]) -> Result<DeleteRequest, DeleteBodyError> {
     let mut request = DeleteRequest::default();
     let mut objects = 0usize;
-    let (mut key, mut version, mut quiet) = (None::<String>, None::<String>, String::new());
+    let (mut key, mut version) = (None::<String>, None::<String>);
     walk(xml, |path, event| {
         let in_object = |field: &str| is_path(path, &["Delete", "Object", field]);
         match event {
@@ -131,9 +129,6 @@ pub fn parse_delete_keys(xml: &[u8]) -> Result<DeleteRequest, DeleteBodyError> {
             Event::Text(_) | Event::CData(_) if in_object("VersionId") => {
                 append_text(event, version.get_or_insert_with(String::new))?;
             }
-            Event::Text(_) | Event::CData(_) if is_path(path, &["Delete", "Quiet"]) => {
-                append_text(event, &mut quiet)?;
-            }
             Event::End(_) if is_path(path, &["Delete", "Object"]) => {
                 let key = key.take().ok_or(DeleteBodyError::ObjectWithoutKey)?;
                 let version_id = version.take();
@@ -143,7 +138,6 @@ pub fn parse_delete_keys(xml: &[u8]) -> Result<DeleteRequest, DeleteBodyError> {
         }
         Ok(())
     })?;
-    request.quiet = quiet.trim().eq_ignore_ascii_case("true");
     Ok(request)
 }
 
@@ -201,7 +195,6 @@ mod tests {
     fn keys_are_read_and_versioned_entries_kept_apart() {
         let xml = "<Delete><Quiet>true</Quiet><Object><Key>a&amp;b</Key></Object><Object><Key>v</Key><VersionId>1</VersionId></Object><Object><Key>c/d</Key></Object></Delete>";
         let parsed = parse_delete_keys(xml.as_bytes()).expect("parses");
-        assert!(parsed.quiet);
         assert_eq!(parsed.entries.len(), 3);
         assert_eq!(parsed.entries[1].version_id.as_deref(), Some("1"));
         assert_eq!(keys(xml), vec!["a&b".to_string(), "c/d".to_string()]);
