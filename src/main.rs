@@ -632,6 +632,7 @@ fn print_left_behind(left: &[LeftBehind]) {
             LeftBehindReason::DotSegments => {
                 "'.'/'..' segments a provider of the route would resolve (dialect_overrides.literal_dot_segments)"
             }
+            LeftBehindReason::UnstorableInNew => "a key the new (local) provider cannot store",
         };
         println!("  {}: {why}", item.key);
     }

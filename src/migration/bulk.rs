@@ -8,7 +8,8 @@
 //!
 //! Some old objects can never reach the new provider through s3ferry: keys under the reserved
 //! `.s3ferry/` prefix (s3ferry's own state, never served, copied or listed) and keys with `.`/`..`
-//! segments that a provider of the route would resolve as a path. Switching the old provider off
+//! segments that a provider of the route would resolve as a path, and keys the new provider cannot
+//! store (a local provider's file names are short). Switching the old provider off
 //! loses them, so both commands name them ([`LeftBehind`]), `check` counts them as differences
 //! and `migrate` fails while any remain; they are never copied.
 
@@ -47,6 +48,8 @@ pub enum LeftBehindReason {
     /// `.`/`..` segments that a provider of the route would resolve as a path (see
     /// `target::refuse_dot_segments` and `dialect_overrides.literal_dot_segments`).
     DotSegments,
+    /// A key the new provider cannot store (a local provider keeps keys in file names).
+    UnstorableInNew,
 }
 
 /// An old object the migration cannot move, by name.
@@ -65,6 +68,9 @@ pub fn left_behind_reason(key: &str, route: &Route, fallback: &FallbackRoute) ->
     let providers = [&fallback.provider.settings, &route.provider.settings];
     if crate::target::refuse_dot_segments(key, &providers).is_err() {
         return Some(LeftBehindReason::DotSegments);
+    }
+    if route.provider.settings.unstorable_key(&route.upstream_bucket, key).is_some() {
+        return Some(LeftBehindReason::UnstorableInNew);
     }
     None
 }

@@ -3,10 +3,12 @@
 //! instance behind a load balancer reads the same bucket, so they all agree that the key is
 //! gone. The prefix is hidden from clients (listings skip it, requests into it are refused).
 //!
-//! A tombstone's name is `.s3ferry/tombstones/<key>` when that fits in S3's 1,024 bytes. A key
-//! longer than 1,004 bytes gets `.s3ferry/long-tombstones/<start of the key><SHA-256 of the
-//! key, hex>`: still within the limit, still one name per key (the hash ends every such name),
-//! and still sorted near its key's neighbours, so a listing finds it the same way.
+//! A tombstone's name is `.s3ferry/tombstones/<key>` when that fits the longest key the new
+//! provider stores (S3: 1,024 bytes, so keys of up to 1,004 bytes; a local provider: far less,
+//! see `local::longest_local_key`). A longer key gets `.s3ferry/long-tombstones/<start of the
+//! key><first 128 bits of its SHA-256, hex>`: within the limit, still one name per key (the hash
+//! ends every such name), and sorted by the start of the key, so the tombstones of neighbouring
+//! long keys are neighbours too.
 //!
 //! [`TombstoneLookup`] answers "is this key tombstoned?" for the many keys of a listing or a
 //! bulk walk: one LIST of up to 1,000 tombstone names from just below the asked key's own name
@@ -18,40 +20,50 @@ use sha2::Digest as _;
 
 use crate::body;
 use crate::error::GatewayError;
-use crate::upstream::Upstream;
 use crate::upstream::requests::ListRequest;
+use crate::upstream::{MAX_S3_KEY_BYTES, Upstream};
 
 pub use crate::target::RESERVED_PREFIX;
 /// Tombstones: `<TOMBSTONE_PREFIX><key>`.
 pub const TOMBSTONE_PREFIX: &str = ".s3ferry/tombstones/";
 /// Tombstones of keys too long for [`TOMBSTONE_PREFIX`]: `<LONG_TOMBSTONE_PREFIX><start of the
-/// key><SHA-256 of the key, 64 hex digits>`.
+/// key><first 16 bytes of the key's SHA-256, 32 hex digits>`.
 pub const LONG_TOMBSTONE_PREFIX: &str = ".s3ferry/long-tombstones/";
-/// The longest key S3 stores, in UTF-8 bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-const SHA256_HEX_LEN: usize = 64;
+/// 128 bits: no two keys share a name, and a local provider's short names still fit.
+const HASH_HEX_LEN: usize = 32;
 
+/// The tombstone name of `key` on a provider that stores S3's 1,024-byte keys.
 pub fn tombstone_key(key: &str) -> String {
-    if TOMBSTONE_PREFIX.len() + key.len() <= MAX_KEY_BYTES {
+    tombstone_name(key, MAX_S3_KEY_BYTES)
+}
+
+/// The tombstone name of `key` on a provider whose longest key is `longest` bytes.
+pub fn tombstone_name(key: &str, longest: usize) -> String {
+    if TOMBSTONE_PREFIX.len() + key.len() <= longest {
         return format!("{TOMBSTONE_PREFIX}{key}");
     }
-    let mut kept = MAX_KEY_BYTES - LONG_TOMBSTONE_PREFIX.len() - SHA256_HEX_LEN;
+    let mut kept = longest.saturating_sub(LONG_TOMBSTONE_PREFIX.len() + HASH_HEX_LEN).min(key.len());
     while !key.is_char_boundary(kept) {
         kept -= 1;
     }
-    let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
-    format!("{LONG_TOMBSTONE_PREFIX}{}{digest}", &key[..kept])
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    format!("{LONG_TOMBSTONE_PREFIX}{}{}", &key[..kept], hex::encode(&digest[..HASH_HEX_LEN / 2]))
+}
+
+/// The tombstone name of `key` in `bucket` of the new provider.
+fn name_at(new: &Upstream, bucket: &str, key: &str) -> String {
+    tombstone_name(key, new.settings.longest_key(bucket))
 }
 
 /// Whether `key` was deleted through s3ferry (and not written again since).
 pub async fn is_tombstoned(new: &Upstream, bucket: &str, key: &str) -> Result<bool, GatewayError> {
-    Ok(new.head_object(bucket, &tombstone_key(key)).await?.is_some())
+    Ok(new.head_object(bucket, &name_at(new, bucket, key)).await?.is_some())
 }
 
 /// Records that `key` was deleted.
 pub async fn write_tombstone(new: &Upstream, bucket: &str, key: &str) -> Result<(), GatewayError> {
     let response = new
-        .put_object(bucket, &tombstone_key(key), HeaderMap::new(), body::empty(), 0)
+        .put_object(bucket, &name_at(new, bucket, key), HeaderMap::new(), body::empty(), 0)
         .await?;
     if response.status().is_success() {
         Ok(())
@@ -68,7 +80,7 @@ pub async fn write_tombstone(new: &Upstream, bucket: &str, key: &str) -> Result<
 /// not written since", so nothing that trusts a tombstone (a copy's re-check, a read's
 /// fallback) acts on a key that holds newer data.
 pub async fn clear_tombstone(new: &Upstream, bucket: &str, key: &str) -> Result<(), GatewayError> {
-    new.delete_object(bucket, &tombstone_key(key)).await
+    new.delete_object(bucket, &name_at(new, bucket, key)).await
 }
 
 /// Tombstone lookups for many keys, mostly asked in ascending order (see the module docs).
@@ -107,7 +119,7 @@ impl<'a> TombstoneLookup<'a> {
     /// Whether `key` is tombstoned: from the window in memory, or after one LIST (more only
     /// when names just below this key's own fill a whole page).
     pub async fn contains(&mut self, key: &str) -> Result<bool, GatewayError> {
-        let name = tombstone_key(key);
+        let name = name_at(self.new, self.bucket, key);
         let window = match self.window.take() {
             Some(window) if window.covers(&name) => window,
             _ => self.read_window(&name).await?,
@@ -182,7 +194,7 @@ fn start_after_for(name: &str) -> String {
     };
     if let Some(lower) = lower {
         below.push(lower);
-        if below.len() + char::MAX.len_utf8() <= MAX_KEY_BYTES {
+        if below.len() + char::MAX.len_utf8() <= MAX_S3_KEY_BYTES {
             below.push(char::MAX);
         }
     }
@@ -202,8 +214,8 @@ mod tests {
 
     #[test]
     fn a_key_too_long_for_its_tombstone_name_gets_a_hashed_one_within_the_limit() {
-        let longest_plain = "k".repeat(MAX_KEY_BYTES - TOMBSTONE_PREFIX.len());
-        assert_eq!(tombstone_key(&longest_plain).len(), MAX_KEY_BYTES);
+        let longest_plain = "k".repeat(MAX_S3_KEY_BYTES - TOMBSTONE_PREFIX.len());
+        assert_eq!(tombstone_key(&longest_plain).len(), MAX_S3_KEY_BYTES);
         assert!(tombstone_key(&longest_plain).starts_with(TOMBSTONE_PREFIX));
         let mut seen = std::collections::BTreeSet::new();
         for key in [
@@ -214,9 +226,16 @@ mod tests {
         ] {
             let name = tombstone_key(&key);
             assert!(name.starts_with(LONG_TOMBSTONE_PREFIX), "{name}");
-            assert!(name.len() <= MAX_KEY_BYTES, "{}", name.len());
+            assert!(name.len() <= MAX_S3_KEY_BYTES, "{}", name.len());
             assert_eq!(tombstone_key(&key), name, "the same key, the same name");
             assert!(seen.insert(name), "one name per key");
+        }
+        // A local provider's bucket of 63 characters keeps keys of at most 72 bytes.
+        let longest = crate::local::longest_local_key(&"b".repeat(63));
+        for key in ["k".repeat(52), "k".repeat(53), "é".repeat(60)] {
+            let name = tombstone_name(&key, longest);
+            assert!(name.len() <= longest, "{name}");
+            assert!(crate::local::unstorable_key_problem(&"b".repeat(63), &name).is_none(), "{name}");
         }
     }
 
@@ -231,7 +250,7 @@ mod tests {
         ] {
             let below = start_after_for(name);
             assert!(below.as_str() < name, "{below:?} < {name:?}");
-            assert!(below.len() <= MAX_KEY_BYTES);
+            assert!(below.len() <= MAX_S3_KEY_BYTES);
         }
         // What sorts between is only what begins with the lowered name and the highest character.
         let below = start_after_for(".s3ferry/tombstones/d07/k04000");

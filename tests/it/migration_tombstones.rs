@@ -540,3 +540,74 @@ async fn check_and_migrate_status_report_old_objects_that_cannot_reach_the_new_p
     );
     assert!(!stdout.contains("OK:"), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_local_new_provider_tombstones_keys_near_its_length_limit_and_reports_what_it_cannot_store() {
+    // A local provider keeps keys of at most 130 bytes in a bucket named `files` (the bucket
+    // and key name one metadata file); the old provider (s3s-fs) holds a key of 120 bytes,
+    // whose tombstone would need 140 as `.s3ferry/tombstones/<key>`, and one of 150.
+    let old = TestUpstream::path_style().await;
+    old.create_bucket("files-old");
+    let near_limit = format!("k/{}", "x".repeat(118));
+    let too_long = format!("l/{}", "y".repeat(148));
+    for key in [&near_limit, &too_long, &"short".to_string()] {
+        old.direct_client()
+            .put_object()
+            .bucket("files-old")
+            .key(key)
+            .body(ByteStream::from_static(b"old"))
+            .send()
+            .await
+            .expect("seed old");
+    }
+    let root = tempfile::tempdir().expect("dir");
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[credentials]]
+access_key_id = "{CLIENT_KEY}"
+secret_access_key = "{CLIENT_SECRET}"
+[providers.new]
+kind = "local"
+root = "{root}"
+[providers.old]
+endpoint = "{old}"
+access_key_id = "{UPSTREAM_KEY}"
+secret_access_key = "{UPSTREAM_SECRET}"
+read_timeout_secs = 20
+[[buckets]]
+name = "files"
+provider = "new"
+fallback = "old"
+fallback_bucket = "files-old"
+"#,
+        root = root.path().display(),
+        old = old.endpoint(),
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, &toml).expect("config");
+    let config = Config::parse(&toml, "local.toml", Path::new("."), &|_| None).expect("config");
+    let g = s3ferry::server::start(&config).await.expect("gateway");
+    let c = crate::support::gateway_client(g.addr());
+    assert_eq!(read(&c, "files", &near_limit).await.expect("fallback GET"), b"old");
+    c.delete_object().bucket("files").key(&near_limit).send().await.expect("DELETE");
+    assert_eq!(read(&c, "files", &near_limit).await, Err("NoSuchKey".to_string()));
+    assert_eq!(
+        listed_keys(&c, "files").await,
+        vec![too_long.clone(), "short".to_string()],
+        "the tombstoned key is hidden"
+    );
+    g.shutdown(Duration::from_secs(2)).await;
+    let (status, report) = run_cli(&config_path, &["check"]).await;
+    assert_eq!(status, Some(1), "{report}");
+    assert_eq!(report["deleted_through_s3ferry"].as_u64(), Some(1), "{report}");
+    assert_eq!(
+        report["left_behind"],
+        serde_json::json!([{ "key": too_long, "reason": "unstorable_in_new" }]),
+        "{report}"
+    );
+    assert_eq!(report["missing_in_new"], serde_json::json!(["short"]), "{report}");
+}
