@@ -69,7 +69,12 @@ pub fn left_behind_reason(key: &str, route: &Route, fallback: &FallbackRoute) ->
     if crate::target::refuse_dot_segments(key, &providers).is_err() {
         return Some(LeftBehindReason::DotSegments);
     }
-    if route.provider.settings.unstorable_key(&route.upstream_bucket, key).is_some() {
+    if route
+        .provider
+        .settings
+        .unstorable_key(&route.upstream_bucket, key)
+        .is_some()
+    {
         return Some(LeftBehindReason::UnstorableInNew);
     }
     None

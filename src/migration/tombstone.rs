@@ -42,12 +42,18 @@ pub fn tombstone_name(key: &str, longest: usize) -> String {
     if TOMBSTONE_PREFIX.len() + key.len() <= longest {
         return format!("{TOMBSTONE_PREFIX}{key}");
     }
-    let mut kept = longest.saturating_sub(LONG_TOMBSTONE_PREFIX.len() + HASH_HEX_LEN).min(key.len());
+    let mut kept = longest
+        .saturating_sub(LONG_TOMBSTONE_PREFIX.len() + HASH_HEX_LEN)
+        .min(key.len());
     while !key.is_char_boundary(kept) {
         kept -= 1;
     }
     let digest = sha2::Sha256::digest(key.as_bytes());
-    format!("{LONG_TOMBSTONE_PREFIX}{}{}", &key[..kept], hex::encode(&digest[..HASH_HEX_LEN / 2]))
+    format!(
+        "{LONG_TOMBSTONE_PREFIX}{}{}",
+        &key[..kept],
+        hex::encode(&digest[..HASH_HEX_LEN / 2])
+    )
 }
 
 /// The tombstone name of `key` in `bucket` of the new provider.
@@ -235,7 +241,10 @@ mod tests {
         for key in ["k".repeat(52), "k".repeat(53), "é".repeat(60)] {
             let name = tombstone_name(&key, longest);
             assert!(name.len() <= longest, "{name}");
-            assert!(crate::local::unstorable_key_problem(&"b".repeat(63), &name).is_none(), "{name}");
+            assert!(
+                crate::local::unstorable_key_problem(&"b".repeat(63), &name).is_none(),
+                "{name}"
+            );
         }
     }
 

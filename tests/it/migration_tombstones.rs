@@ -593,7 +593,12 @@ fallback_bucket = "files-old"
     let g = s3ferry::server::start(&config).await.expect("gateway");
     let c = crate::support::gateway_client(g.addr());
     assert_eq!(read(&c, "files", &near_limit).await.expect("fallback GET"), b"old");
-    c.delete_object().bucket("files").key(&near_limit).send().await.expect("DELETE");
+    c.delete_object()
+        .bucket("files")
+        .key(&near_limit)
+        .send()
+        .await
+        .expect("DELETE");
     assert_eq!(read(&c, "files", &near_limit).await, Err("NoSuchKey".to_string()));
     assert_eq!(
         listed_keys(&c, "files").await,
@@ -610,4 +615,32 @@ fallback_bucket = "files-old"
         "{report}"
     );
     assert_eq!(report["missing_in_new"], serde_json::json!(["short"]), "{report}");
+}
+
+#[tokio::test]
+async fn a_delete_objects_body_cannot_name_a_tombstone_in_cdata_or_with_a_version() {
+    let m = Migrating::start().await;
+    m.seed_old("lazy", &[("gone", b"old")]).await;
+    assert_eq!(delete_object(m.gateway().addr(), "lazy", "gone").await.status, 204);
+    let before = m.new.quirks.received_count();
+    for entry in [
+        "<Object><Key><![CDATA[.s3ferry/tombstones/gone]]></Key></Object>",
+        "<Object><Key>.s3ferry/tombstones/gone</Key><VersionId>null</VersionId></Object>",
+        "<Object><Key>x/../.s3ferry/tombstones/gone</Key><VersionId>null</VersionId></Object>",
+    ] {
+        let body = format!("<Delete><Object><Key>fine</Key></Object>{entry}</Delete>");
+        let response = delete_objects(m.gateway().addr(), "lazy", &body, true).await;
+        assert_eq!(
+            (response.status, response.code().as_str()),
+            (403, "AccessDenied"),
+            "{entry}"
+        );
+    }
+    assert_eq!(
+        m.new.quirks.received_count(),
+        before,
+        "nothing reached the new provider"
+    );
+    assert_eq!(read(&m.client(), "lazy", "gone").await, Err("NoSuchKey".to_string()));
+    m.stop().await;
 }
