@@ -148,7 +148,7 @@ impl Gateway {
                 .await;
         }
         let mut satisfied_by_old = false;
-        // A DeleteObject under migration whose tombstone is written: settled once answered.
+        // A DeleteObject under migration: tombstoned just before it is sent, settled once answered.
         let mut tombstoned_delete = None;
         if let Some(fallback) = route.fallback.clone() {
             match operation {
@@ -172,9 +172,6 @@ impl Gateway {
                     return Ok(xml_response(StatusCode::OK, xml));
                 }
                 "DeleteObject" if !query.iter().any(|(n, _)| n == "versionId") => {
-                    self.migration
-                        .tombstone_before_delete(&route, std::slice::from_ref(&key))
-                        .await?;
                     tombstoned_delete = Some(fallback);
                 }
                 "PutObject" => {
@@ -229,13 +226,17 @@ impl Gateway {
         if let Some(keeping) = &mut keeping {
             keeping.remember_sent(&outgoing.headers);
         }
-        let response = self.send(&route, outgoing, &slot).await?;
-        if let Some(fallback) = &tombstoned_delete {
-            let answer = DeleteAnswer::Single(response.status());
-            self.migration
-                .after_delete(&route, fallback, std::slice::from_ref(&key), answer)
-                .await;
-        }
+        let response = match &tombstoned_delete {
+            None => self.send(&route, outgoing, &slot).await?,
+            Some(fallback) => {
+                let keys = std::slice::from_ref(&key);
+                self.migration.tombstone_before_delete(&route, keys).await?;
+                let sent = self.send(&route, outgoing, &slot).await;
+                let answer = DeleteAnswer::of_exchange(sent.as_ref().map(http::Response::status));
+                self.migration.after_delete(&route, fallback, keys, answer).await;
+                sent?
+            }
+        };
         if let Some(keeping) = keeping {
             keeping.keep_after(&route, &response).await;
         }
@@ -431,15 +432,23 @@ impl Gateway {
             }
             None => Vec::new(),
         };
-        self.migration.tombstone_before_delete(route, &tombstoned).await?;
         if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
             set_content_md5(&mut outgoing, bytes)?;
         } else {
             outgoing.body = bytes.into_upstream_body();
         }
-        let response = self.send(route, outgoing, &slot).await?;
         let Some(fallback) = route.fallback.as_ref().filter(|_| !tombstoned.is_empty()) else {
+            let response = self.send(route, outgoing, &slot).await?;
             return relay_response(response, route, relay).await;
+        };
+        self.migration.tombstone_before_delete(route, &tombstoned).await?;
+        let response = match self.send(route, outgoing, &slot).await {
+            Ok(response) => response,
+            Err(e) => {
+                let answer = DeleteAnswer::of_exchange(Err(&e));
+                self.migration.after_delete(route, fallback, &tombstoned, answer).await;
+                return Err(e);
+            }
         };
         let (parts, incoming) = response.into_parts();
         // Unread, the answer leaves the tombstones in place: the provider may have deleted.

@@ -293,11 +293,17 @@ where
 /// The order of operations under migration is tombstone, then the new provider, then (for the
 /// keys it did not delete) no tombstone again. The other order would let an old copy come back
 /// whenever the provider deletes and the tombstone write then fails; this one never does, and a
-/// request the provider refuses hides nothing once its tombstones are removed. A request whose
-/// answer never arrives (timeout, broken connection) keeps its tombstones: the provider may
-/// have deleted, and only then could an old copy come back.
+/// request the provider refuses hides nothing once its tombstones are removed. The tombstones
+/// are written just before the request is sent, after everything that could still refuse it
+/// locally. A request whose answer never arrives (timeout, broken connection) keeps its
+/// tombstones: the provider may have deleted, and only then could an old copy come back.
 #[derive(Debug, Clone, Copy)]
 pub enum DeleteAnswer<'a> {
+    /// The request never reached the provider (no connection, a certificate refused): nothing
+    /// was deleted.
+    NotSent,
+    /// The provider's answer never came (timeout, broken connection): it may have deleted.
+    Unknown,
     /// DeleteObject: the status says it all (a 404 also means the key is not there).
     Single(StatusCode),
     /// DeleteObjects: the status and, on a 2xx, the provider's `<DeleteResult>` (`None`: it
@@ -308,12 +314,27 @@ pub enum DeleteAnswer<'a> {
     },
 }
 
+impl DeleteAnswer<'_> {
+    /// What an exchange says: a DeleteObject's status, or why there was no answer at all.
+    pub fn of_exchange(sent: Result<StatusCode, &GatewayError>) -> Self {
+        match sent {
+            Ok(status) => Self::Single(status),
+            Err(GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamCertificateRejected { .. }) => {
+                Self::NotSent
+            }
+            Err(_) => Self::Unknown,
+        }
+    }
+}
+
 /// Splits `keys` into (deleted, refused) by the provider's answer. A 2xx DeleteObjects answer
 /// refuses exactly the keys it lists as `<Error>`: that is what the client reads as "not
 /// deleted". A key it does not mention (quiet mode lists only errors; a provider may leave out
 /// keys it did not hold) keeps its tombstone, so nothing the client was told is gone comes back.
 pub fn deleted_keys(keys: &[String], answer: DeleteAnswer<'_>) -> (Vec<String>, Vec<String>) {
     let deleted = |key: &String| match answer {
+        DeleteAnswer::NotSent => false,
+        DeleteAnswer::Unknown => true,
         DeleteAnswer::Single(status) => status.is_success() || status == StatusCode::NOT_FOUND,
         DeleteAnswer::Batch { status, .. } if !status.is_success() => false,
         DeleteAnswer::Batch { result: None, .. } => true,
@@ -379,6 +400,9 @@ mod tests {
             result,
         };
         let table: Vec<(DeleteAnswer<'_>, Vec<String>)> = vec![
+            (DeleteAnswer::NotSent, keys(&[])),
+            // Only an answer that never came leaves the question open: nothing may come back.
+            (DeleteAnswer::Unknown, keys(&["a", "b", "c"])),
             (DeleteAnswer::Single(StatusCode::NO_CONTENT), keys(&["a", "b", "c"])),
             (DeleteAnswer::Single(StatusCode::NOT_FOUND), keys(&["a", "b", "c"])),
             (DeleteAnswer::Single(StatusCode::FORBIDDEN), keys(&[])),
