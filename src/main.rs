@@ -113,8 +113,8 @@ enum Command {
         json: bool,
     },
     /// Compare the old and new provider of a bucket under lazy migration, like `rclone check`:
-    /// objects missing in the new provider and objects whose size or content differ. Exits 1
-    /// when there are differences.
+    /// objects missing in the new provider, objects whose size or content differ, and old
+    /// objects that can never reach the new provider (left behind). Exits 1 when there are any.
     #[command(after_help = CHECK_EXAMPLES)]
     Check {
         /// The TOML config file.
@@ -142,7 +142,8 @@ const MIGRATE_EXAMPLES: &str = "Examples:
   s3ferry migrate --config config.toml --bucket media --concurrency 16
 
 Ctrl-C stops after the copies in flight; run the same command again to resume.
-Exit status: 0 done, 1 some copies failed (listed), 130 interrupted.";
+Exit status: 0 done, 1 some copies failed or some old objects can never reach the new
+provider (both listed; --status only lists them), 130 interrupted.";
 
 const CHECK_EXAMPLES: &str = "Examples:
   s3ferry check --config config.toml --bucket media
