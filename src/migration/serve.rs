@@ -332,15 +332,19 @@ impl DeleteAnswer<'_> {
 /// deleted". A key it does not mention (quiet mode lists only errors; a provider may leave out
 /// keys it did not hold) keeps its tombstone, so nothing the client was told is gone comes back.
 pub fn deleted_keys(keys: &[String], answer: DeleteAnswer<'_>) -> (Vec<String>, Vec<String>) {
+    let failed: std::collections::HashSet<&str> = match answer {
+        DeleteAnswer::Batch {
+            result: Some(result), ..
+        } => result.failed.iter().map(String::as_str).collect(),
+        _ => std::collections::HashSet::new(),
+    };
     let deleted = |key: &String| match answer {
         DeleteAnswer::NotSent => false,
         DeleteAnswer::Unknown => true,
         DeleteAnswer::Single(status) => status.is_success() || status == StatusCode::NOT_FOUND,
         DeleteAnswer::Batch { status, .. } if !status.is_success() => false,
         DeleteAnswer::Batch { result: None, .. } => true,
-        DeleteAnswer::Batch {
-            result: Some(result), ..
-        } => !result.failed.contains(key),
+        DeleteAnswer::Batch { result: Some(_), .. } => !failed.contains(key.as_str()),
     };
     keys.iter().cloned().partition(deleted)
 }
