@@ -39,8 +39,8 @@ use crate::upstream::url::parse_query;
 use relay::{Relay, encodes_listing_itself, lists_v2_via_v1, relay_read_response, relay_response, xml_response};
 use upload::{
     BodyChecks, TrailerKeeping, body_checksum_to_verify, build_outgoing, carries_object_data,
-    checksum_params_as_headers, needs_content_md5, read_small_body, set_content_md5, translate_part_list,
-    upload_failure_error,
+    checksum_params_as_headers, needs_content_md5, read_small_body, replace_small_body, set_content_md5,
+    translate_part_list, upload_failure_error,
 };
 
 /// Query parameters that carry the client's presigned-URL signature; they are verified by s3s
@@ -396,7 +396,8 @@ impl Gateway {
     /// DeleteObjects: the (small) request body is read to learn the keys, and refused as AWS
     /// refuses it (not XML, more than 1,000 objects) before anything reaches a provider. Each
     /// key must be one a client may name (not s3ferry's own, no dot segments a provider would
-    /// resolve). On a bucket under migration each key that names no version is tombstoned
+    /// resolve). A body with CDATA goes on written again as plain text, so the provider deletes
+    /// the keys s3ferry checked and tombstones. On a bucket under migration each key that names no version is tombstoned
     /// first, the same body goes to the provider, and its answer says which tombstones stay
     /// (see `migration::serve::DeleteAnswer`).
     async fn delete_objects(
@@ -432,7 +433,11 @@ impl Gateway {
             }
             None => Vec::new(),
         };
-        if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
+        if request.has_cdata {
+            // Not every store reads CDATA (s3s skips it): the provider gets the keys s3ferry read.
+            let plain = rewrite::delete_objects::render_delete_body(&request);
+            replace_small_body(&mut outgoing, bytes, Bytes::from(plain))?;
+        } else if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
             set_content_md5(&mut outgoing, bytes)?;
         } else {
             outgoing.body = bytes.into_upstream_body();

@@ -28,6 +28,11 @@ pub struct DeleteEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteRequest {
     pub entries: Vec<DeleteEntry>,
+    /// `<Quiet>true</Quiet>`: the answer lists only the keys that failed.
+    pub quiet: bool,
+    /// Some text came as CDATA, which not every S3 store reads (s3s skips it): such a body is
+    /// sent on as [`render_delete_body`] writes it.
+    pub has_cdata: bool,
 }
 
 impl DeleteRequest {
@@ -107,7 +112,7 @@ fn is_path(path: &[Vec<u8>], expected: &[&str]) -> bool {
 pub fn parse_delete_keys(xml: &[u8]) -> Result<DeleteRequest, DeleteBodyError> {
     let mut request = DeleteRequest::default();
     let mut objects = 0usize;
-    let (mut key, mut version) = (None::<String>, None::<String>);
+    let (mut key, mut version, mut quiet) = (None::<String>, None::<String>, String::new());
     walk(xml, |path, event| {
         let in_object = |field: &str| is_path(path, &["Delete", "Object", field]);
         match event {
@@ -123,6 +128,17 @@ pub fn parse_delete_keys(xml: &[u8]) -> Result<DeleteRequest, DeleteBodyError> {
             }
             Event::Start(_) | Event::Empty(_) if in_object("Key") => key = Some(String::new()),
             Event::Start(_) | Event::Empty(_) if in_object("VersionId") => version = Some(String::new()),
+            Event::CData(_) if path.first().is_some_and(|root| root.as_slice() == b"Delete") => {
+                request.has_cdata = true;
+                if in_object("Key") {
+                    append_text(event, key.get_or_insert_with(String::new))?;
+                } else if in_object("VersionId") {
+                    append_text(event, version.get_or_insert_with(String::new))?;
+                } else if is_path(path, &["Delete", "Quiet"]) {
+                    append_text(event, &mut quiet)?;
+                }
+            }
+            Event::Text(_) if is_path(path, &["Delete", "Quiet"]) => append_text(event, &mut quiet)?,
             Event::Text(_) | Event::CData(_) if in_object("Key") => {
                 append_text(event, key.get_or_insert_with(String::new))?;
             }
@@ -138,7 +154,33 @@ pub fn parse_delete_keys(xml: &[u8]) -> Result<DeleteRequest, DeleteBodyError> {
         }
         Ok(())
     })?;
+    request.quiet = quiet.trim().eq_ignore_ascii_case("true");
     Ok(request)
+}
+
+/// `request` as a DeleteObjects body in plain XML text (no CDATA), for a provider that must
+/// delete exactly the keys s3ferry read.
+pub fn render_delete_body(request: &DeleteRequest) -> Vec<u8> {
+    use quick_xml::escape::escape;
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+    );
+    if request.quiet {
+        xml.push_str("<Quiet>true</Quiet>");
+    }
+    for entry in &request.entries {
+        xml.push_str("<Object><Key>");
+        xml.push_str(&escape(entry.key.as_str()));
+        xml.push_str("</Key>");
+        if let Some(version) = &entry.version_id {
+            xml.push_str("<VersionId>");
+            xml.push_str(&escape(version.as_str()));
+            xml.push_str("</VersionId>");
+        }
+        xml.push_str("</Object>");
+    }
+    xml.push_str("</Delete>");
+    xml.into_bytes()
 }
 
 /// What a provider's DeleteObjects answer says about the keys that named no version.
@@ -195,6 +237,7 @@ mod tests {
     fn keys_are_read_and_versioned_entries_kept_apart() {
         let xml = "<Delete><Quiet>true</Quiet><Object><Key>a&amp;b</Key></Object><Object><Key>v</Key><VersionId>1</VersionId></Object><Object><Key>c/d</Key></Object></Delete>";
         let parsed = parse_delete_keys(xml.as_bytes()).expect("parses");
+        assert!(parsed.quiet && !parsed.has_cdata);
         assert_eq!(parsed.entries.len(), 3);
         assert_eq!(parsed.entries[1].version_id.as_deref(), Some("1"));
         assert_eq!(keys(xml), vec!["a&b".to_string(), "c/d".to_string()]);
@@ -207,6 +250,19 @@ mod tests {
             keys(xml),
             vec!["cdata&<key>".to_string(), "a&b&cA".to_string(), " spaced ".to_string()]
         );
+    }
+
+    #[test]
+    fn a_body_with_cdata_is_rendered_again_as_plain_text_with_the_same_entries() {
+        let xml = "<Delete><Quiet><![CDATA[true]]></Quiet><Object><Key><![CDATA[a&<b>]]>'\"</Key></Object><Object><Key>v</Key><VersionId><![CDATA[x&y]]></VersionId></Object></Delete>";
+        let parsed = parse_delete_keys(xml.as_bytes()).expect("parses");
+        assert!(parsed.has_cdata && parsed.quiet);
+        let rendered = render_delete_body(&parsed);
+        assert!(!String::from_utf8_lossy(&rendered).contains("CDATA"));
+        let again = parse_delete_keys(&rendered).expect("parses");
+        assert_eq!(again.entries, parsed.entries);
+        assert!(again.quiet && !again.has_cdata);
+        assert_eq!(again.entries[0].key, "a&<b>'\"");
     }
 
     #[test]

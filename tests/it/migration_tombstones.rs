@@ -644,3 +644,46 @@ async fn a_delete_objects_body_cannot_name_a_tombstone_in_cdata_or_with_a_versio
     assert_eq!(read(&m.client(), "lazy", "gone").await, Err("NoSuchKey".to_string()));
     m.stop().await;
 }
+
+#[tokio::test]
+async fn cdata_keys_reach_a_provider_that_skips_cdata_as_plain_text() {
+    // s3s-fs skips CDATA in a DeleteObjects body; s3ferry sends the keys it read as text.
+    let m = Migrating::start().await;
+    m.seed_old("lazy", &[("a&b.txt", b"old"), ("plain.txt", b"old")]).await;
+    let c = m.client();
+    for key in ["a&b.txt", "plain.txt"] {
+        c.put_object()
+            .bucket("lazy")
+            .key(key)
+            .body(ByteStream::from_static(b"new"))
+            .send()
+            .await
+            .expect("put");
+    }
+    let body = delete_body(&["<![CDATA[a&b.txt]]>".to_string(), "pla<![CDATA[in]]>.txt".to_string()]);
+    // A Content-MD5 that does not match what the client sent is refused before any provider.
+    let mut wrong = HeaderMap::new();
+    wrong.insert("content-md5", HeaderValue::from_static("1B2M2Y8AsgTpgAmY7PhCfg=="));
+    let (req, _) = signer(m.gateway().addr()).sign(Method::POST, "/lazy?delete", wrong, &sha256_hex(body.as_bytes()));
+    let before = m.new.quirks.received_count();
+    let refused = raw::send(req.body(full_body(body.clone())).expect("request")).await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (400, "BadDigest"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(m.new.quirks.received_count(), before);
+    assert_eq!(read(&c, "lazy", "a&b.txt").await.expect("untouched"), b"new");
+
+    let response = delete_objects(m.gateway().addr(), "lazy", &body, true).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    for key in ["a&b.txt", "plain.txt"] {
+        assert!(
+            !m.new.has_object("lazy", key).await,
+            "{key} deleted at the new provider"
+        );
+        assert_eq!(read(&c, "lazy", key).await, Err("NoSuchKey".to_string()), "{key}");
+    }
+    m.stop().await;
+}
