@@ -45,10 +45,11 @@ impl DeleteRequest {
     }
 }
 
-/// Why a DeleteObjects body is refused. Each is AWS's 400 `MalformedXML`.
+/// Why a DeleteObjects body is refused. Each is AWS's 400 `MalformedXML`. The texts name no
+/// part of the body: the XML reader's detail can quote a key, and refusals are logged.
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteBodyError {
-    #[error("{0}")]
+    #[error("the body is not well-formed XML")]
     Xml(#[from] RewriteError),
     #[error("the request names more than {MAX_DELETE_OBJECTS} objects, the most one request may delete")]
     TooManyObjects,
