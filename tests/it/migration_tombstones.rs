@@ -380,9 +380,11 @@ async fn keys_of_up_to_1024_bytes_work_in_a_migrating_bucket() {
     let long = |c: char| format!("{c}/{}", c.to_string().repeat(1022));
     let (read_me, delete_me, batch_me, migrate_me, put_me) = (long('r'), long('d'), long('b'), long('m'), long('p'));
     assert_eq!(read_me.len(), 1024);
-    let old = sdk_client(&wrapped.endpoint(), "moto", "moto", true);
+    // Straight to moto (through the key-limit wrapper), bypassing the gateway.
+    let direct = sdk_client(&wrapped.endpoint(), "moto", "moto", true);
     for key in [&read_me, &delete_me, &batch_me, &migrate_me] {
-        old.put_object()
+        direct
+            .put_object()
             .bucket("files-old")
             .key(key)
             .body(ByteStream::from(key.clone().into_bytes()))
@@ -407,6 +409,14 @@ async fn keys_of_up_to_1024_bytes_work_in_a_migrating_bucket() {
         MigrationStats::get(&g.migration_stats().copies_done) == 1
     })
     .await;
+    let copied = direct
+        .head_object()
+        .bucket("files-new")
+        .key(&read_me)
+        .send()
+        .await
+        .expect("the copy");
+    assert_eq!(copied.content_length(), Some(1024));
     c.put_object()
         .bucket("files")
         .key(&put_me)
