@@ -48,6 +48,11 @@ pub enum GatewayError {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A request body that is not the XML its operation takes, or breaks a limit of its schema
+    /// (more than 1,000 objects in a DeleteObjects): AWS's answer to both.
+    #[error("The XML you provided was not well-formed or did not validate against our published schema: {0}")]
+    MalformedXml(String),
+
     #[error("The specified key does not exist.")]
     NoSuchKey { key: String },
 
@@ -167,6 +172,7 @@ impl GatewayError {
             Self::NoSuchBucket { .. } => ("NoSuchBucket", StatusCode::NOT_FOUND),
             Self::InvalidRequest(_) => ("InvalidRequest", StatusCode::BAD_REQUEST),
             Self::InvalidArgument(_) => ("InvalidArgument", StatusCode::BAD_REQUEST),
+            Self::MalformedXml(_) => ("MalformedXML", StatusCode::BAD_REQUEST),
             Self::NoSuchKey { .. } => ("NoSuchKey", StatusCode::NOT_FOUND),
             Self::PreconditionFailed => ("PreconditionFailed", StatusCode::PRECONDITION_FAILED),
             Self::AccessDenied(_) => ("AccessDenied", StatusCode::FORBIDDEN),
@@ -203,6 +209,7 @@ impl GatewayError {
             Self::NoSuchBucket { .. }
             | Self::InvalidRequest(_)
             | Self::InvalidArgument(_)
+            | Self::MalformedXml(_)
             | Self::NoSuchKey { .. }
             | Self::PreconditionFailed
             | Self::AccessDenied(_)

@@ -392,40 +392,50 @@ fn base64_len(n: usize) -> usize {
     (n * 4).div_ceil(3)
 }
 
-/// A key a directory cannot hold: each `/`-separated part becomes a file or directory name,
-/// and the whole key (with the bucket) a metadata file name. A clear 400 instead of the file
-/// system's error (a 500 from s3s-fs).
-fn unstorable_key(bucket: &str, key: &str) -> Option<Response<s3s::Body>> {
+/// The longest key a local provider stores in `bucket`: the bucket and key together name one
+/// metadata file (see [`METADATA_NAME_OVERHEAD`]).
+pub fn longest_local_key(bucket: &str) -> usize {
+    (MAX_FILE_NAME_BYTES.saturating_sub(METADATA_NAME_OVERHEAD + base64_len(bucket.len())) * 3) / 4
+}
+
+/// Why a directory cannot hold `key` (S3 error code and message), if it cannot: each
+/// `/`-separated part becomes a file or directory name, and the whole key (with the bucket) a
+/// metadata file name.
+pub fn unstorable_key_problem(bucket: &str, key: &str) -> Option<(&'static str, String)> {
     if key.is_empty() {
         return None;
     }
     if crate::target::has_dot_segment(key) {
-        return Some(local_error(
-            StatusCode::BAD_REQUEST,
+        return Some((
             "InvalidArgument",
-            "a local provider cannot store keys with '.' or '..' path segments",
+            "a local provider cannot store keys with '.' or '..' path segments".into(),
         ));
     }
     if key.contains('\0') {
-        return Some(local_error(
-            StatusCode::BAD_REQUEST,
+        return Some((
             "InvalidArgument",
-            "a local provider cannot store keys with a NUL character",
+            "a local provider cannot store keys with a NUL character".into(),
         ));
     }
-    let longest_key = (MAX_FILE_NAME_BYTES.saturating_sub(METADATA_NAME_OVERHEAD + base64_len(bucket.len())) * 3) / 4;
+    let longest_key = longest_local_key(bucket);
     let part_too_long = key.split('/').any(|part| part.len() > MAX_FILE_NAME_BYTES);
     if part_too_long || key.len() > longest_key {
-        return Some(local_error(
-            StatusCode::BAD_REQUEST,
+        return Some((
             "KeyTooLongError",
-            &format!(
+            format!(
                 "Your key is too long for a local provider: it keeps each key, with its bucket name, in one file \
                  name of at most {MAX_FILE_NAME_BYTES} bytes, which leaves {longest_key} bytes of key in this bucket"
             ),
         ));
     }
     None
+}
+
+/// [`unstorable_key_problem`] as a clear 400 instead of the file system's error (a 500 from
+/// s3s-fs).
+fn unstorable_key(bucket: &str, key: &str) -> Option<Response<s3s::Body>> {
+    let (code, message) = unstorable_key_problem(bucket, key)?;
+    Some(local_error(StatusCode::BAD_REQUEST, code, &message))
 }
 
 fn local_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {

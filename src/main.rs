@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use s3ferry::config::{CONFIG_ENV, Config, ProviderKind, WILDCARD_BUCKET};
-use s3ferry::migration::bulk::{self, MigrateOptions, MigrateReport, Progress};
+use s3ferry::migration::bulk::{self, LeftBehind, LeftBehindReason, MigrateOptions, MigrateReport, Progress};
 use s3ferry::route::{FallbackRoute, Route, RouteTable};
 use s3ferry::server::{self, RunningGateway};
 
@@ -113,8 +113,8 @@ enum Command {
         json: bool,
     },
     /// Compare the old and new provider of a bucket under lazy migration, like `rclone check`:
-    /// objects missing in the new provider and objects whose size or content differ. Exits 1
-    /// when there are differences.
+    /// objects missing in the new provider, objects whose size or content differ, and old
+    /// objects that can never reach the new provider (left behind). Exits 1 when there are any.
     #[command(after_help = CHECK_EXAMPLES)]
     Check {
         /// The TOML config file.
@@ -142,7 +142,8 @@ const MIGRATE_EXAMPLES: &str = "Examples:
   s3ferry migrate --config config.toml --bucket media --concurrency 16
 
 Ctrl-C stops after the copies in flight; run the same command again to resume.
-Exit status: 0 done, 1 some copies failed (listed), 130 interrupted.";
+Exit status: 0 done, 1 some copies failed or some old objects can never reach the new
+provider (both listed; --status only lists them), 130 interrupted.";
 
 const CHECK_EXAMPLES: &str = "Examples:
   s3ferry check --config config.toml --bucket media
@@ -566,7 +567,8 @@ async fn migrate_command(route: Route, fallback: FallbackRoute, options: Migrate
     } else {
         print_migrate_report(&report);
     }
-    if !report.failed.is_empty() {
+    // Objects left behind fail a real run (the migration cannot finish); `--status` only reports.
+    if !report.failed.is_empty() || (!report.dry_run && !report.left_behind.is_empty()) {
         ExitCode::FAILURE
     } else if report.interrupted {
         ExitCode::from(130)
@@ -592,7 +594,8 @@ fn print_migrate_report(r: &MigrateReport) {
             "deleted through s3ferry:        {} objects (tombstoned; not copied)",
             r.deleted_through_s3ferry
         );
-        if r.planned_objects == 0 {
+        print_left_behind(&r.left_behind);
+        if r.planned_objects == 0 && r.left_behind.is_empty() {
             println!("nothing left to copy: the old bucket can be switched off once `s3ferry check` agrees");
         }
         return;
@@ -609,8 +612,30 @@ fn print_migrate_report(r: &MigrateReport) {
     for (key, error) in r.failed.iter().take(20) {
         println!("  {key}: {error}");
     }
+    print_left_behind(&r.left_behind);
     if r.interrupted {
         println!("interrupted: run the same command again to copy the rest");
+    }
+}
+
+/// Old objects the migration cannot move: switching the old provider off loses them.
+fn print_left_behind(left: &[LeftBehind]) {
+    if left.is_empty() {
+        return;
+    }
+    println!(
+        "LEFT BEHIND:             {} objects of the old provider cannot reach the new one and are lost when it is switched off",
+        left.len()
+    );
+    for item in left.iter().take(20) {
+        let why = match item.reason {
+            LeftBehindReason::ReservedPrefix => "under s3ferry's reserved .s3ferry/ prefix",
+            LeftBehindReason::DotSegments => {
+                "'.'/'..' segments a provider of the route would resolve (dialect_overrides.literal_dot_segments)"
+            }
+            LeftBehindReason::UnstorableInNew => "a key the new (local) provider cannot store",
+        };
+        println!("  {}: {why}", item.key);
     }
 }
 
@@ -639,6 +664,7 @@ async fn check_command(route: Route, fallback: FallbackRoute, prefix: String, do
             report.only_in_new
         );
         println!("deleted through s3ferry: {}", report.deleted_through_s3ferry);
+        print_left_behind(&report.left_behind);
         if report.unverified > 0 {
             println!(
                 "unverified:              {} (same size, ETags not comparable: run with --download)",

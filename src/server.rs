@@ -44,7 +44,7 @@ use crate::migration::serve::Migration;
 use crate::route::RouteTable;
 use crate::small_body::{BUDGET_WAIT, BodyBudget, ReadError, ReadLimits, read_capped};
 use crate::target::{host_from_authority, parse_client_target, virtual_host_bucket};
-use crate::upstream::{Upstream, UpstreamSettings};
+use crate::upstream::{KeyStore, Upstream, UpstreamSettings};
 
 /// Why the gateway could not start, or a new config could not be put in place.
 #[derive(Debug, thiserror::Error)]
@@ -349,6 +349,7 @@ async fn build_providers(
                     ca_file: None,
                     connect_timeout: provider.connect_timeout,
                     read_timeout: provider.read_timeout,
+                    key_store: KeyStore::LocalFiles,
                 };
                 local_providers.insert(root.clone(), local);
                 settings
@@ -365,6 +366,7 @@ async fn build_providers(
                 ca_file: remote.ca_file.clone(),
                 connect_timeout: provider.connect_timeout,
                 read_timeout: provider.read_timeout,
+                key_store: KeyStore::S3,
             },
         };
         let upstream = Upstream::new(settings, budget.clone()).map_err(provider_error)?;

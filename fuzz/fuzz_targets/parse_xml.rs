@@ -10,6 +10,7 @@ use s3ferry::rewrite::{acl, delete_objects, list_buckets, list_objects, tagging}
 fuzz_target!(|xml: &[u8]| {
     let _ = s3ferry::error::parse_error_code(xml);
     let _ = delete_objects::parse_delete_keys(xml);
+    let _ = delete_objects::parse_delete_result(xml);
     let _ = tagging::parse_tag_set(xml);
     if let Ok(policy) = acl::parse_access_control_policy(xml) {
         let _ = policy.canned_equivalent();

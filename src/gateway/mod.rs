@@ -28,7 +28,7 @@ use crate::dialect::EtagCase;
 use crate::dialect::translate::{self, WithheldChecksum};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use crate::migration::serve::{Migration, ReadRequest};
+use crate::migration::serve::{DeleteAnswer, Migration, ReadRequest};
 use crate::operation::{self, Target};
 use crate::rewrite::{self, MAX_XML_BODY, list_buckets::ListedBucket};
 use crate::route::{Route, RouteTable};
@@ -36,11 +36,11 @@ use crate::target::{ClientTarget, CopySourceRef, parse_copy_source, refuse_dot_s
 use crate::upstream::OutgoingRequest;
 use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
 use crate::upstream::url::parse_query;
-use relay::{Relay, encodes_listing_itself, lists_v2_via_v1, relay_response, xml_response};
+use relay::{Relay, encodes_listing_itself, lists_v2_via_v1, relay_read_response, relay_response, xml_response};
 use upload::{
     BodyChecks, TrailerKeeping, body_checksum_to_verify, build_outgoing, carries_object_data,
-    checksum_params_as_headers, needs_content_md5, read_small_body, set_content_md5, translate_part_list,
-    upload_failure_error,
+    checksum_params_as_headers, needs_content_md5, read_small_body, replace_small_body, set_content_md5,
+    translate_part_list, upload_failure_error,
 };
 
 /// Query parameters that carry the client's presigned-URL signature; they are verified by s3s
@@ -148,6 +148,8 @@ impl Gateway {
                 .await;
         }
         let mut satisfied_by_old = false;
+        // A DeleteObject under migration: tombstoned just before it is sent, settled once answered.
+        let mut tombstoned_delete = None;
         if let Some(fallback) = route.fallback.clone() {
             match operation {
                 "GetObject" | "HeadObject" => {
@@ -170,9 +172,7 @@ impl Gateway {
                     return Ok(xml_response(StatusCode::OK, xml));
                 }
                 "DeleteObject" if !query.iter().any(|(n, _)| n == "versionId") => {
-                    self.migration
-                        .before_delete(&route, &fallback, std::slice::from_ref(&key))
-                        .await?;
+                    tombstoned_delete = Some(fallback);
                 }
                 "PutObject" => {
                     satisfied_by_old = self
@@ -226,7 +226,17 @@ impl Gateway {
         if let Some(keeping) = &mut keeping {
             keeping.remember_sent(&outgoing.headers);
         }
-        let response = self.send(&route, outgoing, &slot).await?;
+        let response = match &tombstoned_delete {
+            None => self.send(&route, outgoing, &slot).await?,
+            Some(fallback) => {
+                let keys = std::slice::from_ref(&key);
+                self.migration.tombstone_before_delete(&route, keys).await?;
+                let sent = self.send(&route, outgoing, &slot).await;
+                let answer = DeleteAnswer::of_exchange(sent.as_ref().map(http::Response::status));
+                self.migration.after_delete(&route, fallback, keys, answer).await;
+                sent?
+            }
+        };
         if let Some(keeping) = keeping {
             keeping.keep_after(&route, &response).await;
         }
@@ -383,10 +393,13 @@ impl Gateway {
             .map(Some)
     }
 
-    /// DeleteObjects: the (small) request body is read to learn the keys. Each must be one a
-    /// client may name (not s3ferry's own, no dot segments a provider would resolve); on a
-    /// bucket under migration each gets its tombstone (or is deleted at the old provider); then
-    /// the same body goes to the provider.
+    /// DeleteObjects: the (small) request body is read to learn the keys, and refused as AWS
+    /// refuses it (not XML, more than 1,000 objects) before anything reaches a provider. Each
+    /// key must be one a client may name (not s3ferry's own, no dot segments a provider would
+    /// resolve). A body with CDATA goes on written again as plain text, so the provider deletes
+    /// the keys s3ferry checked and tombstones. On a bucket under migration each key that names no version is tombstoned
+    /// first, the same body goes to the provider, and its answer says which tombstones stay
+    /// (see `migration::serve::DeleteAnswer`).
     async fn delete_objects(
         &self,
         req: S3Request<Body>,
@@ -407,21 +420,60 @@ impl Gateway {
         let slot = FailureSlot::default();
         let mut outgoing = build_outgoing(req, route, encoded_key, query, headers, &slot, body_check).await?;
         let bytes = read_small_body(&mut outgoing, route, &slot, "DeleteObjects").await?;
-        let keys = rewrite::delete_objects::parse_delete_keys(&bytes)
-            .map_err(|e| GatewayError::InvalidRequest(format!("malformed DeleteObjects body: {e}")))?;
-        for key in &keys {
-            check_key(route, key)?;
+        let request = rewrite::delete_objects::parse_delete_keys(&bytes)
+            .map_err(|e| GatewayError::MalformedXml(e.to_string()))?;
+        for entry in &request.entries {
+            check_key(route, &entry.key)?;
         }
-        if let Some(fallback) = &route.fallback {
-            self.migration.before_delete(route, fallback, &keys).await?;
-        }
-        if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
+        let tombstoned: Vec<String> = match &route.fallback {
+            Some(_) => {
+                let unique: std::collections::BTreeSet<&str> =
+                    request.unversioned_keys().filter(|k| !k.is_empty()).collect();
+                unique.into_iter().map(str::to_string).collect()
+            }
+            None => Vec::new(),
+        };
+        if request.has_cdata {
+            // Not every store reads CDATA (s3s skips it): the provider gets the keys s3ferry read.
+            let plain = rewrite::delete_objects::render_delete_body(&request);
+            replace_small_body(&mut outgoing, bytes, Bytes::from(plain))?;
+        } else if needs_content_md5(&route.provider.settings.profile, "DeleteObjects", &outgoing) {
             set_content_md5(&mut outgoing, bytes)?;
         } else {
             outgoing.body = bytes.into_upstream_body();
         }
-        let response = self.send(route, outgoing, &slot).await?;
-        relay_response(response, route, relay).await
+        let Some(fallback) = route.fallback.as_ref().filter(|_| !tombstoned.is_empty()) else {
+            let response = self.send(route, outgoing, &slot).await?;
+            return relay_response(response, route, relay).await;
+        };
+        self.migration.tombstone_before_delete(route, &tombstoned).await?;
+        let response = match self.send(route, outgoing, &slot).await {
+            Ok(response) => response,
+            Err(e) => {
+                let answer = DeleteAnswer::of_exchange(Err(&e));
+                self.migration.after_delete(route, fallback, &tombstoned, answer).await;
+                return Err(e);
+            }
+        };
+        let (parts, incoming) = response.into_parts();
+        // Unread, the answer leaves the tombstones in place: the provider may have deleted.
+        let answer = route.provider.read_answer(incoming, MAX_XML_BODY).await?;
+        let result = if parts.status.is_success() {
+            let parsed = rewrite::delete_objects::parse_delete_result(&answer);
+            if parsed.is_err() {
+                // The reader's detail stays out: it can quote a key.
+                tracing::warn!(bucket = %route.client_bucket, provider = %route.provider.settings.name, "the provider's DeleteObjects answer cannot be read; the tombstones stay");
+            }
+            parsed.ok()
+        } else {
+            None
+        };
+        let outcome = DeleteAnswer::Batch {
+            status: parts.status,
+            result: result.as_ref(),
+        };
+        self.migration.after_delete(route, fallback, &tombstoned, outcome).await;
+        relay_read_response(http::Response::from_parts(parts, answer), route, relay).await
     }
 }
 

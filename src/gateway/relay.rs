@@ -13,6 +13,7 @@ use crate::error::GatewayError;
 use crate::operation;
 use crate::rewrite::{self, MAX_XML_BODY, list_v2_via_v1};
 use crate::route::Route;
+use crate::small_body::Buffered;
 use crate::upstream;
 
 /// Response headers that are not relayed (hop-by-hop).
@@ -26,10 +27,36 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
+/// A provider's answer body: still streaming, or already read (for s3ferry to learn from it).
+enum AnswerBody {
+    Streaming(hyper::body::Incoming),
+    Read(Buffered),
+}
+
 /// Turns the provider's response into the client's: hop-by-hop headers dropped, the provider's
 /// request id kept under its own name, bucket names mapped back where the bucket is renamed.
 pub(super) async fn relay_response(
     response: http::Response<hyper::body::Incoming>,
+    route: &Route,
+    relay: Relay,
+) -> Result<S3Response<Body>, GatewayError> {
+    let (parts, incoming) = response.into_parts();
+    relay_answer(parts, AnswerBody::Streaming(incoming), route, relay).await
+}
+
+/// [`relay_response`] for an answer s3ferry has already read whole.
+pub(super) async fn relay_read_response(
+    response: http::Response<Buffered>,
+    route: &Route,
+    relay: Relay,
+) -> Result<S3Response<Body>, GatewayError> {
+    let (parts, read) = response.into_parts();
+    relay_answer(parts, AnswerBody::Read(read), route, relay).await
+}
+
+async fn relay_answer(
+    mut parts: http::response::Parts,
+    answer: AnswerBody,
     route: &Route,
     relay: Relay,
 ) -> Result<S3Response<Body>, GatewayError> {
@@ -40,7 +67,6 @@ pub(super) async fn relay_response(
         ranged,
         v2_via_v1,
     } = relay;
-    let (mut parts, incoming) = response.into_parts();
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
@@ -75,7 +101,10 @@ pub(super) async fn relay_response(
             cause,
         };
         // Held until the client has the rewritten answer: its share of the budget goes with it.
-        let read = route.provider.read_answer(incoming, MAX_XML_BODY).await?;
+        let read = match answer {
+            AnswerBody::Streaming(incoming) => route.provider.read_answer(incoming, MAX_XML_BODY).await?,
+            AnswerBody::Read(read) => read,
+        };
         let mut bytes = read.to_vec();
         // First, on the provider's own XML: it may hold keys URL-encoded by the provider.
         if let Some(request) = v2_via_v1 {
@@ -99,7 +128,12 @@ pub(super) async fn relay_response(
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         read.replaced_by(Bytes::from(bytes)).into_client_body()
     } else {
-        Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
+        match answer {
+            AnswerBody::Streaming(incoming) => {
+                Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
+            }
+            AnswerBody::Read(read) => read.into_client_body(),
+        }
     };
     let mut response = S3Response::new(body);
     response.status = Some(parts.status);

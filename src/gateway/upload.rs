@@ -559,6 +559,33 @@ pub(super) fn set_content_md5(outgoing: &mut OutgoingRequest, bytes: Buffered) -
     Ok(())
 }
 
+/// Replaces a small body the client sent with `replacement` (a control document s3ferry wrote
+/// again): the client's checksums are checked against what it sent, then give way to a
+/// Content-MD5 of the replacement, which providers take for operations that require one.
+pub(super) fn replace_small_body(
+    outgoing: &mut OutgoingRequest,
+    sent: Buffered,
+    replacement: Bytes,
+) -> Result<(), GatewayError> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    if let Some(algorithm) = mismatched_header(&outgoing.headers, &sent) {
+        return Err(upload_failure_error(UploadFailure::ChecksumMismatch { algorithm }));
+    }
+    if let Some(claimed) = outgoing.headers.remove("content-md5") {
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&sent));
+        if claimed.as_bytes().trim_ascii() != md5.as_bytes() {
+            return Err(GatewayError::BadDigest(
+                "the Content-MD5 you specified did not match what we received".into(),
+            ));
+        }
+    }
+    for algorithm in ChecksumAlgorithm::ALL {
+        outgoing.headers.remove(algorithm.header_name());
+    }
+    set_content_md5(outgoing, sent.replaced_by(replacement))
+}
+
 /// A CompleteMultipartUpload body (small XML, read with a cap) with each part's ETag in the
 /// provider's form and without part checksums the provider does not take; re-signed with the
 /// hash of the new body.

@@ -1,10 +1,17 @@
 //! `s3ferry migrate` and `s3ferry check`: finish and verify a lazy migration.
 //!
-//! Both walk the old bucket, the new bucket and the tombstones together in key order (three
-//! paginated listings, constant memory). `migrate` copies every object that is only in the old
+//! Both walk the old bucket and the new bucket together in key order (two paginated listings,
+//! constant memory), asking the tombstones near each old key ([`TombstoneLookup`]). `migrate` copies every object that is only in the old
 //! provider and was not deleted through s3ferry, with [`copy_object`]'s guarantees (never over a
 //! newer object, verified); objects already in the new provider are skipped, so a migration that
 //! was interrupted simply runs again. `check` compares both sides like `rclone check`.
+//!
+//! Some old objects can never reach the new provider through s3ferry: keys under the reserved
+//! `.s3ferry/` prefix (s3ferry's own state, never served, copied or listed) and keys with `.`/`..`
+//! segments that a provider of the route would resolve as a path, and keys the new provider cannot
+//! store (a local provider's file names are short). Switching the old provider off
+//! loses them, so both commands name them ([`LeftBehind`]), `check` counts them as differences
+//! and `migrate` fails while any remain; they are never copied.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,7 +21,7 @@ use serde::Serialize;
 
 use super::copy::{CopyOutcome, CopyTask, copy_object, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
-use super::tombstone::TOMBSTONE_PREFIX;
+use super::tombstone::TombstoneLookup;
 use crate::error::GatewayError;
 use crate::rewrite::list_objects::{ListEntry, ListedObject};
 use crate::route::{FallbackRoute, Route};
@@ -28,13 +35,58 @@ pub struct KeyPair {
     pub old: Option<ListedObject>,
     pub new: Option<ListedObject>,
     pub tombstoned: bool,
+    /// Why an old object cannot reach the new provider, if it cannot.
+    pub left_behind: Option<LeftBehindReason>,
 }
 
-/// Walks the old bucket, the new bucket and the tombstones in key order.
+/// Why an old object cannot reach the new provider through s3ferry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftBehindReason {
+    /// Under `.s3ferry/`, which s3ferry keeps for its own state.
+    ReservedPrefix,
+    /// `.`/`..` segments that a provider of the route would resolve as a path (see
+    /// `target::refuse_dot_segments` and `dialect_overrides.literal_dot_segments`).
+    DotSegments,
+    /// A key the new provider cannot store (a local provider keeps keys in file names).
+    UnstorableInNew,
+}
+
+/// An old object the migration cannot move, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeftBehind {
+    pub key: String,
+    pub reason: LeftBehindReason,
+}
+
+/// Why `key`, held by the old provider, cannot reach the new one: a pure rule over the key and
+/// both providers' settings.
+pub fn left_behind_reason(key: &str, route: &Route, fallback: &FallbackRoute) -> Option<LeftBehindReason> {
+    if crate::target::is_reserved(key) {
+        return Some(LeftBehindReason::ReservedPrefix);
+    }
+    let providers = [&fallback.provider.settings, &route.provider.settings];
+    if crate::target::refuse_dot_segments(key, &providers).is_err() {
+        return Some(LeftBehindReason::DotSegments);
+    }
+    if route
+        .provider
+        .settings
+        .unstorable_key(&route.upstream_bucket, key)
+        .is_some()
+    {
+        return Some(LeftBehindReason::UnstorableInNew);
+    }
+    None
+}
+
+/// Walks the old bucket and the new bucket in key order, with each key's tombstone.
 struct PairWalk<'a> {
+    route: &'a Route,
+    fallback: &'a FallbackRoute,
     old: Cursor<'a>,
     new: Cursor<'a>,
-    tombstones: Cursor<'a>,
+    tombstones: TombstoneLookup<'a>,
 }
 
 impl<'a> PairWalk<'a> {
@@ -47,14 +99,13 @@ impl<'a> PairWalk<'a> {
             max_keys: 1000,
         };
         Self {
-            old: Cursor::new(&fallback.provider, &fallback.bucket, list(prefix.to_string()), ""),
-            new: Cursor::new(&route.provider, &route.upstream_bucket, list(prefix.to_string()), ""),
-            tombstones: Cursor::new(
-                &route.provider,
-                &route.upstream_bucket,
-                list(format!("{TOMBSTONE_PREFIX}{prefix}")),
-                TOMBSTONE_PREFIX,
-            ),
+            route,
+            fallback,
+            // Every old object, s3ferry's reserved keys included: those are reported.
+            old: Cursor::new(&fallback.provider, &fallback.bucket, list(prefix.to_string())),
+            // The new provider's reserved keys are s3ferry's own state, not objects.
+            new: Cursor::skipping_reserved(&route.provider, &route.upstream_bucket, list(prefix.to_string())),
+            tombstones: TombstoneLookup::new(&route.provider, &route.upstream_bucket),
         }
     }
 
@@ -82,15 +133,24 @@ impl<'a> PairWalk<'a> {
             } else {
                 None
             };
-            if crate::target::is_reserved(&key) {
+            if old_obj.is_none() && crate::target::is_reserved(&key) {
                 continue;
             }
-            let tombstoned = self.tombstones.contains(&key).await?;
+            let left_behind = old_obj
+                .as_ref()
+                .and_then(|_| left_behind_reason(&key, self.route, self.fallback));
+            // A tombstone matters only where it hides an old object the new provider lacks; a
+            // key no client can name has none.
+            let tombstoned = match (&old_obj, &new_obj, left_behind) {
+                (Some(_), None, None) => self.tombstones.contains(&key).await?,
+                _ => false,
+            };
             return Ok(Some(KeyPair {
                 key,
                 old: old_obj,
                 new: new_obj,
                 tombstoned,
+                left_behind,
             }));
         }
     }
@@ -140,6 +200,8 @@ pub struct MigrateReport {
     /// In both, with other content: a client wrote the key through s3ferry; never overwritten.
     pub newer_in_new: u64,
     pub deleted_through_s3ferry: u64,
+    /// Old objects that cannot reach the new provider: lost when the old provider is switched off.
+    pub left_behind: Vec<LeftBehind>,
     pub failed: Vec<(String, String)>,
     pub interrupted: bool,
     pub dry_run: bool,
@@ -167,6 +229,10 @@ pub async fn migrate(
     // Pass 1: what is left to copy (so progress can show totals and an ETA).
     let mut walk = PairWalk::new(route, fallback, &options.prefix);
     while let Some(pair) = walk.next().await? {
+        if let Some(reason) = pair.left_behind {
+            report.left_behind.push(LeftBehind { key: pair.key, reason });
+            continue;
+        }
         match (&pair.old, &pair.new, pair.tombstoned) {
             (Some(_), None, true) => report.deleted_through_s3ferry += 1,
             (Some(old), None, false) => {
@@ -193,7 +259,8 @@ pub async fn migrate(
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            if pair.old.is_some() && pair.new.is_none() && !pair.tombstoned && pairs_tx.send(pair).await.is_err() {
+            let to_copy = pair.old.is_some() && pair.new.is_none() && !pair.tombstoned && pair.left_behind.is_none();
+            if to_copy && pairs_tx.send(pair).await.is_err() {
                 break;
             }
         }
@@ -258,12 +325,15 @@ pub struct CheckReport {
     pub only_in_new: u64,
     pub deleted_through_s3ferry: u64,
     pub bytes_only_in_old: u64,
+    /// Old objects that cannot reach the new provider (not in `missing_in_new`): lost when the
+    /// old provider is switched off.
+    pub left_behind: Vec<LeftBehind>,
 }
 
 impl CheckReport {
     /// Differences that make `check` fail.
     pub fn differences(&self) -> usize {
-        self.missing_in_new.len() + self.differ.len()
+        self.missing_in_new.len() + self.differ.len() + self.left_behind.len()
     }
 }
 
@@ -278,6 +348,10 @@ pub async fn check(
     let mut report = CheckReport::default();
     let mut walk = PairWalk::new(route, fallback, prefix);
     while let Some(pair) = walk.next().await? {
+        if let Some(reason) = pair.left_behind {
+            report.left_behind.push(LeftBehind { key: pair.key, reason });
+            continue;
+        }
         match (&pair.old, &pair.new) {
             (Some(old), None) if pair.tombstoned => {
                 let _ = old;

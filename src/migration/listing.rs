@@ -4,6 +4,11 @@
 //! if it still holds a live key), paginated with a continuation token that is the last entry
 //! returned, so both providers resume from the same point.
 //!
+//! What a page costs does not grow with the number of tombstones: the new provider's listing
+//! jumps over the reserved prefix in one request ([`AFTER_RESERVED`]) instead of paging through
+//! the tombstones stored there, and old keys are checked against the tombstones near them
+//! ([`TombstoneLookup`]), not against every tombstone that sorts before them.
+//!
 //! The providers are listed without `encoding-type=url` (raw keys, whatever their dialect says
 //! about encoding), and the client's answer is encoded by [`render_list_objects`] when asked.
 //!
@@ -17,7 +22,12 @@ use crate::rewrite::provider_values::translate_listed_object;
 use crate::upstream::Upstream;
 use crate::upstream::requests::ListRequest;
 
-use super::tombstone::{RESERVED_PREFIX, TOMBSTONE_PREFIX};
+use super::tombstone::{RESERVED_PREFIX, TombstoneLookup};
+
+/// Sorts after every name s3ferry writes under the reserved prefix (each goes on with an ASCII
+/// letter: `tombstones/`, `long-tombstones/`), so a listing that starts after it has passed them
+/// all in one request.
+const AFTER_RESERVED: &str = ".s3ferry/\u{10FFFF}";
 
 /// One provider's listing as a sorted stream of entries, fetched a page at a time (V2, or V1
 /// where the provider's profile says so), with ETags and storage classes in the client's form.
@@ -25,21 +35,31 @@ pub(crate) struct Cursor<'a> {
     upstream: &'a Upstream,
     bucket: &'a str,
     request: ListRequest,
-    /// Removed from every name (tombstones are listed under their reserved prefix).
-    strip: &'static str,
+    /// A page that ends inside the reserved prefix is followed by one that starts after it.
+    skip_reserved: bool,
     buffer: VecDeque<ListEntry>,
     exhausted: bool,
 }
 
 impl<'a> Cursor<'a> {
-    pub(crate) fn new(upstream: &'a Upstream, bucket: &'a str, request: ListRequest, strip: &'static str) -> Self {
+    /// A cursor that lists everything, s3ferry's reserved keys included.
+    pub(crate) fn new(upstream: &'a Upstream, bucket: &'a str, request: ListRequest) -> Self {
         Self {
             upstream,
             bucket,
             request,
-            strip,
+            skip_reserved: false,
             buffer: VecDeque::new(),
             exhausted: false,
+        }
+    }
+
+    /// A cursor that passes over the reserved prefix in one jump (its names still come in the
+    /// page where the jump is decided; callers drop them).
+    pub(crate) fn skipping_reserved(upstream: &'a Upstream, bucket: &'a str, request: ListRequest) -> Self {
+        Self {
+            skip_reserved: true,
+            ..Self::new(upstream, bucket, request)
         }
     }
 
@@ -51,15 +71,19 @@ impl<'a> Cursor<'a> {
                 .objects
                 .into_iter()
                 .map(|mut o| {
-                    o.key = o.key.strip_prefix(self.strip).unwrap_or(&o.key).to_string();
                     translate_listed_object(&mut o, profile);
                     ListEntry::Object(o)
                 })
                 .chain(page.common_prefixes.into_iter().map(ListEntry::Prefix))
                 .collect();
             entries.sort_by(|a, b| a.name().cmp(b.name()));
+            let ends_in_reserved = entries.last().is_some_and(|e| e.name().starts_with(RESERVED_PREFIX));
             self.buffer.extend(entries);
             match page.next_continuation_token.filter(|_| page.is_truncated) {
+                Some(_) if self.skip_reserved && ends_in_reserved => {
+                    self.request.continuation_token = None;
+                    self.request.start_after = Some(AFTER_RESERVED.to_string());
+                }
                 Some(token) => {
                     self.request.continuation_token = Some(token);
                     self.request.start_after = None;
@@ -78,19 +102,6 @@ impl<'a> Cursor<'a> {
     pub(crate) async fn next(&mut self) -> Result<Option<ListEntry>, GatewayError> {
         self.fill().await?;
         Ok(self.buffer.pop_front())
-    }
-
-    /// Whether `name` is among the remaining entries; skips everything before it.
-    pub(crate) async fn contains(&mut self, name: &str) -> Result<bool, GatewayError> {
-        loop {
-            match self.peek().await? {
-                Some(e) if e.name() < name => {
-                    self.next().await?;
-                }
-                Some(e) => return Ok(e.name() == name),
-                None => return Ok(false),
-            }
-        }
     }
 }
 
@@ -159,16 +170,9 @@ pub async fn merged_page(
         continuation_token: None,
         max_keys: 1000,
     };
-    let tombstone_request = ListRequest {
-        prefix: format!("{TOMBSTONE_PREFIX}{}", query.prefix),
-        delimiter: None,
-        start_after: resume.map(|r| format!("{TOMBSTONE_PREFIX}{r}")),
-        continuation_token: None,
-        max_keys: 1000,
-    };
-    let mut new = Cursor::new(sources.new, sources.new_bucket, side_request.clone(), "");
-    let mut old = Cursor::new(sources.old, sources.old_bucket, side_request, "");
-    let mut tombstones = Cursor::new(sources.new, sources.new_bucket, tombstone_request, TOMBSTONE_PREFIX);
+    let mut new = Cursor::skipping_reserved(sources.new, sources.new_bucket, side_request.clone());
+    let mut old = Cursor::skipping_reserved(sources.old, sources.old_bucket, side_request);
+    let mut tombstones = TombstoneLookup::new(sources.new, sources.new_bucket);
     // Resuming after a common prefix: everything under it was already returned.
     let resumed_prefix = resume.filter(|r| query.delimiter.as_deref().is_some_and(|d| r.ends_with(d)));
 
@@ -184,9 +188,11 @@ pub async fn merged_page(
             }
             (Some(n), Some(o)) if n < o => new.next().await?,
             (Some(_), None) => new.next().await?,
-            (_, Some(_)) => {
+            (_, Some(o)) => {
                 let Some(entry) = old.next().await? else { break };
-                if !old_entry_is_live(sources, &entry, &mut tombstones).await? {
+                // Checked before the tombstones are asked: those entries are never shown.
+                let hidden = o.starts_with(RESERVED_PREFIX) || resumed_prefix.is_some_and(|p| o.starts_with(p));
+                if hidden || !old_entry_is_live(sources, &entry, &mut tombstones).await? {
                     continue;
                 }
                 Some(entry)
@@ -214,26 +220,21 @@ pub async fn merged_page(
 async fn old_entry_is_live(
     sources: &MergeSources<'_>,
     entry: &ListEntry,
-    tombstones: &mut Cursor<'_>,
+    tombstones: &mut TombstoneLookup<'_>,
 ) -> Result<bool, GatewayError> {
     match entry {
         ListEntry::Object(o) => Ok(!tombstones.contains(&o.key).await?),
         ListEntry::Prefix(p) => {
-            let under = |upstream, bucket, prefix: String| {
-                let request = ListRequest {
-                    prefix,
-                    delimiter: None,
-                    start_after: None,
-                    continuation_token: None,
-                    max_keys: 1000,
-                };
-                Cursor::new(upstream, bucket, request, "")
+            let request = ListRequest {
+                prefix: p.clone(),
+                delimiter: None,
+                start_after: None,
+                continuation_token: None,
+                max_keys: 1000,
             };
-            let mut keys = under(sources.old, sources.old_bucket, p.clone());
-            let mut dead = under(sources.new, sources.new_bucket, format!("{TOMBSTONE_PREFIX}{p}"));
-            dead.strip = TOMBSTONE_PREFIX;
+            let mut keys = Cursor::skipping_reserved(sources.old, sources.old_bucket, request);
             while let Some(k) = keys.next().await? {
-                if !dead.contains(k.name()).await? {
+                if !k.name().starts_with(RESERVED_PREFIX) && !tombstones.contains(k.name()).await? {
                     return Ok(true);
                 }
             }

@@ -15,6 +15,7 @@ use super::{MigrationStats, tombstone};
 use crate::body;
 use crate::dialect::translate::translate_request;
 use crate::error::GatewayError;
+use crate::rewrite::delete_objects::DeleteResult;
 use crate::rewrite::list_objects::render_list_objects;
 use crate::route::{FallbackRoute, Route};
 use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
@@ -120,35 +121,71 @@ impl Migration {
         Ok((response, old_side(route, fallback)))
     }
 
-    /// Before a DELETE reaches the new provider: delete at the old one too, or leave a tombstone
-    /// so the old copy never comes back. Done first, so a failure leaves nothing half-deleted.
-    pub async fn before_delete(
+    /// A delete under migration, before the new provider sees it: a tombstone for every key
+    /// (see [`DeleteAnswer`] for the order of operations). When one cannot be written, those
+    /// that were are removed again and the request fails before it reaches a provider, so
+    /// nothing changed.
+    pub async fn tombstone_before_delete(&self, route: &Route, keys: &[String]) -> Result<(), GatewayError> {
+        let written = for_each_key(keys, |key| async move {
+            tombstone::write_tombstone(&route.provider, &route.upstream_bucket, &key).await
+        })
+        .await;
+        let mut first_error = None;
+        let mut undo = Vec::new();
+        for (key, result) in written {
+            match result {
+                Ok(()) => undo.push(key),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => {
+                self.clear_tombstones(route, &undo).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// After the new provider answered a delete whose keys were tombstoned first: the keys it
+    /// did not delete lose their tombstones again (a refused request hides nothing); the ones
+    /// it deleted keep theirs, are counted, and with `delete_from_fallback` are deleted at the
+    /// old provider too (a failure there is logged: the tombstone still hides the old copy).
+    pub async fn after_delete(
         &self,
         route: &Route,
         fallback: &FallbackRoute,
         keys: &[String],
-    ) -> Result<(), GatewayError> {
-        let results: Vec<Result<(), GatewayError>> = futures_util::stream::iter(keys.to_vec())
-            .map(|key| async move { self.forget_in_old(route, fallback, &key).await })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        results.into_iter().collect()
-    }
-
-    async fn forget_in_old(&self, route: &Route, fallback: &FallbackRoute, key: &str) -> Result<(), GatewayError> {
+        answer: DeleteAnswer<'_>,
+    ) {
+        let (deleted, refused) = deleted_keys(keys, answer);
+        self.clear_tombstones(route, &refused).await;
+        for _ in &deleted {
+            self.stats.tombstone(&route.client_bucket);
+        }
         if fallback.delete_from_fallback {
-            match fallback.provider.delete_object(&fallback.bucket, key).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    // A read-only key on the old provider: remember the delete instead.
-                    tracing::warn!(bucket = %route.client_bucket, provider = %fallback.provider.settings.name, error = %e, "delete at the old provider failed; leaving a tombstone");
-                }
+            let results = for_each_key(&deleted, |key| async move {
+                fallback.provider.delete_object(&fallback.bucket, &key).await
+            })
+            .await;
+            if let Some((_, Err(e))) = results.iter().find(|(_, r)| r.is_err()) {
+                // A read-only key on the old provider: the tombstone remembers the delete.
+                tracing::warn!(bucket = %route.client_bucket, provider = %fallback.provider.settings.name, error = %e, "delete at the old provider failed; the tombstone stays");
             }
         }
-        tombstone::write_tombstone(&route.provider, &route.upstream_bucket, key).await?;
-        self.stats.tombstone(&route.client_bucket);
-        Ok(())
+    }
+
+    /// Removes the tombstones of `keys`; a failure is logged (the key then stays hidden, which
+    /// a client's delete or write of it settles).
+    async fn clear_tombstones(&self, route: &Route, keys: &[String]) {
+        let results = for_each_key(keys, |key| async move {
+            tombstone::clear_tombstone(&route.provider, &route.upstream_bucket, &key).await
+        })
+        .await;
+        let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+        if let Some((_, Err(e))) = results.iter().find(|(_, r)| r.is_err()) {
+            tracing::warn!(bucket = %route.client_bucket, provider = %route.provider.settings.name, failed, error = %e, "removing the tombstones of a refused delete failed; those keys stay hidden until deleted or written again");
+        }
     }
 
     /// `If-None-Match: *` and `If-Match` on a PUT must see objects that live only in the old
@@ -235,6 +272,83 @@ impl Migration {
     }
 }
 
+/// Runs `action` for each key, 16 at a time; each key with its result.
+async fn for_each_key<F, Fut>(keys: &[String], action: F) -> Vec<(String, Result<(), GatewayError>)>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), GatewayError>>,
+{
+    futures_util::stream::iter(keys.iter().cloned())
+        .map(|key| {
+            let done = action(key.clone());
+            async move { (key, done.await) }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// What the new provider answered to a delete whose keys were tombstoned first.
+///
+/// The order of operations under migration is tombstone, then the new provider, then (for the
+/// keys it did not delete) no tombstone again. The other order would let an old copy come back
+/// whenever the provider deletes and the tombstone write then fails; this one never does, and a
+/// request the provider refuses hides nothing once its tombstones are removed. The tombstones
+/// are written just before the request is sent, after everything that could still refuse it
+/// locally. A request whose answer never arrives (timeout, broken connection) keeps its
+/// tombstones: the provider may have deleted, and only then could an old copy come back.
+#[derive(Debug, Clone, Copy)]
+pub enum DeleteAnswer<'a> {
+    /// The request never reached the provider (no connection, a certificate refused): nothing
+    /// was deleted.
+    NotSent,
+    /// The provider's answer never came (timeout, broken connection): it may have deleted.
+    Unknown,
+    /// DeleteObject: the status says it all (a 404 also means the key is not there).
+    Single(StatusCode),
+    /// DeleteObjects: the status and, on a 2xx, the provider's `<DeleteResult>` (`None`: it
+    /// could not be read, so the keys count as deleted, the side on which nothing comes back).
+    Batch {
+        status: StatusCode,
+        result: Option<&'a DeleteResult>,
+    },
+}
+
+impl DeleteAnswer<'_> {
+    /// What an exchange says: a DeleteObject's status, or why there was no answer at all.
+    pub fn of_exchange(sent: Result<StatusCode, &GatewayError>) -> Self {
+        match sent {
+            Ok(status) => Self::Single(status),
+            Err(GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamCertificateRejected { .. }) => {
+                Self::NotSent
+            }
+            Err(_) => Self::Unknown,
+        }
+    }
+}
+
+/// Splits `keys` into (deleted, refused) by the provider's answer. A 2xx DeleteObjects answer
+/// refuses exactly the keys it lists as `<Error>`: that is what the client reads as "not
+/// deleted". A key it does not mention (quiet mode lists only errors; a provider may leave out
+/// keys it did not hold) keeps its tombstone, so nothing the client was told is gone comes back.
+pub fn deleted_keys(keys: &[String], answer: DeleteAnswer<'_>) -> (Vec<String>, Vec<String>) {
+    let failed: std::collections::HashSet<&str> = match answer {
+        DeleteAnswer::Batch {
+            result: Some(result), ..
+        } => result.failed.iter().map(String::as_str).collect(),
+        _ => std::collections::HashSet::new(),
+    };
+    let deleted = |key: &String| match answer {
+        DeleteAnswer::NotSent => false,
+        DeleteAnswer::Unknown => true,
+        DeleteAnswer::Single(status) => status.is_success() || status == StatusCode::NOT_FOUND,
+        DeleteAnswer::Batch { status, .. } if !status.is_success() => false,
+        DeleteAnswer::Batch { result: None, .. } => true,
+        DeleteAnswer::Batch { result: Some(_), .. } => !failed.contains(key.as_str()),
+    };
+    keys.iter().cloned().partition(deleted)
+}
+
 /// A read (GET/HEAD) to send to either provider.
 pub struct ReadRequest {
     pub method: Method,
@@ -267,5 +381,48 @@ impl ReadRequest {
             body: body::empty(),
             payload_hash: EMPTY_PAYLOAD_SHA256.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(names: &[&str]) -> Vec<String> {
+        names.iter().map(|k| (*k).to_string()).collect()
+    }
+
+    #[test]
+    fn only_keys_the_provider_deleted_keep_their_tombstones() {
+        let all = keys(&["a", "b", "c"]);
+        let result = DeleteResult {
+            deleted: keys(&["a"]),
+            failed: keys(&["b"]),
+        };
+        let batch = |status: u16, result| DeleteAnswer::Batch {
+            status: StatusCode::from_u16(status).expect("status"),
+            result,
+        };
+        let table: Vec<(DeleteAnswer<'_>, Vec<String>)> = vec![
+            (DeleteAnswer::NotSent, keys(&[])),
+            // Only an answer that never came leaves the question open: nothing may come back.
+            (DeleteAnswer::Unknown, keys(&["a", "b", "c"])),
+            (DeleteAnswer::Single(StatusCode::NO_CONTENT), keys(&["a", "b", "c"])),
+            (DeleteAnswer::Single(StatusCode::NOT_FOUND), keys(&["a", "b", "c"])),
+            (DeleteAnswer::Single(StatusCode::FORBIDDEN), keys(&[])),
+            (DeleteAnswer::Single(StatusCode::INTERNAL_SERVER_ERROR), keys(&[])),
+            // A refused request (malformed XML, missing checksum, no permission) deleted nothing.
+            (batch(400, None), keys(&[])),
+            (batch(403, None), keys(&[])),
+            // All but what is listed as failed (`c`, not mentioned, as in quiet mode).
+            (batch(200, Some(&result)), keys(&["a", "c"])),
+            // A 200 whose body cannot be read: the provider deleted, as far as anyone knows.
+            (batch(200, None), keys(&["a", "b", "c"])),
+        ];
+        for (answer, expected) in table {
+            let (deleted, refused) = deleted_keys(&all, answer);
+            assert_eq!(deleted, expected, "{answer:?}");
+            assert_eq!(deleted.len() + refused.len(), all.len());
+        }
     }
 }

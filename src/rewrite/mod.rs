@@ -138,6 +138,7 @@ mod damaged_input_tests {
                 }
             }
             let _ = super::delete_objects::parse_delete_keys(&xml);
+            let _ = super::delete_objects::parse_delete_result(&xml);
             let _ = super::list_buckets::parse_list_buckets(&xml);
             let _ = super::list_objects::parse_list_page(&xml);
             let _ = super::tagging::parse_tag_set(&xml);

@@ -341,6 +341,7 @@ proptest! {
             prop_assert!(super::check_parses(&output).is_ok(), "rewritten XML does not parse");
         }
         let _ = super::delete_objects::parse_delete_keys(&xml);
+        let _ = super::delete_objects::parse_delete_result(&xml);
         let _ = super::list_buckets::parse_list_buckets(&xml);
         let _ = super::list_objects::parse_list_page(&xml);
         let _ = super::tagging::parse_tag_set(&xml);

@@ -48,6 +48,38 @@ pub struct UpstreamSettings {
     pub ca_file: Option<std::path::PathBuf>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// How the provider keeps keys, which bounds how long one may be.
+    pub key_store: KeyStore,
+}
+
+/// How a provider keeps keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStore {
+    /// S3: any key of up to 1,024 bytes.
+    S3,
+    /// A `kind = "local"` provider: each key in file names (see `local::unstorable_key_problem`).
+    LocalFiles,
+}
+
+/// The longest key S3 stores, in UTF-8 bytes.
+pub const MAX_S3_KEY_BYTES: usize = 1024;
+
+impl UpstreamSettings {
+    /// The longest key this provider stores in `bucket`, in bytes.
+    pub fn longest_key(&self, bucket: &str) -> usize {
+        match self.key_store {
+            KeyStore::S3 => MAX_S3_KEY_BYTES,
+            KeyStore::LocalFiles => crate::local::longest_local_key(bucket).min(MAX_S3_KEY_BYTES),
+        }
+    }
+
+    /// Why this provider cannot store `key` in `bucket`, if it cannot (besides S3's own rules).
+    pub fn unstorable_key(&self, bucket: &str, key: &str) -> Option<String> {
+        match self.key_store {
+            KeyStore::S3 => None,
+            KeyStore::LocalFiles => crate::local::unstorable_key_problem(bucket, key).map(|(_, message)| message),
+        }
+    }
 }
 
 /// One provider: settings plus its connection pool.

@@ -26,11 +26,11 @@ use crate::support::{
 /// `media` -> new:`media-new`, falls back to old:`source-of-files`, copy on read.
 /// `lazy`  -> new:`lazy`, falls back to old:`lazy`, no copy on read.
 /// `purge` -> new:`purge`, falls back to old:`purge`, deletes also delete in old.
-struct Migrating {
+pub(crate) struct Migrating {
     gateway: Option<RunningGateway>,
-    new: TestUpstream,
-    old: TestUpstream,
-    config: Config,
+    pub(crate) new: TestUpstream,
+    pub(crate) old: TestUpstream,
+    pub(crate) config: Config,
 }
 
 const BUCKETS_NEW: &[&str] = &["media-new", "lazy", "purge"];
@@ -40,7 +40,7 @@ fn config_for(new: &str, old: &str) -> Config {
     Config::parse(&config_text(new, old), "migration.toml", Path::new("."), &|_| None).expect("config")
 }
 
-fn config_text(new: &str, old: &str) -> String {
+pub(crate) fn config_text(new: &str, old: &str) -> String {
     format!(
         r#"
 [server]
@@ -84,7 +84,7 @@ copy_retries = 1
 }
 
 impl Migrating {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let new = TestUpstream::path_style().await;
         let old = TestUpstream::path_style().await;
         for b in BUCKETS_NEW {
@@ -103,11 +103,11 @@ impl Migrating {
         }
     }
 
-    fn gateway(&self) -> &RunningGateway {
+    pub(crate) fn gateway(&self) -> &RunningGateway {
         self.gateway.as_ref().expect("running")
     }
 
-    fn client(&self) -> aws_sdk_s3::Client {
+    pub(crate) fn client(&self) -> aws_sdk_s3::Client {
         sdk_client(
             &format!("http://127.0.0.1:{}", self.gateway().addr().port()),
             CLIENT_KEY,
@@ -116,12 +116,12 @@ impl Migrating {
         )
     }
 
-    fn stats(&self) -> &MigrationStats {
+    pub(crate) fn stats(&self) -> &MigrationStats {
         self.gateway().migration_stats()
     }
 
     /// Puts objects straight into the old provider, then makes its key read-only.
-    async fn seed_old(&self, bucket: &str, objects: &[(&str, &[u8])]) {
+    pub(crate) async fn seed_old(&self, bucket: &str, objects: &[(&str, &[u8])]) {
         let direct = self.old.direct_client();
         for (key, body) in objects {
             direct
@@ -136,14 +136,14 @@ impl Migrating {
         self.old.quirks.read_only.store(true, Ordering::Relaxed);
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(g) = self.gateway.take() {
             g.shutdown(Duration::from_secs(5)).await;
         }
     }
 }
 
-async fn read(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+pub(crate) async fn read(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
     match client.get_object().bucket(bucket).key(key).send().await {
         Ok(out) => Ok(out.body.collect().await.expect("body").into_bytes().to_vec()),
         Err(e) => Err(error_code(&e)),

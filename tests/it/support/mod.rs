@@ -144,6 +144,10 @@ pub struct Quirks {
     /// Refuse CRC64NVME on multipart uploads with 501 NotImplemented, as R2 takes CRC64NVME
     /// only as a full-object checksum (dialects.md §A.3; CLI v2's default, [skypilot-5282]).
     pub r2_no_composite_crc64nvme: std::sync::atomic::AtomicBool,
+    /// Refuse DELETE of any key under this prefix (path style: the target starts with
+    /// `/<bucket>/<prefix>`) with 403 AccessDenied, like an IAM policy that denies
+    /// `s3:DeleteObject` on `arn:aws:s3:::<bucket>/<prefix>*` while writes are allowed.
+    pub deny_deletes_under: std::sync::Mutex<Option<String>>,
     /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
     /// test can see which body form reached the provider.
     pub put_payload_hashes: std::sync::Mutex<Vec<String>>,
@@ -373,6 +377,13 @@ async fn answer(
         return quirk_error(fail, "InternalError");
     }
     if !reads && quirks.read_only.load(Ordering::Relaxed) {
+        return quirk_error(403, "AccessDenied");
+    }
+    let denied = quirks.deny_deletes_under.lock().expect("not poisoned").clone();
+    if let Some(prefix) = denied
+        && req.method() == http::Method::DELETE
+        && req.uri().path().starts_with(&prefix)
+    {
         return quirk_error(403, "AccessDenied");
     }
     if quirks.reject_acl_headers.load(Ordering::Relaxed)

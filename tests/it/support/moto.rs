@@ -149,6 +149,8 @@ pub async fn forward(
     parts.headers.remove("transfer-encoding");
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     parts.uri = format!("http://{moto_addr}{path_and_query}").parse().expect("uri");
+    // A HEAD answer has no body: its Content-Length is the object's and stays as moto sent it.
+    let head = parts.method == http::Method::HEAD;
     let response = client
         .request(Request::from_parts(parts, Full::new(body)))
         .await
@@ -156,6 +158,8 @@ pub async fn forward(
     let (mut parts, incoming) = response.into_parts();
     let body = incoming.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     parts.headers.remove("transfer-encoding");
-    parts.headers.insert("content-length", HeaderValue::from(body.len()));
+    if !head {
+        parts.headers.insert("content-length", HeaderValue::from(body.len()));
+    }
     Ok((parts, body))
 }
