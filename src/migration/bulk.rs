@@ -235,7 +235,7 @@ pub async fn migrate(
             }
             Some(Ok(CopyOutcome::AlreadyInNew)) => report.already_in_new += 1,
             Some(Ok(CopyOutcome::Tombstoned)) => report.deleted_through_s3ferry += 1,
-            Some(Ok(CopyOutcome::GoneFromOld)) => {}
+            Some(Ok(CopyOutcome::GoneFromOld | CopyOutcome::Superseded)) => {}
             Some(Err(e)) => report.failed.push((key, e.to_string())),
         }
     }

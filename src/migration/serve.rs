@@ -151,6 +151,24 @@ impl Migration {
         Ok(())
     }
 
+    /// After a client's write of `key` (PutObject, CopyObject, CompleteMultipartUpload) was
+    /// answered with success: the key is not deleted any more, so its tombstone goes. A
+    /// tombstone left behind by a failure here is harmless while the object exists (reads
+    /// find it first, a copy's re-check removes only the copy's own object), so it is logged,
+    /// not returned.
+    pub async fn after_write(&self, route: &Route, key: &str, operation: &str) {
+        let provider = &route.provider;
+        if operation == "CompleteMultipartUpload" {
+            // Its 200 can still carry an error in the body: clear only if the object is there.
+            if !matches!(provider.head_object(&route.upstream_bucket, key).await, Ok(Some(_))) {
+                return;
+            }
+        }
+        if let Err(e) = tombstone::clear_tombstone(provider, &route.upstream_bucket, key).await {
+            tracing::warn!(bucket = %route.client_bucket, provider = %provider.settings.name, error = %e, "clearing the tombstone of a key written again failed");
+        }
+    }
+
     /// `If-None-Match: *` and `If-Match` on a PUT must see objects that live only in the old
     /// provider. Returns whether `If-Match` was satisfied by the old copy (then the new provider,
     /// which lacks the object, must not see the header).

@@ -38,6 +38,13 @@ pub async fn write_tombstone(new: &Upstream, bucket: &str, key: &str) -> Result<
     }
 }
 
+/// Forgets that `key` was deleted, after a client wrote it again: "deleted" means "deleted and
+/// not written since", so nothing that trusts a tombstone (a copy's re-check, a read's
+/// fallback) acts on a key that holds newer data.
+pub async fn clear_tombstone(new: &Upstream, bucket: &str, key: &str) -> Result<(), GatewayError> {
+    new.delete_object(bucket, &tombstone_key(key)).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ mod list_v1_only;
 mod local_provider;
 mod migration;
 mod migration_dialects;
+mod migration_races;
 mod moto;
 mod sidecar;
 mod signing_properties;

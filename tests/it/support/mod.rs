@@ -144,6 +144,12 @@ pub struct Quirks {
     /// Refuse CRC64NVME on multipart uploads with 501 NotImplemented, as R2 takes CRC64NVME
     /// only as a full-object checksum (dialects.md §A.3; CLI v2's default, [skypilot-5282]).
     pub r2_no_composite_crc64nvme: std::sync::atomic::AtomicBool,
+    /// A slow provider: while set, the body of every whole-object GET (no `Range`, no query) is
+    /// held before its first byte until the test adds a permit to the semaphore (status and
+    /// headers go at once). Lets a test keep a copy on read open while clients write.
+    pub full_get_gate: std::sync::Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// Not a quirk: whole-object GET bodies that reached [`Quirks::full_get_gate`] and wait there.
+    pub full_gets_held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
     /// test can see which body form reached the provider.
     pub put_payload_hashes: std::sync::Mutex<Vec<String>>,
@@ -166,6 +172,18 @@ pub struct ReceivedRequest {
 }
 
 impl Quirks {
+    /// Holds whole-object GET bodies from now on until [`Quirks::release_full_gets`].
+    pub fn hold_full_gets(&self) {
+        *self.full_get_gate.lock().expect("not poisoned") = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets every held whole-object GET body go, and stops holding new ones.
+    pub fn release_full_gets(&self) {
+        if let Some(gate) = self.full_get_gate.lock().expect("not poisoned").take() {
+            gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        }
+    }
+
     /// How many requests reached the provider so far.
     pub fn received_count(&self) -> usize {
         self.received.lock().expect("not poisoned").len()
@@ -455,14 +473,46 @@ async fn answer(
             return resp;
         }
     }
+    let whole_object_get = req.method() == http::Method::GET
+        && req.uri().query().is_none()
+        && !req.headers().contains_key(http::header::RANGE)
+        && req.uri().path().trim_start_matches('/').contains('/');
+    let gate = whole_object_get
+        .then(|| quirks.full_get_gate.lock().expect("not poisoned").clone())
+        .flatten();
     match service.call(req.map(s3s::Body::from)).await {
-        Ok(resp) => resp,
+        Ok(resp) => match gate {
+            Some(gate) if resp.status().is_success() => {
+                resp.map(|body| held_until_gate(body, gate, quirks.full_gets_held.clone()))
+            }
+            _ => resp,
+        },
         Err(e) => {
             let mut resp = Response::new(s3s::Body::from(format!("{e:?}")));
             *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
             resp
         }
     }
+}
+
+/// `body`, whose first byte waits for a permit of `gate`; `held` counts bodies that reached
+/// the gate.
+fn held_until_gate(
+    body: s3s::Body,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> s3s::Body {
+    use futures::StreamExt as _;
+    let frames = http_body_util::BodyStream::new(body);
+    let stream = futures::stream::once(async move {
+        held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(permit) = gate.acquire_owned().await {
+            permit.forget();
+        }
+        frames
+    })
+    .flatten();
+    s3s::Body::http_body_unsync(http_body_util::StreamBody::new(stream))
 }
 
 /// Two upstreams (one path-style, one virtual-hosted only) and the gateway in front of them.
