@@ -127,6 +127,8 @@ pub struct MigrateOptions {
     pub prefix: String,
     pub concurrency: usize,
     pub dry_run: bool,
+    /// When copies go in parts (`[migration] multipart_copy_*`).
+    pub parts: super::multipart_copy::PartSizes,
 }
 
 /// What `migrate` did (or, with `--dry-run`, would do).
@@ -212,6 +214,7 @@ pub async fn migrate(
                 new: route.provider.clone(),
                 new_bucket: route.upstream_bucket.clone(),
                 key: pair.key.clone(),
+                parts: options.parts,
             };
             let outcome = copy_object(&task).await;
             (pair.key, Some(outcome))

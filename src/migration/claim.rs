@@ -238,23 +238,34 @@ impl CommitPoint {
 pub struct CopyStopped;
 
 pin_project_lite::pin_project! {
-    /// A copy's body of `length` bytes whose last byte goes only if its [`CommitPoint`] lets
-    /// it; once stopped, the body fails at its next poll (the provider then never has the whole
-    /// body, so it cannot commit the write).
+    /// A copy's body that fails at its next poll once its [`CommitPoint`] is stopped. When the
+    /// body is the write itself (`length` given), its last byte goes only if the commit point
+    /// lets it, so a stopped copy's provider never has the whole body and cannot commit it.
     pub struct CommitGatedBody<B> {
         #[pin]
         inner: B,
-        length: u64,
+        length: Option<u64>,
         sent: u64,
         commit: Arc<CommitPoint>,
     }
 }
 
 impl<B> CommitGatedBody<B> {
+    /// The body of the write that commits the copy, `length` bytes long.
     pub fn new(inner: B, length: u64, commit: Arc<CommitPoint>) -> Self {
         Self {
             inner,
-            length,
+            length: Some(length),
+            sent: 0,
+            commit,
+        }
+    }
+
+    /// A body that does not commit anything (a part of a multipart copy), cut when stopped.
+    pub fn until_stopped(inner: B, commit: Arc<CommitPoint>) -> Self {
+        Self {
+            inner,
+            length: None,
             sent: 0,
             commit,
         }
@@ -276,16 +287,18 @@ where
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
+                if let (Some(data), Some(length)) = (frame.data_ref(), *this.length) {
                     let sent = this.sent.saturating_add(data.len() as u64);
-                    if sent >= *this.length && !this.commit.try_commit() {
+                    if sent >= length && !this.commit.try_commit() {
                         return Poll::Ready(Some(Err(Box::new(CopyStopped))));
                     }
                     *this.sent = sent;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(None) if !this.commit.try_commit() => Poll::Ready(Some(Err(Box::new(CopyStopped)))),
+            Poll::Ready(None) if this.length.is_some() && !this.commit.try_commit() => {
+                Poll::Ready(Some(Err(Box::new(CopyStopped))))
+            }
             other => other,
         }
     }

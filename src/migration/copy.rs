@@ -15,6 +15,9 @@
 //! verified before it counts: when the source ETag is a plain MD5 it must equal the MD5 the new
 //! provider computed over what it received (both compared in the client's form).
 //!
+//! An object larger than `[migration] multipart_copy_threshold` is copied in parts
+//! ([`super::multipart_copy`]), with the same guarantees.
+//!
 //! The copy is written in the new provider's dialect: the old provider's storage class name
 //! goes through both profiles (old name -> AWS name -> new name), the conditional write takes
 //! the new provider's form, and headers its profile drops or rejects are not sent.
@@ -27,6 +30,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::claim::{CommitGatedBody, CommitPoint, KeyClaim, KeyClaims};
+use super::multipart_copy::{PartSizes, SourceObject, copy_in_parts};
 use super::tombstone;
 use super::{CopyResult, MigrationStats};
 use crate::body::IdleTimeoutBody;
@@ -47,6 +51,8 @@ pub struct CopyTask {
     pub new: Arc<Upstream>,
     pub new_bucket: String,
     pub key: String,
+    /// Above which size the copy goes in parts, and how large they are.
+    pub parts: PartSizes,
 }
 
 /// What a copy did.
@@ -177,7 +183,19 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
     {
         headers.insert(HeaderName::from_static("x-amz-tagging"), v);
     }
-    // Where the new provider has no conditional write at all, the HEAD above is the only guard.
+    if length > task.parts.threshold {
+        // Too large for one PUT. This GET's body is not read: each part is read by range.
+        drop(body);
+        translate_copy_headers(&new.settings.profile, &new.settings.name, &mut headers)?;
+        let source = SourceObject {
+            size: length,
+            etag: source_etag,
+            headers,
+        };
+        return copy_in_parts(task, source, commit).await;
+    }
+    // Where the new provider has no conditional write at all, the HEAD above (and, against
+    // this process's clients, the claims) are the guards.
     if new.settings.profile.conditional_writes != ConditionalWrites::Unsupported {
         headers.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
     }
@@ -211,20 +229,31 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
             cause: format!("the copy into '{new_bucket}' has ETag {new_etag}, the source {source_etag}; copy removed"),
         });
     }
-    // A DELETE in another process that raced with the copy wins (in this process, deletes
-    // wait for the copy). Only the copy's own object is removed: a client may have written
-    // the key again after its delete.
+    keep_unless_deleted_meanwhile(task, &new_etag, length).await
+}
+
+/// The end of a copy that wrote `copy_etag` (client form) of `bytes`: a DELETE in another
+/// process that raced with it wins (in this process, deletes wait for the copy). Only the
+/// copy's own object is removed: a client may have written the key again after its delete.
+pub(super) async fn keep_unless_deleted_meanwhile(
+    task: &CopyTask,
+    copy_etag: &str,
+    bytes: u64,
+) -> Result<CopyOutcome, GatewayError> {
+    let CopyTask {
+        new, new_bucket, key, ..
+    } = task;
     if tombstone::is_tombstoned(new, new_bucket, key).await? {
         let still_the_copy = new
             .head_object(new_bucket, key)
             .await?
-            .is_some_and(|now| same_etag(&new.settings.profile.client_etag(&now.etag), &new_etag));
+            .is_some_and(|now| same_etag(&new.settings.profile.client_etag(&now.etag), copy_etag));
         if still_the_copy {
             new.delete_object(new_bucket, key).await?;
         }
         return Ok(CopyOutcome::Tombstoned);
     }
-    Ok(CopyOutcome::Copied { bytes: length })
+    Ok(CopyOutcome::Copied { bytes })
 }
 
 /// The source's tags as an `x-amz-tagging` value, when the old key may read them.
@@ -257,6 +286,7 @@ pub struct Copier {
     claims: Arc<KeyClaims>,
     stats: Arc<MigrationStats>,
     max_bytes: u64,
+    parts: PartSizes,
 }
 
 struct QueuedCopy {
@@ -276,6 +306,7 @@ impl Copier {
             claims: claims.clone(),
             stats: stats.clone(),
             max_bytes: config.copy_on_read_max_bytes,
+            parts: PartSizes::from(config),
         });
         let workers = Arc::new(Semaphore::new(config.copy_workers));
         let retries = config.copy_retries;
@@ -329,6 +360,11 @@ impl Copier {
     /// [`Copier::claim`] for every key of a DeleteObjects.
     pub async fn claim_all(&self, bucket: &str, keys: &[String]) -> Vec<KeyClaim> {
         self.claims.claim_all(bucket, keys).await
+    }
+
+    /// When copies go in parts, and how large the parts are.
+    pub fn part_sizes(&self) -> PartSizes {
+        self.parts
     }
 
     /// Keys with a client claim or a running copy right now.

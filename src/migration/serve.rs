@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 
 use super::copy::{Copier, CopyTask, same_etag};
 use super::listing::{MergeSources, merged_page, parse_list_query};
+use super::multipart_copy::PartSizes;
 use super::policy::{ReadDecision, decide_read};
 use super::{MigrationStats, tombstone};
 use crate::body;
@@ -36,7 +37,7 @@ pub fn old_side(route: &Route, fallback: &FallbackRoute) -> Route {
     }
 }
 
-fn copy_task(route: &Route, fallback: &FallbackRoute, key: &str) -> CopyTask {
+fn copy_task(route: &Route, fallback: &FallbackRoute, key: &str, parts: PartSizes) -> CopyTask {
     CopyTask {
         client_bucket: route.client_bucket.clone(),
         old: fallback.provider.clone(),
@@ -44,6 +45,7 @@ fn copy_task(route: &Route, fallback: &FallbackRoute, key: &str) -> CopyTask {
         new: route.provider.clone(),
         new_bucket: route.upstream_bucket.clone(),
         key: key.to_string(),
+        parts,
     }
 }
 
@@ -114,8 +116,10 @@ impl Migration {
             .map_err(|e| e.into_gateway_error(&old.settings))?;
         tracing::debug!(bucket = %route.client_bucket, status = %response.status(), provider = %old.settings.name, "read fell back to the old provider");
         if fallback.copy_on_read && read.method == Method::GET && response.status().is_success() {
-            self.copier
-                .schedule(copy_task(route, fallback, key), object_size(&response));
+            self.copier.schedule(
+                copy_task(route, fallback, key, self.copier.part_sizes()),
+                object_size(&response),
+            );
         }
         Ok((response, old_side(route, fallback)))
     }

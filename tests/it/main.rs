@@ -12,6 +12,7 @@ mod list_v1_only;
 mod local_provider;
 mod migration;
 mod migration_dialects;
+mod migration_multipart;
 mod migration_races;
 mod moto;
 mod sidecar;

@@ -13,7 +13,9 @@ use s3ferry::migration::MigrationStats;
 use s3ferry::server::RunningGateway;
 
 use crate::migration::wait_for;
-use crate::support::{CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, sdk_client};
+use crate::support::{
+    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, gateway_client,
+};
 
 /// What the new provider of the migrating buckets is.
 #[derive(Debug, Clone, Copy)]
@@ -107,8 +109,7 @@ read_timeout_secs = 20
     }
 
     fn client(&self) -> aws_sdk_s3::Client {
-        let port = self.gateway.as_ref().expect("running").addr().port();
-        sdk_client(&format!("http://127.0.0.1:{port}"), CLIENT_KEY, CLIENT_SECRET, true)
+        gateway_client(self.gateway.as_ref().expect("running").addr())
     }
 
     fn stats(&self) -> &MigrationStats {

@@ -144,11 +144,17 @@ pub struct Quirks {
     /// Refuse CRC64NVME on multipart uploads with 501 NotImplemented, as R2 takes CRC64NVME
     /// only as a full-object checksum (dialects.md §A.3; CLI v2's default, [skypilot-5282]).
     pub r2_no_composite_crc64nvme: std::sync::atomic::AtomicBool,
-    /// A slow provider: while set, the body of every whole-object GET (no `Range`, no query) is
-    /// held before its first byte until the test adds a permit to the semaphore (status and
-    /// headers go at once). Lets a test keep a copy on read open while clients write.
+    /// A slow provider: while set, the body of every object GET (no query; ranged ones too, but
+    /// for a one-byte `Range: bytes=0-0` probe) is held before its first byte until the test
+    /// adds a permit to the semaphore (status and headers go at once). Lets a test keep a copy
+    /// on read open while clients write.
     pub full_get_gate: std::sync::Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
-    /// Not a quirk: whole-object GET bodies that reached [`Quirks::full_get_gate`] and wait there.
+    /// Answer the ranged GETs (`Range` header) from this one on (1 = the first) with 500
+    /// InternalError (0: off), like a provider failing in the middle of a copy in parts.
+    pub fail_ranged_gets_from: std::sync::atomic::AtomicUsize,
+    /// Not a quirk: ranged GETs received.
+    pub ranged_gets: std::sync::atomic::AtomicUsize,
+    /// Not a quirk: GET bodies that reached [`Quirks::full_get_gate`] and wait there.
     pub full_gets_held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
     /// test can see which body form reached the provider.
@@ -172,12 +178,12 @@ pub struct ReceivedRequest {
 }
 
 impl Quirks {
-    /// Holds whole-object GET bodies from now on until [`Quirks::release_full_gets`].
+    /// Holds object GET bodies from now on until [`Quirks::release_full_gets`].
     pub fn hold_full_gets(&self) {
         *self.full_get_gate.lock().expect("not poisoned") = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
     }
 
-    /// Lets every held whole-object GET body go, and stops holding new ones.
+    /// Lets every held GET body go, and stops holding new ones.
     pub fn release_full_gets(&self) {
         if let Some(gate) = self.full_get_gate.lock().expect("not poisoned").take() {
             gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
@@ -385,6 +391,13 @@ async fn answer(
         let mut seen = quirks.put_payload_hashes.lock().expect("not poisoned");
         seen.push(hash.unwrap_or("-").to_string());
     }
+    if req.method() == http::Method::GET && req.headers().contains_key(http::header::RANGE) {
+        let nth = quirks.ranged_gets.fetch_add(1, Ordering::SeqCst) + 1;
+        let from = quirks.fail_ranged_gets_from.load(Ordering::SeqCst);
+        if from != 0 && nth >= from {
+            return quirk_error(500, "InternalError");
+        }
+    }
     let reads = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
     let fail = quirks.fail_reads_with.load(Ordering::Relaxed);
     if reads && fail != 0 {
@@ -473,11 +486,13 @@ async fn answer(
             return resp;
         }
     }
-    let whole_object_get = req.method() == http::Method::GET
+    // Every object GET but a one-byte probe, which a test uses to make a read fall back.
+    let probe = req.headers().get(http::header::RANGE).is_some_and(|r| r == "bytes=0-0");
+    let held_get = req.method() == http::Method::GET
         && req.uri().query().is_none()
-        && !req.headers().contains_key(http::header::RANGE)
+        && !probe
         && req.uri().path().trim_start_matches('/').contains('/');
-    let gate = whole_object_get
+    let gate = held_get
         .then(|| quirks.full_get_gate.lock().expect("not poisoned").clone())
         .flatten();
     match service.call(req.map(s3s::Body::from)).await {
