@@ -271,7 +271,9 @@ impl Generation {
         warn_of_copies_without_conditional_writes(config, &upstreams);
         let copier = match previous {
             Some(p) if p.config.migration == config.migration => p.copier.clone(),
-            _ => Copier::start(&config.migration, migration_stats.clone()),
+            // Copies of the old queue may still run: the new one sees their claims and leases.
+            Some(p) => Copier::start(&config.migration, migration_stats.clone(), p.copier.claims()),
+            None => Copier::start(&config.migration, migration_stats.clone(), Arc::default()),
         };
         let migration = Migration {
             copier: copier.clone(),

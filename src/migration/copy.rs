@@ -295,11 +295,11 @@ struct QueuedCopy {
 }
 
 impl Copier {
-    /// Starts the workers (they stop when the last `Copier` handle is dropped).
-    pub fn start(config: &MigrationConfig, stats: Arc<MigrationStats>) -> Arc<Self> {
+    /// Starts the workers (they stop when the last `Copier` handle is dropped). `claims` is
+    /// shared with the queue this one replaces on a reload, whose copies may still run.
+    pub fn start(config: &MigrationConfig, stats: Arc<MigrationStats>, claims: Arc<KeyClaims>) -> Arc<Self> {
         let (tx, mut rx) = mpsc::channel::<QueuedCopy>(config.copy_queue);
         let in_flight: Arc<DashMap<(String, String), ()>> = Arc::default();
-        let claims: Arc<KeyClaims> = Arc::default();
         let copier = Arc::new(Self {
             queue: tx.clone(),
             in_flight: in_flight.clone(),
@@ -362,14 +362,14 @@ impl Copier {
         self.claims.claim_all(bucket, keys).await
     }
 
+    /// The claims and leases of this queue's keys.
+    pub fn claims(&self) -> Arc<KeyClaims> {
+        self.claims.clone()
+    }
+
     /// When copies go in parts, and how large the parts are.
     pub fn part_sizes(&self) -> PartSizes {
         self.parts
-    }
-
-    /// Keys with a client claim or a running copy right now.
-    pub fn keys_held(&self) -> usize {
-        self.claims.keys_held()
     }
 }
 

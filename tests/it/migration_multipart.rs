@@ -391,3 +391,84 @@ async fn a_put_during_a_copy_in_parts_stops_it_and_leaves_no_upload() {
     );
     g.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Old and new buckets on one provider: the parts are copied by the provider (UploadPartCopy),
+/// nothing streams through s3ferry.
+#[tokio::test]
+async fn a_copy_in_parts_within_one_provider_uses_upload_part_copy() {
+    let up = TestUpstream::path_style().await;
+    up.create_bucket("big");
+    up.create_bucket("big-old");
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[credentials]]
+access_key_id = "{CLIENT_KEY}"
+secret_access_key = "{CLIENT_SECRET}"
+[providers.one]
+endpoint = "{}"
+access_key_id = "{UPSTREAM_KEY}"
+secret_access_key = "{UPSTREAM_SECRET}"
+[[buckets]]
+name = "big"
+provider = "one"
+fallback = "one"
+fallback_bucket = "big-old"
+[migration]
+multipart_copy_threshold = {THRESHOLD}
+multipart_copy_part_size = {PART_SIZE}
+"#,
+        up.endpoint()
+    );
+    let config = Config::parse(&toml, "one.toml", Path::new("."), &|_| None).expect("config");
+    let data = pattern(11 * MIB, 11);
+    up.direct_client()
+        .put_object()
+        .bucket("big-old")
+        .key("moved")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .expect("seed");
+    let seen = up.quirks.received_count();
+    let (upstreams, _locals) = s3ferry::server::start_providers(&config).await.expect("providers");
+    let table = RouteTable::new(&config.buckets, &upstreams).expect("routes");
+    let route = table.resolve("big").expect("route");
+    let fallback = route.fallback.clone().expect("fallback");
+    let options = MigrateOptions {
+        prefix: String::new(),
+        concurrency: 1,
+        dry_run: false,
+        parts: PartSizes::from(&config.migration),
+    };
+    let report = bulk::migrate(&route, &fallback, &options, &Quiet, &AtomicBool::new(false))
+        .await
+        .expect("migrate");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.copied_objects, 1);
+    let received = up.quirks.received_since(seen);
+    let part_copies = received
+        .iter()
+        .filter(|r| r.method == http::Method::PUT && r.headers.contains_key("x-amz-copy-source-range"))
+        .count();
+    let ranged_reads = received
+        .iter()
+        .filter(|r| r.method == http::Method::GET && r.headers.contains_key(http::header::RANGE))
+        .count();
+    assert_eq!(
+        (part_copies, ranged_reads),
+        (3, 0),
+        "5 + 5 + 1 MiB, copied by the provider"
+    );
+    let got = up
+        .direct_client()
+        .get_object()
+        .bucket("big")
+        .key("moved")
+        .send()
+        .await
+        .expect("copied");
+    assert!(got.body.collect().await.expect("body").into_bytes() == data);
+}
