@@ -116,7 +116,13 @@ pub async fn copy_in_parts(
     };
     let Some(copy_etag) = written else {
         upload.abort().await;
-        return Ok(CopyOutcome::Superseded);
+        // Stopped by a client claim here, or the provider's create-if-absent refused: a write
+        // from elsewhere landed first.
+        return Ok(if commit.is_stopped() {
+            CopyOutcome::Superseded
+        } else {
+            CopyOutcome::AlreadyInNew
+        });
     };
     upload.completed();
     let new = &task.new;
@@ -224,7 +230,7 @@ impl Upload {
     }
 
     /// Writes every part and completes the upload: the ETag the provider gave the object, or
-    /// `None` when a client claim stopped the copy first.
+    /// `None` when a client claim stopped the copy first or the key exists already.
     async fn write_parts(
         &self,
         task: &CopyTask,
@@ -267,6 +273,14 @@ impl Upload {
             let value = HeaderValue::from_str(value).map_err(|_| internal("the copy source"))?;
             request.headers.insert(HeaderName::from_static(name), value);
         }
+        let settings = &self.new.settings;
+        translate_request(
+            &settings.profile,
+            &settings.name,
+            "UploadPartCopy",
+            &mut request.headers,
+            &mut request.query,
+        )?;
         let answer = self.new.send_collect(request, 64 * 1024).await?;
         match parse_result_etag(answer.body()) {
             Some(etag) if answer.status().is_success() => Ok(etag),
