@@ -162,8 +162,8 @@ impl Migration {
     /// not returned.
     pub async fn after_write(&self, route: &Route, key: &str, operation: &str) {
         let provider = &route.provider;
-        if operation == "CompleteMultipartUpload" {
-            // Its 200 can still carry an error in the body: clear only if the object is there.
+        if matches!(operation, "CompleteMultipartUpload" | "CopyObject") {
+            // Their 200 can still carry an error in the body: clear only if the object is there.
             if !matches!(provider.head_object(&route.upstream_bucket, key).await, Ok(Some(_))) {
                 return;
             }
