@@ -316,3 +316,61 @@ async fn a_write_after_a_delete_clears_the_tombstone() {
     assert_eq!(m.read("race", "rewritten").await, Err("NoSuchKey".to_string()));
     m.stop().await;
 }
+
+/// A route that copies on read into a provider without conditional writes is named in a
+/// warning at start-up (what the guarantee is, and what to do); one with them is not.
+#[tokio::test]
+async fn copy_on_read_into_a_provider_without_conditional_writes_is_warned_at_start_up() {
+    use crate::support::binary::{GatewayProcess, write_config};
+    let up = TestUpstream::path_style().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let provider = |name: &str, conditional: &str| {
+        format!(
+            "[providers.{name}]\nendpoint = \"{}\"\naccess_key_id = \"{UPSTREAM_KEY}\"\nsecret_access_key = \"{UPSTREAM_SECRET}\"\n\
+             [providers.{name}.dialect_overrides]\nconditional_writes = \"{conditional}\"\n",
+            up.endpoint()
+        )
+    };
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[credentials]]
+access_key_id = "{CLIENT_KEY}"
+secret_access_key = "{CLIENT_SECRET}"
+[[buckets]]
+name = "unguarded"
+provider = "plain"
+fallback = "old"
+copy_on_read = true
+[[buckets]]
+name = "guarded"
+provider = "atomic"
+fallback = "old"
+copy_on_read = true
+{}{}{}"#,
+        provider("plain", "none"),
+        provider("atomic", "aws"),
+        provider("old", "aws"),
+    );
+    let mut gw = GatewayProcess::start(&write_config(dir.path(), &toml)).await;
+    let warning = gw
+        .wait_for(0, "the warning about copies without conditional writes", |e| {
+            e["level"] == "WARN"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("provider without conditional writes"))
+        })
+        .await;
+    assert_eq!(warning["bucket"], "unguarded", "{warning}");
+    let warned_buckets: Vec<String> = gw
+        .lines()
+        .iter()
+        .filter(|line| line.contains("provider without conditional writes"))
+        .map(|line| line.to_string())
+        .collect();
+    assert_eq!(warned_buckets.len(), 1, "only the unguarded route: {warned_buckets:?}");
+    gw.signal("TERM");
+    gw.wait_exit().await;
+}
