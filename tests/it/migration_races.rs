@@ -33,7 +33,7 @@ enum NewKind {
 struct Racing {
     gateway: Option<RunningGateway>,
     old: TestUpstream,
-    _new: Option<TestUpstream>,
+    new: Option<TestUpstream>,
     _local_root: Option<tempfile::TempDir>,
 }
 
@@ -103,7 +103,7 @@ read_timeout_secs = 20
         Self {
             gateway: Some(gateway),
             old,
-            _new: new,
+            new,
             _local_root: local_root,
         }
     }
@@ -305,7 +305,7 @@ async fn a_write_after_a_delete_clears_the_tombstone() {
     m.delete("race", "rewritten").await;
     assert_eq!(m.read("race", "rewritten").await, Err("NoSuchKey".to_string()));
     m.put("race", "rewritten", b"again").await;
-    let new = m._new.as_ref().expect("s3s-fs new provider");
+    let new = m.new.as_ref().expect("s3s-fs new provider");
     assert!(
         !new.has_object("race", &s3ferry::migration::tombstone::tombstone_key("rewritten"))
             .await,
@@ -373,4 +373,50 @@ copy_on_read = true
     assert_eq!(warned_buckets.len(), 1, "only the unguarded route: {warned_buckets:?}");
     gw.signal("TERM");
     gw.wait_exit().await;
+}
+
+/// A copy whose whole body went (the new provider has written it and its answer is on the
+/// way) cannot be stopped any more: a DELETE of the key waits for the copy to end, then
+/// deletes what it wrote.
+#[tokio::test]
+async fn a_delete_waits_for_a_copy_that_already_committed_then_wins() {
+    let m = Racing::start(NewKind::S3sFsAws).await;
+    let new = m.new.as_ref().expect("s3s-fs new provider");
+    m.seed_old("race-purge", "committed", OLD_CONTENT).await;
+    new.quirks.hold_put_answers();
+    let ended = m.copies_ended();
+    let probe = m
+        .client()
+        .get_object()
+        .bucket("race-purge")
+        .key("committed")
+        .range("bytes=0-0")
+        .send()
+        .await
+        .expect("ranged read falls back");
+    assert_eq!(probe.content_length(), Some(1));
+    wait_for("the copy's PUT to be written and its answer held", || {
+        new.quirks.put_answers_held.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let client = m.client();
+    let mut delete = tokio::spawn(async move {
+        client.delete_object().bucket("race-purge").key("committed").send().await
+    });
+    // Bounded, and only ever long enough: a DELETE that overtook the copy would be done.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut delete).await.is_err(),
+        "the DELETE waits while the committed copy has no answer"
+    );
+    new.quirks.release_put_answers();
+    tokio::time::timeout(Duration::from_secs(20), delete)
+        .await
+        .expect("the DELETE ends")
+        .expect("task")
+        .expect("DELETE after the copy");
+    wait_for("the copy to end", || m.copies_ended() > ended).await;
+    assert_eq!(MigrationStats::get(&m.stats().copies_done), 1, "the committed copy was not stopped");
+    assert_eq!(m.read("race-purge", "committed").await, Err("NoSuchKey".to_string()));
+    assert!(!new.has_object("race-purge", "committed").await);
+    m.stop().await;
 }

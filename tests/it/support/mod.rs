@@ -149,6 +149,11 @@ pub struct Quirks {
     /// adds a permit to the semaphore (status and headers go at once). Lets a test keep a copy
     /// on read open while clients write.
     pub full_get_gate: std::sync::Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// A provider slow to answer writes: while set, every object PUT is carried out and its
+    /// answer then held until the test adds a permit (or [`Quirks::release_put_answers`]).
+    pub put_answer_gate: std::sync::Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// Not a quirk: PUT answers held at [`Quirks::put_answer_gate`].
+    pub put_answers_held: std::sync::atomic::AtomicUsize,
     /// Answer the ranged GETs (`Range` header) from this one on (1 = the first) with 500
     /// InternalError (0: off), like a provider failing in the middle of a copy in parts.
     pub fail_ranged_gets_from: std::sync::atomic::AtomicUsize,
@@ -186,6 +191,18 @@ impl Quirks {
     /// Lets every held GET body go, and stops holding new ones.
     pub fn release_full_gets(&self) {
         if let Some(gate) = self.full_get_gate.lock().expect("not poisoned").take() {
+            gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        }
+    }
+
+    /// Holds the answers of object PUTs from now on until [`Quirks::release_put_answers`].
+    pub fn hold_put_answers(&self) {
+        *self.put_answer_gate.lock().expect("not poisoned") = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets every held PUT answer go, and stops holding new ones.
+    pub fn release_put_answers(&self) {
+        if let Some(gate) = self.put_answer_gate.lock().expect("not poisoned").take() {
             gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
         }
     }
@@ -495,7 +512,17 @@ async fn answer(
     let gate = held_get
         .then(|| quirks.full_get_gate.lock().expect("not poisoned").clone())
         .flatten();
-    match service.call(req.map(s3s::Body::from)).await {
+    let put_gate = (req.method() == http::Method::PUT)
+        .then(|| quirks.put_answer_gate.lock().expect("not poisoned").clone())
+        .flatten();
+    let answered = service.call(req.map(s3s::Body::from)).await;
+    if let Some(put_gate) = put_gate {
+        quirks.put_answers_held.fetch_add(1, Ordering::SeqCst);
+        if let Ok(permit) = put_gate.acquire_owned().await {
+            permit.forget();
+        }
+    }
+    match answered {
         Ok(resp) => match gate {
             Some(gate) if resp.status().is_success() => {
                 resp.map(|body| held_until_gate(body, gate, quirks.full_gets_held.clone()))
