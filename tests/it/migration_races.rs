@@ -401,11 +401,18 @@ async fn a_delete_waits_for_a_copy_that_already_committed_then_wins() {
     .await;
     let client = m.client();
     let mut delete = tokio::spawn(async move {
-        client.delete_object().bucket("race-purge").key("committed").send().await
+        client
+            .delete_object()
+            .bucket("race-purge")
+            .key("committed")
+            .send()
+            .await
     });
     // Bounded, and only ever long enough: a DELETE that overtook the copy would be done.
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), &mut delete).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(500), &mut delete)
+            .await
+            .is_err(),
         "the DELETE waits while the committed copy has no answer"
     );
     new.quirks.release_put_answers();
@@ -415,7 +422,11 @@ async fn a_delete_waits_for_a_copy_that_already_committed_then_wins() {
         .expect("task")
         .expect("DELETE after the copy");
     wait_for("the copy to end", || m.copies_ended() > ended).await;
-    assert_eq!(MigrationStats::get(&m.stats().copies_done), 1, "the committed copy was not stopped");
+    assert_eq!(
+        MigrationStats::get(&m.stats().copies_done),
+        1,
+        "the committed copy was not stopped"
+    );
     assert_eq!(m.read("race-purge", "committed").await, Err("NoSuchKey".to_string()));
     assert!(!new.has_object("race-purge", "committed").await);
     m.stop().await;
