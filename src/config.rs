@@ -209,6 +209,8 @@ struct RawMigration {
     copy_queue: Option<usize>,
     copy_on_read_max_bytes: Option<u64>,
     copy_retries: Option<u32>,
+    multipart_copy_threshold: Option<u64>,
+    multipart_copy_part_size: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,7 +375,15 @@ pub struct MigrationConfig {
     pub copy_on_read_max_bytes: u64,
     /// Attempts after the first failed copy, with growing delays.
     pub copy_retries: u32,
+    /// Objects larger than this are copied (copy on read and `migrate`) as a multipart upload.
+    pub multipart_copy_threshold: u64,
+    /// The part size of such copies when the source's own part layout is not known.
+    pub multipart_copy_part_size: u64,
 }
+
+/// S3's bounds on one part (and one PUT): at least 5 MiB (except a last part), at most 5 GiB.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 impl Default for MigrationConfig {
     fn default() -> Self {
@@ -382,6 +392,8 @@ impl Default for MigrationConfig {
             copy_queue: 1024,
             copy_on_read_max_bytes: 5 * 1024 * 1024 * 1024,
             copy_retries: 3,
+            multipart_copy_threshold: MAX_PART_SIZE,
+            multipart_copy_part_size: 64 * 1024 * 1024,
         }
     }
 }
@@ -654,12 +666,28 @@ impl Resolver<'_> {
             copy_queue: m.copy_queue.unwrap_or(d.copy_queue),
             copy_on_read_max_bytes: m.copy_on_read_max_bytes.unwrap_or(d.copy_on_read_max_bytes),
             copy_retries: m.copy_retries.unwrap_or(d.copy_retries),
+            multipart_copy_threshold: m.multipart_copy_threshold.unwrap_or(d.multipart_copy_threshold),
+            multipart_copy_part_size: m.multipart_copy_part_size.unwrap_or(d.multipart_copy_part_size),
         };
         if config.copy_workers == 0 || config.copy_queue == 0 {
             return Err(self.error(
                 "migration.copy_workers",
                 "copy_workers and copy_queue must be at least 1",
             ));
+        }
+        // A single PUT takes at most 5 GiB, and below 5 MiB a part is too small to be one.
+        for (key, value) in [
+            ("migration.multipart_copy_threshold", config.multipart_copy_threshold),
+            ("migration.multipart_copy_part_size", config.multipart_copy_part_size),
+        ] {
+            if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&value) {
+                return Err(self.error(
+                    key,
+                    format!(
+                        "{value} is out of range: between {MIN_PART_SIZE} (5 MiB) and {MAX_PART_SIZE} (5 GiB) bytes"
+                    ),
+                ));
+            }
         }
         Ok(config)
     }
@@ -1581,6 +1609,40 @@ mod tests {
                 &format!("secret_access_key = \"up-secret\"\n{extra}"),
             );
             let err = parse(&text).expect_err(extra);
+            assert!(err.to_string().contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn multipart_copy_sizes_default_to_s3s_limits_and_are_bounded() {
+        let m = parse(MINIMAL).expect("parses").migration;
+        assert_eq!(m.multipart_copy_threshold, 5 * 1024 * 1024 * 1024);
+        assert_eq!(m.multipart_copy_part_size, 64 * 1024 * 1024);
+        let with = |extra: &str| parse(&format!("{MINIMAL}\n[migration]\n{extra}"));
+        let set = with("multipart_copy_threshold = 6291456\nmultipart_copy_part_size = 5242880").expect("in range");
+        assert_eq!(
+            (
+                set.migration.multipart_copy_threshold,
+                set.migration.multipart_copy_part_size
+            ),
+            (6_291_456, 5_242_880)
+        );
+        for (extra, key) in [
+            (
+                "multipart_copy_threshold = 5368709121",
+                "migration.multipart_copy_threshold",
+            ),
+            ("multipart_copy_threshold = 1024", "migration.multipart_copy_threshold"),
+            (
+                "multipart_copy_part_size = 5242879",
+                "migration.multipart_copy_part_size",
+            ),
+            (
+                "multipart_copy_part_size = 5368709121",
+                "migration.multipart_copy_part_size",
+            ),
+        ] {
+            let err = with(extra).expect_err(extra);
             assert!(err.to_string().contains(key), "{extra}: {err}");
         }
     }

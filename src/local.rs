@@ -17,9 +17,11 @@
 //! - a multipart request naming an upload that does not exist is `404 NoSuchUpload` (s3s-fs
 //!   answers `403 AccessDenied`);
 //! - writes (PutObject, CopyObject, CompleteMultipartUpload) honour `If-None-Match: *` and
-//!   `If-Match` (s3s-fs ignores them and overwrites). The check and the write are two steps, so
-//!   two racing conditional writes of one key can both pass; within one s3ferry that is the only
-//!   gap.
+//!   `If-Match` (s3s-fs ignores them and overwrites). The check and the write are two steps, made
+//!   atomic by a per-key lock ([`KeyLocks`]) that every write and delete of the key holds from
+//!   the check until s3s-fs has answered: no other request through this server changes the key
+//!   in between. (The directory is served by one process only; a second process writing into
+//!   it directly is not seen.)
 //!
 //! The access key id is fixed (`s3ferry-local`) because s3s-fs records it with each multipart
 //! upload: uploads started before a restart can still be completed. The secret is new each start.
@@ -74,6 +76,7 @@ pub async fn start_local_provider(root: &Path) -> Result<LocalServer, String> {
     let lookup = s3s_fs::FileSystem::new(root).map_err(|e| format!("cannot serve {}: {e:?}", root.display()))?;
     let fixups = Arc::new(LocalFixups {
         service,
+        key_locks: Arc::default(),
         lookup,
         root: root.to_path_buf(),
         listing_budget: BodyBudget::new(LISTING_BUDGET, crate::small_body::BUDGET_WAIT, None),
@@ -111,9 +114,60 @@ pub fn ensure_local_bucket(root: &Path, bucket: &str) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create bucket directory {}: {e}", dir.display()))
 }
 
+/// One lock per key being written or deleted right now, so a conditional write's check and its
+/// write are one step (see the module documentation). Entries go when their last user does.
+#[derive(Debug, Default)]
+struct KeyLocks {
+    keys: std::sync::Mutex<KeyLockMap>,
+}
+
+/// (bucket, key) -> the lock of that key.
+type KeyLockMap = std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+
+/// Holds a key's lock (or waits for it); dropping it removes the entry once no one else uses it.
+struct KeyLockGuard {
+    locks: Arc<KeyLocks>,
+    id: (String, String),
+    lock: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, KeyLockMap> {
+        self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn lock(self: &Arc<Self>, bucket: &str, key: &str) -> KeyLockGuard {
+        let id = (bucket.to_string(), key.to_string());
+        let lock = self.map().entry(id.clone()).or_default().clone();
+        // Made before waiting, so a request that goes away meanwhile still cleans up.
+        let mut guard = KeyLockGuard {
+            locks: self.clone(),
+            id,
+            lock: lock.clone(),
+            held: None,
+        };
+        guard.held = Some(lock.lock_owned().await);
+        guard
+    }
+}
+
+impl Drop for KeyLockGuard {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        let mut keys = self.locks.map();
+        // Two references (the map's and this guard's) mean no one else holds or awaits it.
+        if keys.get(&self.id).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) && Arc::strong_count(&self.lock) == 2 {
+            keys.remove(&self.id);
+        }
+    }
+}
+
 /// s3s-fs plus the fixes listed in the module documentation.
 struct LocalFixups {
     service: S3Service,
+    /// Held by every write and delete of a key from its condition check to s3s-fs's answer.
+    key_locks: Arc<KeyLocks>,
     /// The same directory, asked directly (no HTTP, no signature) what a conditional write
     /// needs to know.
     lookup: s3s_fs::FileSystem,
@@ -184,6 +238,12 @@ impl LocalFixups {
         let writes_object = target.as_ref().is_some_and(|t| !t.key.is_empty())
             && ((req.method() == Method::PUT && !has("uploadId") && !has("tagging") && !has("acl"))
                 || (req.method() == Method::POST && has("uploadId")));
+        let deletes_object =
+            req.method() == Method::DELETE && target.as_ref().is_some_and(|t| !t.key.is_empty()) && query.is_empty();
+        let _key_lock = match &target {
+            Some(t) if writes_object || deletes_object => Some(self.key_locks.lock(&t.bucket, &t.key).await),
+            _ => None,
+        };
         let conditional = req.headers().contains_key(http::header::IF_NONE_MATCH)
             || req.headers().contains_key(http::header::IF_MATCH);
         if writes_object

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use s3ferry::config::MigrationConfig;
 use s3ferry::config::{CONFIG_ENV, Config, ProviderKind, WILDCARD_BUCKET};
 use s3ferry::migration::bulk::{self, LeftBehind, LeftBehindReason, MigrateOptions, MigrateReport, Progress};
+use s3ferry::migration::multipart_copy::PartSizes;
 use s3ferry::route::{FallbackRoute, Route, RouteTable};
 use s3ferry::server::{self, RunningGateway};
 
@@ -179,18 +181,19 @@ fn main() -> ExitCode {
             dry_run,
             status,
             json,
-        } => {
-            let options = MigrateOptions {
-                prefix,
-                concurrency,
-                dry_run: dry_run || status,
-            };
-            run_bulk(
-                &config,
-                |route, fallback| Box::pin(migrate_command(route, fallback, options, json)),
-                &bucket,
-            )
-        }
+        } => run_bulk(
+            &config,
+            move |route, fallback, migration| {
+                let options = MigrateOptions {
+                    prefix,
+                    concurrency,
+                    dry_run: dry_run || status,
+                    parts: PartSizes::from(migration),
+                };
+                Box::pin(migrate_command(route, fallback, options, json))
+            },
+            &bucket,
+        ),
         Command::Check {
             config,
             bucket,
@@ -199,7 +202,7 @@ fn main() -> ExitCode {
             json,
         } => run_bulk(
             &config,
-            |route, fallback| Box::pin(check_command(route, fallback, prefix, download, json)),
+            |route, fallback, _| Box::pin(check_command(route, fallback, prefix, download, json)),
             &bucket,
         ),
     }
@@ -457,7 +460,7 @@ type BulkFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ExitCode>>>
 /// Loads the config, starts the providers and runs a bulk command on `bucket`'s route.
 fn run_bulk(
     path: &std::path::Path,
-    command: impl FnOnce(Route, FallbackRoute) -> BulkFuture,
+    command: impl FnOnce(Route, FallbackRoute, &MigrationConfig) -> BulkFuture,
     bucket: &str,
 ) -> ExitCode {
     let config = match load(path) {
@@ -492,7 +495,7 @@ fn run_bulk(
             );
             return ExitCode::FAILURE;
         };
-        command(route, fallback).await
+        command(route, fallback, &config.migration).await
     })
 }
 

@@ -268,9 +268,12 @@ impl Generation {
         let (upstreams, local_providers) =
             build_providers(config, previous.map(|p| &p.local_providers), body_budget).await?;
         let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
+        warn_of_copies_without_conditional_writes(config, &upstreams);
         let copier = match previous {
             Some(p) if p.config.migration == config.migration => p.copier.clone(),
-            _ => Copier::start(&config.migration, migration_stats.clone()),
+            // Copies of the old queue may still run: the new one sees their claims and leases.
+            Some(p) => Copier::start(&config.migration, migration_stats.clone(), p.copier.claims()),
+            None => Copier::start(&config.migration, migration_stats.clone(), Arc::default()),
         };
         let migration = Migration {
             copier: copier.clone(),
@@ -299,6 +302,31 @@ impl Generation {
             copier,
             tls,
         })
+    }
+}
+
+/// Copy on read into a provider without any atomic conditional write (`conditional_writes =
+/// "none"`) is safe against this process's clients only (`migration::claim`): said once per
+/// route when the config is loaded, with what the user can do about it.
+fn warn_of_copies_without_conditional_writes(config: &Config, upstreams: &BTreeMap<String, Arc<Upstream>>) {
+    for route in &config.buckets {
+        let Some(fallback) = route.fallback.as_ref().filter(|f| f.copy_on_read) else {
+            continue;
+        };
+        let Some(new) = upstreams.get(&route.provider) else {
+            continue;
+        };
+        if new.settings.profile.conditional_writes == crate::dialect::ConditionalWrites::Unsupported {
+            tracing::warn!(
+                bucket = %route.name,
+                provider = %new.settings.name,
+                fallback = %fallback.provider,
+                "copy on read into a provider without conditional writes: a copy never replaces a write or delete \
+                 made through this s3ferry process, but it can replace one made at the same moment through another \
+                 process (a replica, `s3ferry migrate`); run one gateway for this bucket while it migrates, or set \
+                 copy_on_read = false and use `s3ferry migrate` while clients are stopped"
+            );
+        }
     }
 }
 

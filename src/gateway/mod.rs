@@ -147,6 +147,14 @@ impl Gateway {
                 .delete_objects(req, &route, copy_source.as_ref(), encoded_key, query)
                 .await;
         }
+        // A write or delete of a key under migration claims it first: no background copy of
+        // it lands after this request (`migration::claim`). Held until the answer is relayed.
+        let _claim = match &route.fallback {
+            Some(_) if changes_object(operation) => {
+                Some(self.migration.copier.claim(&route.upstream_bucket, &key).await)
+            }
+            _ => None,
+        };
         let mut satisfied_by_old = false;
         // A DeleteObject under migration: tombstoned just before it is sent, settled once answered.
         let mut tombstoned_delete = None;
@@ -189,6 +197,9 @@ impl Gateway {
                 .copy_from_another_provider(source, &req.headers, &route, &encoded_key, &query)
                 .await?
         {
+            if route.fallback.is_some() && operation == "CopyObject" {
+                self.migration.after_write(&route, &key, operation).await;
+            }
             return Ok(xml_response(StatusCode::OK, Bytes::from(xml)));
         }
         let mut headers = forward_headers(&req.headers, &route, copy_source.as_ref())?;
@@ -239,6 +250,9 @@ impl Gateway {
         };
         if let Some(keeping) = keeping {
             keeping.keep_after(&route, &response).await;
+        }
+        if route.fallback.is_some() && writes_object(operation) && response.status().is_success() {
+            self.migration.after_write(&route, &key, operation).await;
         }
         relay_response(response, &route, relay).await
     }
@@ -433,6 +447,16 @@ impl Gateway {
             }
             None => Vec::new(),
         };
+        // Held until the answer is relayed, as in `handle`.
+        let _claims = match &route.fallback {
+            Some(_) => {
+                self.migration
+                    .copier
+                    .claim_all(&route.upstream_bucket, &tombstoned)
+                    .await
+            }
+            None => Vec::new(),
+        };
         if request.has_cdata {
             // Not every store reads CDATA (s3s skips it): the provider gets the keys s3ferry read.
             let plain = rewrite::delete_objects::render_delete_body(&request);
@@ -511,6 +535,17 @@ impl S3Route for Gateway {
         response.extensions.insert(HandledByGateway);
         Ok(response)
     }
+}
+
+/// Operations that write an object's data (create or replace the key).
+fn writes_object(operation: &str) -> bool {
+    matches!(operation, "PutObject" | "CopyObject" | "CompleteMultipartUpload")
+}
+
+/// Operations that create, replace or delete a key: on a bucket under migration they claim it
+/// against background copies.
+fn changes_object(operation: &str) -> bool {
+    writes_object(operation) || operation == "DeleteObject"
 }
 
 /// `(partNumber, uploadId)` of an UploadPartCopy.

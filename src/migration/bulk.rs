@@ -187,6 +187,8 @@ pub struct MigrateOptions {
     pub prefix: String,
     pub concurrency: usize,
     pub dry_run: bool,
+    /// When copies go in parts (`[migration] multipart_copy_*`).
+    pub parts: super::multipart_copy::PartSizes,
 }
 
 /// What `migrate` did (or, with `--dry-run`, would do).
@@ -279,6 +281,7 @@ pub async fn migrate(
                 new: route.provider.clone(),
                 new_bucket: route.upstream_bucket.clone(),
                 key: pair.key.clone(),
+                parts: options.parts,
             };
             let outcome = copy_object(&task).await;
             (pair.key, Some(outcome))
@@ -302,7 +305,7 @@ pub async fn migrate(
             }
             Some(Ok(CopyOutcome::AlreadyInNew)) => report.already_in_new += 1,
             Some(Ok(CopyOutcome::Tombstoned)) => report.deleted_through_s3ferry += 1,
-            Some(Ok(CopyOutcome::GoneFromOld)) => {}
+            Some(Ok(CopyOutcome::GoneFromOld | CopyOutcome::Superseded)) => {}
             Some(Err(e)) => report.failed.push((key, e.to_string())),
         }
     }

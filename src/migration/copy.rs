@@ -1,11 +1,22 @@
 //! Copying one object from the old provider into the new one, and the bounded background queue
 //! that does it after a read fell back (copy on read).
 //!
-//! A copy never overwrites newer data: it is skipped when the key exists in the new provider or
-//! was deleted through s3ferry, it is written with `If-None-Match: *` so a client write that
-//! lands meanwhile wins, and a delete that lands meanwhile removes the copy again. A copy is
+//! A copy only ever creates an object that did not exist and was not deleted since it started:
+//! - it is skipped when the key exists in the new provider or was deleted through s3ferry;
+//! - inside this process, a client's write or delete of the key claims it first
+//!   ([`super::claim`]): a copy not yet at its commit point (the last byte of its body) is
+//!   stopped, a committed one is awaited, and the client's request lands after it;
+//! - against other processes (replicas, `s3ferry migrate`), it is written with the new
+//!   provider's atomic create-if-absent (`If-None-Match: *` or its dialect's form) where the
+//!   provider has one, and a delete that landed meanwhile (a tombstone found after the write)
+//!   removes the copy again, but only while the object there is still the one the copy wrote.
+//!
+//! A copy is
 //! verified before it counts: when the source ETag is a plain MD5 it must equal the MD5 the new
 //! provider computed over what it received (both compared in the client's form).
+//!
+//! An object larger than `[migration] multipart_copy_threshold` is copied in parts
+//! ([`super::multipart_copy`]), with the same guarantees.
 //!
 //! The copy is written in the new provider's dialect: the old provider's storage class name
 //! goes through both profiles (old name -> AWS name -> new name), the conditional write takes
@@ -18,6 +29,8 @@ use dashmap::DashMap;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::claim::{CommitGatedBody, CommitPoint, KeyClaim, KeyClaims};
+use super::multipart_copy::{PartSizes, SourceObject, copy_in_parts};
 use super::tombstone;
 use super::{CopyResult, MigrationStats};
 use crate::body::IdleTimeoutBody;
@@ -38,6 +51,8 @@ pub struct CopyTask {
     pub new: Arc<Upstream>,
     pub new_bucket: String,
     pub key: String,
+    /// Above which size the copy goes in parts, and how large they are.
+    pub parts: PartSizes,
 }
 
 /// What a copy did.
@@ -52,6 +67,9 @@ pub enum CopyOutcome {
     Tombstoned,
     /// The old provider no longer has the key.
     GoneFromOld,
+    /// A client wrote or deleted the key meanwhile (in this process): the copy stopped before
+    /// its write could take effect, or never started.
+    Superseded,
 }
 
 /// Headers of the source object that travel with a copy.
@@ -108,8 +126,14 @@ pub fn same_etag(a: &str, b: &str) -> bool {
     a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
 }
 
-/// Copies one object; see the module documentation for the guarantees.
+/// Copies one object with no client of this process to yield to (`s3ferry migrate`); see the
+/// module documentation for the guarantees.
 pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
+    copy_object_until(task, &Arc::new(CommitPoint::default())).await
+}
+
+/// Copies one object; its write takes effect only if `commit` is not stopped first.
+pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Result<CopyOutcome, GatewayError> {
     let CopyTask {
         old,
         old_bucket,
@@ -159,13 +183,33 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
     {
         headers.insert(HeaderName::from_static("x-amz-tagging"), v);
     }
-    // Where the new provider has no conditional write at all, the HEAD above is the only guard.
+    if length > task.parts.threshold {
+        // Too large for one PUT. This GET's body is not read: each part is read by range.
+        drop(body);
+        translate_copy_headers(&new.settings.profile, &new.settings.name, &mut headers)?;
+        let source = SourceObject {
+            size: length,
+            etag: source_etag,
+            headers,
+        };
+        return copy_in_parts(task, source, commit).await;
+    }
+    // Where the new provider has no conditional write at all, the HEAD above (and, against
+    // this process's clients, the claims) are the guards.
     if new.settings.profile.conditional_writes != ConditionalWrites::Unsupported {
         headers.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
     }
     translate_copy_headers(&new.settings.profile, &new.settings.name, &mut headers)?;
+    // An empty body has no last byte to hold back: its write commits when it is sent.
+    if length == 0 && !commit.try_commit() {
+        return Ok(CopyOutcome::Superseded);
+    }
     let body = http_body_util::BodyExt::boxed(IdleTimeoutBody::new(body, old.settings.read_timeout));
-    let written = new.put_object(new_bucket, key, headers, body, length).await?;
+    let body = http_body_util::BodyExt::boxed(CommitGatedBody::new(body, length, commit.clone()));
+    let written = match new.put_object(new_bucket, key, headers, body, length).await {
+        Err(_) if commit.is_stopped() => return Ok(CopyOutcome::Superseded),
+        other => other?,
+    };
     match written.status() {
         StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => return Ok(CopyOutcome::AlreadyInNew),
         s if !s.is_success() => {
@@ -185,12 +229,31 @@ pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
             cause: format!("the copy into '{new_bucket}' has ETag {new_etag}, the source {source_etag}; copy removed"),
         });
     }
-    // A DELETE that raced with the copy wins.
+    keep_unless_deleted_meanwhile(task, &new_etag, length).await
+}
+
+/// The end of a copy that wrote `copy_etag` (client form) of `bytes`: a DELETE in another
+/// process that raced with it wins (in this process, deletes wait for the copy). Only the
+/// copy's own object is removed: a client may have written the key again after its delete.
+pub(super) async fn keep_unless_deleted_meanwhile(
+    task: &CopyTask,
+    copy_etag: &str,
+    bytes: u64,
+) -> Result<CopyOutcome, GatewayError> {
+    let CopyTask {
+        new, new_bucket, key, ..
+    } = task;
     if tombstone::is_tombstoned(new, new_bucket, key).await? {
-        new.delete_object(new_bucket, key).await?;
+        let still_the_copy = new
+            .head_object(new_bucket, key)
+            .await?
+            .is_some_and(|now| same_etag(&new.settings.profile.client_etag(&now.etag), copy_etag));
+        if still_the_copy {
+            new.delete_object(new_bucket, key).await?;
+        }
         return Ok(CopyOutcome::Tombstoned);
     }
-    Ok(CopyOutcome::Copied { bytes: length })
+    Ok(CopyOutcome::Copied { bytes })
 }
 
 /// The source's tags as an `x-amz-tagging` value, when the old key may read them.
@@ -219,8 +282,11 @@ pub(crate) async fn read_tagging(old: &Upstream, bucket: &str, key: &str) -> Opt
 pub struct Copier {
     queue: mpsc::Sender<QueuedCopy>,
     in_flight: Arc<DashMap<(String, String), ()>>,
+    /// Client writes and deletes against running copies (see [`super::claim`]).
+    claims: Arc<KeyClaims>,
     stats: Arc<MigrationStats>,
     max_bytes: u64,
+    parts: PartSizes,
 }
 
 struct QueuedCopy {
@@ -229,15 +295,18 @@ struct QueuedCopy {
 }
 
 impl Copier {
-    /// Starts the workers (they stop when the last `Copier` handle is dropped).
-    pub fn start(config: &MigrationConfig, stats: Arc<MigrationStats>) -> Arc<Self> {
+    /// Starts the workers (they stop when the last `Copier` handle is dropped). `claims` is
+    /// shared with the queue this one replaces on a reload, whose copies may still run.
+    pub fn start(config: &MigrationConfig, stats: Arc<MigrationStats>, claims: Arc<KeyClaims>) -> Arc<Self> {
         let (tx, mut rx) = mpsc::channel::<QueuedCopy>(config.copy_queue);
         let in_flight: Arc<DashMap<(String, String), ()>> = Arc::default();
         let copier = Arc::new(Self {
             queue: tx.clone(),
             in_flight: in_flight.clone(),
+            claims: claims.clone(),
             stats: stats.clone(),
             max_bytes: config.copy_on_read_max_bytes,
+            parts: PartSizes::from(config),
         });
         let workers = Arc::new(Semaphore::new(config.copy_workers));
         let retries = config.copy_retries;
@@ -248,11 +317,12 @@ impl Copier {
                     break;
                 };
                 let in_flight = in_flight.clone();
+                let claims = claims.clone();
                 let stats = stats.clone();
                 let retry_queue = retry_queue.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    run_job(job, retries, in_flight, stats, retry_queue).await;
+                    run_job(job, retries, in_flight, &claims, stats, retry_queue).await;
                 });
             }
         });
@@ -280,17 +350,54 @@ impl Copier {
         }
         true
     }
+
+    /// Claims `key` of the new provider's `bucket` for a client's write or delete; see
+    /// [`KeyClaims::claim`]. Hold it until the provider has answered the client's request.
+    pub async fn claim(&self, bucket: &str, key: &str) -> KeyClaim {
+        self.claims.claim(bucket, key).await
+    }
+
+    /// [`Copier::claim`] for every key of a DeleteObjects.
+    pub async fn claim_all(&self, bucket: &str, keys: &[String]) -> Vec<KeyClaim> {
+        self.claims.claim_all(bucket, keys).await
+    }
+
+    /// The claims and leases of this queue's keys.
+    pub fn claims(&self) -> Arc<KeyClaims> {
+        self.claims.clone()
+    }
+
+    /// When copies go in parts, and how large the parts are.
+    pub fn part_sizes(&self) -> PartSizes {
+        self.parts
+    }
+}
+
+/// Runs one copy under a lease on its key: not at all while a client claims the key, and
+/// stopped when a client claims it before the copy's write committed.
+async fn copy_under_lease(task: &CopyTask, claims: &Arc<KeyClaims>) -> Result<CopyOutcome, GatewayError> {
+    let Some(lease) = claims.start_copy(&task.new_bucket, &task.key) else {
+        return Ok(CopyOutcome::Superseded);
+    };
+    let commit = lease.commit_point().clone();
+    tokio::select! {
+        outcome = copy_object_until(task, &commit) => outcome,
+        // Dropping the copy ends its requests; a body already handed to a connection fails at
+        // its next poll (`CommitGatedBody`), so the provider never has all of it.
+        () = commit.stopped() => Ok(CopyOutcome::Superseded),
+    }
 }
 
 async fn run_job(
     job: QueuedCopy,
     retries: u32,
     in_flight: Arc<DashMap<(String, String), ()>>,
+    claims: &Arc<KeyClaims>,
     stats: Arc<MigrationStats>,
     retry_queue: mpsc::WeakSender<QueuedCopy>,
 ) {
     let id = (job.task.new_bucket.clone(), job.task.key.clone());
-    match copy_object(&job.task).await {
+    match copy_under_lease(&job.task, claims).await {
         Ok(CopyOutcome::Copied { bytes }) => {
             stats.copy(&job.task.client_bucket, CopyResult::Done, bytes);
             tracing::info!(bucket = %job.task.client_bucket, bytes, provider = %job.task.new.settings.name, "copied on read");

@@ -3,14 +3,18 @@
 //!
 //! - [`policy`]    when a read may fall back (a pure table)
 //! - [`tombstone`] deletes remembered in the new provider, so the old copy never comes back
+//! - [`claim`]     client writes and deletes of a key against background copies of it
 //! - [`copy`]      one object old -> new, verified and written conditionally; the copy-on-read queue
+//! - [`multipart_copy`] copies above `multipart_copy_threshold`, in parts
 //! - [`serve`]     the gateway's migration-aware handling of reads, deletes, copies and writes
 //! - [`listing`]   merged, paginated listings of both providers
 //! - [`bulk`]      the `migrate` and `check` commands
 
 pub mod bulk;
+pub mod claim;
 pub mod copy;
 pub mod listing;
+pub mod multipart_copy;
 pub mod policy;
 pub mod serve;
 pub mod tombstone;

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 
 use super::copy::{Copier, CopyTask, same_etag};
 use super::listing::{MergeSources, merged_page, parse_list_query};
+use super::multipart_copy::PartSizes;
 use super::policy::{ReadDecision, decide_read};
 use super::{MigrationStats, tombstone};
 use crate::body;
@@ -37,7 +38,7 @@ pub fn old_side(route: &Route, fallback: &FallbackRoute) -> Route {
     }
 }
 
-fn copy_task(route: &Route, fallback: &FallbackRoute, key: &str) -> CopyTask {
+fn copy_task(route: &Route, fallback: &FallbackRoute, key: &str, parts: PartSizes) -> CopyTask {
     CopyTask {
         client_bucket: route.client_bucket.clone(),
         old: fallback.provider.clone(),
@@ -45,6 +46,7 @@ fn copy_task(route: &Route, fallback: &FallbackRoute, key: &str) -> CopyTask {
         new: route.provider.clone(),
         new_bucket: route.upstream_bucket.clone(),
         key: key.to_string(),
+        parts,
     }
 }
 
@@ -115,8 +117,10 @@ impl Migration {
             .map_err(|e| e.into_gateway_error(&old.settings))?;
         tracing::debug!(bucket = %route.client_bucket, status = %response.status(), provider = %old.settings.name, "read fell back to the old provider");
         if fallback.copy_on_read && read.method == Method::GET && response.status().is_success() {
-            self.copier
-                .schedule(copy_task(route, fallback, key), object_size(&response));
+            self.copier.schedule(
+                copy_task(route, fallback, key, self.copier.part_sizes()),
+                object_size(&response),
+            );
         }
         Ok((response, old_side(route, fallback)))
     }
@@ -185,6 +189,24 @@ impl Migration {
         let failed = results.iter().filter(|(_, r)| r.is_err()).count();
         if let Some((_, Err(e))) = results.iter().find(|(_, r)| r.is_err()) {
             tracing::warn!(bucket = %route.client_bucket, provider = %route.provider.settings.name, failed, error = %e, "removing the tombstones of a refused delete failed; those keys stay hidden until deleted or written again");
+        }
+    }
+
+    /// After a client's write of `key` (PutObject, CopyObject, CompleteMultipartUpload) was
+    /// answered with success: the key is not deleted any more, so its tombstone goes. A
+    /// tombstone left behind by a failure here is harmless while the object exists (reads
+    /// find it first, a copy's re-check removes only the copy's own object), so it is logged,
+    /// not returned.
+    pub async fn after_write(&self, route: &Route, key: &str, operation: &str) {
+        let provider = &route.provider;
+        if matches!(operation, "CompleteMultipartUpload" | "CopyObject") {
+            // Their 200 can still carry an error in the body: clear only if the object is there.
+            if !matches!(provider.head_object(&route.upstream_bucket, key).await, Ok(Some(_))) {
+                return;
+            }
+        }
+        if let Err(e) = tombstone::clear_tombstone(provider, &route.upstream_bucket, key).await {
+            tracing::warn!(bucket = %route.client_bucket, provider = %provider.settings.name, error = %e, "clearing the tombstone of a key written again failed");
         }
     }
 

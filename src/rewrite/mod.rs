@@ -9,6 +9,7 @@ pub mod list_buckets;
 pub mod list_objects;
 pub mod list_v2_via_v1;
 pub mod listing_encoding;
+pub mod multipart_upload;
 pub mod provider_values;
 pub mod tagging;
 

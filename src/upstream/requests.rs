@@ -58,7 +58,13 @@ pub struct ListRequest {
 }
 
 impl Upstream {
-    fn request(&self, method: Method, bucket: &str, key: &str, query: Vec<(String, String)>) -> OutgoingRequest {
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        bucket: &str,
+        key: &str,
+        query: Vec<(String, String)>,
+    ) -> OutgoingRequest {
         let has_body = method == Method::PUT || method == Method::POST;
         OutgoingRequest {
             method,

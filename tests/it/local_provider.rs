@@ -299,3 +299,64 @@ async fn keys_a_directory_cannot_hold_get_a_clear_400_not_a_500() {
         .expect("abort");
     g.shutdown(Duration::from_secs(2)).await;
 }
+
+/// Two `If-None-Match: *` PUTs of one key, the second sent while the first is still streaming
+/// its body (its condition already checked): exactly one creates the key, the other gets 412.
+/// The check and the write were two steps, so both used to pass and the later one overwrote.
+#[tokio::test]
+async fn racing_create_if_absent_writes_of_one_key_let_exactly_one_win() {
+    use http_body_util::BodyExt as _;
+    let root = tempfile::tempdir().expect("temp dir");
+    s3ferry::local::ensure_local_bucket(root.path(), "racing").expect("bucket");
+    let server = s3ferry::local::start_local_provider(root.path())
+        .await
+        .expect("local provider");
+    let signer = Signer {
+        addr: server.addr,
+        key: &server.access_key_id,
+        secret: server.secret_access_key.expose(),
+        time: time::OffsetDateTime::now_utc(),
+    };
+    let create = |body: raw::RawBody, length: usize| {
+        let mut headers = HeaderMap::new();
+        headers.insert("if-none-match", HeaderValue::from_static("*"));
+        headers.insert("content-length", HeaderValue::from(length));
+        let (request, _) = signer.sign(Method::PUT, "/racing/contested", headers, "UNSIGNED-PAYLOAD");
+        request.body(body).expect("request")
+    };
+    let (first_body, frames) = tokio::sync::mpsc::channel::<
+        Result<http_body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+    >(1);
+    let streamed = http_body_util::StreamBody::new(futures::stream::unfold(frames, |mut frames| async move {
+        frames.recv().await.map(|frame| (frame, frames))
+    }));
+    let first = tokio::spawn(raw::send(create(streamed.boxed(), 8)));
+    first_body
+        .send(Ok(http_body::Frame::data(bytes::Bytes::from_static(b"firs"))))
+        .await
+        .expect("first half");
+    // The server has taken the first half: the first PUT's condition was checked.
+    crate::migration::wait_for("the first PUT's body to be read", || {
+        first_body.capacity() == first_body.max_capacity()
+    })
+    .await;
+    let mut second = tokio::spawn(raw::send(create(full_body(&b"second!!"[..]), 8)));
+    // Give the second PUT time to be answered if nothing holds it back (it used to be: 200).
+    let second_early = tokio::time::timeout(Duration::from_secs(2), &mut second).await.ok();
+    // (If the first PUT already ended, its answer below says why.)
+    let _ = first_body
+        .send(Ok(http_body::Frame::data(bytes::Bytes::from_static(b"t!!!"))))
+        .await;
+    drop(first_body);
+    let first = first.await.expect("first PUT");
+    let second = match second_early {
+        Some(answer) => answer.expect("second PUT"),
+        None => second.await.expect("second PUT"),
+    };
+    assert_eq!(first.status, 200, "the first PUT creates the key: {}", first.body);
+    assert_eq!(
+        (second.status, second.code()),
+        (412, "PreconditionFailed".to_string()),
+        "the second PUT finds the key the first created"
+    );
+}

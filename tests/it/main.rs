@@ -12,6 +12,8 @@ mod list_v1_only;
 mod local_provider;
 mod migration;
 mod migration_dialects;
+mod migration_multipart;
+mod migration_races;
 mod migration_tombstones;
 mod moto;
 mod sidecar;

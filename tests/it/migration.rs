@@ -12,6 +12,7 @@ use futures::StreamExt as _;
 use s3ferry::config::Config;
 use s3ferry::migration::MigrationStats;
 use s3ferry::migration::bulk::{self, MigrateOptions, Progress};
+use s3ferry::migration::multipart_copy::PartSizes;
 use s3ferry::route::RouteTable;
 use s3ferry::server::RunningGateway;
 
@@ -896,6 +897,7 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
         prefix: "bulk/".into(),
         concurrency: 8,
         dry_run: false,
+        parts: PartSizes::default(),
     };
 
     let status = bulk::migrate(
@@ -1092,6 +1094,7 @@ async fn copy_never_overwrites_a_newer_write() {
         new: upstreams["new"].clone(),
         new_bucket: "lazy".into(),
         key: "contested".into(),
+        parts: PartSizes::default(),
     };
     assert_eq!(copy_object(&task).await.expect("copy"), CopyOutcome::AlreadyInNew);
     assert_eq!(

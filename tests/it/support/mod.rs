@@ -148,6 +148,23 @@ pub struct Quirks {
     /// `/<bucket>/<prefix>`) with 403 AccessDenied, like an IAM policy that denies
     /// `s3:DeleteObject` on `arn:aws:s3:::<bucket>/<prefix>*` while writes are allowed.
     pub deny_deletes_under: std::sync::Mutex<Option<String>>,
+    /// A slow provider: while set, the body of every object GET (no query; ranged ones too, but
+    /// for a one-byte `Range: bytes=0-0` probe) is held before its first byte until the test
+    /// adds a permit to the semaphore (status and headers go at once). Lets a test keep a copy
+    /// on read open while clients write.
+    pub full_get_gate: std::sync::Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// A provider slow to answer writes: while set, every object PUT is carried out and its
+    /// answer then held until the test adds a permit (or [`Quirks::release_put_answers`]).
+    pub put_answer_gate: std::sync::Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// Not a quirk: PUT answers held at [`Quirks::put_answer_gate`].
+    pub put_answers_held: std::sync::atomic::AtomicUsize,
+    /// Answer the ranged GETs (`Range` header) from this one on (1 = the first) with 500
+    /// InternalError (0: off), like a provider failing in the middle of a copy in parts.
+    pub fail_ranged_gets_from: std::sync::atomic::AtomicUsize,
+    /// Not a quirk: ranged GETs received.
+    pub ranged_gets: std::sync::atomic::AtomicUsize,
+    /// Not a quirk: GET bodies that reached [`Quirks::full_get_gate`] and wait there.
+    pub full_gets_held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Not a quirk: the `x-amz-content-sha256` of every PUT received (`-` when absent), so a
     /// test can see which body form reached the provider.
     pub put_payload_hashes: std::sync::Mutex<Vec<String>>,
@@ -170,6 +187,30 @@ pub struct ReceivedRequest {
 }
 
 impl Quirks {
+    /// Holds object GET bodies from now on until [`Quirks::release_full_gets`].
+    pub fn hold_full_gets(&self) {
+        *self.full_get_gate.lock().expect("not poisoned") = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets every held GET body go, and stops holding new ones.
+    pub fn release_full_gets(&self) {
+        if let Some(gate) = self.full_get_gate.lock().expect("not poisoned").take() {
+            gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        }
+    }
+
+    /// Holds the answers of object PUTs from now on until [`Quirks::release_put_answers`].
+    pub fn hold_put_answers(&self) {
+        *self.put_answer_gate.lock().expect("not poisoned") = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets every held PUT answer go, and stops holding new ones.
+    pub fn release_put_answers(&self) {
+        if let Some(gate) = self.put_answer_gate.lock().expect("not poisoned").take() {
+            gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        }
+    }
+
     /// How many requests reached the provider so far.
     pub fn received_count(&self) -> usize {
         self.received.lock().expect("not poisoned").len()
@@ -371,6 +412,13 @@ async fn answer(
         let mut seen = quirks.put_payload_hashes.lock().expect("not poisoned");
         seen.push(hash.unwrap_or("-").to_string());
     }
+    if req.method() == http::Method::GET && req.headers().contains_key(http::header::RANGE) {
+        let nth = quirks.ranged_gets.fetch_add(1, Ordering::SeqCst) + 1;
+        let from = quirks.fail_ranged_gets_from.load(Ordering::SeqCst);
+        if from != 0 && nth >= from {
+            return quirk_error(500, "InternalError");
+        }
+    }
     let reads = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
     let fail = quirks.fail_reads_with.load(Ordering::Relaxed);
     if reads && fail != 0 {
@@ -466,14 +514,58 @@ async fn answer(
             return resp;
         }
     }
-    match service.call(req.map(s3s::Body::from)).await {
-        Ok(resp) => resp,
+    // Every object GET but a one-byte probe, which a test uses to make a read fall back.
+    let probe = req.headers().get(http::header::RANGE).is_some_and(|r| r == "bytes=0-0");
+    let held_get = req.method() == http::Method::GET
+        && req.uri().query().is_none()
+        && !probe
+        && req.uri().path().trim_start_matches('/').contains('/');
+    let gate = held_get
+        .then(|| quirks.full_get_gate.lock().expect("not poisoned").clone())
+        .flatten();
+    let put_gate = (req.method() == http::Method::PUT)
+        .then(|| quirks.put_answer_gate.lock().expect("not poisoned").clone())
+        .flatten();
+    let answered = service.call(req.map(s3s::Body::from)).await;
+    if let Some(put_gate) = put_gate {
+        quirks.put_answers_held.fetch_add(1, Ordering::SeqCst);
+        if let Ok(permit) = put_gate.acquire_owned().await {
+            permit.forget();
+        }
+    }
+    match answered {
+        Ok(resp) => match gate {
+            Some(gate) if resp.status().is_success() => {
+                resp.map(|body| held_until_gate(body, gate, quirks.full_gets_held.clone()))
+            }
+            _ => resp,
+        },
         Err(e) => {
             let mut resp = Response::new(s3s::Body::from(format!("{e:?}")));
             *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
             resp
         }
     }
+}
+
+/// `body`, whose first byte waits for a permit of `gate`; `held` counts bodies that reached
+/// the gate.
+fn held_until_gate(
+    body: s3s::Body,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> s3s::Body {
+    use futures::StreamExt as _;
+    let frames = http_body_util::BodyStream::new(body);
+    let stream = futures::stream::once(async move {
+        held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(permit) = gate.acquire_owned().await {
+            permit.forget();
+        }
+        frames
+    })
+    .flatten();
+    s3s::Body::http_body_unsync(http_body_util::StreamBody::new(stream))
 }
 
 /// Two upstreams (one path-style, one virtual-hosted only) and the gateway in front of them.
