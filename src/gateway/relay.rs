@@ -69,13 +69,29 @@ pub(super) async fn relay_response(
     // Converted whatever the Content-Type says: relayed as it came, a V1 page would end the
     // client's pagination silently.
     let v2_via_v1 = v2_via_v1.as_ref().filter(|_| !failed);
+    let mut answer = UpstreamAnswer::Unread(incoming);
+    if parts.status.is_server_error() && !matches!(operation, "HeadObject" | "HeadBucket") {
+        // A failing provider (or a proxy in front of it) may answer with anything: what is not
+        // an S3 error becomes one, so the client's SDK reads a code and retries as it should.
+        let read = route
+            .provider
+            .read_answer(answer.into_incoming()?, ERROR_BODY_MAX)
+            .await?;
+        if !crate::error::is_whole_error_document(&read) {
+            return Err(GatewayError::unreadable_error_answer(&settings.name, parts.status));
+        }
+        answer = UpstreamAnswer::Read(read);
+    }
     let body = if (is_xml && (rename || dialect || encode_listing)) || v2_via_v1.is_some() {
         let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
             provider: settings.name.clone(),
             cause,
         };
         // Held until the client has the rewritten answer: its share of the budget goes with it.
-        let read = route.provider.read_answer(incoming, MAX_XML_BODY).await?;
+        let read = match answer {
+            UpstreamAnswer::Read(read) => read,
+            UpstreamAnswer::Unread(incoming) => route.provider.read_answer(incoming, MAX_XML_BODY).await?,
+        };
         let mut bytes = read.to_vec();
         // First, on the provider's own XML: it may hold keys URL-encoded by the provider.
         if let Some(request) = v2_via_v1 {
@@ -99,12 +115,35 @@ pub(super) async fn relay_response(
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         read.replaced_by(Bytes::from(bytes)).into_client_body()
     } else {
-        Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
+        match answer {
+            UpstreamAnswer::Read(read) => read.into_client_body(),
+            UpstreamAnswer::Unread(incoming) => {
+                Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
+            }
+        }
     };
     let mut response = S3Response::new(body);
     response.status = Some(parts.status);
     response.headers = headers;
     Ok(response)
+}
+
+/// The most of a provider's 5xx answer that is read to learn whether it is an S3 error.
+const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// A provider's answer body: still streaming, or read whole (a 5xx answer, checked).
+enum UpstreamAnswer {
+    Unread(hyper::body::Incoming),
+    Read(crate::small_body::Buffered),
+}
+
+impl UpstreamAnswer {
+    fn into_incoming(self) -> Result<hyper::body::Incoming, GatewayError> {
+        match self {
+            Self::Unread(incoming) => Ok(incoming),
+            Self::Read(_) => Err(GatewayError::Internal("an answer body was read twice".into())),
+        }
+    }
 }
 
 /// What the client asked that decides how the provider's response is turned into its answer.

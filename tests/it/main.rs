@@ -8,6 +8,7 @@ mod core_ops;
 mod deploy;
 mod dialects;
 mod error_detail;
+mod faults;
 mod list_v1_only;
 mod local_provider;
 mod migration;
