@@ -13,6 +13,7 @@ mod list_v1_only;
 mod local_provider;
 mod migration;
 mod migration_dialects;
+mod migration_faults;
 mod moto;
 mod sidecar;
 mod signing_properties;

@@ -57,7 +57,6 @@ pub enum Fault {
 /// The body of a [`Fault::Answer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerBody {
-    Empty,
     /// A well-formed S3 `<Error>` with this code.
     S3Error(&'static str),
     /// XML that ends in the middle of an element.
@@ -69,7 +68,6 @@ pub enum AnswerBody {
 impl AnswerBody {
     fn bytes(self) -> (&'static str, String) {
         match self {
-            Self::Empty => ("", String::new()),
             Self::S3Error(code) => (
                 "application/xml",
                 format!(
@@ -366,12 +364,9 @@ async fn serve_connection(socket: TcpStream, upstream: SocketAddr, shared: Arc<S
     {
         let (content_type, text) = body.bytes();
         let mut answer = format!(
-            "HTTP/1.1 {status} Injected\r\ncontent-length: {}\r\nconnection: close\r\n",
+            "HTTP/1.1 {status} Injected\r\ncontent-length: {}\r\nconnection: close\r\ncontent-type: {content_type}\r\n",
             text.len()
         );
-        if !content_type.is_empty() {
-            answer.push_str(&format!("content-type: {content_type}\r\n"));
-        }
         if let Some(secs) = retry_after {
             answer.push_str(&format!("retry-after: {secs}\r\n"));
         }
