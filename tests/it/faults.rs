@@ -393,6 +393,25 @@ async fn a_part_cut_mid_body_fails_alone_and_a_lost_complete_answer_is_not_repea
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .build(),
     );
+    // CreateMultipartUpload is a POST: a 503 goes to the client, which may retry; the gateway
+    // does not (the provider may have created an upload).
+    f.proxy.inject(
+        Match::method(Method::POST).path("uploads").times(1),
+        Fault::Answer {
+            status: 503,
+            retry_after: None,
+            body: AnswerBody::S3Error("SlowDown"),
+        },
+    );
+    let refused = c
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("mpu")
+        .send()
+        .await
+        .expect_err("503");
+    assert_eq!(crate::support::error_status(&refused), 503);
+    assert_eq!(f.proxy.count(&Method::POST, "uploads"), 1);
     let created = c
         .create_multipart_upload()
         .bucket(BUCKET)
@@ -696,5 +715,17 @@ async fn a_listing_cut_mid_body_is_never_a_short_200_and_a_503_is_retried() {
     let retried = list(&f).await;
     assert_eq!((retried.status, retried.body.len()), (200, full_length));
     assert_eq!(f.proxy.count(&Method::GET, "list-type") - before, 2);
+
+    f.proxy.inject(
+        Match::method(Method::GET).path("list-type").times(1),
+        Fault::StallBeforeResponse,
+    );
+    let before = f.proxy.count(&Method::GET, "list-type");
+    list(&f).await.assert_error(504, "GatewayTimeout");
+    assert_eq!(
+        f.proxy.count(&Method::GET, "list-type") - before,
+        1,
+        "a timeout is not retried"
+    );
     f.stop().await;
 }

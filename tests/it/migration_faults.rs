@@ -327,3 +327,41 @@ async fn a_client_write_during_a_copy_is_never_overwritten_by_the_older_data() {
     );
     g.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn a_merged_listing_whose_old_provider_answers_cut_xml_or_fails_is_an_error_not_a_short_listing() {
+    let m = MigratingUnderFaults::start().await;
+    for i in 0..20 {
+        m.seed_old(&format!("listed-{i:02}"), b"x");
+    }
+    let g = m.gateway(0).await;
+    let c = no_sdk_retries(&gateway_client(g.addr()));
+    let list = || c.list_objects_v2().bucket("media").send();
+    assert_eq!(list().await.expect("listed").key_count(), Some(20));
+    m.proxy.inject(
+        Match::method(Method::GET).path("list-type").times(1),
+        Fault::Answer {
+            status: 200,
+            retry_after: None,
+            body: AnswerBody::TruncatedXml,
+        },
+    );
+    let cut = list().await.expect_err("a cut listing is not passed on");
+    assert_eq!((error_status(&cut), error_code(&cut).as_str()), (502, "BadGateway"));
+    m.proxy.inject(
+        Match::method(Method::GET).path("list-type"),
+        Fault::Answer {
+            status: 500,
+            retry_after: None,
+            body: AnswerBody::Garbage,
+        },
+    );
+    let before = m.proxy.exchanges().len();
+    let failed = list().await.expect_err("the old provider fails");
+    assert_eq!(
+        (error_status(&failed), error_code(&failed).as_str()),
+        (502, "BadGateway")
+    );
+    assert_eq!(m.proxy.exchanges().len() - before, 3, "a listing is retried twice");
+    g.shutdown(Duration::from_secs(2)).await;
+}
