@@ -1,7 +1,8 @@
 //! When a failed provider exchange is tried again, and after how long.
 //!
-//! The rule, as pingora states it for its proxy: a request is repeated only when repeating it
-//! cannot do twice what the provider may already have done once. So a request is retried when
+//! The rule (pingora's, extended to idempotent reads; `docs/reliability.md` has the source): a
+//! request is repeated only when repeating it cannot do twice what the provider may already
+//! have done once. So a request is retried when
 //! - nothing reached the provider (the connection was refused or did not open), whatever the
 //!   method, as long as nothing of its body was sent;
 //! - the connection closed or reset before any response byte, and the method is idempotent
