@@ -139,9 +139,18 @@ impl Upstream {
         &self.authority
     }
 
-    /// Signs `request` for this provider and sends it. Waits at most `read_timeout` for the
-    /// response headers.
+    /// Signs `request` for this provider and sends it, again where that is safe (see
+    /// [`retry`]). Each attempt waits at most `read_timeout` for the response headers.
     pub async fn send(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
+        self.send_under(request, &self.settings.retry).await
+    }
+
+    /// [`Upstream::send`] with the given retry policy.
+    async fn send_under(
+        &self,
+        request: OutgoingRequest,
+        policy: &RetryPolicy,
+    ) -> Result<Response<Incoming>, SendError> {
         let OutgoingRequest {
             method,
             bucket,
@@ -192,7 +201,7 @@ impl Upstream {
             .path_and_query(path_and_query)
             .build()
             .map_err(|e| SendError::Build(e.to_string()))?;
-        self.send_with_retries(method, uri, headers, body).await
+        self.send_with_retries(method, uri, headers, body, policy).await
     }
 
     /// Sends the signed request, and again while [`retry::decide_retry`] says it is safe and
@@ -203,6 +212,7 @@ impl Upstream {
         uri: http::Uri,
         headers: HeaderMap,
         body: UpstreamBody,
+        policy: &RetryPolicy,
     ) -> Result<Response<Incoming>, SendError> {
         let loan = BodyLoan::new(body);
         let mut retries_done = 0;
@@ -227,14 +237,7 @@ impl Upstream {
                 },
                 Err(e) => e.attempt_outcome(),
             };
-            let decision = decide_retry(
-                &self.settings.retry,
-                &method,
-                loan.sent(),
-                outcome,
-                retries_done,
-                retry::jitter(),
-            );
+            let decision = decide_retry(policy, &method, loan.sent(), outcome, retries_done, retry::jitter());
             let RetryDecision::RetryAfter(delay, reason) = decision else {
                 return result;
             };
@@ -300,7 +303,12 @@ impl Upstream {
             body: crate::body::empty(),
             payload_hash: sign::EMPTY_PAYLOAD_SHA256.to_string(),
         };
-        match tokio::time::timeout(timeout, self.send(request)).await {
+        // One attempt: the probe reports the provider as it is now, within its own timeout.
+        let once = RetryPolicy {
+            retries: 0,
+            ..self.settings.retry
+        };
+        match tokio::time::timeout(timeout, self.send_under(request, &once)).await {
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
             Ok(Err(e)) => Err(e.into_gateway_error(&self.settings).to_string()),
             Ok(Ok(response)) => Ok(response.status()),
