@@ -143,6 +143,9 @@ struct RawProvider {
     root: Option<PathBuf>,
     connect_timeout_secs: Option<u64>,
     read_timeout_secs: Option<u64>,
+    retries: Option<u32>,
+    retry_backoff_ms: Option<u64>,
+    retry_after_max_secs: Option<u64>,
 }
 
 /// `[providers.X.dialect_overrides]`: any field of the dialect profile, replacing the built-in value.
@@ -339,6 +342,30 @@ pub struct ProviderConfig {
     pub profile: DialectProfile,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// How failed exchanges that are safe to repeat are retried.
+    pub retry: RetryPolicy,
+}
+
+/// How a provider's failed exchanges are retried (`[providers.NAME]` `retries`,
+/// `retry_backoff_ms`, `retry_after_max_secs`); the rule is `upstream::retry`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first; 0 turns retries off.
+    pub retries: u32,
+    /// The wait before the first retry; each later one doubles it.
+    pub backoff: Duration,
+    /// The longest wait before a retry, and the longest `Retry-After` honoured.
+    pub retry_after_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            backoff: Duration::from_millis(100),
+            retry_after_max: Duration::from_secs(5),
+        }
+    }
 }
 
 /// A client bucket routed to a provider. `name == "*"` matches any bucket not routed otherwise.
@@ -435,6 +462,8 @@ const MAX_MAX_BUFFERED_BODY_BYTES: usize = u32::MAX as usize;
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// A provider down for longer than a few retries is better reported than waited for.
+const MAX_RETRIES: u32 = 10;
 
 impl Config {
     /// Reads, parses and validates a config file; applies environment overrides.
@@ -915,6 +944,8 @@ impl Resolver<'_> {
             ));
         }
 
+        let retry = self.resolve_retry(&key, &p)?;
+
         let kind = match kind_name {
             "local" => {
                 let remote_only = [
@@ -1006,6 +1037,34 @@ impl Resolver<'_> {
             profile,
             connect_timeout,
             read_timeout,
+            retry,
+        })
+    }
+
+    /// `retries`, `retry_backoff_ms`, `retry_after_max_secs` of a provider.
+    fn resolve_retry(&self, key: &str, p: &RawProvider) -> Result<RetryPolicy, ConfigError> {
+        let defaults = RetryPolicy::default();
+        let retries = p.retries.unwrap_or(defaults.retries);
+        if retries > MAX_RETRIES {
+            return Err(self.error(
+                format!("{key}.retries"),
+                format!("at most {MAX_RETRIES}: each retry holds the client's request open"),
+            ));
+        }
+        let backoff = p.retry_backoff_ms.map_or(defaults.backoff, Duration::from_millis);
+        let retry_after_max = p
+            .retry_after_max_secs
+            .map_or(defaults.retry_after_max, Duration::from_secs);
+        if backoff > retry_after_max {
+            return Err(self.error(
+                format!("{key}.retry_backoff_ms"),
+                "must not be longer than retry_after_max_secs, which caps every wait",
+            ));
+        }
+        Ok(RetryPolicy {
+            retries,
+            backoff,
+            retry_after_max,
         })
     }
 }
@@ -1254,6 +1313,9 @@ mod tests {
         assert_eq!(example.server.readiness_timeout, defaults.server.readiness_timeout);
         assert_eq!(example.server.readiness_cache, defaults.server.readiness_cache);
         assert_eq!(example.server.limits, defaults.server.limits);
+        for provider in example.providers.values() {
+            assert_eq!(provider.retry, RetryPolicy::default(), "{}", provider.name);
+        }
     }
 
     #[test]
@@ -1264,6 +1326,36 @@ mod tests {
         assert_eq!(up.dialect, "aws");
         assert_eq!(up.region, "us-east-1");
         assert_eq!(cfg.server.region, "us-east-1");
+    }
+
+    #[test]
+    fn provider_retries_have_defaults_and_bounds() {
+        let cfg = parse(MINIMAL).expect("parses");
+        assert_eq!(cfg.providers["up"].retry, RetryPolicy::default());
+        let set = parse(&MINIMAL.replace(
+            "secret_access_key = \"up-secret\"",
+            "secret_access_key = \"up-secret\"\nretries = 0\nretry_backoff_ms = 50\nretry_after_max_secs = 1",
+        ))
+        .expect("parses");
+        assert_eq!(
+            set.providers["up"].retry,
+            RetryPolicy {
+                retries: 0,
+                backoff: Duration::from_millis(50),
+                retry_after_max: Duration::from_secs(1),
+            }
+        );
+        for (extra, key) in [
+            ("retries = 11", "providers.up.retries"),
+            ("retry_backoff_ms = 6000", "providers.up.retry_backoff_ms"),
+        ] {
+            let text = MINIMAL.replace(
+                "secret_access_key = \"up-secret\"",
+                &format!("secret_access_key = \"up-secret\"\n{extra}"),
+            );
+            let err = parse(&text).expect_err(extra);
+            assert_eq!(err.key, key, "{err}");
+        }
     }
 
     #[test]

@@ -274,6 +274,26 @@ impl GatewayError {
         }
     }
 
+    /// A provider's 5xx answer whose body is not an S3 error (a proxy's page, a cut or garbled
+    /// document): the client gets the provider's status with the S3 code AWS uses for it.
+    pub fn unreadable_error_answer(provider: &str, status: StatusCode) -> Self {
+        let code = match status {
+            StatusCode::NOT_IMPLEMENTED => "NotImplemented",
+            StatusCode::BAD_GATEWAY => "BadGateway",
+            StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+            StatusCode::GATEWAY_TIMEOUT => "GatewayTimeout",
+            _ => "InternalError",
+        };
+        Self::Relayed {
+            status,
+            code: code.to_string(),
+            message: format!(
+                "Upstream provider '{provider}' failed ({}) without an S3 error",
+                status.as_u16()
+            ),
+        }
+    }
+
     /// The S3 XML error response for this error.
     pub fn to_response(&self, request_id: &str) -> Response<Bytes> {
         let (code, status) = match self {
@@ -355,6 +375,36 @@ pub fn parse_error_code(xml: &[u8]) -> Option<(String, String)> {
         buf.clear();
     }
     code.map(|c| (c, message))
+}
+
+/// Whether `xml` is a whole S3 `<Error>` document with a `<Code>`: closed, not cut short.
+/// ([`parse_error_code`] reads what it can of a cut document too.)
+pub fn is_whole_error_document(xml: &[u8]) -> bool {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let (mut depth, mut code, mut closed) = (0usize, false, false);
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Err(_) => return false,
+            Ok(Event::Eof) => return closed && code,
+            Ok(Event::Start(e)) => {
+                let name = e.local_name();
+                if (depth == 0 && (closed || name.as_ref() != b"Error")) || depth > 64 {
+                    return false;
+                }
+                code |= depth == 1 && name.as_ref() == b"Code";
+                depth += 1;
+            }
+            Ok(Event::End(_)) => {
+                depth = depth.saturating_sub(1);
+                closed |= depth == 0;
+            }
+            Ok(Event::Empty(_)) if depth == 0 => return false,
+            Ok(_) => {}
+        }
+        buf.clear();
+    }
 }
 
 /// A fresh request id in the shape AWS uses (16 uppercase hex digits).
@@ -465,6 +515,34 @@ mod tests {
                 "The specified version does not exist.".to_string()
             ))
         );
+    }
+
+    #[test]
+    fn only_whole_error_documents_count_as_s3_errors() {
+        let whole = render_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "m", None, "R");
+        assert!(is_whole_error_document(whole.body()));
+        for broken in [
+            &b"<?xml version=\"1.0\"?>\n<Error><Code>Internal"[..],
+            b"<Error><Message>no code</Message></Error>",
+            b"<NotAnError><Code>X</Code></NotAnError>",
+            b"\x01<<not xml>> }{",
+            b"",
+            b"<Error><Code>X</Code></Error><Error/>",
+        ] {
+            assert!(!is_whole_error_document(broken), "{}", String::from_utf8_lossy(broken));
+        }
+    }
+
+    #[test]
+    fn a_5xx_without_an_s3_error_gets_the_code_for_its_status() {
+        for (status, code) in [(500, "InternalError"), (503, "ServiceUnavailable"), (502, "BadGateway")] {
+            let status = StatusCode::from_u16(status).expect("status");
+            let resp = GatewayError::unreadable_error_answer("old-s3", status).to_response("R");
+            assert_eq!(resp.status(), status);
+            let (got, message) = parse_error_code(resp.body()).expect("S3 error");
+            assert_eq!(got, code);
+            assert!(message.contains("'old-s3'"), "{message}");
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub struct Metrics {
     response_bytes: IntCounterVec,
     upstream_seconds: HistogramVec,
     upstream_errors: IntCounterVec,
+    upstream_retries: IntCounterVec,
     active_connections: IntGauge,
     buffered_body_budget_free: IntGauge,
     connection_limit_reached: IntCounter,
@@ -101,6 +102,11 @@ impl Metrics {
                 "s3ferry_upstream_errors_total",
                 "Provider exchanges that failed, by kind: unreachable, timeout, protocol, response_body.",
                 &["provider", "kind"],
+            ),
+            upstream_retries: counter(
+                "s3ferry_upstream_retries_total",
+                "Provider requests sent again after a failed attempt, by reason: not_connected, no_response, status_5xx.",
+                &["provider", "reason"],
             ),
             active_connections: register(
                 &registry,
@@ -186,6 +192,12 @@ impl Metrics {
         self.upstream_errors
             .with_label_values(&[non_empty(provider), kind])
             .inc();
+    }
+
+    /// The counter of provider requests sent again (labels: provider, reason), handed to each
+    /// provider's client (see `upstream::retry`).
+    pub fn upstream_retries(&self) -> IntCounterVec {
+        self.upstream_retries.clone()
     }
 
     pub fn connection_opened(&self) {

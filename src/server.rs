@@ -266,7 +266,7 @@ impl Generation {
         previous: Option<&Generation>,
     ) -> Result<Self, StartError> {
         let (upstreams, local_providers) =
-            build_providers(config, previous.map(|p| &p.local_providers), body_budget).await?;
+            build_providers(config, previous.map(|p| &p.local_providers), body_budget, Some(metrics)).await?;
         let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
         warn_of_copies_without_conditional_writes(config, &upstreams);
         let copier = match previous {
@@ -337,7 +337,7 @@ pub type Providers = (BTreeMap<String, Arc<Upstream>>, BTreeMap<PathBuf, Arc<Loc
 /// Starts local providers and builds a client for every provider.
 pub async fn start_providers(config: &Config) -> Result<Providers, StartError> {
     let budget = BodyBudget::new(config.server.limits.max_buffered_body_bytes, BUDGET_WAIT, None);
-    build_providers(config, None, &budget).await
+    build_providers(config, None, &budget, None).await
 }
 
 /// [`start_providers`], keeping the servers in `running` whose root is still configured.
@@ -345,6 +345,7 @@ async fn build_providers(
     config: &Config,
     running: Option<&BTreeMap<PathBuf, Arc<LocalServer>>>,
     budget: &BodyBudget,
+    metrics: Option<&Metrics>,
 ) -> Result<Providers, StartError> {
     let mut local_providers = BTreeMap::new();
     let mut upstreams = BTreeMap::new();
@@ -378,6 +379,7 @@ async fn build_providers(
                     connect_timeout: provider.connect_timeout,
                     read_timeout: provider.read_timeout,
                     key_store: KeyStore::LocalFiles,
+                    retry: provider.retry,
                 };
                 local_providers.insert(root.clone(), local);
                 settings
@@ -395,9 +397,11 @@ async fn build_providers(
                 connect_timeout: provider.connect_timeout,
                 read_timeout: provider.read_timeout,
                 key_store: KeyStore::S3,
+                retry: provider.retry,
             },
         };
-        let upstream = Upstream::new(settings, budget.clone()).map_err(provider_error)?;
+        let retries_total = metrics.map(Metrics::upstream_retries);
+        let upstream = Upstream::new(settings, budget.clone(), retries_total).map_err(provider_error)?;
         upstreams.insert(name.clone(), upstream);
     }
     Ok((upstreams, local_providers))

@@ -95,6 +95,19 @@ async fn relay_answer(
     // Converted whatever the Content-Type says: relayed as it came, a V1 page would end the
     // client's pagination silently.
     let v2_via_v1 = v2_via_v1.as_ref().filter(|_| !failed);
+    let mut answer = answer;
+    if parts.status.is_server_error() && !matches!(operation, "HeadObject" | "HeadBucket") {
+        // A failing provider (or a proxy in front of it) may answer with anything: what is not
+        // an S3 error becomes one, so the client's SDK reads a code and retries as it should.
+        let read = match answer {
+            AnswerBody::Streaming(incoming) => route.provider.read_answer(incoming, ERROR_BODY_MAX).await?,
+            AnswerBody::Read(read) => read,
+        };
+        if !crate::error::is_whole_error_document(&read) {
+            return Err(GatewayError::unreadable_error_answer(&settings.name, parts.status));
+        }
+        answer = AnswerBody::Read(read);
+    }
     let body = if (is_xml && (rename || dialect || encode_listing)) || v2_via_v1.is_some() {
         let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
             provider: settings.name.clone(),
@@ -140,6 +153,9 @@ async fn relay_answer(
     response.headers = headers;
     Ok(response)
 }
+
+/// The most of a provider's 5xx answer that is read to learn whether it is an S3 error.
+const ERROR_BODY_MAX: usize = 64 * 1024;
 
 /// What the client asked that decides how the provider's response is turned into its answer.
 #[derive(Debug, Clone)]

@@ -36,10 +36,23 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, RewriteError> {
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut page = ListPage::default();
     let mut object = ListedObject::default();
+    // A page cut short (a connection or a proxy that ended it early) would read as a shorter
+    // listing, and a short listing hides objects: only a closed <ListBucketResult> counts.
+    let mut whole = false;
     loop {
         match reader.read_event_into(&mut buf)? {
-            Event::Eof => break,
+            Event::Eof if whole => break,
+            Event::Eof => return Err(RewriteError("the listing ends before </ListBucketResult>".into())),
+            Event::Empty(e) if path.is_empty() && e.local_name().as_ref() == b"ListBucketResult" => whole = true,
+            Event::Start(e) | Event::Empty(e) if path.is_empty() && e.local_name().as_ref() != b"ListBucketResult" => {
+                return Err(RewriteError(
+                    "the answer is not a listing (no <ListBucketResult>)".into(),
+                ));
+            }
             Event::Start(e) => {
+                if whole {
+                    return Err(RewriteError("more after </ListBucketResult>".into()));
+                }
                 if e.local_name().as_ref() == b"Contents" {
                     object = ListedObject::default();
                 }
@@ -50,6 +63,7 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, RewriteError> {
                     page.objects.push(std::mem::take(&mut object));
                 }
                 path.pop();
+                whole = path.is_empty();
             }
             Event::Text(t) => {
                 let text = t.unescape()?.into_owned();
@@ -223,6 +237,26 @@ mod tests {
         assert_eq!(page.common_prefixes, vec!["d/".to_string()]);
         assert!(page.is_truncated);
         assert_eq!(page.next_continuation_token.as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn a_page_cut_short_or_not_a_listing_is_refused() {
+        let whole = br#"<?xml version="1.0"?><ListBucketResult><Name>b</Name><Contents><Key>a</Key></Contents><Contents><Key>b</Key></Contents></ListBucketResult>"#;
+        assert_eq!(parse_list_page(whole).expect("whole").objects.len(), 2);
+        let cut_after_an_object = &whole[..whole.len() - "<Contents><Key>b</Key></Contents></ListBucketResult>".len()];
+        assert!(
+            parse_list_page(cut_after_an_object).is_err(),
+            "a short page is not a short listing"
+        );
+        for broken in [
+            &b""[..],
+            b"<?xml version=\"1.0\"?>\n<Error><Code>Internal",
+            b"<Error><Code>InternalError</Code></Error>",
+            b"<ListBucketResult><Name>b</Name></ListBucketResult><ListBucketResult>",
+        ] {
+            assert!(parse_list_page(broken).is_err(), "{}", String::from_utf8_lossy(broken));
+        }
+        assert!(parse_list_page(b"<ListBucketResult/>").is_ok(), "an empty listing");
     }
 
     #[test]

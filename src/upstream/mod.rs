@@ -4,10 +4,12 @@
 //!
 //! Sockets get `TCP_NODELAY` (without it every small request waits ~40 ms for a delayed ACK),
 //! every resolved address is tried in turn (see [`resolve`]), and connect and header timeouts
-//! turn a dead provider into a clear S3 error instead of a hang.
+//! turn a dead provider into a clear S3 error instead of a hang. A failed exchange that is
+//! safe to repeat is tried again with backoff, a bounded number of times (see [`retry`]).
 
 pub mod requests;
 pub mod resolve;
+pub mod retry;
 pub mod sign;
 pub mod sign_v2;
 pub mod url;
@@ -29,6 +31,7 @@ use crate::dialect::DialectProfile;
 use crate::error::GatewayError;
 use crate::small_body::{BodyBudget, Buffered, ReadError, ReadLimits, read_capped};
 use resolve::LoopbackAwareResolver;
+use retry::{AttemptOutcome, BodyLoan, RetryDecision, RetryPolicy, decide_retry};
 use url::UpstreamAddress;
 
 type Connector = HttpsConnector<HttpConnector<LoopbackAwareResolver>>;
@@ -50,6 +53,8 @@ pub struct UpstreamSettings {
     pub read_timeout: Duration,
     /// How the provider keeps keys, which bounds how long one may be.
     pub key_store: KeyStore,
+    /// When a failed exchange is sent again (see [`retry`]).
+    pub retry: RetryPolicy,
 }
 
 /// How a provider keeps keys.
@@ -91,6 +96,8 @@ pub struct Upstream {
     client: Client<Connector, UpstreamBody>,
     scheme: http::uri::Scheme,
     authority: String,
+    /// `s3ferry_upstream_retries_total`, when the gateway counts them.
+    retries_total: Option<prometheus::IntCounterVec>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -118,7 +125,12 @@ pub struct OutgoingRequest {
 }
 
 impl Upstream {
-    pub fn new(settings: UpstreamSettings, budget: BodyBudget) -> Result<Arc<Self>, String> {
+    /// A provider's client; its retries are counted in `retries_total` when given.
+    pub fn new(
+        settings: UpstreamSettings,
+        budget: BodyBudget,
+        retries_total: Option<prometheus::IntCounterVec>,
+    ) -> Result<Arc<Self>, String> {
         let tls = tls_client_config(settings.ca_file.as_deref())?;
         let mut http = HttpConnector::new_with_resolver(LoopbackAwareResolver::new());
         http.enforce_http(false);
@@ -146,6 +158,7 @@ impl Upstream {
             client,
             scheme,
             authority,
+            retries_total,
         }))
     }
 
@@ -159,9 +172,18 @@ impl Upstream {
         &self.authority
     }
 
-    /// Signs `request` for this provider and sends it. Waits at most `read_timeout` for the
-    /// response headers.
+    /// Signs `request` for this provider and sends it, again where that is safe (see
+    /// [`retry`]). Each attempt waits at most `read_timeout` for the response headers.
     pub async fn send(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
+        self.send_under(request, &self.settings.retry).await
+    }
+
+    /// [`Upstream::send`] with the given retry policy.
+    async fn send_under(
+        &self,
+        request: OutgoingRequest,
+        policy: &RetryPolicy,
+    ) -> Result<Response<Incoming>, SendError> {
         let OutgoingRequest {
             method,
             bucket,
@@ -212,16 +234,54 @@ impl Upstream {
             .path_and_query(path_and_query)
             .build()
             .map_err(|e| SendError::Build(e.to_string()))?;
-        let mut builder = Request::builder().method(method).uri(uri);
-        if let Some(h) = builder.headers_mut() {
-            *h = headers;
-        }
-        let request = builder.body(body).map_err(|e| SendError::Build(e.to_string()))?;
+        self.send_with_retries(method, uri, headers, body, policy).await
+    }
 
-        match tokio::time::timeout(self.settings.read_timeout, self.client.request(request)).await {
-            Err(_) => Err(SendError::Timeout),
-            Ok(Err(e)) => Err(SendError::Transport(e)),
-            Ok(Ok(response)) => Ok(response),
+    /// Sends the signed request, and again while [`retry::decide_retry`] says it is safe and
+    /// worth it. Each attempt waits at most `read_timeout` for the response headers.
+    async fn send_with_retries(
+        &self,
+        method: Method,
+        uri: http::Uri,
+        headers: HeaderMap,
+        body: UpstreamBody,
+        policy: &RetryPolicy,
+    ) -> Result<Response<Incoming>, SendError> {
+        let loan = BodyLoan::new(body);
+        let mut retries_done = 0;
+        loop {
+            let Some(body) = loan.lend() else {
+                return Err(SendError::Build("the request body was already sent".into()));
+            };
+            let mut builder = Request::builder().method(method.clone()).uri(uri.clone());
+            if let Some(h) = builder.headers_mut() {
+                h.clone_from(&headers);
+            }
+            let request = builder.body(body).map_err(|e| SendError::Build(e.to_string()))?;
+            let result = match tokio::time::timeout(self.settings.read_timeout, self.client.request(request)).await {
+                Err(_) => Err(SendError::Timeout),
+                Ok(Err(e)) => Err(SendError::Transport(e)),
+                Ok(Ok(response)) => Ok(response),
+            };
+            let outcome = match &result {
+                Ok(response) => AttemptOutcome::Answered {
+                    status: response.status(),
+                    retry_after: retry::retry_after(response.headers()),
+                },
+                Err(e) => e.attempt_outcome(),
+            };
+            let decision = decide_retry(policy, &method, loan.sent(), outcome, retries_done, retry::jitter());
+            let RetryDecision::RetryAfter(delay, reason) = decision else {
+                return result;
+            };
+            // The failed answer is dropped unread: its connection is closed, not reused.
+            drop(result);
+            if let Some(counter) = &self.retries_total {
+                counter.with_label_values(&[&self.settings.name, reason.label()]).inc();
+            }
+            tracing::debug!(provider = %self.settings.name, %method, reason = reason.label(), delay_ms = delay.as_millis(), "retrying a provider request");
+            retries_done += 1;
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -276,7 +336,12 @@ impl Upstream {
             body: crate::body::empty(),
             payload_hash: sign::EMPTY_PAYLOAD_SHA256.to_string(),
         };
-        match tokio::time::timeout(timeout, self.send(request)).await {
+        // One attempt: the probe reports the provider as it is now, within its own timeout.
+        let once = RetryPolicy {
+            retries: 0,
+            ..self.settings.retry
+        };
+        match tokio::time::timeout(timeout, self.send_under(request, &once)).await {
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
             Ok(Err(e)) => Err(e.into_gateway_error(&self.settings).to_string()),
             Ok(Ok(response)) => Ok(response.status()),
@@ -293,6 +358,17 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// How the attempt ended, for the retry rule.
+    fn attempt_outcome(&self) -> AttemptOutcome {
+        match self {
+            Self::Build(_) => AttemptOutcome::WouldFailAgain,
+            Self::Timeout => AttemptOutcome::TimedOut,
+            Self::Transport(e) if is_certificate_rejection(e) => AttemptOutcome::WouldFailAgain,
+            Self::Transport(e) if e.is_connect() => AttemptOutcome::NotConnected,
+            Self::Transport(_) => AttemptOutcome::NoResponse,
+        }
+    }
+
     /// The client-facing error, with the provider's name and the cause (never a secret).
     pub fn into_gateway_error(self, settings: &UpstreamSettings) -> GatewayError {
         let provider = settings.name.clone();

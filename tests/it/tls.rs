@@ -218,6 +218,12 @@ async fn assert_refused_before_any_request(cert: &ServerCert, trusted: &TestCa, 
     // handshake: nothing signed, no path, no body reached the provider.
     assert!(up.quirks.connections.load(Ordering::SeqCst) >= 1);
     assert_eq!(up.quirks.requests.load(Ordering::SeqCst), 0);
+    // A certificate that does not verify will not verify on a second try: one request, one
+    // connection, no retry.
+    let before = up.quirks.connections.load(Ordering::SeqCst);
+    let once = crate::support::raw::signed_get(g.addr(), "/secure-bucket/k").await;
+    assert_eq!((once.status, once.code().as_str()), (503, "ServiceUnavailable"));
+    assert_eq!(up.quirks.connections.load(Ordering::SeqCst) - before, 1, "not retried");
     g.shutdown(Duration::from_secs(5)).await;
 }
 

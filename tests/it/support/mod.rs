@@ -2,6 +2,7 @@
 //! the real aws-sdk-s3 client, all on 127.0.0.1 with port 0.
 
 pub mod binary;
+pub mod faults;
 pub mod moto;
 pub mod oss;
 pub mod raw;
