@@ -12,8 +12,12 @@
 //!   only then does the client's request go to the provider, so it lands after the copy and
 //!   wins. A provider cannot commit a PUT whose body ended short of its `Content-Length`.
 //!
-//! Client claims do not exclude each other (the provider orders concurrent client writes as
-//! it always does); they only exclude copies. Other processes (replicas, `s3ferry migrate`)
+//! Client claims of one key take turns: a second client's write or delete of the key goes to
+//! the provider only once the first is answered and its bookkeeping done. Otherwise a PUT's
+//! success could clear the tombstone of a DELETE still on its way, and once that DELETE landed
+//! neither the object nor its tombstone would be left: the old provider's copy would be back.
+//! Turns are taken in arrival order, and DeleteObjects takes its keys in sorted order, so two
+//! requests never wait on each other. Other processes (replicas, `s3ferry migrate`)
 //! are not seen here: against them only the provider's conditional write protects (see the
 //! README's Known limits).
 
@@ -43,6 +47,8 @@ pub struct KeyClaims {
 #[derive(Debug, Default)]
 struct KeyState {
     client_claims: usize,
+    /// Held by the client whose turn it is (see the module documentation).
+    client_turn: Arc<tokio::sync::Mutex<()>>,
     copy: Option<RunningCopy>,
 }
 
@@ -64,32 +70,38 @@ impl KeyClaims {
     /// of the key starts.
     pub async fn claim(self: &Arc<Self>, bucket: &str, key: &str) -> KeyClaim {
         let id = (bucket.to_string(), key.to_string());
-        let running = {
+        let (running, turn) = {
             let mut keys = self.lock();
             let state = keys.entry(id.clone()).or_default();
             state.client_claims += 1;
-            state.copy.as_ref().map(|copy| {
+            let running = state.copy.as_ref().map(|copy| {
                 copy.commit.stop();
                 copy.ended.clone()
-            })
+            });
+            (running, state.client_turn.clone())
         };
         // Made before waiting, so a client that goes away meanwhile still gives the claim back.
-        let claim = KeyClaim {
+        let mut claim = KeyClaim {
             claims: self.clone(),
             id,
+            _turn: None,
         };
         if let Some(mut ended) = running {
             // Err once the lease is dropped: the copy was stopped, or it committed and has its
             // answer (bounded by the provider's timeouts).
             while ended.changed().await.is_ok() {}
         }
+        // Bounded by the request ahead, whose provider exchange has its own timeouts.
+        claim._turn = Some(turn.lock_owned().await);
         claim
     }
 
-    /// Claims every key of `keys` (DeleteObjects).
+    /// Claims every key of `keys` (DeleteObjects), in sorted order and each once, so two
+    /// requests naming the same keys never each hold a turn the other waits for.
     pub async fn claim_all(self: &Arc<Self>, bucket: &str, keys: &[String]) -> Vec<KeyClaim> {
-        let mut claims = Vec::with_capacity(keys.len());
-        for key in keys {
+        let sorted: std::collections::BTreeSet<&String> = keys.iter().collect();
+        let mut claims = Vec::with_capacity(sorted.len());
+        for key in sorted {
             claims.push(self.claim(bucket, key).await);
         }
         claims
@@ -138,11 +150,13 @@ impl KeyClaims {
     }
 }
 
-/// A client's claim on a key; dropping it lets copies of the key start again.
+/// A client's claim on a key; dropping it gives the turn to the next client and lets copies of
+/// the key start again.
 #[derive(Debug)]
 pub struct KeyClaim {
     claims: Arc<KeyClaims>,
     id: KeyId,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Drop for KeyClaim {

@@ -431,3 +431,53 @@ async fn a_delete_waits_for_a_copy_that_already_committed_then_wins() {
     assert!(!new.has_object("race-purge", "committed").await);
     m.stop().await;
 }
+
+/// Two clients racing on one key: a PUT whose answer is slow, and a DELETE sent meanwhile.
+/// Had the DELETE gone ahead, its tombstone would be written, then cleared by the PUT's
+/// success, and then the DELETE would land: no object, no tombstone, and the old provider's
+/// copy back. Client writes and deletes of one key take turns, so the DELETE starts only once
+/// the PUT is answered, and the key stays deleted.
+#[tokio::test]
+async fn a_delete_racing_a_put_of_the_same_key_never_lets_the_old_copy_back() {
+    let m = Racing::start(NewKind::S3sFsAws).await;
+    let new = m.new.as_ref().expect("s3s-fs new provider");
+    m.seed_old("race", "raced", OLD_CONTENT).await;
+    new.quirks.hold_put_answers();
+    let writer = m.client();
+    let put = tokio::spawn(async move {
+        writer
+            .put_object()
+            .bucket("race")
+            .key("raced")
+            .body(ByteStream::from_static(b"client one"))
+            .send()
+            .await
+    });
+    wait_for("the client's PUT to be written and its answer held", || {
+        new.quirks.put_answers_held.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let deleter = m.client();
+    let delete = tokio::spawn(async move { deleter.delete_object().bucket("race").key("raced").send().await });
+    // Long enough for a DELETE that does not wait its turn to write its tombstone (whose
+    // answer the gate then holds too).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    new.quirks.release_one_put_answer();
+    tokio::time::timeout(Duration::from_secs(20), put)
+        .await
+        .expect("the PUT ends")
+        .expect("task")
+        .expect("PUT");
+    new.quirks.release_put_answers();
+    tokio::time::timeout(Duration::from_secs(20), delete)
+        .await
+        .expect("the DELETE ends")
+        .expect("task")
+        .expect("DELETE");
+    assert_eq!(
+        m.read("race", "raced").await,
+        Err("NoSuchKey".to_string()),
+        "the DELETE came last: neither the PUT's data nor the old copy may be served"
+    );
+    m.stop().await;
+}

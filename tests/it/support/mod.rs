@@ -205,6 +205,13 @@ impl Quirks {
         *self.put_answer_gate.lock().expect("not poisoned") = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
     }
 
+    /// Lets the oldest held PUT answer go; later ones stay held.
+    pub fn release_one_put_answer(&self) {
+        if let Some(gate) = self.put_answer_gate.lock().expect("not poisoned").as_ref() {
+            gate.add_permits(1);
+        }
+    }
+
     /// Lets every held PUT answer go, and stops holding new ones.
     pub fn release_put_answers(&self) {
         if let Some(gate) = self.put_answer_gate.lock().expect("not poisoned").take() {
