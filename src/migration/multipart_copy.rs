@@ -195,12 +195,32 @@ struct Upload {
 }
 
 impl Upload {
+    /// CreateMultipartUpload, carried to its answer even when the copy is dropped meanwhile
+    /// (stopped by a client claim): the provider may have created the upload, and only its id
+    /// lets it be aborted, which the `Upload` then does when it is dropped unclaimed.
     async fn create(task: &CopyTask, headers: HeaderMap) -> Result<Self, GatewayError> {
-        let new = &task.new;
+        let (new, bucket, key) = (task.new.clone(), task.new_bucket.clone(), task.key.clone());
+        let (created_tx, created_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let created = Self::create_now(new, bucket, key, headers).await;
+            // With the copy gone the upload comes back here and is dropped, so aborted.
+            drop(created_tx.send(created));
+        });
+        created_rx
+            .await
+            .map_err(|_| internal("the CreateMultipartUpload task"))?
+    }
+
+    async fn create_now(
+        new: Arc<Upstream>,
+        bucket: String,
+        key: String,
+        headers: HeaderMap,
+    ) -> Result<Self, GatewayError> {
         let mut request = new.request(
             Method::POST,
-            &task.new_bucket,
-            &task.key,
+            &bucket,
+            &key,
             vec![("uploads".to_string(), String::new())],
         );
         request.headers = headers;
@@ -210,11 +230,11 @@ impl Upload {
             .is_success()
             .then(|| parse_upload_id(answer.body()))
             .flatten()
-            .ok_or_else(|| failed(new, "CreateMultipartUpload of a copy", answer.status(), answer.body()))?;
+            .ok_or_else(|| failed(&new, "CreateMultipartUpload of a copy", answer.status(), answer.body()))?;
         Ok(Self {
-            new: new.clone(),
-            bucket: task.new_bucket.clone(),
-            key: task.key.clone(),
+            new,
+            bucket,
+            key,
             id,
             open: std::sync::atomic::AtomicBool::new(true),
         })

@@ -472,3 +472,70 @@ multipart_copy_part_size = {PART_SIZE}
         .expect("copied");
     assert!(got.body.collect().await.expect("body").into_bytes() == data);
 }
+
+/// A client's PUT while the copy's CreateMultipartUpload is on its way: the provider creates
+/// the upload, but the stopped copy never saw its id. The create is carried to its answer and
+/// the upload aborted anyway, so nothing is left behind.
+#[tokio::test]
+async fn a_copy_stopped_while_creating_its_upload_still_aborts_it() {
+    let old = TestUpstream::path_style().await;
+    let m = LargeCopies::start(Old::S3sFs(old)).await;
+    m.seed("creating", &pattern(11 * MIB, 11)).await;
+    let g = s3ferry::server::start(&m.config).await.expect("gateway");
+    let c = gateway_client(g.addr());
+    let new = &m.new.quirks;
+    new.hold_create_upload_answers.store(true, Ordering::SeqCst);
+    new.hold_put_answers();
+    let probe = c
+        .get_object()
+        .bucket("big")
+        .key("creating")
+        .range("bytes=0-0")
+        .send()
+        .await
+        .expect("the probe falls back");
+    assert_eq!(probe.content_length(), Some(1));
+    wait_for(
+        "the copy's CreateMultipartUpload to be carried out, its answer held",
+        || new.put_answers_held.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    let writer = c.clone();
+    let put = tokio::spawn(async move {
+        writer
+            .put_object()
+            .bucket("big")
+            .key("creating")
+            .body(ByteStream::from_static(b"the client's write"))
+            .send()
+            .await
+    });
+    wait_for(
+        "the client's PUT to be carried out (the copy was stopped first)",
+        || new.put_answers_held.load(Ordering::SeqCst) == 2,
+    )
+    .await;
+    new.release_put_answers();
+    tokio::time::timeout(Duration::from_secs(20), put)
+        .await
+        .expect("the PUT ends")
+        .expect("task")
+        .expect("PUT");
+    for _ in 0..500 {
+        if m.leftover_uploads().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        m.leftover_uploads().is_empty(),
+        "the upload the stopped copy created is aborted: {:?}",
+        m.leftover_uploads()
+    );
+    let got = c.get_object().bucket("big").key("creating").send().await.expect("read");
+    assert_eq!(
+        got.body.collect().await.expect("body").into_bytes().as_ref(),
+        b"the client's write"
+    );
+    g.shutdown(Duration::from_secs(5)).await;
+}

@@ -157,6 +157,8 @@ pub struct Quirks {
     /// A provider slow to answer writes: while set, every object PUT is carried out and its
     /// answer then held until the test adds a permit (or [`Quirks::release_put_answers`]).
     pub put_answer_gate: std::sync::Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// Hold CreateMultipartUpload answers at [`Quirks::put_answer_gate`] too.
+    pub hold_create_upload_answers: std::sync::atomic::AtomicBool,
     /// Not a quirk: PUT answers held at [`Quirks::put_answer_gate`].
     pub put_answers_held: std::sync::atomic::AtomicUsize,
     /// Answer the ranged GETs (`Range` header) from this one on (1 = the first) with 500
@@ -531,7 +533,13 @@ async fn answer(
     let gate = held_get
         .then(|| quirks.full_get_gate.lock().expect("not poisoned").clone())
         .flatten();
-    let put_gate = (req.method() == http::Method::PUT)
+    let creates_upload = req.method() == http::Method::POST
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "uploads" || p == "uploads="))
+        && quirks.hold_create_upload_answers.load(Ordering::SeqCst);
+    let put_gate = (req.method() == http::Method::PUT || creates_upload)
         .then(|| quirks.put_answer_gate.lock().expect("not poisoned").clone())
         .flatten();
     let answered = service.call(req.map(s3s::Body::from)).await;
