@@ -203,6 +203,8 @@ struct RawBucket {
     fallback_bucket: Option<String>,
     copy_on_read: Option<bool>,
     delete_from_fallback: Option<bool>,
+    #[serde(default)]
+    cors: Vec<crate::cors::CorsRuleConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +379,8 @@ pub struct BucketRoute {
     pub upstream_bucket: Option<String>,
     /// Lazy migration: where reads fall back to on a miss.
     pub fallback: Option<FallbackConfig>,
+    /// CORS rules answered by s3ferry (`[[buckets.cors]]`), in order; empty: none.
+    pub cors: Vec<crate::cors::CorsRule>,
 }
 
 /// The old provider of a bucket being migrated lazily.
@@ -608,11 +612,21 @@ impl Resolver<'_> {
                 validate_bucket_name(up).map_err(|r| self.error(format!("{key}.upstream_bucket"), r))?;
             }
             let fallback = self.resolve_fallback(&key, &b, &providers)?;
+            let cors = b
+                .cors
+                .into_iter()
+                .enumerate()
+                .map(|(j, rule)| {
+                    crate::cors::CorsRule::new(rule)
+                        .map_err(|(field, reason)| self.error(format!("{key}.cors[{j}].{field}"), reason))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             buckets.push(BucketRoute {
                 name: b.name,
                 provider: b.provider,
                 upstream_bucket: b.upstream_bucket,
                 fallback,
+                cors,
             });
         }
         if buckets.is_empty() {
