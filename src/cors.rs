@@ -389,8 +389,8 @@ fn refusal_response(refusal: PreflightRefusal, request_id: &str) -> http::Respon
 /// A preflight for a bucket without rules, sent on to its provider unsigned: the provider's
 /// CORS configuration answers. What comes back is the status and the CORS headers
 /// (`Access-Control-*`, `Vary`); an error body is never relayed (it may name the upstream
-/// bucket or host): a refusal is S3's 403 `AccessForbidden`, with the provider's message only
-/// when it is one of S3's fixed `CORSResponse:` messages.
+/// bucket or host): any other answer but a server error is S3's 403 `AccessForbidden`, with the
+/// provider's message only when it is one of S3's fixed `CORSResponse:` messages.
 async fn relay_provider_preflight(
     route: &Route,
     target: &ClientTarget,
@@ -435,7 +435,9 @@ async fn relay_provider_preflight(
         }
         return response;
     }
-    if parts.status.is_server_error() {
+    // A provider without CORS support may answer 501 (s3s-fs does): for the browser that is a
+    // bucket without CORS. Other server errors are the provider failing, and said so.
+    if parts.status.is_server_error() && parts.status != StatusCode::NOT_IMPLEMENTED {
         let error = GatewayError::unreadable_error_answer(&provider.settings.name, parts.status);
         return error.to_response(request_id).map(s3s::Body::from);
     }
