@@ -191,7 +191,14 @@ def run_page(driver, s3, page_url, key, form_key):
         "formText": f"a form upload from {page_url}",
     }
     if form_key:
-        post = s3.generate_presigned_post(BUCKET, form_key, ExpiresIn=300)
+        # 201: the answer has a body, so the page's frame loads it (a 204 does not navigate).
+        post = s3.generate_presigned_post(
+            BUCKET,
+            form_key,
+            Fields={"success_action_status": "201"},
+            Conditions=[{"success_action_status": "201"}],
+            ExpiresIn=300,
+        )
         post["get_url"] = s3.generate_presigned_url(
             "get_object", Params={"Bucket": BUCKET, "Key": form_key}, ExpiresIn=300
         )
@@ -228,7 +235,7 @@ def main():
     log = open(os.path.join(work, "processes.log"), "w")
     try:
         gateway = subprocess.Popen(
-            [args.bin, "serve", "--config", os.path.join(work, "config.toml")],
+            [os.path.abspath(args.bin), "serve", "--config", os.path.join(work, "config.toml")],
             cwd=work,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -255,7 +262,7 @@ def main():
             wait_for_port(driver_port, chromedriver, 10, "chromedriver")
             driver = WebDriver(driver_port, args.chromium)
         except (RuntimeError, OSError) as e:
-            print(f"SKIP: {e}", flush=True)
+            print("SKIP: " + " ".join(str(e).split()), flush=True)
             return SKIP
 
         s3 = s3_client(endpoint)
