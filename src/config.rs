@@ -1373,6 +1373,47 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_cors_example_parses_and_bad_rules_name_their_key() {
+        let example = include_str!("../config.example.toml");
+        let rule: String = example
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[buckets.cors]]"))
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert!(rule.contains("allowed_origins"), "the example's CORS rule: {rule}");
+        let cfg = parse(&format!("{MINIMAL}{rule}")).expect("the CORS example parses");
+        assert_eq!(cfg.buckets[0].cors.len(), 1);
+        assert!(
+            parse(MINIMAL).expect("parses").buckets[0].cors.is_empty(),
+            "no rules by default"
+        );
+        for (bad, key) in [
+            (
+                "allowed_origins = [\"https://*.*.example\"]\nallowed_methods = [\"GET\"]",
+                "allowed_origins",
+            ),
+            (
+                "allowed_origins = [\"*\"]\nallowed_methods = [\"PATCH\"]",
+                "allowed_methods",
+            ),
+            ("allowed_origins = [\"*\"]", "allowed_methods"),
+            (
+                "allowed_origins = [\"*\"]\nallowed_methods = [\"GET\"]\nmax_age = 1",
+                "max_age",
+            ),
+        ] {
+            let err = parse(&format!("{MINIMAL}[[buckets.cors]]\n{bad}\n")).expect_err(bad);
+            assert!(err.key.contains(key) || err.reason.contains(key), "{bad}: {err}");
+        }
+        let err = parse(&format!(
+            "{MINIMAL}[[buckets.cors]]\nallowed_origins = [\"*\"]\nallowed_methods = [\"get\"]\n"
+        ))
+        .expect_err("lowercase method");
+        assert_eq!(err.key, "buckets[0].cors[0].allowed_methods", "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_rejected_with_its_name() {
         let err = parse(&MINIMAL.replace("[[buckets]]", "[[buckets]]\nrenamed = 1")).unwrap_err();
         assert!(err.reason.contains("unknown field `renamed`"), "{err}");
