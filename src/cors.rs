@@ -8,7 +8,10 @@
 //! preflight, the request's own method otherwise) and, on a preflight, whose allowed headers
 //! match every header named in `Access-Control-Request-Headers`, decides; no match on a
 //! preflight is 403 `AccessForbidden`. [`decide_preflight`] and [`decide_actual`] are that rule
-//! as pure functions.
+//! as pure functions. Which headers S3 answers with (`*` or the echoed origin, credentials with an
+//! echoed origin only, `Vary`) follows Scality's S3-compatible server, which models AWS's answers
+//! (<https://github.com/scality/cloudserver>, `lib/api/apiUtils/object/corsResponse.js`); the
+//! refusal messages are S3's, as moto (`moto/s3/responses.py`) reproduces them.
 //!
 //! Every `OPTIONS` request is answered here, before authentication, and never reaches s3s (a
 //! browser's preflight carries no credentials, by the Fetch standard):
