@@ -626,6 +626,38 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Whatever a browser (or anyone) sends, the decision does not panic, and a grant names
+        /// either `*` (never with credentials) or exactly the request's origin, for a method
+        /// and headers one rule allows.
+        #[test]
+        fn any_preflight_is_decided_without_panic_and_grants_only_what_a_rule_allows(
+            origin in "[a-z:/.*-]{0,24}",
+            method in "(GET|PUT|POST|DELETE|HEAD|get|PATCH|)",
+            headers in "[a-zA-Z, *-]{0,40}",
+            pattern in "(https://)?[a-z.]{1,6}\\*?[a-z.]{0,6}",
+        ) {
+            let rules = vec![
+                rule(&[&pattern], &["GET", "PUT"], &["content-type", "x-amz-*"], &[], None),
+                rule(&["*"], &["HEAD"], &[], &[], None),
+            ];
+            let preflight = Preflight { origin: Some(&origin), method: Some(&method), request_headers: Some(&headers) };
+            if let Ok(grant) = decide_preflight(&rules, preflight) {
+                proptest::prop_assert!(
+                    (grant.allow_origin == "*" && !grant.allow_credentials)
+                        || (grant.allow_origin == origin && grant.allow_credentials)
+                );
+                proptest::prop_assert!(grant.allow_methods.split(", ").any(|m| m == method));
+            }
+            if let Some(grant) = decide_actual(&rules, &origin, &method) {
+                proptest::prop_assert!(grant.allow_origin == "*" || grant.allow_origin == origin);
+                proptest::prop_assert!(grant.allow_headers.is_none());
+            }
+        }
+    }
+
     #[test]
     fn a_grant_writes_s3s_headers() {
         let mut headers = HeaderMap::new();

@@ -8,7 +8,10 @@ use http::{Method, Request};
 
 use crate::support::moto::Moto;
 use crate::support::raw::{self, RawResponse, Signer, full_body};
-use crate::support::{CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, single_provider_gateway};
+use crate::support::{
+    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, single_provider_config,
+    single_provider_gateway,
+};
 
 /// The rules of bucket `web` in these tests: uploads and reads from one origin, reads from any
 /// subdomain of another.
@@ -40,6 +43,15 @@ fn all_headers(response: &RawResponse, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// `method uri` with `headers` and no body, read whole.
+async fn send_with(method: Method, uri: String, headers: &[(&str, &str)]) -> RawResponse {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    raw::send(request.body(full_body("")).expect("request")).await
+}
+
 async fn preflight(
     addr: std::net::SocketAddr,
     path: &str,
@@ -47,19 +59,18 @@ async fn preflight(
     method: Option<&str>,
     headers: Option<&str>,
 ) -> RawResponse {
-    let mut request = Request::builder()
-        .method(Method::OPTIONS)
-        .uri(format!("http://127.0.0.1:{}{path}", addr.port()));
-    if let Some(origin) = origin {
-        request = request.header("origin", origin);
-    }
-    if let Some(method) = method {
-        request = request.header("access-control-request-method", method);
-    }
-    if let Some(headers) = headers {
-        request = request.header("access-control-request-headers", headers);
-    }
-    raw::send(request.body(full_body("")).expect("request")).await
+    let given = [
+        ("origin", origin),
+        ("access-control-request-method", method),
+        ("access-control-request-headers", headers),
+    ];
+    let headers: Vec<(&str, &str)> = given.iter().filter_map(|(n, v)| v.map(|v| (*n, v))).collect();
+    send_with(
+        Method::OPTIONS,
+        format!("http://127.0.0.1:{}{path}", addr.port()),
+        &headers,
+    )
+    .await
 }
 
 fn signer(addr: std::net::SocketAddr) -> Signer<'static> {
@@ -225,12 +236,10 @@ async fn answers_on_a_bucket_with_rules_carry_the_matching_rules_headers_errors_
         header(&missing, "access-control-allow-origin"),
         Some("https://app.example")
     );
-    let anonymous = raw::send(
-        Request::builder()
-            .uri(format!("http://127.0.0.1:{}/web/page.txt", addr.port()))
-            .header("origin", "https://app.example")
-            .body(full_body(""))
-            .expect("request"),
+    let anonymous = send_with(
+        Method::GET,
+        format!("http://127.0.0.1:{}/web/page.txt", addr.port()),
+        &[("origin", "https://app.example")],
     )
     .await;
     assert_eq!(anonymous.status, 403, "{}", anonymous.body);
@@ -239,13 +248,13 @@ async fn answers_on_a_bucket_with_rules_carry_the_matching_rules_headers_errors_
         Some("https://app.example")
     );
     let (url, _) = signer(addr).presign(&Method::GET, "/web/page.txt", 300, &[]);
-    let unsigned_amz = raw::send(
-        Request::builder()
-            .uri(url)
-            .header("origin", "https://app.example")
-            .header("x-amz-copy-source", "/web/page.txt")
-            .body(full_body(""))
-            .expect("request"),
+    let unsigned_amz = send_with(
+        Method::GET,
+        url,
+        &[
+            ("origin", "https://app.example"),
+            ("x-amz-copy-source", "/web/page.txt"),
+        ],
     )
     .await;
     assert_eq!(
@@ -274,18 +283,17 @@ async fn a_preflight_on_a_bucket_without_rules_reaches_the_provider_unsigned_wit
     let addr = gateway.addr();
     let before = up.quirks.received_count();
     let (url, _) = signer(addr).presign(&Method::PUT, "/plain/a%20b.txt", 300, &[]);
-    let response = raw::send(
-        Request::builder()
-            .method(Method::OPTIONS)
-            .uri(url.clone())
-            .header("origin", "https://app.example")
-            .header("access-control-request-method", "PUT")
-            .header("access-control-request-headers", "content-type")
-            .header("authorization", "AWS4-HMAC-SHA256 Credential=forged")
-            .header("x-amz-copy-source", "/other/secret")
-            .header("cookie", "session=1")
-            .body(full_body(""))
-            .expect("request"),
+    let response = send_with(
+        Method::OPTIONS,
+        url,
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "content-type"),
+            ("authorization", "AWS4-HMAC-SHA256 Credential=forged"),
+            ("x-amz-copy-source", "/other/secret"),
+            ("cookie", "session=1"),
+        ],
     )
     .await;
     // s3s-fs has no bucket CORS: the provider refuses, and so does s3ferry, as S3 does.
@@ -405,13 +413,10 @@ expose_headers = ["ETag"]
     assert_eq!((theirs.status, theirs.code().as_str()), (403, "AccessForbidden"));
 
     // Actual answers: moto's own CORS headers pass through on `open`, unchanged...
-    let direct = raw::send(
-        Request::builder()
-            .uri(format!("{}/open/k", moto.endpoint()))
-            .header("origin", "https://app.example")
-            .header("authorization", "AWS moto:x")
-            .body(full_body(""))
-            .expect("request"),
+    let direct = send_with(
+        Method::GET,
+        format!("{}/open/k", moto.endpoint()),
+        &[("origin", "https://app.example"), ("authorization", "AWS moto:x")],
     )
     .await;
     let relayed = presigned_with_origin(addr, Method::GET, "/open/k", Some("https://app.example"), b"").await;
@@ -441,5 +446,48 @@ expose_headers = ["ETag"]
     );
     assert_eq!(all_headers(&ours, "access-control-allow-origin").len(), 1);
     assert_eq!(header(&ours, "access-control-expose-headers"), Some("ETag"));
+    gateway.shutdown(std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn cors_rules_change_with_a_reload_and_apply_to_virtual_hosted_requests() {
+    let up = TestUpstream::path_style().await;
+    up.create_bucket("web");
+    let config = |origin: &str| {
+        let rule = format!(
+            "[[buckets]]\nname = \"web\"\nprovider = \"up\"\n[[buckets.cors]]\nallowed_origins = [\"{origin}\"]\nallowed_methods = [\"GET\"]\n"
+        );
+        let mut config = single_provider_config(&up.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "minio", &rule);
+        config.server.domain = Some("s3.localhost".into());
+        config
+    };
+    let gateway = s3ferry::server::start(&config("https://before.example"))
+        .await
+        .expect("gateway");
+    let addr = gateway.addr();
+    let answer =
+        |origin: &'static str| async move { preflight(addr, "/web/x", Some(origin), Some("GET"), None).await.status };
+    assert_eq!(answer("https://before.example").await, 200);
+    assert_eq!(answer("https://after.example").await, 403);
+    gateway.reload(&config("https://after.example")).await.expect("reload");
+    assert_eq!(answer("https://before.example").await, 403);
+    assert_eq!(answer("https://after.example").await, 200);
+    // The same bucket addressed virtual-hosted style.
+    let host = format!("web.s3.localhost:{}", addr.port());
+    let vhost = send_with(
+        Method::OPTIONS,
+        format!("http://127.0.0.1:{}/x", addr.port()),
+        &[
+            ("host", &host),
+            ("origin", "https://after.example"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(vhost.status, 200, "{}", vhost.body);
+    assert_eq!(
+        header(&vhost, "access-control-allow-origin"),
+        Some("https://after.example")
+    );
     gateway.shutdown(std::time::Duration::from_secs(5)).await;
 }
