@@ -32,6 +32,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 
+use crate::access_log::RequestContext;
 use crate::error::{GatewayError, render_error};
 use crate::route::{Route, RouteTable};
 use crate::small_body::{ReadLimits, read_capped};
@@ -351,21 +352,27 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Answers an `OPTIONS` request, before authentication (see the module documentation).
-/// `target` is the edge's one parse of the request target.
+/// `target` is the edge's one parse of the request target; `ctx` gets the access-log fields.
 pub async fn answer_options(
     headers: &HeaderMap,
     target: &ClientTarget,
     routes: &RouteTable,
-    request_id: &str,
+    ctx: &RequestContext,
 ) -> http::Response<s3s::Body> {
+    let request_id = &*ctx.request_id;
     let preflight = Preflight {
         origin: header_text(headers, "origin"),
         method: header_text(headers, "access-control-request-method"),
         request_headers: header_text(headers, "access-control-request-headers"),
     };
     let route = target.bucket.as_deref().and_then(|bucket| routes.resolve(bucket).ok());
+    ctx.record(|f| {
+        f.operation = "OptionsObject";
+        f.bucket.clone_from(&target.bucket);
+    });
     let decided = match &route {
         Some(route) if route.cors.is_empty() && preflight.origin.is_some() && preflight.method.is_some() => {
+            ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
             return relay_provider_preflight(route, target, preflight, request_id).await;
         }
         Some(route) => decide_preflight(&route.cors, preflight),

@@ -690,11 +690,7 @@ async fn handle_edge(
     };
     let mut response = match admitted {
         Ok(Admitted::Preflight(target)) => {
-            ctx.record(|f| {
-                f.operation = "OptionsObject";
-                f.bucket.clone_from(&target.bucket);
-            });
-            crate::cors::answer_options(req.headers(), &target, &generation.routes, &ctx.request_id).await
+            crate::cors::answer_options(req.headers(), &target, &generation.routes, &ctx).await
         }
         Err(refused) => {
             tracing::debug!(request_id = %ctx.request_id, error = %refused, "request refused at the trust boundary");
