@@ -92,6 +92,12 @@ run_workflow() {
         PASSED+=("$name")
         log "PASS  $name  (${took}s)"
         if [[ "${CONFORMANCE_VERBOSE:-0}" == 1 ]]; then sed 's/^/      /' "$log"; fi
+        # Steps inside the workflow that were skipped, each with its reason.
+        grep -E '^SKIP ' "$log" | sed 's/^/      /' || true
+    elif [[ $rc -eq 77 ]]; then
+        # The workflow could not run here (its last line says why).
+        SKIPPED+=("$name: $(tail -n 1 "$log" | sed 's/^SKIP: //')")
+        log "SKIP  $name  ($(tail -n 1 "$log" | sed 's/^SKIP: //'))"
     else
         FAILED+=("$name")
         if [[ $rc -eq 124 || $rc -eq 137 ]]; then
@@ -308,6 +314,14 @@ if command -v s3cmd >/dev/null 2>&1; then
 else
     skip "s3cmd (SigV4): put/get/ls/info/del" "${OPT_REASON[s3cmd]:-s3cmd is not installed}"
     skip "s3cmd (SigV2): put/get/ls/info/del" "${OPT_REASON[s3cmd]:-s3cmd is not installed}"
+fi
+
+# A real browser (headless Chromium) through its own gateway with a CORS rule: fetch uploads
+# and reads from an allowed and from another origin (browser.sh installs Chromium).
+if ((HAVE_BOTO3)); then
+    run_workflow "browser: CORS, fetch PUT/GET from an allowed and another origin" bash "$HERE/browser.sh"
+else
+    skip "browser: CORS, fetch PUT/GET from an allowed and another origin" "boto3 (which signs the page's URLs) is not importable"
 fi
 
 # --------------------------------------------------------------------------------------

@@ -203,6 +203,8 @@ struct RawBucket {
     fallback_bucket: Option<String>,
     copy_on_read: Option<bool>,
     delete_from_fallback: Option<bool>,
+    #[serde(default)]
+    cors: Vec<crate::cors::CorsRuleConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +379,8 @@ pub struct BucketRoute {
     pub upstream_bucket: Option<String>,
     /// Lazy migration: where reads fall back to on a miss.
     pub fallback: Option<FallbackConfig>,
+    /// CORS rules answered by s3ferry (`[[buckets.cors]]`), in order; empty: none.
+    pub cors: Vec<crate::cors::CorsRule>,
 }
 
 /// The old provider of a bucket being migrated lazily.
@@ -608,11 +612,21 @@ impl Resolver<'_> {
                 validate_bucket_name(up).map_err(|r| self.error(format!("{key}.upstream_bucket"), r))?;
             }
             let fallback = self.resolve_fallback(&key, &b, &providers)?;
+            let cors = b
+                .cors
+                .into_iter()
+                .enumerate()
+                .map(|(j, rule)| {
+                    crate::cors::CorsRule::new(rule)
+                        .map_err(|(field, reason)| self.error(format!("{key}.cors[{j}].{field}"), reason))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             buckets.push(BucketRoute {
                 name: b.name,
                 provider: b.provider,
                 upstream_bucket: b.upstream_bucket,
                 fallback,
+                cors,
             });
         }
         if buckets.is_empty() {
@@ -1356,6 +1370,47 @@ mod tests {
             let err = parse(&text).expect_err(extra);
             assert_eq!(err.key, key, "{err}");
         }
+    }
+
+    #[test]
+    fn the_commented_cors_example_parses_and_bad_rules_name_their_key() {
+        let example = include_str!("../config.example.toml");
+        let rule: String = example
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[buckets.cors]]"))
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert!(rule.contains("allowed_origins"), "the example's CORS rule: {rule}");
+        let cfg = parse(&format!("{MINIMAL}{rule}")).expect("the CORS example parses");
+        assert_eq!(cfg.buckets[0].cors.len(), 1);
+        assert!(
+            parse(MINIMAL).expect("parses").buckets[0].cors.is_empty(),
+            "no rules by default"
+        );
+        for (bad, key) in [
+            (
+                "allowed_origins = [\"https://*.*.example\"]\nallowed_methods = [\"GET\"]",
+                "allowed_origins",
+            ),
+            (
+                "allowed_origins = [\"*\"]\nallowed_methods = [\"PATCH\"]",
+                "allowed_methods",
+            ),
+            ("allowed_origins = [\"*\"]", "allowed_methods"),
+            (
+                "allowed_origins = [\"*\"]\nallowed_methods = [\"GET\"]\nmax_age = 1",
+                "max_age",
+            ),
+        ] {
+            let err = parse(&format!("{MINIMAL}[[buckets.cors]]\n{bad}\n")).expect_err(bad);
+            assert!(err.key.contains(key) || err.reason.contains(key), "{bad}: {err}");
+        }
+        let err = parse(&format!(
+            "{MINIMAL}[[buckets.cors]]\nallowed_origins = [\"*\"]\nallowed_methods = [\"get\"]\n"
+        ))
+        .expect_err("lowercase method");
+        assert_eq!(err.key, "buckets[0].cors[0].allowed_methods", "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`auth`]        the trust boundary: what a signature covers, and the client key pairs s3s
 //!   verifies every signature form against
 //! - [`target`]      the bucket, key and copy source a request names, parsed once
+//! - [`cors`]        CORS: preflights answered before authentication, CORS headers on answers
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
 //! - [`route`]       client bucket -> provider and upstream bucket (and fallback provider)
 //! - [`copy_through`] CopyObject / UploadPartCopy streamed by s3ferry across providers
@@ -36,6 +37,7 @@ pub mod checksum;
 pub mod config;
 pub mod connection;
 pub mod copy_through;
+pub mod cors;
 pub mod dialect;
 pub mod error;
 pub mod gateway;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::config::{BucketRoute, FallbackConfig, WILDCARD_BUCKET};
+use crate::cors::CorsRule;
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
 
@@ -27,6 +28,8 @@ pub struct Route {
     pub provider: Arc<Upstream>,
     /// Set while the bucket is migrated lazily from an old provider.
     pub fallback: Option<FallbackRoute>,
+    /// The route's CORS rules (`[[buckets.cors]]`); empty: the provider's own CORS answers.
+    pub cors: Arc<[CorsRule]>,
 }
 
 impl Route {
@@ -43,6 +46,7 @@ struct Entry {
     /// `None` on the wildcard entry: the client's name is used.
     upstream_bucket: Option<String>,
     fallback: Option<(Arc<Upstream>, Option<String>, FallbackConfig)>,
+    cors: Arc<[CorsRule]>,
 }
 
 /// The routing table: explicit routes by client bucket, plus an optional `*` route.
@@ -77,6 +81,7 @@ impl RouteTable {
                 provider: provider(&r.name, &r.provider)?,
                 upstream_bucket: None,
                 fallback,
+                cors: Arc::from(r.cors.clone()),
             };
             if r.name == WILDCARD_BUCKET {
                 wildcard = Some(entry);
@@ -124,6 +129,7 @@ impl RouteTable {
             upstream_bucket: entry.upstream_bucket.clone().unwrap_or_else(|| bucket.to_string()),
             provider: entry.provider.clone(),
             fallback,
+            cors: entry.cors.clone(),
         })
     }
 

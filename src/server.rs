@@ -253,6 +253,8 @@ pub(crate) struct Generation {
     /// queued or running carry on and a key is still copied once at a time.
     copier: Arc<Copier>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The routes (also inside `s3`), for what the edge answers before s3s runs: CORS.
+    routes: RouteTable,
 }
 
 impl Generation {
@@ -279,7 +281,7 @@ impl Generation {
             copier: copier.clone(),
             stats: migration_stats.clone(),
         };
-        let gateway = Gateway::new(routes, migration, metrics.clone());
+        let gateway = Gateway::new(routes.clone(), migration, metrics.clone());
 
         let client_auth = ClientAuth::new(&config.credentials);
         let mut builder = S3ServiceBuilder::new(ProxyOnly);
@@ -301,6 +303,7 @@ impl Generation {
             local_providers,
             copier,
             tls,
+            routes,
         })
     }
 }
@@ -665,30 +668,42 @@ async fn handle_edge(
     req.extensions_mut().insert(ctx.clone());
 
     let domain = generation.config.server.domain.as_deref();
-    let admitted = crate::auth::admit(
-        &mut req,
-        domain,
-        &generation.client_auth,
-        time::OffsetDateTime::now_utc(),
-    )
-    .and_then(|()| crate::body::require_stated_length(req.headers(), &client_body))
-    .and_then(|()| parse_client_target(req.uri(), req.headers(), domain));
+    let target = parse_client_target(req.uri(), req.headers(), domain);
+    // Read before the trust boundary drops what no signature covers (`Origin` included).
+    let cors = crate::cors::EdgeCors::of(&method, req.headers(), target.as_ref().ok(), &generation.routes);
+    let admitted = if method == http::Method::OPTIONS {
+        // A CORS preflight carries no credentials: answered here, never by s3s (`cors`).
+        target.map(Admitted::Preflight)
+    } else {
+        crate::auth::admit(
+            &mut req,
+            domain,
+            &generation.client_auth,
+            time::OffsetDateTime::now_utc(),
+        )
+        .and_then(|()| crate::body::require_stated_length(req.headers(), &client_body))
+        .and(target.map(Admitted::Signed))
+    };
     let path = match &admitted {
-        Ok(target) => path_template(target),
+        Ok(Admitted::Signed(target) | Admitted::Preflight(target)) => path_template(target),
         Err(_) => "-",
     };
     let mut response = match admitted {
+        Ok(Admitted::Preflight(target)) => {
+            crate::cors::answer_options(req.headers(), &target, &generation.routes, &ctx).await
+        }
         Err(refused) => {
             tracing::debug!(request_id = %ctx.request_id, error = %refused, "request refused at the trust boundary");
             let (parts, bytes) = refused.to_response(&ctx.request_id).into_parts();
             Response::from_parts(parts, s3s::Body::from(bytes))
         }
-        Ok(target) => {
+        Ok(Admitted::Signed(target)) => {
             // The one parse of the target: the gateway routes exactly this value.
             req.extensions_mut().insert(target);
             verify_and_handle(&s3, req, &ctx.request_id, &shared.body_budget).await
         }
     };
+    cors.apply(response.headers_mut());
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert("x-amz-request-id", v);
     }
@@ -721,6 +736,14 @@ async fn handle_edge(
         record: Some(record),
         _in_flight: in_flight,
     }))
+}
+
+/// A request the edge lets through, with the one parse of its target.
+enum Admitted {
+    /// Past the trust boundary: s3s verifies it next.
+    Signed(crate::target::ClientTarget),
+    /// An `OPTIONS` request: answered by [`crate::cors::answer_options`].
+    Preflight(crate::target::ClientTarget),
 }
 
 /// s3s verifies the signature and hands the request to the gateway; its own errors are

@@ -35,6 +35,7 @@ pub fn old_side(route: &Route, fallback: &FallbackRoute) -> Route {
         upstream_bucket: fallback.bucket.clone(),
         provider: fallback.provider.clone(),
         fallback: None,
+        cors: route.cors.clone(),
     }
 }
 

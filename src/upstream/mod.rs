@@ -109,6 +109,13 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// Whether s3ferry signs a request with the provider's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signing {
+    Signed,
+    Anonymous,
+}
+
 /// A request ready to be signed and sent: everything but the signature.
 pub struct OutgoingRequest {
     pub method: Method,
@@ -175,7 +182,14 @@ impl Upstream {
     /// Signs `request` for this provider and sends it, again where that is safe (see
     /// [`retry`]). Each attempt waits at most `read_timeout` for the response headers.
     pub async fn send(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
-        self.send_under(request, &self.settings.retry).await
+        self.send_under(request, &self.settings.retry, Signing::Signed).await
+    }
+
+    /// Sends `request` without any signature: for a browser's CORS preflight, which the
+    /// provider answers from its bucket's CORS configuration without credentials, and which
+    /// must not carry s3ferry's key (`cors`).
+    pub async fn send_unsigned(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
+        self.send_under(request, &self.settings.retry, Signing::Anonymous).await
     }
 
     /// [`Upstream::send`] with the given retry policy.
@@ -183,6 +197,7 @@ impl Upstream {
         &self,
         request: OutgoingRequest,
         policy: &RetryPolicy,
+        signing: Signing,
     ) -> Result<Response<Incoming>, SendError> {
         let OutgoingRequest {
             method,
@@ -208,11 +223,12 @@ impl Upstream {
             region: &self.settings.region,
             time: time::OffsetDateTime::now_utc(),
         };
-        match self.settings.signature {
-            SignatureVersion::V4 => {
+        match (signing, self.settings.signature) {
+            (Signing::Anonymous, _) => {}
+            (Signing::Signed, SignatureVersion::V4) => {
                 sign::sign_v4(&method, &path, &canonical_query, &mut headers, &payload_hash, &params);
             }
-            SignatureVersion::V2 => {
+            (Signing::Signed, SignatureVersion::V2) => {
                 // AWS's canonical resource for a bucket is `/bucket/`; sending that path too
                 // keeps servers that sign the path as received and servers that sign AWS's
                 // form in agreement.
@@ -341,7 +357,7 @@ impl Upstream {
             retries: 0,
             ..self.settings.retry
         };
-        match tokio::time::timeout(timeout, self.send_under(request, &once)).await {
+        match tokio::time::timeout(timeout, self.send_under(request, &once, Signing::Signed)).await {
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
             Ok(Err(e)) => Err(e.into_gateway_error(&self.settings).to_string()),
             Ok(Ok(response)) => Ok(response.status()),

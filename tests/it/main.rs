@@ -5,6 +5,7 @@ mod body_budget;
 mod chunked_properties;
 mod connection_timeouts;
 mod core_ops;
+mod cors;
 mod deploy;
 mod dialects;
 mod error_detail;

@@ -713,6 +713,14 @@ pub async fn single_provider_gateway(
     dialect: &str,
     extra: &str,
 ) -> (RunningGateway, aws_sdk_s3::Client) {
+    let config = single_provider_config(endpoint, key, secret, dialect, extra);
+    let g = s3ferry::server::start(&config).await.expect("gateway");
+    let client = gateway_client(g.addr());
+    (g, client)
+}
+
+/// The config of [`single_provider_gateway`] (for a test that reloads another one).
+pub fn single_provider_config(endpoint: &str, key: &str, secret: &str, dialect: &str, extra: &str) -> Config {
     let toml = format!(
         r#"
 [server]
@@ -733,10 +741,7 @@ read_timeout_secs = 20
 {extra}
 "#
     );
-    let config = Config::parse(&toml, "single-provider.toml", Path::new("."), &|_| None).expect("config");
-    let g = s3ferry::server::start(&config).await.expect("gateway");
-    let client = gateway_client(g.addr());
-    (g, client)
+    Config::parse(&toml, "single-provider.toml", Path::new("."), &|_| None).expect("config")
 }
 
 /// A temporary file holding `data`, for uploads the SDK streams (aws-chunked with a trailer).
