@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::access::{AnonymousAccess, Grant, Level};
 use crate::checksum::ChecksumAlgorithm;
 use crate::dialect::{self, ConditionalWrites, DialectProfile, EtagCase, UnsupportedAcl};
 
@@ -120,6 +121,23 @@ struct RawCredential {
     secret_access_key: Option<String>,
     secret_access_key_env: Option<String>,
     secret_access_key_file: Option<PathBuf>,
+    grants: Option<RawGrants>,
+}
+
+/// `grants = "all"` or `grants = [{ buckets = [...], prefix = "...", access = "read" }, ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawGrants {
+    Word(String),
+    List(Vec<RawGrant>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    buckets: Vec<String>,
+    prefix: Option<String>,
+    access: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +221,8 @@ struct RawBucket {
     fallback_bucket: Option<String>,
     copy_on_read: Option<bool>,
     delete_from_fallback: Option<bool>,
+    anonymous: Option<String>,
+    anonymous_list: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,11 +299,13 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// A key pair clients sign with.
+/// A key pair clients sign with, and what it may reach (see `access`).
 #[derive(Debug, Clone)]
 pub struct ClientCredential {
     pub access_key_id: String,
     pub secret_access_key: Secret,
+    /// `grants = "all"` is one grant of `admin` on `*`.
+    pub grants: Vec<Grant>,
 }
 
 /// How bucket names travel to a provider.
@@ -377,6 +399,8 @@ pub struct BucketRoute {
     pub upstream_bucket: Option<String>,
     /// Lazy migration: where reads fall back to on a miss.
     pub fallback: Option<FallbackConfig>,
+    /// What unsigned requests may do here; `None`: nothing (403).
+    pub anonymous: Option<AnonymousAccess>,
 }
 
 /// The old provider of a bucket being migrated lazily.
@@ -560,9 +584,11 @@ impl Resolver<'_> {
                 c.secret_access_key_env,
                 c.secret_access_key_file,
             )?;
+            let grants = self.resolve_grants(&key, c.grants)?;
             credentials.push(ClientCredential {
                 access_key_id: c.access_key_id,
                 secret_access_key: secret,
+                grants,
             });
         }
 
@@ -608,11 +634,13 @@ impl Resolver<'_> {
                 validate_bucket_name(up).map_err(|r| self.error(format!("{key}.upstream_bucket"), r))?;
             }
             let fallback = self.resolve_fallback(&key, &b, &providers)?;
+            let anonymous = self.resolve_anonymous(&key, &b)?;
             buckets.push(BucketRoute {
                 name: b.name,
                 provider: b.provider,
                 upstream_bucket: b.upstream_bucket,
                 fallback,
+                anonymous,
             });
         }
         if buckets.is_empty() {
@@ -622,6 +650,7 @@ impl Resolver<'_> {
             ));
         }
 
+        self.check_granted_buckets_are_routed(&credentials, &buckets)?;
         let migration = self.resolve_migration(raw.migration)?;
         Ok(Config {
             source: self.file.to_string(),
@@ -631,6 +660,128 @@ impl Resolver<'_> {
             buckets,
             migration,
         })
+    }
+
+    /// A key's grants. A missing `grants` is refused rather than read as "everything" or
+    /// "nothing": full access must be asked for (`grants = "all"`), and a key that silently
+    /// could do nothing would only look broken.
+    fn resolve_grants(&self, key: &str, raw: Option<RawGrants>) -> Result<Vec<Grant>, ConfigError> {
+        let field = format!("{key}.grants");
+        match raw {
+            None => Err(self.error(
+                field,
+                "missing: say what this key may reach, e.g. grants = [{ buckets = [\"photos\"], access = \"read\" }] \
+                 (access: read, upload, write or admin; optional prefix = \"dir/\"), or grants = \"all\" for every \
+                 bucket with full access (what keys could do before grants existed)",
+            )),
+            Some(RawGrants::Word(word)) if word == "all" => Ok(vec![Grant::all()]),
+            Some(RawGrants::Word(word)) => Err(self.error(
+                field,
+                format!("'{word}' is not a grant: write \"all\" or a list of {{ buckets, prefix, access }} tables"),
+            )),
+            Some(RawGrants::List(list)) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let field = format!("{field}[{i}]");
+                    if g.buckets.is_empty() {
+                        return Err(self.error(format!("{field}.buckets"), "names no bucket"));
+                    }
+                    for name in &g.buckets {
+                        if name != WILDCARD_BUCKET {
+                            validate_bucket_name(name).map_err(|r| self.error(format!("{field}.buckets"), r))?;
+                        }
+                    }
+                    let access = match g.access.as_str() {
+                        "read" => Level::Read,
+                        "upload" => Level::Upload,
+                        "write" => Level::Write,
+                        "admin" => Level::Admin,
+                        other => {
+                            return Err(self.error(
+                                format!("{field}.access"),
+                                format!("'{other}' is not an access level: read, upload, write or admin"),
+                            ));
+                        }
+                    };
+                    Ok(Grant {
+                        buckets: g.buckets,
+                        prefix: g.prefix.unwrap_or_default(),
+                        access,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// A grant that names a bucket no route exposes is a typo (or a route removed): refused.
+    fn check_granted_buckets_are_routed(
+        &self,
+        credentials: &[ClientCredential],
+        buckets: &[BucketRoute],
+    ) -> Result<(), ConfigError> {
+        if buckets.iter().any(|b| b.name == WILDCARD_BUCKET) {
+            return Ok(());
+        }
+        for (i, c) in credentials.iter().enumerate() {
+            for (j, g) in c.grants.iter().enumerate() {
+                let unrouted = g
+                    .buckets
+                    .iter()
+                    .find(|name| *name != WILDCARD_BUCKET && !buckets.iter().any(|b| &b.name == *name));
+                if let Some(name) = unrouted {
+                    return Err(self.error(
+                        format!("credentials[{i}].grants[{j}].buckets"),
+                        format!("bucket '{name}' has no [[buckets]] route (and there is no \"*\" route)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `anonymous = "read" | "provider"` (and `anonymous_list`) of a route.
+    fn resolve_anonymous(&self, key: &str, b: &RawBucket) -> Result<Option<AnonymousAccess>, ConfigError> {
+        let Some(mode) = &b.anonymous else {
+            if b.anonymous_list.is_some() {
+                return Err(self.error(
+                    format!("{key}.anonymous_list"),
+                    "only meaningful with `anonymous = \"read\"`",
+                ));
+            }
+            return Ok(None);
+        };
+        if b.name == WILDCARD_BUCKET {
+            return Err(self.error(
+                format!("{key}.anonymous"),
+                "the \"*\" route cannot be anonymous: it would open every bucket; give each public bucket a route of its own",
+            ));
+        }
+        match mode.as_str() {
+            "read" => Ok(Some(AnonymousAccess::Read {
+                list: b.anonymous_list.unwrap_or(false),
+            })),
+            "provider" => {
+                if b.anonymous_list.is_some() {
+                    return Err(self.error(
+                        format!("{key}.anonymous_list"),
+                        "with anonymous = \"provider\" the provider decides what unsigned requests may list",
+                    ));
+                }
+                if b.fallback.is_some() {
+                    return Err(self.error(
+                        format!("{key}.anonymous"),
+                        "anonymous = \"provider\" cannot be combined with fallback: reading through to the old \
+                         provider and tombstones need s3ferry's keys; use anonymous = \"read\" while the bucket migrates",
+                    ));
+                }
+                Ok(Some(AnonymousAccess::Provider))
+            }
+            other => Err(self.error(
+                format!("{key}.anonymous"),
+                format!("'{other}' is not an anonymous mode: \"read\" or \"provider\" (leave it out for none)"),
+            )),
+        }
     }
 
     fn resolve_fallback(
@@ -1279,6 +1430,7 @@ mod tests {
         [[credentials]]
         access_key_id = "client"
         secret_access_key = "client-secret"
+        grants = "all"
         [providers.up]
         endpoint = "http://127.0.0.1:9000"
         access_key_id = "up"
@@ -1764,6 +1916,7 @@ mod tests {
             [[credentials]]
             access_key_id = "client"
             secret_access_key = "client-secret"
+            grants = "all"
             [providers.disk]
             kind = "local"
             root = "data"

@@ -279,7 +279,12 @@ impl Generation {
             copier: copier.clone(),
             stats: migration_stats.clone(),
         };
-        let gateway = Gateway::new(routes, migration, metrics.clone());
+        let gateway = Gateway::new(
+            routes,
+            crate::access::AccessPolicy::from_config(config),
+            migration,
+            metrics.clone(),
+        );
 
         let client_auth = ClientAuth::new(&config.credentials);
         let mut builder = S3ServiceBuilder::new(ProxyOnly);

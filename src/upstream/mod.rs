@@ -175,7 +175,15 @@ impl Upstream {
     /// Signs `request` for this provider and sends it, again where that is safe (see
     /// [`retry`]). Each attempt waits at most `read_timeout` for the response headers.
     pub async fn send(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
-        self.send_under(request, &self.settings.retry).await
+        self.send_under(request, &self.settings.retry, Signing::ProviderKey)
+            .await
+    }
+
+    /// Sends `request` without any signature (no `Authorization`, no `x-amz-date` or
+    /// `x-amz-content-sha256` of s3ferry's): the provider treats it as anonymous, so its own
+    /// public-access rules decide (`anonymous = "provider"`).
+    pub async fn send_unsigned(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
+        self.send_under(request, &self.settings.retry, Signing::None).await
     }
 
     /// [`Upstream::send`] with the given retry policy.
@@ -183,6 +191,7 @@ impl Upstream {
         &self,
         request: OutgoingRequest,
         policy: &RetryPolicy,
+        signing: Signing,
     ) -> Result<Response<Incoming>, SendError> {
         let OutgoingRequest {
             method,
@@ -208,11 +217,12 @@ impl Upstream {
             region: &self.settings.region,
             time: time::OffsetDateTime::now_utc(),
         };
-        match self.settings.signature {
-            SignatureVersion::V4 => {
+        match (signing, self.settings.signature) {
+            (Signing::None, _) => {}
+            (Signing::ProviderKey, SignatureVersion::V4) => {
                 sign::sign_v4(&method, &path, &canonical_query, &mut headers, &payload_hash, &params);
             }
-            SignatureVersion::V2 => {
+            (Signing::ProviderKey, SignatureVersion::V2) => {
                 // AWS's canonical resource for a bucket is `/bucket/`; sending that path too
                 // keeps servers that sign the path as received and servers that sign AWS's
                 // form in agreement.
@@ -341,12 +351,19 @@ impl Upstream {
             retries: 0,
             ..self.settings.retry
         };
-        match tokio::time::timeout(timeout, self.send_under(request, &once)).await {
+        match tokio::time::timeout(timeout, self.send_under(request, &once, Signing::ProviderKey)).await {
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
             Ok(Err(e)) => Err(e.into_gateway_error(&self.settings).to_string()),
             Ok(Ok(response)) => Ok(response.status()),
         }
     }
+}
+
+/// Whether a request carries the provider's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signing {
+    ProviderKey,
+    None,
 }
 
 /// Why a request did not get a response.

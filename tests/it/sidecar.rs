@@ -54,6 +54,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 "#
     )
 }
@@ -644,6 +645,7 @@ async fn sighup_swaps_routes_and_credentials_and_a_broken_config_leaves_the_old_
 [[credentials]]
 access_key_id = "second-client"
 secret_access_key = "second-client-secret"
+grants = "all"
 {}{}
 [[buckets]]
 name = "shared"

@@ -602,6 +602,7 @@ region = "us-east-1"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 
 [providers.pathup]
 endpoint = "{path_endpoint}"
@@ -706,6 +707,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [[buckets]]
 name = "*"
 provider = "up"
