@@ -291,6 +291,46 @@ pub fn decide(
     }
 }
 
+/// What `s3ferry config check` warns about: keys that reach every bucket (a grant on `*`
+/// without a prefix, which `grants = "all"` is), and buckets open to unsigned requests.
+pub fn broad_access_warnings(config: &crate::config::Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for c in &config.credentials {
+        if let Some(g) = c.grants.iter().find(|g| g.reaches_every_bucket()) {
+            warnings.push(format!(
+                "key '{}' can reach every bucket ({} access on \"*\"); list the buckets it needs instead",
+                c.access_key_id,
+                g.access.as_str()
+            ));
+        }
+    }
+    for b in &config.buckets {
+        match b.anonymous {
+            Some(AnonymousAccess::Read { list }) => warnings.push(format!(
+                "bucket '{}' is readable without a signature{}, with the provider's key",
+                b.name,
+                if list { " and listable" } else { "" }
+            )),
+            Some(AnonymousAccess::Provider) => warnings.push(format!(
+                "bucket '{}' forwards unsigned requests to the provider unsigned: its own public-access rules decide",
+                b.name
+            )),
+            None => {}
+        }
+    }
+    warnings
+}
+
+/// One line describing a grant, for `config check`.
+pub fn describe(grant: &Grant) -> String {
+    let prefix = if grant.prefix.is_empty() {
+        String::new()
+    } else {
+        format!(" under '{}'", grant.prefix)
+    };
+    format!("{} on {}{prefix}", grant.access.as_str(), grant.buckets.join(", "))
+}
+
 /// Query parameters whose meaning s3ferry knows for the operations it names. A request with
 /// any other parameter may be an operation it cannot name (`?retention`, `?legal-hold`), which
 /// must not pass as the plain read or write it resembles.
