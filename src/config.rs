@@ -1417,6 +1417,7 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{AnonymousAccess, Grant, Level};
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -1927,6 +1928,97 @@ mod tests {
         "#;
         let err = parse(text).unwrap_err();
         assert_eq!(err.key, "providers.disk.signature");
+    }
+
+    #[test]
+    fn a_key_must_say_what_it_may_reach() {
+        let text = MINIMAL.replace("grants = \"all\"\n", "");
+        let err = parse(&text).expect_err("a key without grants is refused");
+        assert_eq!(err.key, "credentials[0].grants");
+        assert!(err.reason.contains("grants = \"all\""), "says what to write: {err}");
+        let all = parse(MINIMAL).expect("parses");
+        assert_eq!(all.credentials[0].grants, [Grant::all()]);
+    }
+
+    #[test]
+    fn grants_parse_into_levels_and_prefixes_and_typos_are_refused() {
+        let with = |grants: &str| parse(&MINIMAL.replace("grants = \"all\"", &format!("grants = {grants}")));
+        let cfg = with(r#"[{ buckets = ["photos", "docs"], prefix = "in/", access = "upload" }, { buckets = ["*"], access = "read" }]"#)
+            .expect("parses");
+        assert_eq!(
+            cfg.credentials[0].grants,
+            [
+                Grant {
+                    buckets: vec!["photos".into(), "docs".into()],
+                    prefix: "in/".into(),
+                    access: Level::Upload
+                },
+                Grant {
+                    buckets: vec!["*".into()],
+                    prefix: String::new(),
+                    access: Level::Read
+                }
+            ]
+        );
+        assert!(with("[]").expect("no grants: a key that can do nothing").credentials[0].grants.is_empty());
+        for (grants, key) in [
+            (r#""everything""#, "credentials[0].grants"),
+            (r#"[{ buckets = ["photos"], access = "readwrite" }]"#, "credentials[0].grants[0].access"),
+            (r#"[{ buckets = [], access = "read" }]"#, "credentials[0].grants[0].buckets"),
+            (r#"[{ buckets = ["Bad_Name"], access = "read" }]"#, "credentials[0].grants[0].buckets"),
+        ] {
+            assert_eq!(with(grants).expect_err(grants).key, key, "{grants}");
+        }
+        let err = with(r#"[{ buckets = ["photos"], acess = "read" }]"#).expect_err("typo in a field");
+        assert!(err.to_string().contains("grants") || err.key.starts_with("line"), "{err}");
+    }
+
+    #[test]
+    fn a_grant_on_a_bucket_no_route_exposes_is_refused() {
+        let text = MINIMAL
+            .replace("name = \"*\"", "name = \"photos\"")
+            .replace("grants = \"all\"", r#"grants = [{ buckets = ["fotos"], access = "read" }]"#);
+        assert_eq!(parse(&text).unwrap_err().key, "credentials[0].grants[0].buckets");
+    }
+
+    #[test]
+    fn anonymous_access_is_per_named_bucket_and_off_by_default() {
+        let route = |extra: &str| {
+            parse(&format!(
+                "{MINIMAL}\n[[buckets]]\nname = \"public\"\nprovider = \"up\"\n{extra}"
+            ))
+        };
+        let cfg = route("").expect("parses");
+        assert!(cfg.buckets.iter().all(|b| b.anonymous.is_none()));
+        let read = route("anonymous = \"read\"").expect("parses");
+        assert_eq!(read.buckets[1].anonymous, Some(AnonymousAccess::Read { list: false }));
+        let listed = route("anonymous = \"read\"\nanonymous_list = true").expect("parses");
+        assert_eq!(listed.buckets[1].anonymous, Some(AnonymousAccess::Read { list: true }));
+        let native = route("anonymous = \"provider\"").expect("parses");
+        assert_eq!(native.buckets[1].anonymous, Some(AnonymousAccess::Provider));
+        for (extra, key) in [
+            ("anonymous = \"public\"", "buckets[1].anonymous"),
+            ("anonymous_list = true", "buckets[1].anonymous_list"),
+            ("anonymous = \"provider\"\nanonymous_list = true", "buckets[1].anonymous_list"),
+            ("anonymous = \"provider\"\nfallback = \"up\"\nfallback_bucket = \"old\"", "buckets[1].anonymous"),
+        ] {
+            assert_eq!(route(extra).expect_err(extra).key, key, "{extra}");
+        }
+        let wildcard = format!("{MINIMAL}anonymous = \"read\"\n");
+        assert_eq!(parse(&wildcard).unwrap_err().key, "buckets[0].anonymous");
+    }
+
+    #[test]
+    fn config_check_warns_about_keys_that_reach_everything_and_open_buckets() {
+        let text = format!(
+            "{MINIMAL}\n[[credentials]]\naccess_key_id = \"narrow\"\nsecret_access_key = \"s\"\n\
+             grants = [{{ buckets = [\"photos\"], access = \"read\" }}]\n\
+             [[buckets]]\nname = \"public\"\nprovider = \"up\"\nanonymous = \"read\""
+        );
+        let warnings = crate::access::broad_access_warnings(&parse(&text).expect("parses"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("'client' can reach every bucket"), "{warnings:?}");
+        assert!(warnings[1].contains("'public' is readable without a signature"), "{warnings:?}");
     }
 
     #[test]
