@@ -1454,6 +1454,23 @@ mod tests {
                 .any(|b| b.upstream_bucket.as_deref() == Some("photos-2017"))
         );
         assert!(matches!(cfg.providers["local"].kind, ProviderKind::Local { .. }));
+        let grants_of = |key: &str| {
+            cfg.credentials
+                .iter()
+                .find(|c| c.access_key_id == key)
+                .map(|c| c.grants.clone())
+                .expect("key in the example")
+        };
+        assert_eq!(grants_of("s3ferry-demo"), [Grant::all()]);
+        assert!(grants_of("s3ferry-reports").iter().all(|g| g.access == Level::Read));
+        assert_eq!(
+            grants_of("s3ferry-partner"),
+            [Grant {
+                buckets: vec!["demo".into()],
+                prefix: "incoming/".into(),
+                access: Level::Upload
+            }]
+        );
     }
 
     #[test]
@@ -1960,24 +1977,41 @@ mod tests {
                 }
             ]
         );
-        assert!(with("[]").expect("no grants: a key that can do nothing").credentials[0].grants.is_empty());
+        assert!(
+            with("[]").expect("no grants: a key that can do nothing").credentials[0]
+                .grants
+                .is_empty()
+        );
         for (grants, key) in [
             (r#""everything""#, "credentials[0].grants"),
-            (r#"[{ buckets = ["photos"], access = "readwrite" }]"#, "credentials[0].grants[0].access"),
-            (r#"[{ buckets = [], access = "read" }]"#, "credentials[0].grants[0].buckets"),
-            (r#"[{ buckets = ["Bad_Name"], access = "read" }]"#, "credentials[0].grants[0].buckets"),
+            (
+                r#"[{ buckets = ["photos"], access = "readwrite" }]"#,
+                "credentials[0].grants[0].access",
+            ),
+            (
+                r#"[{ buckets = [], access = "read" }]"#,
+                "credentials[0].grants[0].buckets",
+            ),
+            (
+                r#"[{ buckets = ["Bad_Name"], access = "read" }]"#,
+                "credentials[0].grants[0].buckets",
+            ),
         ] {
             assert_eq!(with(grants).expect_err(grants).key, key, "{grants}");
         }
         let err = with(r#"[{ buckets = ["photos"], acess = "read" }]"#).expect_err("typo in a field");
-        assert!(err.to_string().contains("grants") || err.key.starts_with("line"), "{err}");
+        assert!(
+            err.to_string().contains("grants") || err.key.starts_with("line"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_grant_on_a_bucket_no_route_exposes_is_refused() {
-        let text = MINIMAL
-            .replace("name = \"*\"", "name = \"photos\"")
-            .replace("grants = \"all\"", r#"grants = [{ buckets = ["fotos"], access = "read" }]"#);
+        let text = MINIMAL.replace("name = \"*\"", "name = \"photos\"").replace(
+            "grants = \"all\"",
+            r#"grants = [{ buckets = ["fotos"], access = "read" }]"#,
+        );
         assert_eq!(parse(&text).unwrap_err().key, "credentials[0].grants[0].buckets");
     }
 
@@ -1999,8 +2033,14 @@ mod tests {
         for (extra, key) in [
             ("anonymous = \"public\"", "buckets[1].anonymous"),
             ("anonymous_list = true", "buckets[1].anonymous_list"),
-            ("anonymous = \"provider\"\nanonymous_list = true", "buckets[1].anonymous_list"),
-            ("anonymous = \"provider\"\nfallback = \"up\"\nfallback_bucket = \"old\"", "buckets[1].anonymous"),
+            (
+                "anonymous = \"provider\"\nanonymous_list = true",
+                "buckets[1].anonymous_list",
+            ),
+            (
+                "anonymous = \"provider\"\nfallback = \"up\"\nfallback_bucket = \"old\"",
+                "buckets[1].anonymous",
+            ),
         ] {
             assert_eq!(route(extra).expect_err(extra).key, key, "{extra}");
         }
@@ -2018,7 +2058,10 @@ mod tests {
         let warnings = crate::access::broad_access_warnings(&parse(&text).expect("parses"));
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("'client' can reach every bucket"), "{warnings:?}");
-        assert!(warnings[1].contains("'public' is readable without a signature"), "{warnings:?}");
+        assert!(
+            warnings[1].contains("'public' is readable without a signature"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

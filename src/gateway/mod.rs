@@ -84,7 +84,7 @@ const DROPPED_REQUEST_HEADERS: &[&str] = &[
 pub struct Gateway {
     routes: RouteTable,
     /// Who may do what (the generation's grants and anonymous buckets).
-    access: AccessPolicy,
+    access: Arc<AccessPolicy>,
     migration: Migration,
     metrics: Arc<Metrics>,
     /// Creation date reported for configured buckets whose provider does not list them.
@@ -100,7 +100,7 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(routes: RouteTable, access: AccessPolicy, migration: Migration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(routes: RouteTable, access: Arc<AccessPolicy>, migration: Migration, metrics: Arc<Metrics>) -> Self {
         let started = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
