@@ -714,3 +714,90 @@ async fn a_sigv4_request_of_a_key_without_grants_on_the_bucket_is_refused_in_raw
     );
     assert_eq!(s.received(), before);
 }
+
+/// A bucket that is public at the provider keeps working through `anonymous = "provider"`:
+/// the unsigned GET reaches moto (behind a wrapper that records every request head) with no
+/// signature of s3ferry's, and moto's answer comes back. moto serves unsigned reads as a
+/// public-read bucket does.
+#[tokio::test]
+async fn a_bucket_public_at_the_provider_is_read_unsigned_through_provider_mode() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Full};
+
+    use crate::support::moto::{MotoClient, Wrapped, forward};
+
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<HeaderMap>>> = std::sync::Arc::default();
+    let recorder = seen.clone();
+    let record_and_forward = move |client: MotoClient, moto: String, req: Request<hyper::body::Incoming>| {
+        let recorder = recorder.clone();
+        async move {
+            recorder.lock().expect("not poisoned").push(req.headers().clone());
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            match forward(&client, &moto, parts, body).await {
+                Ok((parts, body)) => http::Response::from_parts(parts, Full::new(body)),
+                Err(e) => {
+                    let mut response = http::Response::new(Full::new(Bytes::from(e)));
+                    *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+                    response
+                }
+            }
+        }
+    };
+    let wrapped = Wrapped::start(&["downloads"], record_and_forward).await;
+    crate::support::sdk_client(&wrapped.endpoint(), "moto", "moto", true)
+        .put_object()
+        .bucket("downloads")
+        .key("release.tar")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .body(ByteStream::from_static(b"release bytes"))
+        .send()
+        .await
+        .expect("seed moto");
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[credentials]]
+access_key_id = "{key}"
+secret_access_key = "{secret}"
+grants = "all"
+[providers.moto]
+endpoint = "{endpoint}"
+access_key_id = "moto-key-of-s3ferry"
+secret_access_key = "moto-secret-of-s3ferry"
+[[buckets]]
+name = "downloads"
+provider = "moto"
+anonymous = "provider"
+"#,
+        key = ADMIN.0,
+        secret = ADMIN.1,
+        endpoint = wrapped.endpoint(),
+    );
+    let gateway = s3ferry::server::start(&parse(&toml)).await.expect("gateway");
+    let before = seen.lock().expect("not poisoned").len();
+    let url = format!("http://127.0.0.1:{}/downloads/release.tar", gateway.addr().port());
+    let got = raw::send(Request::get(url).body(full_body("")).expect("request")).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "release bytes"));
+    let sent = seen.lock().expect("not poisoned")[before..].to_vec();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    for lent in [
+        "authorization",
+        "x-amz-date",
+        "x-amz-content-sha256",
+        "x-amz-security-token",
+    ] {
+        assert!(
+            !sent[0].contains_key(lent),
+            "{lent} reached the provider: {:?}",
+            sent[0]
+        );
+    }
+    assert!(
+        !format!("{:?}", sent[0]).contains("moto-key-of-s3ferry"),
+        "s3ferry's key id never travels"
+    );
+    gateway.shutdown(std::time::Duration::from_secs(5)).await;
+}
