@@ -468,13 +468,25 @@ mod tests {
         AccessPolicy::new(grants, anonymous)
     }
 
+    /// (who, action, bucket, object, expected)
+    type DecisionCase = (
+        Identity<'static>,
+        Action,
+        &'static str,
+        Object<'static>,
+        Result<Forwarding, Denied>,
+    );
+
+    /// (operation, method, query, sets an ACL, expected)
+    type ActionCase = (&'static str, Method, &'static [(&'static str, &'static str)], bool, Action);
+
     #[test]
     fn decisions_follow_the_table() {
         let p = policy();
         let key = Identity::Key;
         let ok = Ok(Forwarding::Signed);
         // (who, action, bucket, object, expected)
-        let cases: &[(Identity, Action, &str, Object, Result<Forwarding, Denied>)] = &[
+        let cases: &[DecisionCase] = &[
             (key("admin"), Admin, "anything", Object::Bucket, ok),
             (key("admin"), ObjectAdmin, "photos", Object::Key("k"), ok),
             (key("reader"), ObjectRead, "photos", Object::Key("a/b"), ok),
@@ -591,7 +603,7 @@ mod tests {
         let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
         };
-        let cases: &[(&str, Method, &[(&str, &str)], bool, Action)] = &[
+        let cases: &[ActionCase] = &[
             ("GetObject", Method::GET, &[], false, ObjectRead),
             ("PutObject", Method::PUT, &[("policy", "")], false, Admin),
             ("PutObject", Method::PUT, &[("versioning", "")], false, Admin),
