@@ -478,7 +478,13 @@ mod tests {
     );
 
     /// (operation, method, query, sets an ACL, expected)
-    type ActionCase = (&'static str, Method, &'static [(&'static str, &'static str)], bool, Action);
+    type ActionCase = (
+        &'static str,
+        Method,
+        &'static [(&'static str, &'static str)],
+        bool,
+        Action,
+    );
 
     #[test]
     fn decisions_follow_the_table() {
