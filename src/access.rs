@@ -51,7 +51,7 @@ impl Level {
         match self {
             Self::Read => matches!(
                 action,
-                ObjectRead | ObjectInfoRead | CopySource | List | BucketInfo | BucketConfigRead
+                ObjectRead | ObjectInfoRead | CopySource | List | ListHistory | BucketInfo | BucketConfigRead
             ),
             Self::Upload => matches!(action, ObjectUpload | BucketInfo),
             Self::Write => !matches!(action, ObjectAdmin | Admin),
@@ -63,12 +63,19 @@ impl Level {
 /// What an operation does, for the purpose of deciding whether it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// GetObject, HeadObject: an object's data and metadata.
+    /// GetObject, HeadObject of an object's current version, as stored.
     ObjectRead,
-    /// Other reads of one object: its ACL, tags, attributes.
+    /// Other reads of one object: its ACL, tags, attributes, an older version (`versionId`,
+    /// AWS's separate `s3:GetObjectVersion`), or its data with response headers overridden
+    /// (`response-*`, which AWS refuses on unsigned requests:
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>).
     ObjectInfoRead,
-    /// ListObjects(V2), ListObjectVersions, ListMultipartUploads: names under a prefix.
+    /// ListObjects(V2): names under a prefix.
     List,
+    /// ListObjectVersions, ListMultipartUploads: names under a prefix, with deleted versions
+    /// and uploads in progress (AWS's separate `s3:ListBucketVersions` and
+    /// `s3:ListBucketMultipartUploads`).
+    ListHistory,
     /// HeadBucket, GetBucketLocation: that the bucket exists and where.
     BucketInfo,
     /// Reads of bucket configuration (`?versioning`, `?policy`, ...).
@@ -98,7 +105,7 @@ impl Action {
             | Self::ObjectUpload
             | Self::ObjectChange
             | Self::ObjectAdmin => ScopeKind::Key,
-            Self::List => ScopeKind::ListPrefix,
+            Self::List | Self::ListHistory => ScopeKind::ListPrefix,
             Self::BucketInfo => ScopeKind::Any,
             Self::BucketConfigRead | Self::Admin => ScopeKind::WholeBucket,
         }
@@ -181,8 +188,11 @@ impl AnonymousAccess {
             }
             // Not ObjectInfoRead: for providers without an ACL API s3ferry answers GetObjectAcl
             // itself after a signed HEAD, which would lend its key as an existence oracle.
-            Self::Provider => matches!(action, ObjectRead | List | BucketInfo | ObjectUpload | ObjectChange)
-                .then_some(Forwarding::Unsigned),
+            Self::Provider => matches!(
+                action,
+                ObjectRead | List | ListHistory | BucketInfo | ObjectUpload | ObjectChange
+            )
+            .then_some(Forwarding::Unsigned),
         }
     }
 }
@@ -391,9 +401,17 @@ pub fn action_of(
         return if is_read { Action::ObjectInfoRead } else { Action::Admin };
     }
     let action = match operation {
+        "GetObject" | "HeadObject"
+            if query
+                .iter()
+                .any(|(name, _)| name == "versionId" || name.starts_with("response-")) =>
+        {
+            Action::ObjectInfoRead
+        }
         "GetObject" | "HeadObject" => Action::ObjectRead,
         "GetObjectAcl" | "GetObjectTagging" | "GetObjectAttributes" => Action::ObjectInfoRead,
-        "ListObjects" | "ListObjectsV2" | "ListObjectVersions" | "ListMultipartUploads" => Action::List,
+        "ListObjects" | "ListObjectsV2" => Action::List,
+        "ListObjectVersions" | "ListMultipartUploads" => Action::ListHistory,
         "HeadBucket" | "GetBucketLocation" => Action::BucketInfo,
         "PutObject"
         | "CopyObject"
@@ -427,7 +445,7 @@ pub fn sets_acl(headers: &http::HeaderMap) -> bool {
 /// prefix for listings, the bucket otherwise.
 pub fn object_of<'a>(action: Action, key: &'a str, query: &'a [(String, String)]) -> Object<'a> {
     match action {
-        Action::List => Object::ListPrefix(
+        Action::List | Action::ListHistory => Object::ListPrefix(
             query
                 .iter()
                 .find(|(name, _)| name == "prefix")
@@ -563,6 +581,22 @@ mod tests {
             (Identity::Anonymous, List, "public", Object::ListPrefix(""), Err(Denied)),
             (Identity::Anonymous, BucketInfo, "public", Object::Bucket, Err(Denied)),
             (Identity::Anonymous, List, "listed", Object::ListPrefix(""), ok),
+            (
+                Identity::Anonymous,
+                ListHistory,
+                "listed",
+                Object::ListPrefix(""),
+                Err(Denied),
+            ),
+            (key("reader"), ListHistory, "photos", Object::ListPrefix(""), ok),
+            (key("writer"), ListHistory, "docs", Object::ListPrefix("team/"), ok),
+            (
+                key("uploader"),
+                ListHistory,
+                "photos",
+                Object::ListPrefix("in/"),
+                Err(Denied),
+            ),
             (Identity::Anonymous, BucketInfo, "listed", Object::Bucket, ok),
             (
                 Identity::Anonymous,
@@ -613,7 +647,29 @@ mod tests {
             ("GetObject", Method::GET, &[], false, ObjectRead),
             ("PutObject", Method::PUT, &[("policy", "")], false, Admin),
             ("PutObject", Method::PUT, &[("versioning", "")], false, Admin),
-            ("HeadObject", Method::HEAD, &[("versionId", "1")], false, ObjectRead),
+            ("HeadObject", Method::HEAD, &[("partNumber", "1")], false, ObjectRead),
+            ("HeadObject", Method::HEAD, &[("versionId", "1")], false, ObjectInfoRead),
+            (
+                "GetObject",
+                Method::GET,
+                &[("response-content-type", "text/html")],
+                false,
+                ObjectInfoRead,
+            ),
+            (
+                "ListObjectVersions",
+                Method::GET,
+                &[("versions", "")],
+                false,
+                ListHistory,
+            ),
+            (
+                "ListMultipartUploads",
+                Method::GET,
+                &[("uploads", "")],
+                false,
+                ListHistory,
+            ),
             ("GetObject", Method::GET, &[("retention", "")], false, ObjectInfoRead),
             ("PutObject", Method::PUT, &[("retention", "")], false, Admin),
             ("PutObject", Method::PUT, &[("legal-hold", "")], false, Admin),
