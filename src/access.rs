@@ -680,7 +680,13 @@ mod tests {
             ("PutObject", Method::PUT, &[("x-id", "PutObject")], false, ObjectUpload),
             ("PutObject", Method::PUT, &[("x-id", "DeleteObject")], false, Admin),
             ("GetObject", Method::GET, &[("x-id", "GetObject")], false, ObjectRead),
-            ("GetObject", Method::GET, &[("x-id", "DeleteObject")], false, ObjectInfoRead),
+            (
+                "GetObject",
+                Method::GET,
+                &[("x-id", "DeleteObject")],
+                false,
+                ObjectInfoRead,
+            ),
             ("PutObject", Method::PUT, &[], true, ObjectAdmin),
             ("CopyObject", Method::PUT, &[], false, ObjectUpload),
             (

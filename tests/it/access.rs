@@ -572,6 +572,11 @@ async fn anonymous_reads_are_served_with_the_providers_key_only_where_configured
     assert_eq!(body_of(&anonymous_sdk, "public", "logo.svg").await, "<svg/>");
 
     // Listing is off unless anonymous_list says so.
+    assert_eq!(
+        s.unsigned(Method::HEAD, "/listed", "").await.status,
+        200,
+        "HeadBucket with anonymous_list"
+    );
     let listed = s.unsigned(Method::GET, "/listed?list-type=2", "").await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert!(listed.body.contains("<Key>a.txt</Key>"), "{}", listed.body);
@@ -813,4 +818,36 @@ anonymous = "provider"
         "s3ferry's key id never travels"
     );
     gateway.shutdown(std::time::Duration::from_secs(5)).await;
+}
+
+#[test]
+fn config_check_lists_each_keys_grants_and_warns_about_keys_that_reach_every_bucket() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config_text("http://127.0.0.1:9", READER_READS_PHOTOS)).expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3ferry"))
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run s3ferry");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("reader (secret ***): read on photos"), "{stdout}");
+    assert!(
+        stdout.contains("uploader (secret ***): upload on photos under 'in/'"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("public -> up:public, anonymous reads"), "{stdout}");
+    assert!(
+        stderr.contains("warning: key 'admin' can reach every bucket"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("'reader' can reach"), "{stderr}");
+    assert!(
+        !stdout.contains(READER.1) && !stderr.contains(READER.1),
+        "secrets stay masked"
+    );
 }
