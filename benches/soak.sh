@@ -68,6 +68,7 @@ max_connections = 4096
 [[credentials]]
 access_key_id = "soak-upstream"
 secret_access_key = "soak-upstream-secret"
+grants = "all"
 [providers.disk]
 kind = "local"
 root = "$WORK/data"
@@ -84,6 +85,7 @@ max_connections = 4096
 [[credentials]]
 access_key_id = "soak-client"
 secret_access_key = "soak-client-secret"
+grants = "all"
 [providers.up]
 endpoint = "http://127.0.0.1:$UP_PORT"
 access_key_id = "soak-upstream"

@@ -185,7 +185,7 @@ fn main() {
         tokio::spawn(s3ferry::local::serve_s3_service(listener, builder.build()));
 
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[credentials]]\naccess_key_id = \"{GW_KEY}\"\nsecret_access_key = \"{GW_SECRET}\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[credentials]]\naccess_key_id = \"{GW_KEY}\"\nsecret_access_key = \"{GW_SECRET}\"\ngrants = \"all\"\n\
              [providers.up]\nendpoint = \"http://{up_addr}\"\naccess_key_id = \"{UP_KEY}\"\nsecret_access_key = \"{UP_SECRET}\"\n\
              [[buckets]]\nname = \"*\"\nprovider = \"up\"\n"
         );

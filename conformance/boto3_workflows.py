@@ -575,6 +575,50 @@ def wf_bucket_lifecycle():
     assert b not in names, f"list_buckets still shows {b}"
 
 
+@workflow("grants-and-anonymous")
+def wf_grants_and_anonymous():
+    """The example config's read-only and upload-only keys, and the anonymous bucket run.sh adds."""
+    admin = client()
+    reports = client(access_key="s3ferry-reports", secret="s3ferry-reports-secret")
+    partner = client(access_key="s3ferry-partner", secret="s3ferry-partner-secret")
+    key = f"{PREFIX}granted.txt"
+    admin.put_object(Bucket=BUCKET, Key=key, Body=b"granted")
+    try:
+        assert reports.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"granted"
+        assert key in list_keys(reports, PREFIX), "the read-only key lists"
+        expect_error(lambda: reports.put_object(Bucket=BUCKET, Key=f"{PREFIX}no.txt", Body=b"x"), code="AccessDenied", status=403, what="PutObject with the read-only key")
+        expect_error(lambda: reports.delete_object(Bucket=BUCKET, Key=key), code="AccessDenied", status=403, what="DeleteObject with the read-only key")
+        names = sorted(b["Name"] for b in reports.list_buckets()["Buckets"])
+        assert names == ["demo", "photos"], f"ListBuckets of the read-only key: {names}"
+        upload = f"incoming/{PREFIX}partner.txt"
+        partner.put_object(Bucket="demo", Key=upload, Body=b"from the partner")
+        assert admin.get_object(Bucket="demo", Key=upload)["Body"].read() == b"from the partner"
+        admin.delete_object(Bucket="demo", Key=upload)
+        expect_error(lambda: partner.get_object(Bucket=BUCKET, Key=key), code="AccessDenied", status=403, what="GetObject with the upload-only key")
+        expect_error(lambda: partner.put_object(Bucket="demo", Key=f"{PREFIX}outside.txt", Body=b"x"), code="AccessDenied", status=403, what="PutObject outside the upload-only prefix")
+        expect_error(lambda: client(access_key="s3ferry-partner", secret="s3ferry-partner-secret").list_objects_v2(Bucket="demo", Prefix="incoming/"), code="AccessDenied", status=403, what="ListObjectsV2 with the upload-only key")
+    finally:
+        admin.delete_object(Bucket=BUCKET, Key=key)
+
+    public = os.environ.get("CONF_PUBLIC_BUCKET")
+    if not public:
+        log("CONF_PUBLIC_BUCKET not set: the anonymous part is skipped")
+        return
+    admin.put_object(Bucket=public, Key=f"{PREFIX}open.txt", Body=b"for anyone")
+    try:
+        unsigned = client(signature_version=botocore.UNSIGNED)
+        got = unsigned.get_object(Bucket=public, Key=f"{PREFIX}open.txt")["Body"].read()
+        assert got == b"for anyone", got
+        assert f"{PREFIX}open.txt" in list_keys(unsigned, PREFIX, Bucket=public), "anonymous_list = true lists"
+        st, _, body = http("GET", f"{EP}/{public}/{PREFIX}open.txt")
+        assert st == 200 and body == b"for anyone", f"plain unsigned GET: HTTP {st}: {body[:200]!r}"
+        expect_error(lambda: unsigned.put_object(Bucket=public, Key=f"{PREFIX}anon.txt", Body=b"x"), status=403, what="unsigned PutObject to an anonymous-read bucket")
+        expect_error(lambda: unsigned.get_object(Bucket=BUCKET, Key=key), status=403, what="unsigned GetObject of a private bucket")
+        expect_error(lambda: unsigned.list_buckets(), status=403, what="unsigned ListBuckets")
+    finally:
+        admin.delete_object(Bucket=public, Key=f"{PREFIX}open.txt")
+
+
 # ---------------------------------------------------------------------------------------
 def main(argv):
     names = [n for n, _ in WORKFLOWS]

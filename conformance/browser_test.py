@@ -42,6 +42,7 @@ region = "us-east-1"
 [[credentials]]
 access_key_id = "{key_id}"
 secret_access_key = "{secret}"
+grants = [{{ buckets = ["{bucket}"], access = "write" }}]
 
 [providers.local]
 kind = "local"

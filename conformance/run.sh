@@ -204,6 +204,9 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/s3ferry-conformance.XXXXXX")"
 mkdir -p "$WORK/logs" "$WORK/scratch" "$WORK/gw"
 cp "$REPO_ROOT/config.example.toml" "$WORK/gw/config.toml"
 CONFIG="$WORK/gw/config.toml"
+# One anonymous bucket (off in the example), for the boto3 grants-and-anonymous workflow.
+printf '\n[[buckets]]\nname = "conf-public"\nprovider = "local"\nanonymous = "read"\nanonymous_list = true\n' >>"$CONFIG"
+export CONF_PUBLIC_BUCKET="conf-public"
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 ENDPOINT="http://127.0.0.1:$PORT"

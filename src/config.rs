@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::access::{AnonymousAccess, Grant, Level};
 use crate::checksum::ChecksumAlgorithm;
 use crate::dialect::{self, ConditionalWrites, DialectProfile, EtagCase, UnsupportedAcl};
 
@@ -120,6 +121,23 @@ struct RawCredential {
     secret_access_key: Option<String>,
     secret_access_key_env: Option<String>,
     secret_access_key_file: Option<PathBuf>,
+    grants: Option<RawGrants>,
+}
+
+/// `grants = "all"` or `grants = [{ buckets = [...], prefix = "...", access = "read" }, ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawGrants {
+    Word(String),
+    List(Vec<RawGrant>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    buckets: Vec<String>,
+    prefix: Option<String>,
+    access: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +223,8 @@ struct RawBucket {
     delete_from_fallback: Option<bool>,
     #[serde(default)]
     cors: Vec<crate::cors::CorsRuleConfig>,
+    anonymous: Option<String>,
+    anonymous_list: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,11 +301,13 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// A key pair clients sign with.
+/// A key pair clients sign with, and what it may reach (see `access`).
 #[derive(Debug, Clone)]
 pub struct ClientCredential {
     pub access_key_id: String,
     pub secret_access_key: Secret,
+    /// `grants = "all"` is one grant of `admin` on `*`.
+    pub grants: Vec<Grant>,
 }
 
 /// How bucket names travel to a provider.
@@ -381,6 +403,8 @@ pub struct BucketRoute {
     pub fallback: Option<FallbackConfig>,
     /// CORS rules answered by s3ferry (`[[buckets.cors]]`), in order; empty: none.
     pub cors: Vec<crate::cors::CorsRule>,
+    /// What unsigned requests may do here; `None`: nothing (403).
+    pub anonymous: Option<AnonymousAccess>,
 }
 
 /// The old provider of a bucket being migrated lazily.
@@ -564,9 +588,11 @@ impl Resolver<'_> {
                 c.secret_access_key_env,
                 c.secret_access_key_file,
             )?;
+            let grants = self.resolve_grants(&key, c.grants)?;
             credentials.push(ClientCredential {
                 access_key_id: c.access_key_id,
                 secret_access_key: secret,
+                grants,
             });
         }
 
@@ -612,6 +638,7 @@ impl Resolver<'_> {
                 validate_bucket_name(up).map_err(|r| self.error(format!("{key}.upstream_bucket"), r))?;
             }
             let fallback = self.resolve_fallback(&key, &b, &providers)?;
+            let anonymous = self.resolve_anonymous(&key, &b)?;
             let cors = b
                 .cors
                 .into_iter()
@@ -627,6 +654,7 @@ impl Resolver<'_> {
                 upstream_bucket: b.upstream_bucket,
                 fallback,
                 cors,
+                anonymous,
             });
         }
         if buckets.is_empty() {
@@ -636,6 +664,7 @@ impl Resolver<'_> {
             ));
         }
 
+        self.check_granted_buckets_are_routed(&credentials, &buckets)?;
         let migration = self.resolve_migration(raw.migration)?;
         Ok(Config {
             source: self.file.to_string(),
@@ -645,6 +674,128 @@ impl Resolver<'_> {
             buckets,
             migration,
         })
+    }
+
+    /// A key's grants. A missing `grants` is refused rather than read as "everything" or
+    /// "nothing": full access must be asked for (`grants = "all"`), and a key that silently
+    /// could do nothing would only look broken.
+    fn resolve_grants(&self, key: &str, raw: Option<RawGrants>) -> Result<Vec<Grant>, ConfigError> {
+        let field = format!("{key}.grants");
+        match raw {
+            None => Err(self.error(
+                field,
+                "missing: say what this key may reach, e.g. grants = [{ buckets = [\"photos\"], access = \"read\" }] \
+                 (access: read, upload, write or admin; optional prefix = \"dir/\"), or grants = \"all\" for every \
+                 bucket with full access (what keys could do before grants existed)",
+            )),
+            Some(RawGrants::Word(word)) if word == "all" => Ok(vec![Grant::all()]),
+            Some(RawGrants::Word(word)) => Err(self.error(
+                field,
+                format!("'{word}' is not a grant: write \"all\" or a list of {{ buckets, prefix, access }} tables"),
+            )),
+            Some(RawGrants::List(list)) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let field = format!("{field}[{i}]");
+                    if g.buckets.is_empty() {
+                        return Err(self.error(format!("{field}.buckets"), "names no bucket"));
+                    }
+                    for name in &g.buckets {
+                        if name != WILDCARD_BUCKET {
+                            validate_bucket_name(name).map_err(|r| self.error(format!("{field}.buckets"), r))?;
+                        }
+                    }
+                    let access = match g.access.as_str() {
+                        "read" => Level::Read,
+                        "upload" => Level::Upload,
+                        "write" => Level::Write,
+                        "admin" => Level::Admin,
+                        other => {
+                            return Err(self.error(
+                                format!("{field}.access"),
+                                format!("'{other}' is not an access level: read, upload, write or admin"),
+                            ));
+                        }
+                    };
+                    Ok(Grant {
+                        buckets: g.buckets,
+                        prefix: g.prefix.unwrap_or_default(),
+                        access,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// A grant that names a bucket no route exposes is a typo (or a route removed): refused.
+    fn check_granted_buckets_are_routed(
+        &self,
+        credentials: &[ClientCredential],
+        buckets: &[BucketRoute],
+    ) -> Result<(), ConfigError> {
+        if buckets.iter().any(|b| b.name == WILDCARD_BUCKET) {
+            return Ok(());
+        }
+        for (i, c) in credentials.iter().enumerate() {
+            for (j, g) in c.grants.iter().enumerate() {
+                let unrouted = g
+                    .buckets
+                    .iter()
+                    .find(|name| *name != WILDCARD_BUCKET && !buckets.iter().any(|b| &b.name == *name));
+                if let Some(name) = unrouted {
+                    return Err(self.error(
+                        format!("credentials[{i}].grants[{j}].buckets"),
+                        format!("bucket '{name}' has no [[buckets]] route (and there is no \"*\" route)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `anonymous = "read" | "provider"` (and `anonymous_list`) of a route.
+    fn resolve_anonymous(&self, key: &str, b: &RawBucket) -> Result<Option<AnonymousAccess>, ConfigError> {
+        let Some(mode) = &b.anonymous else {
+            if b.anonymous_list.is_some() {
+                return Err(self.error(
+                    format!("{key}.anonymous_list"),
+                    "only meaningful with `anonymous = \"read\"`",
+                ));
+            }
+            return Ok(None);
+        };
+        if b.name == WILDCARD_BUCKET {
+            return Err(self.error(
+                format!("{key}.anonymous"),
+                "the \"*\" route cannot be anonymous: it would open every bucket; give each public bucket a route of its own",
+            ));
+        }
+        match mode.as_str() {
+            "read" => Ok(Some(AnonymousAccess::Read {
+                list: b.anonymous_list.unwrap_or(false),
+            })),
+            "provider" => {
+                if b.anonymous_list.is_some() {
+                    return Err(self.error(
+                        format!("{key}.anonymous_list"),
+                        "with anonymous = \"provider\" the provider decides what unsigned requests may list",
+                    ));
+                }
+                if b.fallback.is_some() {
+                    return Err(self.error(
+                        format!("{key}.anonymous"),
+                        "anonymous = \"provider\" cannot be combined with fallback: reading through to the old \
+                         provider and tombstones need s3ferry's keys; use anonymous = \"read\" while the bucket migrates",
+                    ));
+                }
+                Ok(Some(AnonymousAccess::Provider))
+            }
+            other => Err(self.error(
+                format!("{key}.anonymous"),
+                format!("'{other}' is not an anonymous mode: \"read\" or \"provider\" (leave it out for none)"),
+            )),
+        }
     }
 
     fn resolve_fallback(
@@ -1280,6 +1431,7 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{AnonymousAccess, Grant, Level};
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -1293,6 +1445,7 @@ mod tests {
         [[credentials]]
         access_key_id = "client"
         secret_access_key = "client-secret"
+        grants = "all"
         [providers.up]
         endpoint = "http://127.0.0.1:9000"
         access_key_id = "up"
@@ -1315,6 +1468,23 @@ mod tests {
                 .any(|b| b.upstream_bucket.as_deref() == Some("photos-2017"))
         );
         assert!(matches!(cfg.providers["local"].kind, ProviderKind::Local { .. }));
+        let grants_of = |key: &str| {
+            cfg.credentials
+                .iter()
+                .find(|c| c.access_key_id == key)
+                .map(|c| c.grants.clone())
+                .expect("key in the example")
+        };
+        assert_eq!(grants_of("s3ferry-demo"), [Grant::all()]);
+        assert!(grants_of("s3ferry-reports").iter().all(|g| g.access == Level::Read));
+        assert_eq!(
+            grants_of("s3ferry-partner"),
+            [Grant {
+                buckets: vec!["demo".into()],
+                prefix: "incoming/".into(),
+                access: Level::Upload
+            }]
+        );
     }
 
     #[test]
@@ -1819,6 +1989,7 @@ mod tests {
             [[credentials]]
             access_key_id = "client"
             secret_access_key = "client-secret"
+            grants = "all"
             [providers.disk]
             kind = "local"
             root = "data"
@@ -1829,6 +2000,123 @@ mod tests {
         "#;
         let err = parse(text).unwrap_err();
         assert_eq!(err.key, "providers.disk.signature");
+    }
+
+    #[test]
+    fn a_key_must_say_what_it_may_reach() {
+        let text = MINIMAL.replace("grants = \"all\"\n", "");
+        let err = parse(&text).expect_err("a key without grants is refused");
+        assert_eq!(err.key, "credentials[0].grants");
+        assert!(err.reason.contains("grants = \"all\""), "says what to write: {err}");
+        let all = parse(MINIMAL).expect("parses");
+        assert_eq!(all.credentials[0].grants, [Grant::all()]);
+    }
+
+    #[test]
+    fn grants_parse_into_levels_and_prefixes_and_typos_are_refused() {
+        let with = |grants: &str| parse(&MINIMAL.replace("grants = \"all\"", &format!("grants = {grants}")));
+        let cfg = with(r#"[{ buckets = ["photos", "docs"], prefix = "in/", access = "upload" }, { buckets = ["*"], access = "read" }]"#)
+            .expect("parses");
+        assert_eq!(
+            cfg.credentials[0].grants,
+            [
+                Grant {
+                    buckets: vec!["photos".into(), "docs".into()],
+                    prefix: "in/".into(),
+                    access: Level::Upload
+                },
+                Grant {
+                    buckets: vec!["*".into()],
+                    prefix: String::new(),
+                    access: Level::Read
+                }
+            ]
+        );
+        assert!(
+            with("[]").expect("no grants: a key that can do nothing").credentials[0]
+                .grants
+                .is_empty()
+        );
+        for (grants, key) in [
+            (r#""everything""#, "credentials[0].grants"),
+            (
+                r#"[{ buckets = ["photos"], access = "readwrite" }]"#,
+                "credentials[0].grants[0].access",
+            ),
+            (
+                r#"[{ buckets = [], access = "read" }]"#,
+                "credentials[0].grants[0].buckets",
+            ),
+            (
+                r#"[{ buckets = ["Bad_Name"], access = "read" }]"#,
+                "credentials[0].grants[0].buckets",
+            ),
+        ] {
+            assert_eq!(with(grants).expect_err(grants).key, key, "{grants}");
+        }
+        let err = with(r#"[{ buckets = ["photos"], acess = "read" }]"#).expect_err("typo in a field");
+        assert!(
+            err.to_string().contains("grants") || err.key.starts_with("line"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_grant_on_a_bucket_no_route_exposes_is_refused() {
+        let text = MINIMAL.replace("name = \"*\"", "name = \"photos\"").replace(
+            "grants = \"all\"",
+            r#"grants = [{ buckets = ["fotos"], access = "read" }]"#,
+        );
+        assert_eq!(parse(&text).unwrap_err().key, "credentials[0].grants[0].buckets");
+    }
+
+    #[test]
+    fn anonymous_access_is_per_named_bucket_and_off_by_default() {
+        let route = |extra: &str| {
+            parse(&format!(
+                "{MINIMAL}\n[[buckets]]\nname = \"public\"\nprovider = \"up\"\n{extra}"
+            ))
+        };
+        let cfg = route("").expect("parses");
+        assert!(cfg.buckets.iter().all(|b| b.anonymous.is_none()));
+        let read = route("anonymous = \"read\"").expect("parses");
+        assert_eq!(read.buckets[1].anonymous, Some(AnonymousAccess::Read { list: false }));
+        let listed = route("anonymous = \"read\"\nanonymous_list = true").expect("parses");
+        assert_eq!(listed.buckets[1].anonymous, Some(AnonymousAccess::Read { list: true }));
+        let native = route("anonymous = \"provider\"").expect("parses");
+        assert_eq!(native.buckets[1].anonymous, Some(AnonymousAccess::Provider));
+        for (extra, key) in [
+            ("anonymous = \"public\"", "buckets[1].anonymous"),
+            ("anonymous_list = true", "buckets[1].anonymous_list"),
+            (
+                "anonymous = \"provider\"\nanonymous_list = true",
+                "buckets[1].anonymous_list",
+            ),
+            (
+                "anonymous = \"provider\"\nfallback = \"up\"\nfallback_bucket = \"old\"",
+                "buckets[1].anonymous",
+            ),
+        ] {
+            assert_eq!(route(extra).expect_err(extra).key, key, "{extra}");
+        }
+        let wildcard = format!("{MINIMAL}anonymous = \"read\"\n");
+        assert_eq!(parse(&wildcard).unwrap_err().key, "buckets[0].anonymous");
+    }
+
+    #[test]
+    fn config_check_warns_about_keys_that_reach_everything_and_open_buckets() {
+        let text = format!(
+            "{MINIMAL}\n[[credentials]]\naccess_key_id = \"narrow\"\nsecret_access_key = \"s\"\n\
+             grants = [{{ buckets = [\"photos\"], access = \"read\" }}]\n\
+             [[buckets]]\nname = \"public\"\nprovider = \"up\"\nanonymous = \"read\""
+        );
+        let warnings = crate::access::broad_access_warnings(&parse(&text).expect("parses"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("'client' can reach every bucket"), "{warnings:?}");
+        assert!(
+            warnings[1].contains("'public' is readable without a signature"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

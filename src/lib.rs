@@ -6,6 +6,7 @@
 //! - [`connection`]  one accepted connection: the connection cap, request-head and idle deadlines
 //! - [`auth`]        the trust boundary: what a signature covers, and the client key pairs s3s
 //!   verifies every signature form against
+//! - [`access`]      who may do what: per-key grants and anonymous access, one pure decision
 //! - [`target`]      the bucket, key and copy source a request names, parsed once
 //! - [`cors`]        CORS: preflights answered before authentication, CORS headers on answers
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
@@ -28,6 +29,7 @@
 //! - [`metrics`]     Prometheus metrics, one registry per running gateway
 //! - [`admin`]       the admin listener: `/healthz`, `/readyz`, `/metrics`
 
+pub mod access;
 pub mod access_log;
 pub mod acl_answer;
 pub mod admin;

@@ -265,7 +265,13 @@ fn check(path: &std::path::Path) -> ExitCode {
     println!("client region: {}", config.server.region);
     println!("client credentials:");
     for c in &config.credentials {
-        println!("  {} (secret {})", c.access_key_id, c.secret_access_key);
+        let grants: Vec<String> = c.grants.iter().map(s3ferry::access::describe).collect();
+        let grants = if grants.is_empty() {
+            "nothing".to_string()
+        } else {
+            grants.join("; ")
+        };
+        println!("  {} (secret {}): {grants}", c.access_key_id, c.secret_access_key);
     }
     println!("providers:");
     for (name, p) in &config.providers {
@@ -313,7 +319,16 @@ fn check(path: &std::path::Path) -> ExitCode {
                 }
             )
         });
-        println!("  {client} -> {}:{upstream}{fallback}", b.provider);
+        let anonymous = match b.anonymous {
+            Some(s3ferry::access::AnonymousAccess::Read { list: false }) => ", anonymous reads",
+            Some(s3ferry::access::AnonymousAccess::Read { list: true }) => ", anonymous reads and listings",
+            Some(s3ferry::access::AnonymousAccess::Provider) => ", anonymous requests unsigned to the provider",
+            None => "",
+        };
+        println!("  {client} -> {}:{upstream}{fallback}{anonymous}", b.provider);
+    }
+    for warning in s3ferry::access::broad_access_warnings(&config) {
+        eprintln!("warning: {warning}");
     }
     ExitCode::SUCCESS
 }

@@ -90,6 +90,12 @@ const BUCKET_SUBRESOURCES: &[(&str, [&str; 3])] = &[
     ),
 ];
 
+/// Whether `name` is a bucket sub-resource parameter (`?versioning`, `?policy`, ...) whose
+/// operations [`classify`] names.
+pub fn is_bucket_subresource(name: &str) -> bool {
+    BUCKET_SUBRESOURCES.iter().any(|(n, _)| *n == name)
+}
+
 /// The S3 operation name (`GetObject`, `ListObjectsV2`, ...), or `Unknown`.
 pub fn classify(method: &Method, target: Target, query: &[(String, String)], has_copy_source: bool) -> &'static str {
     let has = |name: &str| query.iter().any(|(n, _)| n == name);

@@ -175,6 +175,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "k"
 secret_access_key = "s"
+grants = "all"
 [providers.new]
 endpoint = "http://127.0.0.1:1"
 access_key_id = "k"

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::access::AccessPolicy;
 use crate::access_log::{HandledByGateway, RequestContext};
 use crate::auth::ClientAuth;
 use crate::config::{
@@ -281,7 +282,8 @@ impl Generation {
             copier: copier.clone(),
             stats: migration_stats.clone(),
         };
-        let gateway = Gateway::new(routes.clone(), migration, metrics.clone());
+        let access = Arc::new(AccessPolicy::from_config(config));
+        let gateway = Gateway::new(routes.clone(), access, migration, metrics.clone());
 
         let client_auth = ClientAuth::new(&config.credentials);
         let mut builder = S3ServiceBuilder::new(ProxyOnly);

@@ -280,6 +280,13 @@ const HOP_AND_SIGNATURE_HEADERS: &[&str] = &[
     "proxy-connection",
 ];
 
+/// `x-amz-*` headers an SDK configured without credentials sends on every read, dropped from an
+/// unsigned request instead of refusing it: `x-amz-user-agent` says only who the client is, and
+/// without `x-amz-checksum-mode` the answer carries no checksum header, which an SDK takes as
+/// an object without a checksum to validate. Every other unsigned `x-amz-*` header still
+/// refuses the request (it would be re-signed with the provider's key).
+const ANONYMOUS_DROPPED_AMZ_HEADERS: &[&str] = &["x-amz-user-agent", "x-amz-checksum-mode"];
+
 /// Header prefixes of other providers' native APIs. s3ferry routes S3 names only, so a header
 /// that names a bucket or object in a provider's own dialect (`x-goog-copy-source`) could reach
 /// what no route allows; none is ever forwarded.
@@ -324,7 +331,10 @@ pub fn restrict_to_signed(form: &AuthForm, headers: &mut HeaderMap) -> Result<()
             // A presigned URL carries its signature in the query; s3s still checks a body hash
             // a client sends in x-amz-content-sha256, and s3ferry never forwards it.
             let presigned_body_hash = n == "x-amz-content-sha256" && matches!(form, AuthForm::V4Presigned { .. });
-            if !presigned_body_hash {
+            let anonymous_sdk_header = *form == AuthForm::Anonymous && ANONYMOUS_DROPPED_AMZ_HEADERS.contains(&n);
+            if anonymous_sdk_header {
+                dropped.push(name.clone());
+            } else if !presigned_body_hash {
                 unsigned_amz.push(n.to_string());
             }
         } else if !UNSIGNED_PLAIN_HEADERS.contains(&n) {
@@ -518,6 +528,32 @@ mod tests {
             let mut h = headers(&[("host", "h"), (name, "v")]);
             assert!(restrict_to_signed(&presigned, &mut h).is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn an_unsigned_request_loses_the_sdks_informational_headers_and_is_refused_for_any_other() {
+        let mut h = headers(&[
+            ("host", "h"),
+            ("x-amz-user-agent", "aws-sdk-rust"),
+            ("x-amz-checksum-mode", "ENABLED"),
+            ("range", "bytes=0-1"),
+        ]);
+        restrict_to_signed(&AuthForm::Anonymous, &mut h).expect("passes");
+        assert!(!h.contains_key("x-amz-user-agent") && !h.contains_key("x-amz-checksum-mode"));
+        assert!(h.contains_key("range"));
+        for name in [
+            "x-amz-request-payer",
+            "x-amz-copy-source",
+            "x-amz-content-sha256",
+            "x-amz-acl",
+        ] {
+            let mut h = headers(&[("host", "h"), ("x-amz-user-agent", "sdk"), (name, "v")]);
+            let err = restrict_to_signed(&AuthForm::Anonymous, &mut h).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        // A signed request's unsigned user agent is still refused: its SDK signs it.
+        let mut h = headers(&[("host", "h"), ("x-amz-user-agent", "sdk")]);
+        assert!(restrict_to_signed(&v4_header_form(), &mut h).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use s3s::route::S3Route;
 use s3s::{Body, S3Request, S3Response, S3Result};
 
+use crate::access::{self, AccessPolicy, Action, Forwarding, Identity, Object};
 use crate::access_log::{HandledByGateway, RequestContext};
 use crate::acl_answer;
 use crate::auth::boundary::connection_tokens;
@@ -82,6 +83,8 @@ const DROPPED_REQUEST_HEADERS: &[&str] = &[
 /// The gateway: the routing table plus what it needs to answer service-level requests.
 pub struct Gateway {
     routes: RouteTable,
+    /// Who may do what (the generation's grants and anonymous buckets).
+    access: Arc<AccessPolicy>,
     migration: Migration,
     metrics: Arc<Metrics>,
     /// Creation date reported for configured buckets whose provider does not list them.
@@ -97,12 +100,13 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(routes: RouteTable, migration: Migration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(routes: RouteTable, access: Arc<AccessPolicy>, migration: Migration, metrics: Arc<Metrics>) -> Self {
         let started = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
         Self {
             routes,
+            access,
             migration,
             metrics,
             started,
@@ -123,14 +127,17 @@ impl Gateway {
             &query,
             req.headers.contains_key("x-amz-copy-source"),
         );
+        let client_key = req.credentials.as_ref().map(|c| c.access_key.clone());
         ctx.record(|f| {
-            f.client_key_id = req.credentials.as_ref().map(|c| c.access_key.clone());
+            f.client_key_id.clone_from(&client_key);
             f.operation = operation;
             f.bucket.clone_from(&target.bucket);
         });
+        let who = client_key.as_deref().map_or(Identity::Anonymous, Identity::Key);
         let Some(bucket) = target.bucket.as_deref() else {
-            return self.answer_service_request(&req.method).await;
+            return self.answer_service_request(&req.method, who).await;
         };
+        let forwarding = self.authorize(who, operation, &req, &target, &query)?;
         let route = self.routes.resolve(bucket)?;
         ctx.record(|f| f.upstream = Some(route.provider.settings.name.clone()));
         refuse_unsupported_operation(&route, operation)?;
@@ -144,7 +151,7 @@ impl Gateway {
         }
         if operation == "DeleteObjects" {
             return self
-                .delete_objects(req, &route, copy_source.as_ref(), encoded_key, query)
+                .delete_objects(req, &route, copy_source.as_ref(), encoded_key, query, (who, forwarding))
                 .await;
         }
         // A write or delete of a key under migration claims it first: no background copy of
@@ -238,11 +245,11 @@ impl Gateway {
             keeping.remember_sent(&outgoing.headers);
         }
         let response = match &tombstoned_delete {
-            None => self.send(&route, outgoing, &slot).await?,
+            None => self.send(&route, outgoing, &slot, forwarding).await?,
             Some(fallback) => {
                 let keys = std::slice::from_ref(&key);
                 self.migration.tombstone_before_delete(&route, keys).await?;
-                let sent = self.send(&route, outgoing, &slot).await;
+                let sent = self.send(&route, outgoing, &slot, forwarding).await;
                 let answer = DeleteAnswer::of_exchange(sent.as_ref().map(http::Response::status));
                 self.migration.after_delete(&route, fallback, keys, answer).await;
                 sent?
@@ -257,15 +264,58 @@ impl Gateway {
         relay_response(response, &route, relay).await
     }
 
-    /// Sends upstream; a body that failed verification wins over whatever the provider said.
+    /// Whether `who` may send this request (see `access`): the operation on its bucket and
+    /// key, and a copy's source. Decided before the route is resolved, so a refused request
+    /// learns nothing of the routes and reaches no provider. DeleteObjects is decided here for
+    /// the bucket and again for each key once its body is read (`delete_objects`).
+    fn authorize(
+        &self,
+        who: Identity<'_>,
+        operation: &'static str,
+        req: &S3Request<Body>,
+        target: &ClientTarget,
+        query: &[(String, String)],
+    ) -> Result<Forwarding, GatewayError> {
+        let bucket = target.bucket.as_deref().unwrap_or_default();
+        let action = access::action_of(
+            operation,
+            &req.method,
+            target_kind(target),
+            query,
+            access::sets_acl(&req.headers),
+        );
+        let object = if operation == "DeleteObjects" {
+            Object::SomeKey
+        } else {
+            access::object_of(action, &target.key, query)
+        };
+        let forwarding = access::decide(&self.access, who, action, bucket, object)?;
+        if let Some(source) = copy_source_of(&req.headers)? {
+            access::decide(
+                &self.access,
+                who,
+                Action::CopySource,
+                &source.bucket,
+                Object::Key(&source.key),
+            )?;
+        }
+        Ok(forwarding)
+    }
+
+    /// Sends upstream (signed, or unsigned for `anonymous = "provider"`); a body that failed
+    /// verification wins over whatever the provider said.
     async fn send(
         &self,
         route: &Route,
         outgoing: OutgoingRequest,
         slot: &FailureSlot,
+        forwarding: Forwarding,
     ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
         let sent = std::time::Instant::now();
-        let result = route.provider.send(outgoing).await;
+        let result = match forwarding {
+            Forwarding::Signed => route.provider.send(outgoing).await,
+            Forwarding::Unsigned => route.provider.send_unsigned(outgoing).await,
+        };
         // A client body that failed verification aborts the upstream request: that failure
         // is the client's, not the provider's, so it is not counted against the provider.
         if let Some(failure) = body::recorded_failure(slot) {
@@ -285,14 +335,23 @@ impl Gateway {
         }
     }
 
-    /// Requests without a bucket: only ListBuckets exists.
-    async fn answer_service_request(&self, method: &Method) -> Result<S3Response<Body>, GatewayError> {
+    /// Requests without a bucket: only ListBuckets exists. It lists the buckets `who` has a
+    /// grant on; an unsigned one is refused, as AWS refuses it.
+    async fn answer_service_request(
+        &self,
+        method: &Method,
+        who: Identity<'_>,
+    ) -> Result<S3Response<Body>, GatewayError> {
+        if who == Identity::Anonymous {
+            return Err(access::Denied.into());
+        }
         if *method != Method::GET {
             return Err(GatewayError::NotImplemented(format!(
                 "{method} on the service root is not an S3 operation s3ferry can route (no bucket given)"
             )));
         }
-        let buckets = self.list_buckets().await?;
+        let mut buckets = self.list_buckets().await?;
+        buckets.retain(|b| self.access.lists_bucket(who, &b.name));
         let xml = rewrite::list_buckets::render_list_buckets(&buckets, "s3ferry");
         Ok(xml_response(StatusCode::OK, Bytes::from(xml)))
     }
@@ -421,6 +480,7 @@ impl Gateway {
         copy_source: Option<&ResolvedCopySource>,
         encoded_key: String,
         query: Vec<(String, String)>,
+        (who, forwarding): (Identity<'_>, Forwarding),
     ) -> Result<S3Response<Body>, GatewayError> {
         let mut headers = forward_headers(&req.headers, route, copy_source)?;
         let mut query = query;
@@ -438,6 +498,18 @@ impl Gateway {
             .map_err(|e| GatewayError::MalformedXml(e.to_string()))?;
         for entry in &request.entries {
             check_key(route, &entry.key)?;
+        }
+        // Every key must be one `who` may delete, or nothing is: AWS would answer each refused
+        // key with its own `<Error>` entry and delete the others, but a request refused whole
+        // never reaches the provider, which is simpler to reason about (README, "Who may do what").
+        for entry in &request.entries {
+            access::decide(
+                &self.access,
+                who,
+                Action::ObjectChange,
+                &route.client_bucket,
+                Object::Key(&entry.key),
+            )?;
         }
         let tombstoned: Vec<String> = match &route.fallback {
             Some(_) => {
@@ -467,11 +539,11 @@ impl Gateway {
             outgoing.body = bytes.into_upstream_body();
         }
         let Some(fallback) = route.fallback.as_ref().filter(|_| !tombstoned.is_empty()) else {
-            let response = self.send(route, outgoing, &slot).await?;
+            let response = self.send(route, outgoing, &slot, forwarding).await?;
             return relay_response(response, route, relay).await;
         };
         self.migration.tombstone_before_delete(route, &tombstoned).await?;
-        let response = match self.send(route, outgoing, &slot).await {
+        let response = match self.send(route, outgoing, &slot, forwarding).await {
             Ok(response) => response,
             Err(e) => {
                 let answer = DeleteAnswer::of_exchange(Err(&e));
@@ -506,6 +578,13 @@ impl S3Route for Gateway {
     /// Every request that passed verification is proxied.
     fn is_match(&self, _: &Method, _: &http::Uri, _: &HeaderMap, _: &mut http::Extensions) -> bool {
         true
+    }
+
+    /// s3s's default refuses every request without credentials. Unsigned requests come through
+    /// to [`Gateway::handle`], where `access::decide` refuses them unless their bucket is
+    /// anonymous and the operation is one that allows.
+    async fn check_access(&self, _: &mut S3Request<Body>) -> S3Result<()> {
+        Ok(())
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
@@ -632,12 +711,15 @@ fn forwarded_query(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn classify(method: &Method, target: &ClientTarget, query: &[(String, String)], has_copy_source: bool) -> &'static str {
-    let kind = match (&target.bucket, target.key.is_empty()) {
+    operation::classify(method, target_kind(target), query, has_copy_source)
+}
+
+fn target_kind(target: &ClientTarget) -> Target {
+    match (&target.bucket, target.key.is_empty()) {
         (None, _) => Target::Service,
         (Some(_), true) => Target::Bucket,
         (Some(_), false) => Target::Object,
-    };
-    operation::classify(method, kind, query, has_copy_source)
+    }
 }
 
 /// The client's headers and query in the provider's dialect (ACLs, storage class, ETag case,

@@ -109,13 +109,6 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-/// Whether s3ferry signs a request with the provider's key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Signing {
-    Signed,
-    Anonymous,
-}
-
 /// A request ready to be signed and sent: everything but the signature.
 pub struct OutgoingRequest {
     pub method: Method,
@@ -182,14 +175,16 @@ impl Upstream {
     /// Signs `request` for this provider and sends it, again where that is safe (see
     /// [`retry`]). Each attempt waits at most `read_timeout` for the response headers.
     pub async fn send(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
-        self.send_under(request, &self.settings.retry, Signing::Signed).await
+        self.send_under(request, &self.settings.retry, Signing::ProviderKey)
+            .await
     }
 
-    /// Sends `request` without any signature: for a browser's CORS preflight, which the
-    /// provider answers from its bucket's CORS configuration without credentials, and which
-    /// must not carry s3ferry's key (`cors`).
+    /// Sends `request` without any signature (no `Authorization`, no `x-amz-date` or
+    /// `x-amz-content-sha256` of s3ferry's): the provider treats it as anonymous, so its own
+    /// public-access rules decide (`anonymous = "provider"`), and its bucket's CORS
+    /// configuration answers a browser's preflight (`cors`), without s3ferry's key.
     pub async fn send_unsigned(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
-        self.send_under(request, &self.settings.retry, Signing::Anonymous).await
+        self.send_under(request, &self.settings.retry, Signing::None).await
     }
 
     /// [`Upstream::send`] with the given retry policy.
@@ -224,11 +219,11 @@ impl Upstream {
             time: time::OffsetDateTime::now_utc(),
         };
         match (signing, self.settings.signature) {
-            (Signing::Anonymous, _) => {}
-            (Signing::Signed, SignatureVersion::V4) => {
+            (Signing::None, _) => {}
+            (Signing::ProviderKey, SignatureVersion::V4) => {
                 sign::sign_v4(&method, &path, &canonical_query, &mut headers, &payload_hash, &params);
             }
-            (Signing::Signed, SignatureVersion::V2) => {
+            (Signing::ProviderKey, SignatureVersion::V2) => {
                 // AWS's canonical resource for a bucket is `/bucket/`; sending that path too
                 // keeps servers that sign the path as received and servers that sign AWS's
                 // form in agreement.
@@ -357,12 +352,19 @@ impl Upstream {
             retries: 0,
             ..self.settings.retry
         };
-        match tokio::time::timeout(timeout, self.send_under(request, &once, Signing::Signed)).await {
+        match tokio::time::timeout(timeout, self.send_under(request, &once, Signing::ProviderKey)).await {
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
             Ok(Err(e)) => Err(e.into_gateway_error(&self.settings).to_string()),
             Ok(Ok(response)) => Ok(response.status()),
         }
     }
+}
+
+/// Whether a request carries the provider's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signing {
+    ProviderKey,
+    None,
 }
 
 /// Why a request did not get a response.

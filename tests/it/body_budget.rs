@@ -30,6 +30,7 @@ max_buffered_body_bytes = {BUDGET}
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.up]
 endpoint = "{endpoint}"
 access_key_id = "{UPSTREAM_KEY}"

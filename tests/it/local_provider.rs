@@ -22,6 +22,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.disk]
 kind = "local"
 root = "{}"

@@ -1,6 +1,7 @@
 //! One integration-test binary: real upstream servers, the gateway, real clients.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
+mod access;
 mod body_budget;
 mod chunked_properties;
 mod connection_timeouts;

@@ -50,6 +50,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.new]
 endpoint = "{new}"
 access_key_id = "{UPSTREAM_KEY}"
@@ -744,6 +745,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.new]
 endpoint = "{}"
 access_key_id = "{UPSTREAM_KEY}"
@@ -1027,6 +1029,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.moto]
 endpoint = "{}"
 access_key_id = "moto"

@@ -82,6 +82,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.new]
 endpoint = "{new}"
 access_key_id = "{UPSTREAM_KEY}"
@@ -407,6 +408,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.one]
 endpoint = "{}"
 access_key_id = "{UPSTREAM_KEY}"

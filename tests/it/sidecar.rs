@@ -54,6 +54,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 "#
     )
 }
@@ -644,6 +645,7 @@ async fn sighup_swaps_routes_and_credentials_and_a_broken_config_leaves_the_old_
 [[credentials]]
 access_key_id = "second-client"
 secret_access_key = "second-client-secret"
+grants = [{{ buckets = ["shared"], access = "read" }}]
 {}{}
 [[buckets]]
 name = "shared"
@@ -668,6 +670,11 @@ upstream_bucket = "shared-v2"
     let (builder, _) = second_client.sign(Method::GET, "/shared/who", HeaderMap::new(), &sha256_hex(b""));
     let with_new_key = raw::send(builder.body(full_body("")).expect("request")).await;
     assert_eq!((with_new_key.status, with_new_key.body.as_str()), (200, "second"));
+    // The new key came with its grants: it reads, and may not write.
+    let (builder, _) = second_client.sign(Method::PUT, "/shared/who", HeaderMap::new(), &sha256_hex(b"third"));
+    let write = raw::send(builder.body(full_body("third")).expect("request")).await;
+    assert_eq!((write.status, write.code().as_str()), (403, "AccessDenied"));
+    assert_eq!(kept.get_text(who()).await, (200, "second".to_string()));
     // The download that started before the reload finishes from the old route.
     let (total, got_md5) = finish_body(body, md5, first_len).await;
     assert_eq!((total, got_md5), (16 * MIB, expected_md5));

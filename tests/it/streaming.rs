@@ -47,6 +47,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.up]
 endpoint = "{}"
 access_key_id = "{UPSTREAM_KEY}"

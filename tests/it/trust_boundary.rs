@@ -460,6 +460,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.disk]
 kind = "local"
 root = "{}"
@@ -543,6 +544,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [providers.new]
 endpoint = "{endpoint}"
 access_key_id = "{key}"

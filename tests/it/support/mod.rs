@@ -617,6 +617,7 @@ region = "us-east-1"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 
 [providers.pathup]
 endpoint = "{path_endpoint}"
@@ -729,6 +730,7 @@ admin_listen = "127.0.0.1:0"
 [[credentials]]
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
+grants = "all"
 [[buckets]]
 name = "*"
 provider = "up"
