@@ -81,6 +81,16 @@ struct RawConfig {
     buckets: Vec<RawBucket>,
     #[serde(default)]
     migration: RawMigration,
+    #[serde(default)]
+    post_upload: RawPostUpload,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostUpload {
+    spool_dir: Option<PathBuf>,
+    max_file_bytes: Option<u64>,
+    max_spool_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +239,30 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub buckets: Vec<BucketRoute>,
     pub migration: MigrationConfig,
+    pub post_upload: PostUploadConfig,
+}
+
+/// Browser form uploads (POST Object): the file part is written to a spool file before it is
+/// sent on, because a provider needs its length before the first byte (`post_upload`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostUploadConfig {
+    /// Where spool files are made; each is unlinked as it is created, so none outlives its request.
+    pub spool_dir: PathBuf,
+    /// The largest file one form may upload, whatever its policy allows (AWS's limit: 5 GiB).
+    pub max_file_bytes: u64,
+    /// The bytes all spool files may hold at once; a form that would need more is refused with
+    /// SlowDown.
+    pub max_spool_bytes: u64,
+}
+
+impl Default for PostUploadConfig {
+    fn default() -> Self {
+        Self {
+            spool_dir: std::env::temp_dir(),
+            max_file_bytes: MAX_PART_SIZE,
+            max_spool_bytes: 4 * MAX_PART_SIZE,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -623,6 +657,7 @@ impl Resolver<'_> {
         }
 
         let migration = self.resolve_migration(raw.migration)?;
+        let post_upload = self.resolve_post_upload(raw.post_upload)?;
         Ok(Config {
             source: self.file.to_string(),
             server,
@@ -630,6 +665,7 @@ impl Resolver<'_> {
             providers,
             buckets,
             migration,
+            post_upload,
         })
     }
 
@@ -686,6 +722,32 @@ impl Resolver<'_> {
             copy_on_read: b.copy_on_read.unwrap_or(false),
             delete_from_fallback: b.delete_from_fallback.unwrap_or(false),
         }))
+    }
+
+    fn resolve_post_upload(&self, p: RawPostUpload) -> Result<PostUploadConfig, ConfigError> {
+        let d = PostUploadConfig::default();
+        let config = PostUploadConfig {
+            spool_dir: p.spool_dir.map_or(d.spool_dir, |dir| self.path(&dir)),
+            max_file_bytes: p.max_file_bytes.unwrap_or(d.max_file_bytes),
+            max_spool_bytes: p.max_spool_bytes.unwrap_or(d.max_spool_bytes),
+        };
+        // AWS takes at most 5 GiB in one POST, as in one PUT.
+        if !(1..=MAX_PART_SIZE).contains(&config.max_file_bytes) {
+            return Err(self.error(
+                "post_upload.max_file_bytes",
+                format!(
+                    "{} is out of range: between 1 and {MAX_PART_SIZE} (5 GiB) bytes",
+                    config.max_file_bytes
+                ),
+            ));
+        }
+        if config.max_spool_bytes < config.max_file_bytes {
+            return Err(self.error(
+                "post_upload.max_spool_bytes",
+                "must be at least post_upload.max_file_bytes, or no form could be spooled",
+            ));
+        }
+        Ok(config)
     }
 
     fn resolve_migration(&self, m: RawMigration) -> Result<MigrationConfig, ConfigError> {

@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::access_log::{HandledByGateway, RequestContext};
-use crate::auth::ClientAuth;
+use crate::auth::{ClientAuth, Verifier};
 use crate::config::{
     Addressing, Config, ConfigError, ConnectionLimits, ProviderKind, SignatureVersion, WILDCARD_BUCKET,
 };
@@ -41,6 +41,8 @@ use crate::metrics::{Metrics, RequestObservation};
 use crate::migration::MigrationStats;
 use crate::migration::copy::Copier;
 use crate::migration::serve::Migration;
+use crate::post_upload::spool::SpoolBudget;
+use crate::post_upload::{EveryKeyWritesEveryRoutedBucket, FormUploadContext, upload_form};
 use crate::route::RouteTable;
 use crate::small_body::{BUDGET_WAIT, BodyBudget, ReadError, ReadLimits, read_capped};
 use crate::target::{host_from_authority, parse_client_target, virtual_host_bucket};
@@ -191,6 +193,10 @@ fn warn_about_restart_only_changes(running: &Config, next: &Config) {
             "server.idle_timeout",
             old.limits.idle_timeout != new.limits.idle_timeout,
         ),
+        (
+            "post_upload.max_spool_bytes",
+            running.post_upload.max_spool_bytes != next.post_upload.max_spool_bytes,
+        ),
     ];
     for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(key, "changed in the new config; it takes effect at the next restart");
@@ -205,6 +211,9 @@ pub(crate) struct Shared {
     /// The bytes all bodies read whole may hold (`server.max_buffered_body_bytes`); one for the
     /// process's life, so a reload does not reset what in-flight requests hold.
     body_budget: BodyBudget,
+    /// The bytes all form-upload spool files may hold (`post_upload.max_spool_bytes`); one
+    /// for the process's life, like `body_budget`.
+    spool_budget: SpoolBudget,
     /// Set when the listener has closed and in-flight requests are draining.
     draining: AtomicBool,
     /// The S3 listener's address.
@@ -241,6 +250,8 @@ impl Shared {
 pub(crate) struct Generation {
     pub(crate) config: Config,
     s3: S3Service,
+    /// The gateway behind `s3`, also reached directly by form uploads (`post_upload`).
+    gateway: Arc<Gateway>,
     /// The client key pairs (also inside `s3`), for the checks made before s3s runs.
     client_auth: ClientAuth,
     /// Every provider by name (the readiness probe asks each one).
@@ -279,7 +290,7 @@ impl Generation {
             copier: copier.clone(),
             stats: migration_stats.clone(),
         };
-        let gateway = Gateway::new(routes, migration, metrics.clone());
+        let gateway = Arc::new(Gateway::new(routes, migration, metrics.clone()));
 
         let client_auth = ClientAuth::new(&config.credentials);
         let mut builder = S3ServiceBuilder::new(ProxyOnly);
@@ -287,7 +298,7 @@ impl Generation {
         builder.set_host(GatewayHost {
             domain: config.server.domain.clone(),
         });
-        builder.set_route(gateway);
+        builder.set_route(GatewayRoute(gateway.clone()));
 
         let tls = match &config.server.tls {
             Some(files) => Some(tls_acceptor(&files.cert, &files.key)?),
@@ -296,6 +307,7 @@ impl Generation {
         Ok(Self {
             config: config.clone(),
             s3: builder.build(),
+            gateway,
             client_auth,
             upstreams,
             local_providers,
@@ -448,6 +460,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         metrics,
         migration_stats,
         body_budget,
+        spool_budget: SpoolBudget::new(config.post_upload.max_spool_bytes),
         draining: AtomicBool::new(false),
         listen: addr,
         probes: crate::admin::ProbeCache::default(),
@@ -474,6 +487,20 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         task,
         admin_task,
     })
+}
+
+/// The gateway as s3s's catch-all route; the generation keeps it too, for form uploads.
+struct GatewayRoute(Arc<Gateway>);
+
+#[async_trait::async_trait]
+impl s3s::route::S3Route for GatewayRoute {
+    fn is_match(&self, _: &http::Method, _: &http::Uri, _: &http::HeaderMap, _: &mut http::Extensions) -> bool {
+        true
+    }
+
+    async fn call(&self, req: s3s::S3Request<s3s::Body>) -> s3s::S3Result<s3s::S3Response<s3s::Body>> {
+        Ok(self.0.answer(req).await)
+    }
 }
 
 /// s3s needs an `S3` implementation; every request is taken by the catch-all route first, so
@@ -671,19 +698,32 @@ async fn handle_edge(
         &generation.client_auth,
         time::OffsetDateTime::now_utc(),
     )
-    .and_then(|()| crate::body::require_stated_length(req.headers(), &client_body))
-    .and_then(|()| parse_client_target(req.uri(), req.headers(), domain));
+    .and_then(|verifier| {
+        crate::body::require_stated_length(req.headers(), &client_body)?;
+        Ok((verifier, parse_client_target(req.uri(), req.headers(), domain)?))
+    });
     let path = match &admitted {
-        Ok(target) => path_template(target),
+        Ok((_, target)) => path_template(target),
         Err(_) => "-",
     };
     let mut response = match admitted {
-        Err(refused) => {
-            tracing::debug!(request_id = %ctx.request_id, error = %refused, "request refused at the trust boundary");
-            let (parts, bytes) = refused.to_response(&ctx.request_id).into_parts();
-            Response::from_parts(parts, s3s::Body::from(bytes))
+        Err(refused) => refusal_response(&refused, &ctx),
+        Ok((Verifier::FormPolicy, target)) => {
+            let scheme = if generation.tls.is_some() { "https" } else { "http" };
+            let upload = FormUploadContext {
+                gateway: &generation.gateway,
+                keys: &generation.client_auth,
+                grant: &EveryKeyWritesEveryRoutedBucket,
+                config: &generation.config.post_upload,
+                spool: &shared.spool_budget,
+                scheme,
+            };
+            match upload_form(req, target, upload, &ctx).await {
+                Ok(response) => response,
+                Err(refused) => refusal_response(&refused, &ctx),
+            }
         }
-        Ok(target) => {
+        Ok((Verifier::S3s, target)) => {
             // The one parse of the target: the gateway routes exactly this value.
             req.extensions_mut().insert(target);
             verify_and_handle(&s3, req, &ctx.request_id, &shared.body_budget).await
@@ -721,6 +761,18 @@ async fn handle_edge(
         record: Some(record),
         _in_flight: in_flight,
     }))
+}
+
+/// A request refused before s3s or the gateway ran, in the gateway's error shape.
+fn refusal_response(refused: &crate::error::GatewayError, ctx: &RequestContext) -> Response<s3s::Body> {
+    match refused.origin() {
+        crate::error::Origin::Client => {
+            tracing::debug!(request_id = %ctx.request_id, error = %refused, "request refused at the edge");
+        }
+        _ => tracing::warn!(request_id = %ctx.request_id, error = %refused, "request failed at the edge"),
+    }
+    let (parts, bytes) = refused.to_response(&ctx.request_id).into_parts();
+    Response::from_parts(parts, s3s::Body::from(bytes))
 }
 
 /// s3s verifies the signature and hands the request to the gateway; its own errors are

@@ -509,6 +509,14 @@ impl S3Route for Gateway {
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        Ok(self.answer(req).await)
+    }
+}
+
+impl Gateway {
+    /// One verified request's answer, errors rendered as S3 errors. Form uploads
+    /// (`post_upload`) come here too, as the PutObject they amount to.
+    pub(crate) async fn answer(&self, req: S3Request<Body>) -> S3Response<Body> {
         let ctx = req
             .extensions
             .get::<RequestContext>()
@@ -533,7 +541,7 @@ impl S3Route for Gateway {
             }
         };
         response.extensions.insert(HandledByGateway);
-        Ok(response)
+        response
     }
 }
 
