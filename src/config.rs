@@ -1375,6 +1375,7 @@ mod tests {
         assert_eq!(example.server.readiness_timeout, defaults.server.readiness_timeout);
         assert_eq!(example.server.readiness_cache, defaults.server.readiness_cache);
         assert_eq!(example.server.limits, defaults.server.limits);
+        assert_eq!(example.post_upload, defaults.post_upload);
         for provider in example.providers.values() {
             assert_eq!(provider.retry, RetryPolicy::default(), "{}", provider.name);
         }
@@ -1763,6 +1764,31 @@ mod tests {
                 &format!("secret_access_key = \"up-secret\"\n{extra}"),
             );
             let err = parse(&text).expect_err(extra);
+            assert!(err.to_string().contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn post_upload_caps_have_defaults_and_bounds() {
+        let p = parse(MINIMAL).expect("parses").post_upload;
+        assert_eq!(
+            (p.max_file_bytes, p.max_spool_bytes),
+            (MAX_PART_SIZE, 4 * MAX_PART_SIZE)
+        );
+        assert_eq!(p.spool_dir, std::env::temp_dir());
+        let with = |extra: &str| parse(&format!("{MINIMAL}\n[post_upload]\n{extra}"));
+        let set = with("spool_dir = \"/srv/spool\"\nmax_file_bytes = 1000\nmax_spool_bytes = 1000").expect("valid");
+        assert_eq!(set.post_upload.spool_dir, std::path::PathBuf::from("/srv/spool"));
+        for (extra, key) in [
+            ("max_file_bytes = 0", "post_upload.max_file_bytes"),
+            ("max_file_bytes = 5368709121", "post_upload.max_file_bytes"),
+            (
+                "max_file_bytes = 1000\nmax_spool_bytes = 999",
+                "post_upload.max_spool_bytes",
+            ),
+            ("spool = \"/tmp\"", "spool"),
+        ] {
+            let err = with(extra).expect_err(extra);
             assert!(err.to_string().contains(key), "{extra}: {err}");
         }
     }

@@ -379,18 +379,26 @@ mod tests {
         out
     }
 
-    /// The events with the file's pieces joined, as a reader would see them.
-    fn joined(events: Vec<FormEvent>) -> (Vec<(String, String)>, Option<String>, Vec<u8>, bool) {
-        let (mut fields, mut filename, mut data, mut ended) = (Vec::new(), None, Vec::new(), false);
+    /// The form as a reader sees it, the file's pieces joined.
+    #[derive(Debug, Default)]
+    struct ReadForm {
+        fields: Vec<(String, String)>,
+        filename: Option<String>,
+        data: Vec<u8>,
+        ended: bool,
+    }
+
+    fn joined(events: Vec<FormEvent>) -> ReadForm {
+        let mut read = ReadForm::default();
         for e in events {
             match e {
-                FormEvent::Field { name, value } => fields.push((name, value)),
-                FormEvent::FileStart { filename: f, .. } => filename = Some(f),
-                FormEvent::FileData(b) => data.extend_from_slice(&b),
-                FormEvent::FileEnd => ended = true,
+                FormEvent::Field { name, value } => read.fields.push((name, value)),
+                FormEvent::FileStart { filename, .. } => read.filename = Some(filename),
+                FormEvent::FileData(b) => read.data.extend_from_slice(&b),
+                FormEvent::FileEnd => read.ended = true,
             }
         }
-        (fields, filename, data, ended)
+        read
     }
 
     #[test]
@@ -399,7 +407,12 @@ mod tests {
             &[("key", "k/${filename}"), ("Policy", "abc")],
             b"hello\r\n--Xy not a boundary",
         );
-        let (fields, filename, data, ended) = joined(parse_all("XyZ", &[&body]).unwrap());
+        let ReadForm {
+            fields,
+            filename,
+            data,
+            ended,
+        } = joined(parse_all("XyZ", &[&body]).unwrap());
         assert_eq!(
             fields,
             vec![("key".into(), "k/${filename}".into()), ("Policy".into(), "abc".into())]
@@ -472,7 +485,7 @@ mod tests {
                 from = c;
             }
             pieces.push(&body[from..]);
-            let (fields, _, data, ended) = joined(parse_all("XyZ", &pieces).unwrap());
+            let ReadForm { fields, data, ended, .. } = joined(parse_all("XyZ", &pieces).unwrap());
             prop_assert_eq!(fields, vec![("key".to_string(), value), ("acl".to_string(), "private".to_string())]);
             prop_assert_eq!(data, file);
             prop_assert!(ended);

@@ -371,7 +371,9 @@ mod tests {
     #[test]
     fn conditions_are_checked_as_aws_checks_them() {
         let base = r#"{"bucket": "demo"}, ["starts-with", "$key", "up/"]"#;
-        let rows: &[(&str, &[(&str, &str)], &str)] = &[
+        // (conditions added to `base`, the form's fields, the error code or "ok")
+        type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let rows: &[Row<'_>] = &[
             ("", &[("key", "up/a")], "ok"),
             ("", &[("key", "down/a")], "AccessDenied"),
             (r#", {"acl": "private"}"#, &[("key", "up/a"), ("acl", "private")], "ok"),
