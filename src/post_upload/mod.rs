@@ -114,6 +114,10 @@ pub async fn upload_form(
         .and_then(|v| v.to_str().ok())
         .and_then(form::boundary_of)
         .ok_or_else(|| GatewayError::MalformedPostRequest("the Content-Type has no multipart boundary".into()))?;
+    ctx.record(|f| {
+        f.operation = "PostObject";
+        f.bucket = Some(bucket.clone());
+    });
     let host = req
         .headers()
         .get(http::header::HOST)
@@ -153,6 +157,8 @@ pub async fn upload_form(
     };
     let put = put_request(target.clone(), headers, spooled, signer.as_ref(), up.keys, ctx)?;
     let answer = up.gateway.answer(put).await;
+    // The gateway logged the PutObject it sent; the client's operation was a POST Object.
+    ctx.record(|f| f.operation = "PostObject");
     let status = answer.status.unwrap_or(StatusCode::OK);
     if !status.is_success() {
         let mut response = http::Response::new(answer.output);
