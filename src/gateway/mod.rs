@@ -514,6 +514,12 @@ impl S3Route for Gateway {
 }
 
 impl Gateway {
+    /// Refuses a bucket no route exposes (`NoSuchBucket`), as the request itself would be: lets a
+    /// form upload be refused before its file is spooled.
+    pub(crate) fn check_routed(&self, bucket: &str) -> Result<(), GatewayError> {
+        self.routes.resolve(bucket).map(|_| ())
+    }
+
     /// One verified request's answer, errors rendered as S3 errors. Form uploads
     /// (`post_upload`) come here too, as the PutObject they amount to.
     pub(crate) async fn answer(&self, req: S3Request<Body>) -> S3Response<Body> {

@@ -140,6 +140,7 @@ pub async fn upload_form(
         _ => (policy::upload_key(&fields, &filename)?, None),
     };
     up.grant.may_put(signer.as_ref(), &bucket, &key)?;
+    up.gateway.check_routed(&bucket)?;
     let headers = object_headers(&fields)?;
 
     let (min, max) = length_range.unwrap_or((0, up.config.max_file_bytes));

@@ -189,3 +189,47 @@ impl HttpBody for SpoolBody {
         SizeHint::with_exact(self.remaining)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    #[tokio::test]
+    async fn a_spool_file_reads_back_whole_and_gives_its_budget_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = SpoolBudget::new(100_000);
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut writer = SpoolWriter::create(dir.path(), 80_000, &budget).await.unwrap();
+        for piece in data.chunks(7_000) {
+            writer.write(piece).await.unwrap();
+        }
+        assert_eq!(budget.used(), 70_000);
+        let spooled = writer.finish().await.unwrap();
+        assert_eq!(spooled.length, 70_000);
+        assert_eq!(spooled.sha256, hex::encode(sha2::Sha256::digest(&data)));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "unlinked at creation"
+        );
+        let read = spooled.body.collect().await.unwrap().to_bytes();
+        assert!(read == data.as_slice());
+        assert_eq!(budget.used(), 0, "the budget comes back when the body is done");
+    }
+
+    #[tokio::test]
+    async fn files_over_their_cap_or_the_budget_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = SpoolBudget::new(150);
+        let mut first = SpoolWriter::create(dir.path(), 100, &budget).await.unwrap();
+        first.write(&[0; 100]).await.unwrap();
+        assert!(matches!(first.write(&[0; 1]).await, Err(GatewayError::EntityTooLarge)));
+        let mut second = SpoolWriter::create(dir.path(), 100, &budget).await.unwrap();
+        assert!(matches!(second.write(&[0; 60]).await, Err(GatewayError::SlowDown)));
+        drop(first);
+        second.write(&[0; 60]).await.unwrap();
+        drop(second);
+        assert_eq!(budget.used(), 0);
+    }
+}

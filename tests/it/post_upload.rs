@@ -519,6 +519,25 @@ async fn malformed_forms_and_policies_are_refused_with_aws_codes() {
     );
     assert_eq!(h.path_up.quirks.received_count(), before);
 
+    // A bucket no route exposes (a renamed route's upstream name) is refused before the file
+    // is read, as any request to it is.
+    let hidden = sigv4_form(
+        r#"[{"bucket": "renamed-upstream"}, ["starts-with", "$key", ""]]"#,
+        &[("key", "a")],
+        file,
+        CLIENT_KEY,
+        CLIENT_SECRET,
+    );
+    let before = h.path_up.quirks.received_count();
+    let response = post(&h, "renamed-upstream", &hidden).await;
+    assert_eq!(
+        (response.status, response.code().as_str()),
+        (404, "NoSuchBucket"),
+        "{}",
+        response.body
+    );
+    assert_eq!(h.path_up.quirks.received_count(), before);
+
     // s3ferry's own keys stay out of reach of a form, as of every write.
     let reserved = sigv4_form(
         r#"[{"bucket": "alpha"}, ["starts-with", "$key", ""]]"#,
