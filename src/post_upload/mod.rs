@@ -254,18 +254,23 @@ fn form_error(e: FormError) -> GatewayError {
 }
 
 /// The object's headers from the form: content headers, metadata, storage class, encryption,
-/// checksums and the canned ACL (`acl`, sent as `x-amz-acl`). A `tagging` field (an XML
-/// document) is refused rather than dropped.
+/// checksums, the canned ACL (`acl`, sent as `x-amz-acl`) and the tags (`tagging`, a
+/// `<Tagging>` document, sent as `x-amz-tagging`).
 fn object_headers(fields: &FormFields) -> Result<HeaderMap, GatewayError> {
     let mut headers = HeaderMap::new();
     for (name, value) in fields.iter() {
+        if name == "tagging" {
+            let tags = crate::rewrite::tagging::parse_tag_set(value.as_bytes())
+                .map_err(|e| GatewayError::MalformedXml(e.to_string()))?;
+            if let Some(tagging) = crate::rewrite::tagging::tagging_header_value(&tags) {
+                let value = HeaderValue::from_str(&tagging)
+                    .map_err(|_| GatewayError::Internal("an encoded tag set is a header value".into()))?;
+                headers.insert("x-amz-tagging", value);
+            }
+            continue;
+        }
         let header = if name == "acl" {
             "x-amz-acl"
-        } else if name == "tagging" {
-            return Err(GatewayError::NotImplemented(
-                "the 'tagging' field of form uploads is not supported by s3ferry; tag the object with PutObjectTagging"
-                    .into(),
-            ));
         } else if OBJECT_HEADER_FIELDS.contains(&name)
             || name.starts_with("x-amz-meta-")
             || ChecksumAlgorithm::from_header_name(name).is_some()
@@ -466,6 +471,12 @@ mod tests {
             names,
             ["content-type", "x-amz-acl", "x-amz-checksum-crc32", "x-amz-meta-color"]
         );
-        assert!(object_headers(&fields(&[("tagging", "<Tagging/>")])).is_err());
+        let tagged = object_headers(&fields(&[(
+            "tagging",
+            "<Tagging><TagSet><Tag><Key>a b</Key><Value>1</Value></Tag></TagSet></Tagging>",
+        )]))
+        .unwrap();
+        assert_eq!(tagged["x-amz-tagging"], "a%20b=1");
+        assert!(object_headers(&fields(&[("tagging", "<Tagging></Tag>")])).is_err());
     }
 }

@@ -17,7 +17,7 @@ use crate::support::{CLIENT_KEY, CLIENT_SECRET, Harness, error_code, pattern};
 const BOUNDARY: &str = "----s3ferryFormBoundary7MA4YWxk";
 
 /// A form as a browser sends it: fields in order, then the file.
-struct Form {
+pub(crate) struct Form {
     fields: Vec<(String, String)>,
     filename: String,
     file: Vec<u8>,
@@ -46,7 +46,7 @@ impl Form {
     }
 
     /// The multipart body, with a field after the file that must be ignored.
-    fn body(&self) -> Vec<u8> {
+    pub(crate) fn body(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, value) in &self.fields {
             out.extend_from_slice(
@@ -86,7 +86,7 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// A SigV4-signed form: the policy fields AWS's docs list, then `fields`. `conditions` is the
 /// JSON list, which must name the SigV4 fields too (as botocore's policies do).
-fn sigv4_form(conditions: &str, fields: &[(&str, &str)], file: &[u8], key: &str, secret: &str) -> Form {
+pub(crate) fn sigv4_form(conditions: &str, fields: &[(&str, &str)], file: &[u8], key: &str, secret: &str) -> Form {
     sigv4_form_expiring(
         conditions,
         fields,
@@ -151,7 +151,7 @@ fn post_request(h: &Harness, bucket: &str, body: RawBody) -> Request<RawBody> {
     post_request_to(h.addr, bucket, body)
 }
 
-fn post_request_to(addr: std::net::SocketAddr, bucket: &str, body: RawBody) -> Request<RawBody> {
+pub(crate) fn post_request_to(addr: std::net::SocketAddr, bucket: &str, body: RawBody) -> Request<RawBody> {
     Request::post(format!("http://127.0.0.1:{}/{bucket}", addr.port()))
         .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
         .body(body)
