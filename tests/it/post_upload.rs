@@ -698,3 +698,39 @@ max_spool_bytes = 4000
     assert!(left.is_empty(), "spool files left behind: {left:?}");
     g.shutdown(Duration::from_secs(2)).await;
 }
+
+/// s3s reads any multipart POST as a form signed by its policy, whatever other signature it
+/// carries; s3ferry refuses a form that also carries an `Authorization` header, without reading
+/// its body (which never ends here).
+#[tokio::test]
+async fn a_form_with_an_authorization_header_is_refused_unread() {
+    let h = Harness::start().await;
+    let (_sender, mut receiver) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>(1);
+    let endless = http_body_util::StreamBody::new(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)));
+    let body: RawBody = http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(endless, |e| {
+        Box::new(e) as Box<dyn std::error::Error + Send + Sync>
+    }));
+    let mut request = post_request(&h, "alpha", body);
+    request.headers_mut().insert(
+        "authorization",
+        http::HeaderValue::from_static(
+            "AWS4-HMAC-SHA256 Credential=client-key/20261130/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+        ),
+    );
+    request
+        .headers_mut()
+        .insert("content-length", http::HeaderValue::from(1_000_000));
+    let before = h.path_up.quirks.received_count();
+    let response = tokio::time::timeout(Duration::from_secs(10), raw::send(request))
+        .await
+        .expect("answered without reading the form");
+    assert_eq!(
+        (response.status, response.code().as_str()),
+        (400, "InvalidArgument"),
+        "{}",
+        response.body
+    );
+    assert_eq!(h.path_up.quirks.received_count(), before);
+    h.stop().await;
+}
