@@ -503,6 +503,90 @@ def wf_presign_v2():
     c.delete_object(Bucket=BUCKET, Key=key)
 
 
+def post_form(url, fields, filename, data):
+    """POSTs a browser form (multipart/form-data, fields in order, then the file) with urllib,
+    as a browser sends it; returns (status, headers (case-insensitive), body) without following
+    redirects."""
+    boundary = "----s3ferryConformance" + uuid.uuid4().hex
+    out = io.BytesIO()
+    for name, value in fields.items():
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
+        out.write(value.encode() + b"\r\n")
+    out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'.encode())
+    out.write(b"Content-Type: application/octet-stream\r\n\r\n" + data + f"\r\n--{boundary}--\r\n".encode())
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    req = urllib.request.Request(
+        url, data=out.getvalue(), method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    try:
+        with urllib.request.build_opener(NoRedirect).open(req, timeout=30) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+@workflow("post-policy-form-upload")
+def wf_post_policy():
+    """botocore's generate_presigned_post (SigV4 policy), posted as a browser would."""
+    c = client(signature_version="s3v4")
+    key = f"{PREFIX}post/${{filename}}"
+    data = os.urandom(300 * 1024)
+    post = c.generate_presigned_post(
+        BUCKET,
+        key,
+        Fields={"Content-Type": "image/png", "x-amz-meta-origin": "browser", "success_action_status": "201"},
+        Conditions=[
+            ["starts-with", "$Content-Type", "image/"],
+            {"x-amz-meta-origin": "browser"},
+            {"success_action_status": "201"},
+            ["content-length-range", 1, 1024 * 1024],
+        ],
+        ExpiresIn=300,
+    )
+    assert post["url"].startswith(f"{EP}/{BUCKET}"), f"not a path-style form URL: {post['url']}"
+    st, headers, resp = post_form(post["url"], post["fields"], "shot.png", data)
+    assert st == 201, f"form upload: HTTP {st}: {resp[:500]!r}"
+    assert b"<PostResponse>" in resp and f"<Key>{PREFIX}post/shot.png</Key>".encode() in resp, f"201 body: {resp[:500]!r}"
+    got = c.get_object(Bucket=BUCKET, Key=f"{PREFIX}post/shot.png")
+    assert got["Body"].read() == data, "the stored object differs from the file"
+    assert got["ContentType"] == "image/png" and got["Metadata"].get("origin") == "browser", f"headers: {got['ContentType']} {got['Metadata']}"
+    assert got["ETag"] == md5_etag(data), f"ETag {got['ETag']}"
+    log("generate_presigned_post (SigV4) + urllib multipart POST: 201 PostResponse, object stored with its headers")
+
+    # Refused as AWS refuses: a file over content-length-range, a field the policy does not allow,
+    # a forged signature. None of them stores anything.
+    big = os.urandom(1024 * 1024 + 1)
+    st, _, resp = post_form(post["url"], post["fields"], "big.png", big)
+    assert st == 400 and b"EntityTooLarge" in resp, f"file over the range: HTTP {st}: {resp[:300]!r}"
+    log("file over content-length-range: 400 EntityTooLarge")
+    wrong_type = dict(post["fields"], **{"Content-Type": "text/html"})
+    st, _, resp = post_form(post["url"], wrong_type, "page.html", b"<script>")
+    assert st == 403 and b"AccessDenied" in resp, f"Content-Type outside the policy: HTTP {st}: {resp[:300]!r}"
+    log("Content-Type outside the policy: 403 AccessDenied")
+    forged = dict(post["fields"], **{"x-amz-signature": "0" * 64})
+    st, _, resp = post_form(post["url"], forged, "forged.png", b"x")
+    assert st == 403 and b"SignatureDoesNotMatch" in resp, f"forged signature: HTTP {st}: {resp[:300]!r}"
+    log("forged signature: 403 SignatureDoesNotMatch")
+    for name in ("big.png", "page.html", "forged.png"):
+        expect_error(lambda: c.head_object(Bucket=BUCKET, Key=f"{PREFIX}post/{name}"), status=404, what=f"refused {name} stored nothing")
+
+    # success_action_redirect: a 303 to the app with bucket, key and ETag.
+    redirect = "http://app.example/uploaded"
+    post2 = c.generate_presigned_post(
+        BUCKET, f"{PREFIX}post/redirected.txt", Fields={"success_action_redirect": redirect},
+        Conditions=[{"success_action_redirect": redirect}], ExpiresIn=300,
+    )
+    st, headers, resp = post_form(post2["url"], post2["fields"], "r.txt", b"redirected")
+    location = headers.get("Location", "")
+    assert st == 303 and location.startswith(redirect + "?bucket=" + BUCKET), f"redirect: HTTP {st}, Location {location!r}: {resp[:300]!r}"
+    log(f"success_action_redirect: 303 to {location}")
+    delete_prefix(c, f"{PREFIX}post/")
+
+
 @workflow("sigv2-header-auth")
 def wf_sigv2_header():
     c2 = client(signature_version="s3")

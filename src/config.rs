@@ -82,6 +82,16 @@ struct RawConfig {
     buckets: Vec<RawBucket>,
     #[serde(default)]
     migration: RawMigration,
+    #[serde(default)]
+    post_upload: RawPostUpload,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostUpload {
+    spool_dir: Option<PathBuf>,
+    max_file_bytes: Option<u64>,
+    max_spool_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +261,30 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub buckets: Vec<BucketRoute>,
     pub migration: MigrationConfig,
+    pub post_upload: PostUploadConfig,
+}
+
+/// Browser form uploads (POST Object): the file part is written to a spool file before it is
+/// sent on, because a provider needs its length before the first byte (`post_upload`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostUploadConfig {
+    /// Where spool files are made; each is unlinked as it is created, so none outlives its request.
+    pub spool_dir: PathBuf,
+    /// The largest file one form may upload, whatever its policy allows (AWS's limit: 5 GiB).
+    pub max_file_bytes: u64,
+    /// The bytes all spool files may hold at once; a form that would need more is refused with
+    /// SlowDown.
+    pub max_spool_bytes: u64,
+}
+
+impl Default for PostUploadConfig {
+    fn default() -> Self {
+        Self {
+            spool_dir: std::env::temp_dir(),
+            max_file_bytes: MAX_PART_SIZE,
+            max_spool_bytes: 4 * MAX_PART_SIZE,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -666,6 +700,7 @@ impl Resolver<'_> {
 
         self.check_granted_buckets_are_routed(&credentials, &buckets)?;
         let migration = self.resolve_migration(raw.migration)?;
+        let post_upload = self.resolve_post_upload(raw.post_upload)?;
         Ok(Config {
             source: self.file.to_string(),
             server,
@@ -673,6 +708,7 @@ impl Resolver<'_> {
             providers,
             buckets,
             migration,
+            post_upload,
         })
     }
 
@@ -851,6 +887,32 @@ impl Resolver<'_> {
             copy_on_read: b.copy_on_read.unwrap_or(false),
             delete_from_fallback: b.delete_from_fallback.unwrap_or(false),
         }))
+    }
+
+    fn resolve_post_upload(&self, p: RawPostUpload) -> Result<PostUploadConfig, ConfigError> {
+        let d = PostUploadConfig::default();
+        let config = PostUploadConfig {
+            spool_dir: p.spool_dir.map_or(d.spool_dir, |dir| self.path(&dir)),
+            max_file_bytes: p.max_file_bytes.unwrap_or(d.max_file_bytes),
+            max_spool_bytes: p.max_spool_bytes.unwrap_or(d.max_spool_bytes),
+        };
+        // AWS takes at most 5 GiB in one POST, as in one PUT.
+        if !(1..=MAX_PART_SIZE).contains(&config.max_file_bytes) {
+            return Err(self.error(
+                "post_upload.max_file_bytes",
+                format!(
+                    "{} is out of range: between 1 and {MAX_PART_SIZE} (5 GiB) bytes",
+                    config.max_file_bytes
+                ),
+            ));
+        }
+        if config.max_spool_bytes < config.max_file_bytes {
+            return Err(self.error(
+                "post_upload.max_spool_bytes",
+                "must be at least post_upload.max_file_bytes, or no form could be spooled",
+            ));
+        }
+        Ok(config)
     }
 
     fn resolve_migration(&self, m: RawMigration) -> Result<MigrationConfig, ConfigError> {
@@ -1497,6 +1559,7 @@ mod tests {
         assert_eq!(example.server.readiness_timeout, defaults.server.readiness_timeout);
         assert_eq!(example.server.readiness_cache, defaults.server.readiness_cache);
         assert_eq!(example.server.limits, defaults.server.limits);
+        assert_eq!(example.post_upload, defaults.post_upload);
         for provider in example.providers.values() {
             assert_eq!(provider.retry, RetryPolicy::default(), "{}", provider.name);
         }
@@ -1926,6 +1989,31 @@ mod tests {
                 &format!("secret_access_key = \"up-secret\"\n{extra}"),
             );
             let err = parse(&text).expect_err(extra);
+            assert!(err.to_string().contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn post_upload_caps_have_defaults_and_bounds() {
+        let p = parse(MINIMAL).expect("parses").post_upload;
+        assert_eq!(
+            (p.max_file_bytes, p.max_spool_bytes),
+            (MAX_PART_SIZE, 4 * MAX_PART_SIZE)
+        );
+        assert_eq!(p.spool_dir, std::env::temp_dir());
+        let with = |extra: &str| parse(&format!("{MINIMAL}\n[post_upload]\n{extra}"));
+        let set = with("spool_dir = \"/srv/spool\"\nmax_file_bytes = 1000\nmax_spool_bytes = 1000").expect("valid");
+        assert_eq!(set.post_upload.spool_dir, std::path::PathBuf::from("/srv/spool"));
+        for (extra, key) in [
+            ("max_file_bytes = 0", "post_upload.max_file_bytes"),
+            ("max_file_bytes = 5368709121", "post_upload.max_file_bytes"),
+            (
+                "max_file_bytes = 1000\nmax_spool_bytes = 999",
+                "post_upload.max_spool_bytes",
+            ),
+            ("spool = \"/tmp\"", "spool"),
+        ] {
+            let err = with(extra).expect_err(extra);
             assert!(err.to_string().contains(key), "{extra}: {err}");
         }
     }

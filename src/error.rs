@@ -135,6 +135,27 @@ pub enum GatewayError {
     #[error("Upstream provider '{provider}' sent a response s3ferry cannot relay: {cause}")]
     UpstreamProtocol { provider: String, cause: String },
 
+    /// A browser form upload (POST Object) larger than its policy's `content-length-range`
+    /// or s3ferry's `post_upload.max_file_bytes`.
+    #[error("Your proposed upload exceeds the maximum allowed size")]
+    EntityTooLarge,
+
+    /// A browser form upload smaller than its policy's `content-length-range`.
+    #[error("Your proposed upload is smaller than the minimum allowed size")]
+    EntityTooSmall,
+
+    /// A form upload whose body is not well-formed `multipart/form-data`.
+    #[error("The body of your POST request is not well-formed multipart/form-data. {0}")]
+    MalformedPostRequest(String),
+
+    /// A form upload whose fields before the file exceed 20 KB, AWS's limit.
+    #[error("Your POST request fields preceding the upload file were too large.")]
+    MaxPostPreDataLengthExceeded,
+
+    /// A form upload's policy that is not the JSON document AWS specifies.
+    #[error("Invalid Policy: {0}")]
+    InvalidPolicyDocument(String),
+
     #[error("Internal error: {0}")]
     Internal(String),
 
@@ -198,6 +219,11 @@ impl GatewayError {
             }
             Self::UpstreamTimeout { .. } => ("GatewayTimeout", StatusCode::GATEWAY_TIMEOUT),
             Self::UpstreamProtocol { .. } => ("BadGateway", StatusCode::BAD_GATEWAY),
+            Self::EntityTooLarge => ("EntityTooLarge", StatusCode::BAD_REQUEST),
+            Self::EntityTooSmall => ("EntityTooSmall", StatusCode::BAD_REQUEST),
+            Self::MalformedPostRequest(_) => ("MalformedPOSTRequest", StatusCode::BAD_REQUEST),
+            Self::MaxPostPreDataLengthExceeded => ("MaxPostPreDataLengthExceeded", StatusCode::BAD_REQUEST),
+            Self::InvalidPolicyDocument(_) => ("InvalidPolicyDocument", StatusCode::BAD_REQUEST),
             Self::Internal(_) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
             Self::SlowDown => ("SlowDown", StatusCode::SERVICE_UNAVAILABLE),
             Self::Relayed { status, .. } => ("", *status),
@@ -227,7 +253,12 @@ impl GatewayError {
             | Self::ChunkSignatureMismatch
             | Self::IncompleteBody
             | Self::MissingContentLength
-            | Self::InvalidDigest => Origin::Client,
+            | Self::InvalidDigest
+            | Self::EntityTooLarge
+            | Self::EntityTooSmall
+            | Self::MalformedPostRequest(_)
+            | Self::MaxPostPreDataLengthExceeded
+            | Self::InvalidPolicyDocument(_) => Origin::Client,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamCertificateRejected { .. }
             | Self::UpstreamTimeout { .. }

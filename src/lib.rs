@@ -10,6 +10,8 @@
 //! - [`target`]      the bucket, key and copy source a request names, parsed once
 //! - [`cors`]        CORS: preflights answered before authentication, CORS headers on answers
 //! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
+//! - [`post_upload`] browser form uploads (POST Object): the form read as a stream, its policy
+//!   checked, the file spooled and sent on as a PutObject
 //! - [`route`]       client bucket -> provider and upstream bucket (and fallback provider)
 //! - [`copy_through`] CopyObject / UploadPartCopy streamed by s3ferry across providers
 //! - [`acl_answer`]  `?acl` operations answered or rewritten for providers without full ACLs
@@ -47,6 +49,7 @@ pub mod local;
 pub mod metrics;
 pub mod migration;
 pub mod operation;
+pub mod post_upload;
 pub mod rewrite;
 pub mod route;
 pub mod server;

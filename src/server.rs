@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::access::AccessPolicy;
 use crate::access_log::{HandledByGateway, RequestContext};
-use crate::auth::ClientAuth;
+use crate::auth::{ClientAuth, Verifier};
 use crate::config::{
     Addressing, Config, ConfigError, ConnectionLimits, ProviderKind, SignatureVersion, WILDCARD_BUCKET,
 };
@@ -42,6 +42,8 @@ use crate::metrics::{Metrics, RequestObservation};
 use crate::migration::MigrationStats;
 use crate::migration::copy::Copier;
 use crate::migration::serve::Migration;
+use crate::post_upload::spool::SpoolBudget;
+use crate::post_upload::{FormUploadContext, KeyGrants, upload_form};
 use crate::route::RouteTable;
 use crate::small_body::{BUDGET_WAIT, BodyBudget, ReadError, ReadLimits, read_capped};
 use crate::target::{host_from_authority, parse_client_target, virtual_host_bucket};
@@ -192,6 +194,10 @@ fn warn_about_restart_only_changes(running: &Config, next: &Config) {
             "server.idle_timeout",
             old.limits.idle_timeout != new.limits.idle_timeout,
         ),
+        (
+            "post_upload.max_spool_bytes",
+            running.post_upload.max_spool_bytes != next.post_upload.max_spool_bytes,
+        ),
     ];
     for (key, _) in changed.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(key, "changed in the new config; it takes effect at the next restart");
@@ -206,6 +212,9 @@ pub(crate) struct Shared {
     /// The bytes all bodies read whole may hold (`server.max_buffered_body_bytes`); one for the
     /// process's life, so a reload does not reset what in-flight requests hold.
     body_budget: BodyBudget,
+    /// The bytes all form-upload spool files may hold (`post_upload.max_spool_bytes`); one
+    /// for the process's life, like `body_budget`.
+    spool_budget: SpoolBudget,
     /// Set when the listener has closed and in-flight requests are draining.
     draining: AtomicBool,
     /// The S3 listener's address.
@@ -242,6 +251,8 @@ impl Shared {
 pub(crate) struct Generation {
     pub(crate) config: Config,
     s3: S3Service,
+    /// The gateway behind `s3`, also reached directly by form uploads (`post_upload`).
+    gateway: Arc<Gateway>,
     /// The client key pairs (also inside `s3`), for the checks made before s3s runs.
     client_auth: ClientAuth,
     /// Every provider by name (the readiness probe asks each one).
@@ -283,7 +294,7 @@ impl Generation {
             stats: migration_stats.clone(),
         };
         let access = Arc::new(AccessPolicy::from_config(config));
-        let gateway = Gateway::new(routes.clone(), access, migration, metrics.clone());
+        let gateway = Arc::new(Gateway::new(routes.clone(), access, migration, metrics.clone()));
 
         let client_auth = ClientAuth::new(&config.credentials);
         let mut builder = S3ServiceBuilder::new(ProxyOnly);
@@ -291,7 +302,7 @@ impl Generation {
         builder.set_host(GatewayHost {
             domain: config.server.domain.clone(),
         });
-        builder.set_route(gateway);
+        builder.set_route(GatewayRoute(gateway.clone()));
 
         let tls = match &config.server.tls {
             Some(files) => Some(tls_acceptor(&files.cert, &files.key)?),
@@ -300,6 +311,7 @@ impl Generation {
         Ok(Self {
             config: config.clone(),
             s3: builder.build(),
+            gateway,
             client_auth,
             upstreams,
             local_providers,
@@ -453,6 +465,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         metrics,
         migration_stats,
         body_budget,
+        spool_budget: SpoolBudget::new(config.post_upload.max_spool_bytes),
         draining: AtomicBool::new(false),
         listen: addr,
         probes: crate::admin::ProbeCache::default(),
@@ -479,6 +492,32 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         task,
         admin_task,
     })
+}
+
+/// The gateway as s3s's catch-all route; the generation keeps it too, for form uploads.
+/// Every method is the gateway's own (`impl S3Route for Gateway`), `check_access` included:
+/// unsigned requests reach the gateway, which decides them by the bucket's anonymous access.
+struct GatewayRoute(Arc<Gateway>);
+
+#[async_trait::async_trait]
+impl s3s::route::S3Route for GatewayRoute {
+    fn is_match(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        extensions: &mut http::Extensions,
+    ) -> bool {
+        s3s::route::S3Route::is_match(&*self.0, method, uri, headers, extensions)
+    }
+
+    async fn check_access(&self, req: &mut s3s::S3Request<s3s::Body>) -> s3s::S3Result<()> {
+        s3s::route::S3Route::check_access(&*self.0, req).await
+    }
+
+    async fn call(&self, req: s3s::S3Request<s3s::Body>) -> s3s::S3Result<s3s::S3Response<s3s::Body>> {
+        s3s::route::S3Route::call(&*self.0, req).await
+    }
 }
 
 /// s3s needs an `S3` implementation; every request is taken by the catch-all route first, so
@@ -683,23 +722,37 @@ async fn handle_edge(
             &generation.client_auth,
             time::OffsetDateTime::now_utc(),
         )
-        .and_then(|()| crate::body::require_stated_length(req.headers(), &client_body))
-        .and(target.map(Admitted::Signed))
+        .and_then(|verifier| {
+            crate::body::require_stated_length(req.headers(), &client_body)?;
+            Ok(Admitted::Verified(verifier, target?))
+        })
     };
     let path = match &admitted {
-        Ok(Admitted::Signed(target) | Admitted::Preflight(target)) => path_template(target),
+        Ok(Admitted::Verified(_, target) | Admitted::Preflight(target)) => path_template(target),
         Err(_) => "-",
     };
     let mut response = match admitted {
         Ok(Admitted::Preflight(target)) => {
             crate::cors::answer_options(req.headers(), &target, &generation.routes, &ctx).await
         }
-        Err(refused) => {
-            tracing::debug!(request_id = %ctx.request_id, error = %refused, "request refused at the trust boundary");
-            let (parts, bytes) = refused.to_response(&ctx.request_id).into_parts();
-            Response::from_parts(parts, s3s::Body::from(bytes))
+        Err(refused) => refusal_response(&refused, &ctx),
+        Ok(Admitted::Verified(Verifier::FormPolicy, target)) => {
+            let scheme = if generation.tls.is_some() { "https" } else { "http" };
+            let grants = KeyGrants(generation.gateway.access_policy());
+            let upload = FormUploadContext {
+                gateway: &generation.gateway,
+                keys: &generation.client_auth,
+                grant: &grants,
+                config: &generation.config.post_upload,
+                spool: &shared.spool_budget,
+                scheme,
+            };
+            match upload_form(req, target, upload, &ctx).await {
+                Ok(response) => response,
+                Err(refused) => refusal_response(&refused, &ctx),
+            }
         }
-        Ok(Admitted::Signed(target)) => {
+        Ok(Admitted::Verified(Verifier::S3s, target)) => {
             // The one parse of the target: the gateway routes exactly this value.
             req.extensions_mut().insert(target);
             verify_and_handle(&s3, req, &ctx.request_id, &shared.body_budget).await
@@ -742,10 +795,22 @@ async fn handle_edge(
 
 /// A request the edge lets through, with the one parse of its target.
 enum Admitted {
-    /// Past the trust boundary: s3s verifies it next.
-    Signed(crate::target::ClientTarget),
+    /// Past the trust boundary: verified next by `Verifier` (s3s, or the form's policy).
+    Verified(Verifier, crate::target::ClientTarget),
     /// An `OPTIONS` request: answered by [`crate::cors::answer_options`].
     Preflight(crate::target::ClientTarget),
+}
+
+/// A request refused before s3s or the gateway ran, in the gateway's error shape.
+fn refusal_response(refused: &crate::error::GatewayError, ctx: &RequestContext) -> Response<s3s::Body> {
+    match refused.origin() {
+        crate::error::Origin::Client => {
+            tracing::debug!(request_id = %ctx.request_id, error = %refused, "request refused at the edge");
+        }
+        _ => tracing::warn!(request_id = %ctx.request_id, error = %refused, "request failed at the edge"),
+    }
+    let (parts, bytes) = refused.to_response(&ctx.request_id).into_parts();
+    Response::from_parts(parts, s3s::Body::from(bytes))
 }
 
 /// s3s verifies the signature and hands the request to the gateway; its own errors are

@@ -96,6 +96,20 @@ pub fn auth_form(method: &Method, query: &[(String, String)], headers: &HeaderMa
         .map(http::HeaderValue::as_bytes)
         .collect();
     let forms = usize::from(v4_query) + usize::from(v2_query) + usize::from(!authorization.is_empty());
+    let is_form = *method == Method::POST
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    if is_form && forms > 0 {
+        // s3s reads any multipart POST as a form signed by its policy, whatever else it
+        // carries: a form upload is signed by its policy only, so nothing decides between two.
+        return Err(GatewayError::InvalidArgument(
+            "a browser form upload (multipart/form-data POST) is signed by its policy fields; it may not carry \
+             an Authorization header or a presigned-URL signature"
+                .into(),
+        ));
+    }
     if forms > 1 || authorization.len() > 1 {
         return Err(GatewayError::InvalidArgument(
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string \
@@ -145,11 +159,6 @@ pub fn auth_form(method: &Method, query: &[(String, String)], headers: &HeaderMa
         })?;
         return Ok(AuthForm::V4Header { signed_headers });
     }
-    let is_form = *method == Method::POST
-        && headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
     Ok(if is_form {
         AuthForm::PostForm
     } else {
@@ -499,6 +508,23 @@ mod tests {
         assert!(auth_form(&Method::GET, &query_of("/b/k"), &h).is_err());
         let h = headers(&[("authorization", "Bearer token")]);
         assert!(auth_form(&Method::GET, &query_of("/b/k"), &h).is_err());
+        // A form upload is signed by its policy alone: s3s would read it as a form whatever
+        // header or query signature it also carried.
+        let form_with_header = headers(&[
+            ("content-type", "multipart/form-data; boundary=x"),
+            ("authorization", V4_AUTH),
+        ]);
+        assert!(auth_form(&Method::POST, &query_of("/b"), &form_with_header).is_err());
+        let form = headers(&[("content-type", "Multipart/Form-Data; boundary=x")]);
+        assert!(auth_form(&Method::POST, &query_of(presigned), &form).is_err());
+        assert!(
+            auth_form(
+                &Method::POST,
+                &query_of("/b?AWSAccessKeyId=a&Signature=s&Expires=1"),
+                &form
+            )
+            .is_err()
+        );
         let odd = "AWS4-HMAC-SHA256 Credential=c, SignedHeaders=host, SignedHeaders=host;x-amz-acl, Signature=s";
         let h = headers(&[("authorization", odd)]);
         assert!(auth_form(&Method::GET, &query_of("/b/k"), &h).is_err());

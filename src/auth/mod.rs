@@ -23,25 +23,31 @@ use crate::error::GatewayError;
 use crate::target::virtual_host_bucket;
 use crate::upstream::url::parse_query;
 
+/// Who verifies an admitted request's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verifier {
+    /// s3s, from the request's headers or query.
+    S3s,
+    /// `post_upload`, from the policy in the form's fields: s3s would read the whole form
+    /// (from anyone: its policy's signature is checked after) before checking it.
+    FormPolicy,
+}
+
 /// The trust boundary, before s3s verifies the signature: the signature form, AWS's time and
 /// `host` rules, SigV2's query coverage and constant-time signature check, and the request's
 /// headers cut down to what the signature covers (see [`boundary`]). `domain` is the gateway's
-/// virtual-host domain.
+/// virtual-host domain. A browser form upload goes to `post_upload` instead, none of its
+/// headers forwarded.
 pub fn admit(
     req: &mut http::Request<s3s::Body>,
     domain: Option<&str>,
     keys: &ClientAuth,
     now: time::OffsetDateTime,
-) -> Result<(), GatewayError> {
+) -> Result<Verifier, GatewayError> {
     let query = parse_query(req.uri().query().unwrap_or(""));
     let form = boundary::auth_form(req.method(), &query, req.headers())?;
     if form == boundary::AuthForm::PostForm {
-        // s3s would read the whole form (from anyone: the policy's signature is checked after)
-        // only to refuse it, since s3ferry does not forward form uploads yet; refusing here
-        // reads none of it.
-        return Err(GatewayError::NotImplemented(
-            "browser POST-policy form uploads are not supported by s3ferry yet; use a presigned PUT URL".into(),
-        ));
+        return Ok(Verifier::FormPolicy);
     }
     boundary::check_time_and_host(&form, req.headers(), now)?;
     boundary::check_v2_query(&form, &query)?;
@@ -59,7 +65,8 @@ pub fn admit(
         headers: req.headers(),
         virtual_host_bucket: vh_bucket.as_deref(),
     };
-    sig_v2::verify(&form, &signed, keys)
+    sig_v2::verify(&form, &signed, keys)?;
+    Ok(Verifier::S3s)
 }
 
 /// The configured client key pairs. Cloning is cheap (one shared map).

@@ -75,7 +75,7 @@ pub fn verify(form: &AuthForm, request: &SignedV2<'_>, keys: &ClientAuth) -> Res
 }
 
 /// `base64(HMAC-SHA1(secret, string_to_sign))`.
-fn signature_of(string_to_sign: &str, secret: &str) -> String {
+pub(crate) fn signature_of(string_to_sign: &str, secret: &str) -> String {
     // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
     let Ok(mut mac) = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret.as_bytes()) else {
         return String::new();

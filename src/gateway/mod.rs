@@ -113,6 +113,12 @@ impl Gateway {
         }
     }
 
+    /// The grants and anonymous access this gateway enforces (form uploads decide with them
+    /// at the edge, `post_upload`).
+    pub fn access_policy(&self) -> &AccessPolicy {
+        &self.access
+    }
+
     /// The whole lifecycle of one verified request.
     async fn handle(&self, req: S3Request<Body>, ctx: &RequestContext) -> Result<S3Response<Body>, GatewayError> {
         let target = req
@@ -588,6 +594,20 @@ impl S3Route for Gateway {
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        Ok(self.answer(req).await)
+    }
+}
+
+impl Gateway {
+    /// Refuses a bucket no route exposes (`NoSuchBucket`), as the request itself would be: lets a
+    /// form upload be refused before its file is spooled.
+    pub(crate) fn check_routed(&self, bucket: &str) -> Result<(), GatewayError> {
+        self.routes.resolve(bucket).map(|_| ())
+    }
+
+    /// One verified request's answer, errors rendered as S3 errors. Form uploads
+    /// (`post_upload`) come here too, as the PutObject they amount to.
+    pub(crate) async fn answer(&self, req: S3Request<Body>) -> S3Response<Body> {
         let ctx = req
             .extensions
             .get::<RequestContext>()
@@ -612,7 +632,7 @@ impl S3Route for Gateway {
             }
         };
         response.extensions.insert(HandledByGateway);
-        Ok(response)
+        response
     }
 }
 

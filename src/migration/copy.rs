@@ -263,16 +263,7 @@ pub(crate) async fn read_tagging(old: &Upstream, bucket: &str, key: &str) -> Opt
         return None;
     }
     let tags = crate::rewrite::tagging::parse_tag_set(response.body()).ok()?;
-    if tags.is_empty() {
-        return None;
-    }
-    let enc = |s: &str| crate::upstream::url::uri_encode(s.as_bytes(), false);
-    Some(
-        tags.iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect::<Vec<_>>()
-            .join("&"),
-    )
+    crate::rewrite::tagging::tagging_header_value(&tags)
 }
 
 /// The copy-on-read queue: bounded, a fixed number of workers, one copy per key at a time,

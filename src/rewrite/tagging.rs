@@ -33,6 +33,20 @@ pub fn parse_tag_set(xml: &[u8]) -> Result<Vec<(String, String)>, RewriteError> 
     Ok(tags)
 }
 
+/// Tags as an `x-amz-tagging` header value (`k=v&k2=v2`, URL-encoded); `None` for no tags.
+pub fn tagging_header_value(tags: &[(String, String)]) -> Option<String> {
+    if tags.is_empty() {
+        return None;
+    }
+    let enc = |s: &str| crate::upstream::url::uri_encode(s.as_bytes(), false);
+    Some(
+        tags.iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +58,12 @@ mod tests {
             parse_tag_set(xml).expect("parses"),
             vec![("a".to_string(), "1".to_string()), ("b&c".to_string(), String::new())]
         );
+    }
+
+    #[test]
+    fn tags_become_an_encoded_header_value() {
+        let tags = [("a b".to_string(), "1&2".to_string()), ("c".to_string(), String::new())];
+        assert_eq!(tagging_header_value(&tags).as_deref(), Some("a%20b=1%262&c="));
+        assert_eq!(tagging_header_value(&[]), None);
     }
 }

@@ -66,7 +66,7 @@ pub fn sign_v4(
         hex_sha256(canonical_request.as_bytes())
     );
 
-    let key = signing_key(params.secret_access_key, date, params.region);
+    let key = signing_key(params.secret_access_key, date, params.region, "s3");
     let signature = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
     let authorization = format!(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
@@ -106,14 +106,16 @@ fn collapse_spaces(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn signing_key(secret: &str, date: &str, region: &str) -> [u8; 32] {
+/// SigV4's signing key for a scope (`date` as `YYYYMMDD`): what signs requests, and what a
+/// client signs a form upload's policy with.
+pub(crate) fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let k_date = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac_sha256(&k_date, region.as_bytes());
-    let k_service = hmac_sha256(&k_region, b"s3");
+    let k_service = hmac_sha256(&k_region, service.as_bytes());
     hmac_sha256(&k_service, b"aws4_request")
 }
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));

@@ -851,3 +851,59 @@ fn config_check_lists_each_keys_grants_and_warns_about_keys_that_reach_every_buc
         "secrets stay masked"
     );
 }
+
+/// A browser form upload is a PutObject by the key that signed its policy, judged by that
+/// key's grants: `upload` access to the key, and `admin` to set an ACL. A refused form
+/// reaches no provider.
+#[tokio::test]
+async fn form_uploads_are_held_to_the_grants_of_the_key_that_signed_them() {
+    use crate::post_upload::{post_request_to, sigv4_form};
+    let s = Setup::start().await;
+    let post =
+        |form: crate::post_upload::Form| raw::send(post_request_to(s.gateway.addr(), "photos", full_body(form.body())));
+    let policy = |prefix: &str| format!(r#"[{{"bucket": "photos"}}, ["starts-with", "$key", "{prefix}"]]"#);
+
+    let inside = sigv4_form(
+        &policy("in/"),
+        &[("key", "in/form.txt")],
+        b"form data",
+        UPLOADER.0,
+        UPLOADER.1,
+    );
+    let response = post(inside).await;
+    assert_eq!(response.status, 204, "{}", response.body);
+    assert!(s.up.has_object("photos", "in/form.txt").await);
+
+    for (what, form) in [
+        (
+            "the uploader outside its prefix",
+            sigv4_form(&policy(""), &[("key", "elsewhere.txt")], b"x", UPLOADER.0, UPLOADER.1),
+        ),
+        (
+            "the read-only key",
+            sigv4_form(&policy("in/"), &[("key", "in/by-reader.txt")], b"x", READER.0, READER.1),
+        ),
+        (
+            "an ACL set by a key without admin",
+            sigv4_form(
+                r#"[{"bucket": "photos"}, ["starts-with", "$key", "in/"], {"acl": "public-read"}]"#,
+                &[("key", "in/public.txt"), ("acl", "public-read")],
+                b"x",
+                UPLOADER.0,
+                UPLOADER.1,
+            ),
+        ),
+    ] {
+        let before = s.received();
+        let response = post(form).await;
+        assert_eq!(
+            (response.status, response.code().as_str()),
+            (403, "AccessDenied"),
+            "{what}: {}",
+            response.body
+        );
+        // The grants refused it, not the policy (whose refusals say "Invalid according to Policy").
+        assert_eq!(response.message(), "Access Denied", "{what}");
+        assert_eq!(s.received(), before, "{what}: nothing reaches the provider");
+    }
+}

@@ -20,6 +20,7 @@ mod migration_multipart;
 mod migration_races;
 mod migration_tombstones;
 mod moto;
+mod post_upload;
 mod sidecar;
 mod signing_properties;
 mod sigv2_upstream;

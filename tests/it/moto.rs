@@ -296,3 +296,49 @@ async fn operations_s3ferry_does_not_model_pass_through() {
     assert_eq!(error_code(&err), "NoSuchKey");
     g.shutdown(Duration::from_secs(2)).await;
 }
+
+/// A form upload's `tagging` field (a `<Tagging>` document) and `acl` reach the provider as the
+/// object's tags and canned ACL, as a PutObject's headers would.
+#[tokio::test]
+async fn a_form_upload_keeps_its_tags_and_acl() {
+    let (_moto, g, client) = setup().await;
+    let tagging = "<Tagging><TagSet><Tag><Key>team</Key><Value>a b</Value></Tag></TagSet></Tagging>";
+    let conditions = format!(
+        r#"[{{"bucket": "plain"}}, ["starts-with", "$key", "form/"], {{"acl": "public-read"}}, ["eq", "$tagging", "{}"]]"#,
+        tagging
+    );
+    let form = crate::post_upload::sigv4_form(
+        &conditions,
+        &[("key", "form/tagged"), ("acl", "public-read"), ("tagging", tagging)],
+        b"tagged by a form",
+        CLIENT_KEY,
+        CLIENT_SECRET,
+    );
+    let request = crate::post_upload::post_request_to(g.addr(), "plain", crate::support::raw::full_body(form.body()));
+    let response = crate::support::raw::send(request).await;
+    assert_eq!(response.status, 204, "{}", response.body);
+    let tags = client
+        .get_object_tagging()
+        .bucket("plain")
+        .key("form/tagged")
+        .send()
+        .await
+        .expect("tags");
+    let pairs: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(pairs, [("team", "a b")]);
+    let acl = client
+        .get_object_acl()
+        .bucket("plain")
+        .key("form/tagged")
+        .send()
+        .await
+        .expect("acl");
+    assert!(
+        acl.grants().iter().any(|g| g
+            .grantee()
+            .and_then(|p| p.uri())
+            .is_some_and(|u| u.ends_with("/global/AllUsers"))),
+        "public-read grants AllUsers: {acl:?}"
+    );
+    g.shutdown(Duration::from_secs(2)).await;
+}

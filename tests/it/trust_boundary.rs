@@ -598,34 +598,3 @@ fallback_bucket = "media-2017"
     );
     g.shutdown(Duration::from_secs(2)).await;
 }
-
-#[tokio::test]
-async fn a_form_upload_is_refused_before_any_of_its_body_is_read() {
-    let h = Harness::start().await;
-    // A body that never ends: if anything read it, the answer would never come.
-    let (_sender, body) = tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>(1);
-    let endless = http_body_util::StreamBody::new(tokio_stream_like(body));
-    let request = Request::post(format!("http://127.0.0.1:{}/alpha", h.addr.port()))
-        .header("content-type", "multipart/form-data; boundary=xyz")
-        .body(http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
-            endless,
-            |e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>,
-        )))
-        .expect("request");
-    let before = h.path_up.quirks.received_count();
-    let response = tokio::time::timeout(Duration::from_secs(10), raw::send(request))
-        .await
-        .expect("answered without reading the form");
-    assert_eq!(
-        (response.status, response.code().as_str()),
-        (501, "NotImplemented"),
-        "{}",
-        response.body
-    );
-    assert_eq!(h.path_up.quirks.received_count(), before);
-    h.stop().await;
-}
-
-fn tokio_stream_like<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
