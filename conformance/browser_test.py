@@ -31,7 +31,6 @@ SECRET = "browser-demo-secret"
 BUCKET = "browser-demo"
 SKIP = 77
 # What s3ferry answers a form upload until POST-policy form uploads are supported.
-FORM_UPLOAD_REFUSAL = "form uploads are not supported by s3ferry yet"
 
 CONFIG = """
 [server]
@@ -172,18 +171,6 @@ def s3_client(endpoint):
     )
 
 
-def form_uploads_supported(endpoint):
-    """Whether the gateway takes form uploads: until it does, it refuses any (even an empty one)
-    with 501 and a fixed message, before reading the form."""
-    status, _, body = http(
-        "POST",
-        f"{endpoint}/{BUCKET}",
-        b"--x--\r\n",
-        {"Content-Type": "multipart/form-data; boundary=x"},
-    )
-    return not (status == 501 and FORM_UPLOAD_REFUSAL.encode() in body)
-
-
 def run_page(driver, s3, page_url, key, form_key):
     params = {
         "putUrl": s3.generate_presigned_url("put_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=300),
@@ -267,13 +254,12 @@ def main():
             return SKIP
 
         s3 = s3_client(endpoint)
-        forms = form_uploads_supported(endpoint)
         run = uuid.uuid4().hex[:8]
 
         # 1. The page's origin is allowed: every step succeeds, and the page reads the ETag the
         #    rule exposes.
         key, form_key = f"allowed-{run}.txt", f"allowed-form-{run}.txt"
-        params, seen = run_page(driver, s3, f"{allowed_origin}/index.html", key, form_key if forms else None)
+        params, seen = run_page(driver, s3, f"{allowed_origin}/index.html", key, form_key)
         check("allowed origin: fetch PUT to a presigned URL", seen.get("put", {}).get("ok"), seen)
         check("allowed origin: the page reads the exposed ETag", bool(seen.get("put", {}).get("etag")), seen)
         stored = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
@@ -283,24 +269,18 @@ def main():
             seen.get("get", {}).get("ok") and seen["get"].get("body") == params["text"],
             seen,
         )
-        if forms:
-            check(
-                "allowed origin: HTML POST form upload, read back with fetch",
-                seen.get("formGet", {}).get("ok") and seen["formGet"].get("body") == params["formText"],
-                seen,
-            )
-        else:
-            report(
-                "SKIP",
-                "allowed origin: HTML POST form upload",
-                "s3ferry refuses POST-policy form uploads (501) until form-upload support is merged",
-            )
+        check(
+            "allowed origin: HTML POST form upload, read back with fetch",
+            seen.get("formGet", {}).get("ok") and seen["formGet"].get("body") == params["formText"],
+            seen,
+        )
 
         # 2. Another origin: the browser blocks every fetch (a network error for the page); the
         #    PUT's preflight was refused, so the PUT itself was never sent.
         key, form_key = f"denied-{run}.txt", f"denied-form-{run}.txt"
-        params, seen = run_page(driver, s3, f"{denied_origin}/index.html", key, form_key if forms else None)
+        params, seen = run_page(driver, s3, f"{denied_origin}/index.html", key, form_key)
         check("other origin: fetch PUT is blocked", "networkError" in seen.get("put", {}), seen)
+        seen_with_form = seen
         try:
             s3.head_object(Bucket=BUCKET, Key=key)
             check("other origin: the blocked PUT never reached the gateway", False, "the object exists")
@@ -310,11 +290,12 @@ def main():
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"put by the test")
         params, seen = run_page(driver, s3, f"{denied_origin}/index.html", key, None)
         check("other origin: fetch GET of an existing object is blocked", "networkError" in seen.get("get", {}), seen)
-        if forms:
-            # A form post is a navigation, which CORS does not govern: it lands; reading it back is blocked.
-            check("other origin: reading a form upload back is blocked", "networkError" in seen.get("formGet", {}), seen)
-        else:
-            report("SKIP", "other origin: HTML POST form upload", "form uploads are not supported yet (see above)")
+        # A form post is a navigation, which CORS does not govern: it lands; reading it back is blocked.
+        check(
+            "other origin: reading a form upload back is blocked",
+            "networkError" in seen_with_form.get("formGet", {}),
+            seen_with_form,
+        )
 
         # 3. What the gateway told the browser about the other origin: no CORS headers.
         status, headers, _ = http(
