@@ -1,5 +1,5 @@
 //! The `?acl` operations for providers whose dialect lacks part of S3's ACL model
-//! (dialects.md §1b, rule 26):
+//! (docs/dialects.md §1b, rule 26):
 //! - no ACL API at all (`acl_api = false`: R2, MinIO, Garage, local): s3ferry answers
 //!   Get*Acl with the only policy such a provider enforces (the owner's full control) and
 //!   Put*Acl by the same canned-ACL policy as the `x-amz-acl` header (private is a no-op,

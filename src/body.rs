@@ -374,7 +374,7 @@ fn hex_digits(n: u64) -> u64 {
 }
 
 /// A verified upload body framed again as `aws-chunked` for `STREAMING-UNSIGNED-PAYLOAD-TRAILER`
-/// (dialects.md §D.2, rule 10c), so the provider stores the client's trailing checksum.
+/// (docs/dialects.md §D.2, rule 10c), so the provider stores the client's trailing checksum.
 ///
 /// It frames what [`HoldBackLast`] releases, so it keeps its guarantee: the last data piece
 /// comes only after the client's body ended and its trailer matched, and everything after it

@@ -1,7 +1,7 @@
 //! The checksum algorithms of S3's flexible checksums: naming (header, trailer and
 //! `x-amz-checksum-algorithm` forms) and incremental hashing. The primitives come from s3s.
 //!
-//! Every current AWS SDK sends one of these on every upload (dialects.md §B); providers accept
+//! Every current AWS SDK sends one of these on every upload (docs/dialects.md §B); providers accept
 //! a subset (the dialect profile says which), and s3ferry verifies the rest itself.
 
 use base64::Engine as _;
@@ -228,7 +228,7 @@ mod tests {
     fn crc32_of_hello_world_matches_s3() {
         // S3 returns this CRC32 for the 11 bytes "Hello world".
         assert_eq!(ChecksumAlgorithm::Crc32.of(b"Hello world"), "i9aeUg==");
-        // The empty body's CRC32, as JS SDK presigned URLs bake it in (dialects.md §B.2).
+        // The empty body's CRC32, as JS SDK presigned URLs bake it in (docs/dialects.md §B.2).
         assert_eq!(ChecksumAlgorithm::Crc32.of(b""), "AAAAAA==");
     }
 }

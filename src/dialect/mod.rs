@@ -21,7 +21,7 @@ pub const AWS_CANNED_ACLS: &[&str] = &[
     "log-delivery-write",
 ];
 
-/// The storage class names of the AWS S3 API (dialects.md §1b).
+/// The storage class names of the AWS S3 API (docs/dialects.md §1b).
 pub const AWS_STORAGE_CLASSES: &[&str] = &[
     "STANDARD",
     "REDUCED_REDUNDANCY",
@@ -69,7 +69,7 @@ impl UnsupportedAcl {
 }
 
 /// How a conditional write (`If-None-Match: *`, `If-Match` on PutObject, CopyObject and
-/// CompleteMultipartUpload) reaches the provider (dialects.md rule 25).
+/// CompleteMultipartUpload) reaches the provider (docs/dialects.md rule 25).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConditionalWrites {
     /// AWS headers, forwarded as they are.
@@ -143,7 +143,7 @@ pub struct DialectProfile {
     /// s3ferry, not forwarded, and kept in object metadata so reads can still report it.
     pub checksum_algorithms: Vec<ChecksumAlgorithm>,
     /// Whether operations that require a checksum (DeleteObjects, PutBucketCors, ...) must carry
-    /// `Content-MD5`, which current SDKs replace with a CRC (dialects.md finding 2, rule 12).
+    /// `Content-MD5`, which current SDKs replace with a CRC (docs/dialects.md finding 2, rule 12).
     pub content_md5_required: bool,
     /// How conditional writes are expressed.
     pub conditional_writes: ConditionalWrites,
@@ -158,7 +158,7 @@ pub struct DialectProfile {
     /// `NotImplemented` naming the provider, instead of whatever the provider makes of them.
     pub unsupported_operations: Vec<String>,
     /// Whether UploadPartCopy is done by the provider. When not, s3ferry streams the source
-    /// range through itself into an UploadPart (dialects.md rule 23).
+    /// range through itself into an UploadPart (docs/dialects.md rule 23).
     pub upload_part_copy: bool,
     /// For a provider that cannot take a checksum sent as an aws-chunked trailer: keep it anyway
     /// by copying the uploaded object onto itself with the checksum in its metadata (one
@@ -166,11 +166,11 @@ pub struct DialectProfile {
     /// default.
     pub trailing_checksums_by_copy: bool,
     /// Whether the provider serves ListObjectsV2. When not, s3ferry sends ListObjects (v1) and
-    /// writes the V2 answer itself, continuation tokens included (dialects.md rule 22).
+    /// writes the V2 answer itself, continuation tokens included (docs/dialects.md rule 22).
     pub list_objects_v2: bool,
     /// Whether the provider accepts `STREAMING-UNSIGNED-PAYLOAD-TRAILER` aws-chunked uploads.
     /// When it does (and takes the algorithm), a client's verified trailing checksum goes
-    /// upstream re-framed in that form, so the provider stores it (dialects.md rule 10c);
+    /// upstream re-framed in that form, so the provider stores it (docs/dialects.md rule 10c);
     /// otherwise the body goes as plain bytes and the checksum stays with s3ferry.
     pub unsigned_trailer: bool,
     /// Whether the provider stores a key with `.` or `..` segments (`a/../b`) as those literal
@@ -231,9 +231,9 @@ fn aws() -> DialectProfile {
         name: "aws".into(),
         // Path style stays the default for every provider that accepts it (config default).
         addressing: Addressing::Path,
-        // dialects.md §1b: "lowercase MD5 hex".
+        // docs/dialects.md §1b: "lowercase MD5 hex".
         etag_case: EtagCase::Lower,
-        // dialects.md §1b: "8 canned + grants".
+        // docs/dialects.md §1b: "8 canned + grants".
         acl_headers: true,
         canned_acls: strings(AWS_CANNED_ACLS),
         grants: true,

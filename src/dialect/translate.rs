@@ -57,7 +57,7 @@ pub struct WithheldChecksum {
 /// one that grants no more than the client asked for, or `None` for "no ACL header" (the
 /// provider's default, private).
 fn nearest_canned_acl(profile: &DialectProfile, acl: &str) -> Option<&'static str> {
-    // dialects.md rule 26: public-read-write -> public-read where that exists; everything
+    // docs/dialects.md rule 26: public-read-write -> public-read where that exists; everything
     // else (authenticated-read, bucket-owner-*, log-delivery-write, aws-exec-read) -> private.
     let candidates: &[&'static str] = match acl {
         "public-read-write" => &["public-read", "private"],
@@ -109,7 +109,7 @@ pub fn translate_request(
     Ok(withhold_unsupported_checksums(profile, headers))
 }
 
-/// `If-None-Match: *` / `If-Match` on a write in the provider's form (dialects.md rule 25).
+/// `If-None-Match: *` / `If-Match` on a write in the provider's form (docs/dialects.md rule 25).
 fn translate_conditional_write(
     profile: &DialectProfile,
     provider: &str,
@@ -502,7 +502,7 @@ mod tests {
             !h.contains_key("x-amz-meta-s3ferry-checksum-sha1"),
             "s3ferry's metadata names are its own"
         );
-        // Garage takes CRC32 but not CRC64NVME (dialects.md A.9).
+        // Garage takes CRC32 but not CRC64NVME (docs/dialects.md A.9).
         let mut h = headers(&[
             ("x-amz-checksum-crc64nvme", "AAAAAAAAAAA="),
             ("x-amz-checksum-algorithm", "CRC64NVME"),

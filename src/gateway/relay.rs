@@ -186,7 +186,7 @@ impl Relay {
     }
 }
 
-/// Checksums in a GetObject/HeadObject answer (dialects.md rules 14 and 15): s3ferry's stored
+/// Checksums in a GetObject/HeadObject answer (docs/dialects.md rules 14 and 15): s3ferry's stored
 /// checksum metadata never reaches the client as metadata; under `x-amz-checksum-mode` it
 /// answers for a provider that stored none; and a ranged response carries no full-object
 /// checksum, which clients would check against the partial bytes and fail.

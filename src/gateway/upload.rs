@@ -43,7 +43,7 @@ enum Framing {
 }
 
 /// Checksum parameters in the query (presigned URLs of some SDKs carry `x-amz-checksum-crc32`
-/// and `x-amz-sdk-checksum-algorithm` there, dialects.md rule 29) taken out of it: they are
+/// and `x-amz-sdk-checksum-algorithm` there, docs/dialects.md rule 29) taken out of it: they are
 /// handled as the headers they stand for, checked by the provider or by s3ferry per dialect,
 /// so a value that does not match the body is `BadDigest`, as on AWS.
 pub(super) fn checksum_params_as_headers(query: Vec<(String, String)>) -> (Vec<(String, String)>, HeaderMap) {
@@ -254,7 +254,7 @@ async fn verify_empty_upload(held: HoldBackLast, slot: &FailureSlot) -> Result<b
     Ok(body::empty())
 }
 
-/// Whether a client's verified `algorithm` trailer goes on to the provider (dialects.md rule
+/// Whether a client's verified `algorithm` trailer goes on to the provider (docs/dialects.md rule
 /// 10c): it takes unsigned-trailer uploads and the algorithm, signs with SigV4 (SigV2 knows no
 /// aws-chunked), and gets no `x-amz-checksum-*` header besides (AWS refuses both together).
 fn forwards_trailer(settings: &upstream::UpstreamSettings, algorithm: ChecksumAlgorithm, headers: &HeaderMap) -> bool {
@@ -538,7 +538,7 @@ fn set_small_body(outgoing: &mut OutgoingRequest, bytes: Buffered) {
     outgoing.body = bytes.into_upstream_body();
 }
 
-/// Sends `bytes` with `Content-MD5` instead of the client's CRC (dialects.md rule 12). A CRC
+/// Sends `bytes` with `Content-MD5` instead of the client's CRC (docs/dialects.md rule 12). A CRC
 /// header still present (the provider takes the algorithm elsewhere) is checked here and dropped.
 pub(super) fn set_content_md5(outgoing: &mut OutgoingRequest, bytes: Buffered) -> Result<(), GatewayError> {
     use base64::Engine as _;

@@ -121,7 +121,7 @@ pub fn is_plain_md5_etag(etag: &str) -> bool {
 }
 
 /// Whether two ETags name the same content: quotes aside, hex compared without regard to case
-/// (dialects.md rule 18). Both should already be in the client's form (`client_etag`).
+/// (docs/dialects.md rule 18). Both should already be in the client's form (`client_etag`).
 pub fn same_etag(a: &str, b: &str) -> bool {
     a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
 }

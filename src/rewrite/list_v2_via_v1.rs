@@ -1,5 +1,5 @@
 //! ListObjectsV2 served through ListObjects (v1), for providers that do not serve V2
-//! (dialects.md rule 22; rclone lists Ceph, COS and OBS with `list_version: 1`).
+//! (docs/dialects.md rule 22; rclone lists Ceph, COS and OBS with `list_version: 1`).
 //!
 //! The request goes to the provider as V1: `continuation-token` (a token s3ferry wrote) or else
 //! `start-after` becomes `marker`. The provider's V1 answer is rewritten into V2: `Marker` and

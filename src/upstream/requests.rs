@@ -178,7 +178,7 @@ impl Upstream {
     }
 
     /// One listing page: ListObjectsV2, or ListObjects (v1) for a provider whose profile says
-    /// it does not serve V2 (dialects.md rule 22). Either way the page's
+    /// it does not serve V2 (docs/dialects.md rule 22). Either way the page's
     /// `next_continuation_token` is what the next request's `continuation_token` takes, and
     /// the values (ETags, storage classes) are the provider's.
     pub async fn list_objects(&self, bucket: &str, list: &ListRequest) -> Result<ListPage, GatewayError> {

@@ -202,7 +202,7 @@ async fn oss_storage_classes_round_trip_in_aws_names() {
     assert_eq!(
         at_oss.storage_class(),
         None,
-        "...and ignored: the object is STANDARD (dialects.md A.1, [gobackup-oss])"
+        "...and ignored: the object is STANDARD (docs/dialects.md A.1, [gobackup-oss])"
     );
 
     let (_g, client) = oss_gateway(&oss, "").await;

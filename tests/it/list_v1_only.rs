@@ -1,4 +1,4 @@
-//! ListObjectsV2 for a provider that serves only ListObjects v1 (dialects.md rule 22), against
+//! ListObjectsV2 for a provider that serves only ListObjects v1 (docs/dialects.md rule 22), against
 //! a thin V1-only wrapper around moto: directly, the current aws-sdk-s3 paginator loses keys;
 //! through s3ferry with `dialect = "ceph"` it gets every key once, in order.
 

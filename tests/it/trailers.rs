@@ -1,7 +1,7 @@
 //! A client's trailing checksum (what every current AWS SDK sends with a streamed upload) reaches
 //! providers that store it: s3ferry verifies the trailer, then sends the body re-framed as
 //! `STREAMING-UNSIGNED-PAYLOAD-TRAILER` with the verified checksum in its own trailer
-//! (dialects.md §B.2, §D.2, rule 10c). Providers without it get the plain body, as before.
+//! (docs/dialects.md §B.2, §D.2, rule 10c). Providers without it get the plain body, as before.
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm as SdkAlgorithm, ChecksumMode};

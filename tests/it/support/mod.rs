@@ -128,22 +128,22 @@ pub struct Quirks {
     /// Answer every GET/HEAD with this status (0: off), like a provider having an outage.
     pub fail_reads_with: std::sync::atomic::AtomicU16,
     /// Refuse any request carrying `x-amz-acl` or `x-amz-grant-*` with 501 NotImplemented,
-    /// as R2 does (dialects.md §A.3).
+    /// as R2 does (docs/dialects.md §A.3).
     pub reject_acl_headers: std::sync::atomic::AtomicBool,
-    /// Behave like Backblaze B2 with flexible checksums (dialects.md §A.4): any
+    /// Behave like Backblaze B2 with flexible checksums (docs/dialects.md §A.4): any
     /// `x-amz-checksum-*` or `x-amz-sdk-checksum-algorithm` header (also `x-amz-checksum-mode`
     /// on reads) gets `400 InvalidArgument: Unsupported header '...' received for this API
     /// call.`, and so, as on AWS, DeleteObjects needs `Content-MD5`.
     pub b2_checksums: std::sync::atomic::AtomicBool,
     /// Refuse every request not signed with SigV2 header auth (`Authorization: AWS ...`) with
     /// 400 InvalidArgument, as AWS answers an unknown scheme, like an old S3 clone that knows
-    /// only v2 (dialects.md §D.3). What gets through is verified by s3s's SigV2 check.
+    /// only v2 (docs/dialects.md §D.3). What gets through is verified by s3s's SigV2 check.
     pub sigv2_only: std::sync::atomic::AtomicBool,
     /// Refuse UploadPartCopy with 501 NotImplemented, as GCS's XML API has no multipart
-    /// server-side copy (dialects.md §A.5).
+    /// server-side copy (docs/dialects.md §A.5).
     pub no_upload_part_copy: std::sync::atomic::AtomicBool,
     /// Refuse CRC64NVME on multipart uploads with 501 NotImplemented, as R2 takes CRC64NVME
-    /// only as a full-object checksum (dialects.md §A.3; CLI v2's default, [skypilot-5282]).
+    /// only as a full-object checksum (docs/dialects.md §A.3; CLI v2's default, [skypilot-5282]).
     pub r2_no_composite_crc64nvme: std::sync::atomic::AtomicBool,
     /// Refuse DELETE of any key under this prefix (path style: the target starts with
     /// `/<bucket>/<prefix>`) with 403 AccessDenied, like an IAM policy that denies

@@ -1,5 +1,5 @@
 //! An OSS-like upstream: a thin wrapper in front of a real moto server that adds the quirks
-//! dialects.md §A.1 reports for Alibaba OSS, and nothing else:
+//! docs/dialects.md §A.1 reports for Alibaba OSS, and nothing else:
 //! - path-style requests are refused with `403 SecondLevelDomainForbidden`;
 //! - ETags come back in uppercase hex (headers and XML), and conditionals / part lists match
 //!   only the uppercase form;

@@ -1,5 +1,5 @@
 //! A store that serves only ListObjects v1, like the older Ceph RGW releases rclone lists with
-//! `list_version: 1` (dialects.md §A.7, rule 22): a thin wrapper in front of a real moto server
+//! `list_version: 1` (docs/dialects.md §A.7, rule 22): a thin wrapper in front of a real moto server
 //! that drops the ListObjectsV2 parameters before moto sees them, so a V2 request is answered
 //! with a V1 page (`Marker`/`NextMarker`, no `KeyCount`, no continuation token). Nothing else
 //! changes. It records the query of every GET so tests can see what the store was asked.
