@@ -8,7 +8,6 @@
 //! one is compared again by s3s, which then learns nothing an attacker could use.
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use http::{HeaderMap, Method};
 use subtle::ConstantTimeEq;
 
@@ -67,7 +66,13 @@ pub fn verify(form: &AuthForm, request: &SignedV2<'_>, keys: &ClientAuth) -> Res
     };
     let presigned = matches!(form, AuthForm::V2Presigned);
     let expected = signature_of(&string_to_sign(request, query, presigned), secret.expose());
-    if bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
+    check_signature(expected.as_bytes(), signature.as_bytes())
+}
+
+/// Compares a signature s3ferry computed with the one a client sent, in constant time
+/// (`SignatureDoesNotMatch` unless equal); form policies are checked with it too.
+pub(crate) fn check_signature(expected: &[u8], given: &[u8]) -> Result<(), GatewayError> {
+    if bool::from(expected.ct_eq(given)) {
         Ok(())
     } else {
         Err(GatewayError::SignatureDoesNotMatch)
@@ -76,12 +81,8 @@ pub fn verify(form: &AuthForm, request: &SignedV2<'_>, keys: &ClientAuth) -> Res
 
 /// `base64(HMAC-SHA1(secret, string_to_sign))`.
 pub(crate) fn signature_of(string_to_sign: &str, secret: &str) -> String {
-    // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
-    let Ok(mut mac) = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(string_to_sign.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    let mac = crate::upstream::sign_v2::hmac_sha1(secret.as_bytes(), string_to_sign.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
 /// The value of a header that appears exactly once (with valid text), as s3s reads it.

@@ -136,6 +136,13 @@ pub async fn copy_in_parts(
         None => None,
     };
     let stored = new.head_object(&task.new_bucket, &task.key).await?;
+    if let Some(head) = &stored
+        && !same_etag(&new.settings.profile.client_etag(&head.etag), &copy_etag)
+    {
+        // Another writer (a replica, `s3ferry migrate`) replaced the copy since it completed:
+        // what it wrote is newer and stays, as in `copy::keep_unless_deleted_meanwhile`.
+        return Ok(CopyOutcome::AlreadyInNew);
+    }
     let size_differs = match &stored {
         Some(head) if head.size == source.size => None,
         Some(head) => Some(format!("{} bytes", head.size)),
@@ -230,7 +237,7 @@ impl Upload {
             .is_success()
             .then(|| parse_upload_id(answer.body()))
             .flatten()
-            .ok_or_else(|| failed(&new, "CreateMultipartUpload of a copy", answer.status(), answer.body()))?;
+            .ok_or_else(|| new.failed("CreateMultipartUpload of a copy", answer.status(), answer.body()))?;
         Ok(Self {
             new,
             bucket,
@@ -304,12 +311,9 @@ impl Upload {
         let answer = self.new.send_collect(request, 64 * 1024).await?;
         match parse_result_etag(answer.body()) {
             Some(etag) if answer.status().is_success() => Ok(etag),
-            _ => Err(failed(
-                &self.new,
-                "UploadPartCopy of a copy",
-                answer.status(),
-                answer.body(),
-            )),
+            _ => Err(self
+                .new
+                .failed("UploadPartCopy of a copy", answer.status(), answer.body())),
         }
     }
 
@@ -360,12 +364,7 @@ impl Upload {
             .map(str::to_string);
         match etag {
             Some(etag) if answer.status().is_success() => Ok(etag),
-            _ => Err(failed(
-                &self.new,
-                "UploadPart of a copy",
-                answer.status(),
-                answer.body(),
-            )),
+            _ => Err(self.new.failed("UploadPart of a copy", answer.status(), answer.body())),
         }
     }
 
@@ -397,9 +396,9 @@ impl Upload {
             // A 200 can still carry an error: only a result with an ETag is a success.
             s if s.is_success() => match parse_result_etag(answer.body()) {
                 Some(etag) => Ok(Some(etag)),
-                None => Err(failed(new, "CompleteMultipartUpload of a copy", s, answer.body())),
+                None => Err(new.failed("CompleteMultipartUpload of a copy", s, answer.body())),
             },
-            s => Err(failed(new, "CompleteMultipartUpload of a copy", s, answer.body())),
+            s => Err(new.failed("CompleteMultipartUpload of a copy", s, answer.body())),
         }
     }
 
@@ -446,15 +445,6 @@ async fn abort_upload(new: &Upstream, bucket: &str, key: &str, id: &str) {
         Err(e) => {
             tracing::warn!(provider = %new.settings.name, %bucket, error = %e, "aborting the multipart upload of a failed copy failed; its parts remain until the provider's lifecycle rules remove them")
         }
-    }
-}
-
-/// An unexpected answer of the new provider (the key stays out: this text is logged).
-fn failed(new: &Upstream, what: &str, status: StatusCode, body: &[u8]) -> GatewayError {
-    let code = crate::error::parse_error_code(body).map(|(c, _)| c).unwrap_or_default();
-    GatewayError::UpstreamProtocol {
-        provider: new.settings.name.clone(),
-        cause: format!("{what} answered {status} {code}"),
     }
 }
 

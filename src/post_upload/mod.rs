@@ -27,7 +27,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::BodyExt as _;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::access::{self, AccessPolicy, Action, Identity, Object};
 use crate::access_log::RequestContext;
@@ -37,6 +36,7 @@ use crate::config::PostUploadConfig;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::target::ClientTarget;
+use crate::upstream::url::uri_encode;
 use form::{FormError, FormEvent, FormParser};
 use policy::{FormFields, PolicySigner};
 use spool::{SpoolBudget, SpoolWriter};
@@ -368,9 +368,6 @@ fn object_location(scheme: &str, host: &str, target: &ClientTarget) -> String {
     }
 }
 
-/// What a query value keeps unencoded (RFC 3986 unreserved characters).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
 /// S3's answer to a stored form: a 303 to `success_action_redirect` (or the older `redirect`)
 /// with `bucket`, `key` and `etag`; else `success_action_status` 200 (empty) or 201 (a
 /// `PostResponse` document); else 204. ETag and Location go with every one.
@@ -389,9 +386,9 @@ fn success_answer(
         let separator = if redirect.contains('?') { '&' } else { '?' };
         let to = format!(
             "{redirect}{separator}bucket={}&key={}&etag={}",
-            utf8_percent_encode(bucket, QUERY_VALUE),
-            utf8_percent_encode(key, QUERY_VALUE),
-            utf8_percent_encode(etag, QUERY_VALUE)
+            uri_encode(bucket.as_bytes(), false),
+            uri_encode(key.as_bytes(), false),
+            uri_encode(etag.as_bytes(), false)
         );
         let mut response = http::Response::new(s3s::Body::empty());
         *response.status_mut() = StatusCode::SEE_OTHER;

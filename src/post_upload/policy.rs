@@ -13,7 +13,6 @@
 
 use base64::Engine as _;
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use crate::auth::{ClientAuth, sig_v2};
@@ -87,11 +86,12 @@ pub fn verify_signature(fields: &FormFields, keys: &ClientAuth) -> Result<Option
         let secret = keys.secret(access_key).ok_or(GatewayError::InvalidAccessKeyId)?;
         let signing_key = signing_key(secret.expose(), date, region, service);
         let expected = hex::encode(hmac_sha256(&signing_key, policy.as_bytes()));
-        return check_equal(expected.as_bytes(), signature.to_ascii_lowercase().as_bytes()).map(|()| {
-            Some(PolicySigner {
-                access_key: (*access_key).to_string(),
-            })
-        });
+        return crate::auth::sig_v2::check_signature(expected.as_bytes(), signature.to_ascii_lowercase().as_bytes())
+            .map(|()| {
+                Some(PolicySigner {
+                    access_key: (*access_key).to_string(),
+                })
+            });
     }
     if let Some(signature) = fields.get("signature") {
         let policy = required(fields, "policy")?;
@@ -99,7 +99,7 @@ pub fn verify_signature(fields: &FormFields, keys: &ClientAuth) -> Result<Option
         let secret = keys.secret(access_key).ok_or(GatewayError::InvalidAccessKeyId)?;
         // SigV2 signs the base64 policy as its string to sign.
         let expected = sig_v2::signature_of(policy, secret.expose());
-        return check_equal(expected.as_bytes(), signature.as_bytes()).map(|()| {
+        return crate::auth::sig_v2::check_signature(expected.as_bytes(), signature.as_bytes()).map(|()| {
             Some(PolicySigner {
                 access_key: access_key.to_string(),
             })
@@ -112,14 +112,6 @@ pub fn verify_signature(fields: &FormFields, keys: &ClientAuth) -> Result<Option
         ));
     }
     Ok(None)
-}
-
-fn check_equal(expected: &[u8], given: &[u8]) -> Result<(), GatewayError> {
-    if expected.len() == given.len() && bool::from(expected.ct_eq(given)) {
-        Ok(())
-    } else {
-        Err(GatewayError::SignatureDoesNotMatch)
-    }
 }
 
 /// One condition of the policy, as AWS writes them (operators are case-sensitive).

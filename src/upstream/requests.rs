@@ -84,7 +84,7 @@ impl Upstream {
 
     /// An unexpected answer, for the log: `what` names the operation and the upstream bucket,
     /// never the key (see `error`).
-    fn failed(&self, what: &str, status: StatusCode, body: &[u8]) -> GatewayError {
+    pub(crate) fn failed(&self, what: &str, status: StatusCode, body: &[u8]) -> GatewayError {
         let code = crate::error::parse_error_code(body).map(|(c, _)| c).unwrap_or_default();
         GatewayError::UpstreamProtocol {
             provider: self.settings.name.clone(),

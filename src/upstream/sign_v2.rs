@@ -161,7 +161,7 @@ fn canonical_resource(resource_path: &str, query: &[(String, String)]) -> String
     resource
 }
 
-fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
+pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
     let mut mac =
         <Hmac<Sha1> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(data);

@@ -15,8 +15,7 @@ use crate::sidecar::{metric, metrics_when, start_in_process};
 use crate::support::binary::{GatewayProcess, write_config};
 use crate::support::faults::{AnswerBody, Ending, Fault, FaultProxy, Match};
 use crate::support::{
-    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, error_status, gateway_client,
-    pattern,
+    TestUpstream, config_preamble, error_code, error_status, gateway_client, pattern, s3_provider_table,
 };
 
 const NEW_BUCKET: &str = "media-new";
@@ -43,24 +42,9 @@ impl MigratingUnderFaults {
 
     fn config(&self, copy_retries: u32) -> String {
         format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[[credentials]]
-access_key_id = "{CLIENT_KEY}"
-secret_access_key = "{CLIENT_SECRET}"
-grants = "all"
-[providers.new]
-endpoint = "{new}"
-access_key_id = "{UPSTREAM_KEY}"
-secret_access_key = "{UPSTREAM_SECRET}"
-read_timeout_secs = 5
-[providers.old]
-endpoint = "{old}"
-access_key_id = "{UPSTREAM_KEY}"
-secret_access_key = "{UPSTREAM_SECRET}"
-connect_timeout_secs = 1
+            r#"{preamble}
+{new}read_timeout_secs = 5
+{old}connect_timeout_secs = 1
 read_timeout_secs = 1
 retry_backoff_ms = 20
 [[buckets]]
@@ -74,8 +58,9 @@ copy_on_read = true
 copy_workers = 2
 copy_retries = {copy_retries}
 "#,
-            new = self.new.endpoint(),
-            old = self.proxy.endpoint(),
+            preamble = config_preamble(),
+            new = s3_provider_table("new", &self.new.endpoint()),
+            old = s3_provider_table("old", &self.proxy.endpoint()),
         )
     }
 

@@ -18,7 +18,10 @@ use s3ferry::route::RouteTable;
 
 use crate::migration::wait_for;
 use crate::support::moto::Moto;
-use crate::support::{CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, gateway_client, pattern};
+use crate::support::{
+    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, config_preamble, gateway_client, pattern,
+    s3_provider_table,
+};
 
 const MIB: usize = 1024 * 1024;
 const THRESHOLD: u64 = 6 * MIB as u64;
@@ -75,19 +78,8 @@ impl LargeCopies {
         let new = TestUpstream::path_style().await;
         new.create_bucket("big");
         let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[[credentials]]
-access_key_id = "{CLIENT_KEY}"
-secret_access_key = "{CLIENT_SECRET}"
-grants = "all"
-[providers.new]
-endpoint = "{new}"
-access_key_id = "{UPSTREAM_KEY}"
-secret_access_key = "{UPSTREAM_SECRET}"
-read_timeout_secs = 20
+            r#"{preamble}
+{new}read_timeout_secs = 20
 [providers.old]
 {old}
 read_timeout_secs = 20
@@ -101,7 +93,8 @@ copy_retries = 0
 multipart_copy_threshold = {THRESHOLD}
 multipart_copy_part_size = {PART_SIZE}
 "#,
-            new = new.endpoint(),
+            preamble = config_preamble(),
+            new = s3_provider_table("new", &new.endpoint()),
             old = old.provider_toml(),
         );
         let config = Config::parse(&toml, "large.toml", Path::new("."), &|_| None).expect("config");

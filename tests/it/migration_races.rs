@@ -14,7 +14,8 @@ use s3ferry::server::RunningGateway;
 
 use crate::migration::wait_for;
 use crate::support::{
-    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, error_code, gateway_client,
+    CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, config_preamble, error_code,
+    gateway_client, s3_provider_table,
 };
 
 /// What the new provider of the migrating buckets is.
@@ -67,14 +68,7 @@ impl Racing {
             }
         };
         let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[[credentials]]
-access_key_id = "{CLIENT_KEY}"
-secret_access_key = "{CLIENT_SECRET}"
-grants = "all"
+            r#"{preamble}
 [[buckets]]
 name = "race"
 provider = "new"
@@ -89,15 +83,12 @@ delete_from_fallback = true
 [migration]
 copy_workers = 2
 copy_retries = 0
-[providers.old]
-endpoint = "{old}"
-access_key_id = "{UPSTREAM_KEY}"
-secret_access_key = "{UPSTREAM_SECRET}"
-read_timeout_secs = 20
+{old}read_timeout_secs = 20
 [providers.new]
 {new_provider}
 "#,
-            old = old.endpoint(),
+            preamble = config_preamble(),
+            old = s3_provider_table("old", &old.endpoint()),
         );
         let config = Config::parse(&toml, "races.toml", Path::new("."), &|_| None).expect("config");
         let gateway = s3ferry::server::start(&config).await.expect("gateway");

@@ -720,9 +720,10 @@ pub async fn single_provider_gateway(
     (g, client)
 }
 
-/// The config of [`single_provider_gateway`] (for a test that reloads another one).
-pub fn single_provider_config(endpoint: &str, key: &str, secret: &str, dialect: &str, extra: &str) -> Config {
-    let toml = format!(
+/// The tables a test config starts with: `[server]` on ports 0 and `[[credentials]]` with the
+/// test client's key pair, granted every bucket.
+pub fn config_preamble() -> String {
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -731,6 +732,22 @@ admin_listen = "127.0.0.1:0"
 access_key_id = "{CLIENT_KEY}"
 secret_access_key = "{CLIENT_SECRET}"
 grants = "all"
+"#
+    )
+}
+
+/// `[providers.NAME]` for a test upstream at `endpoint`, with the upstream key pair; the
+/// caller adds timeouts and the rest of the table.
+pub fn s3_provider_table(name: &str, endpoint: &str) -> String {
+    format!(
+        "[providers.{name}]\nendpoint = \"{endpoint}\"\naccess_key_id = \"{UPSTREAM_KEY}\"\nsecret_access_key = \"{UPSTREAM_SECRET}\"\n"
+    )
+}
+
+/// The config of [`single_provider_gateway`] (for a test that reloads another one).
+pub fn single_provider_config(endpoint: &str, key: &str, secret: &str, dialect: &str, extra: &str) -> Config {
+    let toml = format!(
+        r#"{preamble}
 [[buckets]]
 name = "*"
 provider = "up"
@@ -741,7 +758,8 @@ secret_access_key = "{secret}"
 dialect = "{dialect}"
 read_timeout_secs = 20
 {extra}
-"#
+"#,
+        preamble = config_preamble()
     );
     Config::parse(&toml, "single-provider.toml", Path::new("."), &|_| None).expect("config")
 }
