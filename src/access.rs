@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
-use crate::operation::{self, Target};
+use crate::s3::operation::{self, Operation, Operation as Op, Target};
 
 /// What a grant allows, as written in the config (`access = "read"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -385,7 +385,7 @@ const KNOWN_PARAMS: &[&str] = &[
 /// (AWS asks for `s3:PutObjectAcl` too,
 /// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html>).
 pub fn action_of(
-    operation: &str,
+    operation: Operation,
     method: &http::Method,
     target: Target,
     query: &[(String, String)],
@@ -398,38 +398,40 @@ pub fn action_of(
     // SDKs name the operation in `x-id`; one naming another operation is a request s3ferry
     // would read one way and a provider that routes by it another (an unsigned query, or a
     // SigV2 one, is the client's to change).
-    let other_x_id = query.iter().any(|(name, value)| name == "x-id" && value != operation);
+    let other_x_id = query
+        .iter()
+        .any(|(name, value)| name == "x-id" && value != operation.as_str());
     let unknown_param = other_x_id || query.iter().any(|(name, _)| !known(name));
-    if unknown_param || operation == "Unknown" {
+    if unknown_param || operation == Op::Unknown {
         // A bucket-level read stays bucket-wide; an object-level one is about that object.
         return if is_read { Action::ObjectInfoRead } else { Action::Admin };
     }
     let action = match operation {
-        "GetObject" | "HeadObject"
+        Op::GetObject | Op::HeadObject
             if query
                 .iter()
                 .any(|(name, _)| name == "versionId" || name.starts_with("response-")) =>
         {
             Action::ObjectInfoRead
         }
-        "GetObject" | "HeadObject" => Action::ObjectRead,
-        "GetObjectAcl" | "GetObjectTagging" | "GetObjectAttributes" => Action::ObjectInfoRead,
-        "ListObjects" | "ListObjectsV2" => Action::List,
-        "ListObjectVersions" | "ListMultipartUploads" => Action::ListHistory,
-        "HeadBucket" | "GetBucketLocation" => Action::BucketInfo,
-        "PutObject"
-        | "CopyObject"
-        | "CreateMultipartUpload"
-        | "UploadPart"
-        | "UploadPartCopy"
-        | "CompleteMultipartUpload"
-        | "AbortMultipartUpload"
-        | "ListParts" => Action::ObjectUpload,
-        "DeleteObject" | "DeleteObjects" | "PutObjectTagging" | "DeleteObjectTagging" | "RestoreObject" => {
+        Op::GetObject | Op::HeadObject => Action::ObjectRead,
+        Op::GetObjectAcl | Op::GetObjectTagging | Op::GetObjectAttributes => Action::ObjectInfoRead,
+        Op::ListObjects | Op::ListObjectsV2 => Action::List,
+        Op::ListObjectVersions | Op::ListMultipartUploads => Action::ListHistory,
+        Op::HeadBucket | Op::GetBucketLocation => Action::BucketInfo,
+        Op::PutObject
+        | Op::CopyObject
+        | Op::CreateMultipartUpload
+        | Op::UploadPart
+        | Op::UploadPartCopy
+        | Op::CompleteMultipartUpload
+        | Op::AbortMultipartUpload
+        | Op::ListParts => Action::ObjectUpload,
+        Op::DeleteObject | Op::DeleteObjects | Op::PutObjectTagging | Op::DeleteObjectTagging | Op::RestoreObject => {
             Action::ObjectChange
         }
-        "PutObjectAcl" => Action::ObjectAdmin,
-        op if op.starts_with("Get") && is_read => Action::BucketConfigRead,
+        Op::PutObjectAcl => Action::ObjectAdmin,
+        op if op.as_str().starts_with("Get") && is_read => Action::BucketConfigRead,
         _ => Action::Admin,
     };
     match action {
@@ -507,6 +509,11 @@ mod tests {
         bool,
         Action,
     );
+
+    /// The operation of a table row (`Unknown` too, which no config may name).
+    fn named(name: &str) -> Operation {
+        name.parse().unwrap_or(Operation::Unknown)
+    }
 
     #[test]
     fn decisions_follow_the_table() {
@@ -732,7 +739,7 @@ mod tests {
             let bucket_level = operation.contains("Bucket") || operation.starts_with("List");
             let target = if bucket_level { Target::Bucket } else { Target::Object };
             assert_eq!(
-                action_of(operation, method, target, &q(query), *acl),
+                action_of(named(operation), method, target, &q(query), *acl),
                 *expected,
                 "{operation} {query:?}"
             );

@@ -24,6 +24,7 @@ use http_body_util::BodyExt as _;
 use http_body_util::combinators::BoxBody;
 
 use crate::checksum::{ChecksumAlgorithm, ChecksumHasher};
+use crate::error::GatewayError;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,17 +54,14 @@ pub fn passthrough(body: s3s::Body) -> UpstreamBody {
 /// requests reach s3ferry unchecked, and without this their body would be sent as 0 bytes.
 /// `client_body` is hyper's size hint of the body as it arrived: exactly 0 for an HTTP/1
 /// request without framing headers and an HTTP/2 stream ended with its headers.
-pub fn require_stated_length(
-    headers: &http::HeaderMap,
-    client_body: &SizeHint,
-) -> Result<(), crate::error::GatewayError> {
+pub fn require_stated_length(headers: &http::HeaderMap, client_body: &SizeHint) -> Result<(), GatewayError> {
     let aws_chunked = headers
         .get("x-amz-content-sha256")
         .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
     if client_body.exact().is_some() || headers.contains_key(http::header::CONTENT_LENGTH) || aws_chunked {
         Ok(())
     } else {
-        Err(crate::error::GatewayError::MissingContentLength)
+        Err(GatewayError::MissingContentLength)
     }
 }
 
@@ -87,6 +85,34 @@ pub enum UploadFailure {
     Malformed(String),
     /// Reading from the client failed (disconnect).
     Io(String),
+}
+
+/// The S3 error for an upload body that failed while it streamed.
+impl From<UploadFailure> for GatewayError {
+    fn from(failure: UploadFailure) -> Self {
+        match failure {
+            UploadFailure::PayloadHashMismatch => GatewayError::ContentSha256Mismatch,
+            UploadFailure::ChunkSignatureMismatch => GatewayError::ChunkSignatureMismatch,
+            UploadFailure::ChecksumMismatch { algorithm } => GatewayError::BadDigest(format!(
+                "the {} checksum does not match the uploaded data",
+                algorithm.header_name()
+            )),
+            UploadFailure::ContentMd5Mismatch => {
+                GatewayError::BadDigest("The Content-MD5 you specified did not match what we received.".into())
+            }
+            UploadFailure::MissingTrailer { header } => {
+                GatewayError::InvalidRequest(format!("the announced trailer {header} was not sent"))
+            }
+            UploadFailure::Incomplete => GatewayError::IncompleteBody,
+            UploadFailure::Malformed(detail) => {
+                GatewayError::InvalidRequest(format!("malformed aws-chunked body: {detail}"))
+            }
+            UploadFailure::Io(detail) => {
+                tracing::debug!(%detail, "client body ended with an error");
+                GatewayError::IncompleteBody
+            }
+        }
+    }
 }
 
 /// Where a streaming body records its failure.

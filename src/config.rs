@@ -193,7 +193,7 @@ struct RawDialectOverrides {
     native_storage_class_header: Option<String>,
     acl_api: Option<bool>,
     list_objects_v2: Option<bool>,
-    unsupported_operations: Option<Vec<String>>,
+    unsupported_operations: Option<Vec<crate::s3::operation::Operation>>,
     upload_part_copy: Option<bool>,
     trailing_checksums_by_copy: Option<bool>,
     unsigned_trailer: Option<bool>,
@@ -1482,9 +1482,9 @@ fn parse_endpoint(text: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
-/// S3 bucket naming rules (one rule for config and requests: `target::bucket_name_problem`).
+/// S3 bucket naming rules (one rule for config and requests: `s3::bucket_name::bucket_name_problem`).
 pub fn validate_bucket_name(name: &str) -> Result<(), String> {
-    match crate::target::bucket_name_problem(name) {
+    match crate::s3::bucket_name::bucket_name_problem(name) {
         None => Ok(()),
         Some(rule) => Err(format!("'{name}' is not a valid bucket name ({rule})")),
     }

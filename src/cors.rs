@@ -38,6 +38,7 @@ use crate::route::{Route, RouteTable};
 use crate::small_body::{ReadLimits, read_capped};
 use crate::target::ClientTarget;
 use crate::upstream::OutgoingRequest;
+use crate::upstream::exchange::Exchange;
 use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
 
 /// The methods a CORS rule may allow, as S3 takes them.
@@ -427,10 +428,9 @@ async fn relay_provider_preflight(
         payload_hash: EMPTY_PAYLOAD_SHA256.into(),
     };
     let provider = &route.provider;
-    let answer = match provider.send_unsigned(request).await {
+    let answer = match Exchange::new(request).unsigned().send(provider).await {
         Ok(answer) => answer,
-        Err(e) => {
-            let error = e.into_gateway_error(&provider.settings);
+        Err(error) => {
             tracing::warn!(request_id, provider = %provider.settings.name, error = %error, "CORS preflight to the provider failed");
             return error.to_response(request_id).map(s3s::Body::from);
         }

@@ -9,12 +9,11 @@
 //! - [`access`]      who may do what: per-key grants and anonymous access, one pure decision
 //! - [`target`]      the bucket, key and copy source a request names, parsed once
 //! - [`cors`]        CORS: preflights answered before authentication, CORS headers on answers
-//! - [`gateway`]     the lifecycle after verification: route, translate, sign, send, rewrite
+//! - [`gateway`]     the lifecycle after verification: read, authorize, route, plan, send, relay;
+//!   what s3ferry answers itself (ACLs a provider lacks, ListBuckets, cross-provider copies)
 //! - [`post_upload`] browser form uploads (POST Object): the form read as a stream, its policy
 //!   checked, the file spooled and sent on as a PutObject
 //! - [`route`]       client bucket -> provider and upstream bucket (and fallback provider)
-//! - [`copy_through`] CopyObject / UploadPartCopy streamed by s3ferry across providers
-//! - [`acl_answer`]  `?acl` operations answered or rewritten for providers without full ACLs
 //! - [`dialect`]     provider profiles as data (ACLs, storage classes, ETag case, errors) and the
 //!   pure request/response header translation they drive
 //! - [`upstream`]    pooled hyper client over rustls, SigV4 and SigV2 signers, upstream addressing
@@ -22,7 +21,8 @@
 //! - [`small_body`]  bodies read whole (control XML, answers to rewrite), capped, under one byte budget
 //! - [`checksum`]    flexible-checksum algorithms: names, hashing, where s3ferry stores them
 //! - [`rewrite`]     XML responses mapped back to the client's view (bucket names, ListBuckets)
-//! - [`operation`]   names the S3 operation of a request (logs, rewrite decisions)
+//! - [`s3`]          S3 vocabulary below every layer: operations, percent-encoding, the copy
+//!   source, header lengths and framing
 //! - [`error`]       one error type, rendered as S3 XML in one place
 //! - [`config`]      the TOML file, validated; secrets from env or files
 //! - [`local`]       `kind = "local"` providers: a directory served as S3 in-process
@@ -33,14 +33,12 @@
 
 pub mod access;
 pub mod access_log;
-pub mod acl_answer;
 pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod checksum;
 pub mod config;
 pub mod connection;
-pub mod copy_through;
 pub mod cors;
 pub mod dialect;
 pub mod error;
@@ -48,10 +46,10 @@ pub mod gateway;
 pub mod local;
 pub mod metrics;
 pub mod migration;
-pub mod operation;
 pub mod post_upload;
 pub mod rewrite;
 pub mod route;
+pub mod s3;
 pub mod server;
 pub mod small_body;
 pub mod target;

@@ -178,7 +178,7 @@ struct LocalFixups {
     listing_budget: BodyBudget,
 }
 
-const LISTING_BUDGET: usize = 4 * crate::rewrite::MAX_XML_BODY;
+const LISTING_BUDGET: usize = 4 * crate::small_body::MAX_XML_BODY;
 
 /// What a request addresses, decoded from the (path-style, canonically encoded) URI.
 struct LocalTarget {
@@ -189,7 +189,7 @@ struct LocalTarget {
 fn local_target(uri: &http::Uri) -> Option<LocalTarget> {
     let path = uri.path().strip_prefix('/')?;
     let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-    let decode = |s: &str| String::from_utf8_lossy(&crate::upstream::url::percent_decode(s)).into_owned();
+    let decode = |s: &str| String::from_utf8_lossy(&crate::s3::encoding::percent_decode(s)).into_owned();
     Some(LocalTarget {
         bucket: decode(bucket),
         key: decode(key),
@@ -199,7 +199,7 @@ fn local_target(uri: &http::Uri) -> Option<LocalTarget> {
 impl LocalFixups {
     async fn answer(&self, req: Request<Incoming>) -> Response<s3s::Body> {
         let target = local_target(req.uri()).filter(|t| !t.bucket.is_empty());
-        let query = crate::upstream::url::parse_query(req.uri().query().unwrap_or(""));
+        let query = crate::s3::encoding::parse_query(req.uri().query().unwrap_or(""));
         let has = |name: &str| query.iter().any(|(n, _)| n == name);
         if let Some(t) = &target {
             // Bucket names were validated by the gateway's front door (no `..`), and so were
@@ -413,7 +413,7 @@ fn precondition_response(status: StatusCode, object_headers: &http::HeaderMap) -
 async fn encode_listing_response(response: Response<s3s::Body>, budget: &BodyBudget) -> Response<s3s::Body> {
     let (mut parts, body) = response.into_parts();
     let limits = ReadLimits {
-        max: crate::rewrite::MAX_XML_BODY,
+        max: crate::small_body::MAX_XML_BODY,
         idle: std::time::Duration::from_secs(60),
     };
     let encoded = match read_capped(body, None, limits, budget).await {

@@ -52,6 +52,40 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// The `s3ferry_upstream_*` metrics of one running gateway, as a provider's client records
+/// them.
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    seconds: HistogramVec,
+    errors: IntCounterVec,
+    retries: IntCounterVec,
+}
+
+impl std::fmt::Debug for UpstreamMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamMetrics").finish_non_exhaustive()
+    }
+}
+
+impl UpstreamMetrics {
+    /// A provider answered with response headers after `elapsed`.
+    pub fn answered(&self, provider: &str, elapsed: Duration) {
+        self.seconds
+            .with_label_values(&[provider])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A provider exchange failed; `kind` is one of a fixed set.
+    pub fn error(&self, provider: &str, kind: &str) {
+        self.errors.with_label_values(&[non_empty(provider), kind]).inc();
+    }
+
+    /// A request sent again, for `reason` (see `upstream::retry`).
+    pub fn retried(&self, provider: &str, reason: &str) {
+        self.retries.with_label_values(&[provider, reason]).inc();
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -179,25 +213,20 @@ impl Metrics {
             .inc_by(request.bytes_out);
     }
 
-    /// A provider answered with response headers after `elapsed`.
-    pub fn upstream_answered(&self, provider: &str, elapsed: Duration) {
-        self.upstream_seconds
-            .with_label_values(&[provider])
-            .observe(elapsed.as_secs_f64());
-    }
-
     /// A provider exchange failed; `kind` is one of a fixed set (see
     /// `GatewayError::upstream_error_kind`, and `response_body` for a body cut short).
     pub fn upstream_error(&self, provider: &str, kind: &str) {
-        self.upstream_errors
-            .with_label_values(&[non_empty(provider), kind])
-            .inc();
+        self.upstream().error(provider, kind);
     }
 
-    /// The counter of provider requests sent again (labels: provider, reason), handed to each
-    /// provider's client (see `upstream::retry`).
-    pub fn upstream_retries(&self) -> IntCounterVec {
-        self.upstream_retries.clone()
+    /// The upstream metrics, handed to each provider's client: every exchange with a provider
+    /// is recorded where it is sent (`upstream::exchange`).
+    pub fn upstream(&self) -> UpstreamMetrics {
+        UpstreamMetrics {
+            seconds: self.upstream_seconds.clone(),
+            errors: self.upstream_errors.clone(),
+            retries: self.upstream_retries.clone(),
+        }
     }
 
     pub fn connection_opened(&self) {

@@ -294,7 +294,7 @@ impl Generation {
             stats: migration_stats.clone(),
         };
         let access = Arc::new(AccessPolicy::from_config(config));
-        let gateway = Arc::new(Gateway::new(routes.clone(), access, migration, metrics.clone()));
+        let gateway = Arc::new(Gateway::new(routes.clone(), access, migration));
 
         let client_auth = ClientAuth::new(&config.credentials);
         let mut builder = S3ServiceBuilder::new(ProxyOnly);
@@ -417,8 +417,8 @@ async fn build_providers(
                 retry: provider.retry,
             },
         };
-        let retries_total = metrics.map(Metrics::upstream_retries);
-        let upstream = Upstream::new(settings, budget.clone(), retries_total).map_err(provider_error)?;
+        let upstream_metrics = metrics.map(Metrics::upstream);
+        let upstream = Upstream::new(settings, budget.clone(), upstream_metrics).map_err(provider_error)?;
         upstreams.insert(name.clone(), upstream);
     }
     Ok((upstreams, local_providers))

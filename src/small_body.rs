@@ -32,6 +32,21 @@ use crate::body::UpstreamBody;
 
 /// How long a read waits for room in the budget before the request is refused: long enough to
 /// ride out a burst, short enough that a client retrying after `Retry-After` does better.
+/// The largest XML answer of a provider s3ferry reads to rewrite or learn from (a ListObjects
+/// page of 1,000 long keys is well under 1 MiB).
+pub const MAX_XML_BODY: usize = 16 * 1024 * 1024;
+
+/// The largest control document a client sends that s3ferry reads (DeleteObjects of 1,000 keys,
+/// CompleteMultipartUpload of 10,000 parts, PutBucket* documents).
+pub const MAX_CONTROL_BODY: usize = 4 * 1024 * 1024;
+
+/// The most of a small answer read whole: an S3 `<Error>`, a PutObject, CopyObject, UploadPart
+/// or CompleteMultipartUpload result.
+pub const MAX_SMALL_ANSWER: usize = 64 * 1024;
+
+/// The largest `AccessControlPolicy` body read (AWS allows 100 grants; a few KiB).
+pub const MAX_ACL_BODY: usize = 64 * 1024;
+
 pub const BUDGET_WAIT: Duration = Duration::from_millis(500);
 
 /// The bytes all small bodies of one running gateway may hold at once.

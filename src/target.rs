@@ -1,5 +1,4 @@
-//! The request target, parsed once: which bucket and which key a client addressed, and the
-//! `x-amz-copy-source` it names.
+//! The request target, parsed once: which bucket and which key a client addressed.
 //!
 //! The parse follows s3s's exactly, so the bucket and key the gateway routes are the ones
 //! whose signature s3s verified: the whole path is percent-decoded first (SigV4 signs the
@@ -16,8 +15,9 @@
 use http::HeaderMap;
 
 use crate::error::GatewayError;
+use crate::s3::bucket_name::check_bucket_name;
+use crate::s3::encoding::{percent_decode, uri_encode};
 use crate::upstream::UpstreamSettings;
-use crate::upstream::url::{percent_decode, uri_encode};
 
 /// Keys under this prefix hold s3ferry's own state (tombstones of a lazy migration); no client
 /// request may read, write, list into, copy from or delete them.
@@ -106,38 +106,6 @@ pub fn virtual_host_bucket(host: &str, domain: &str) -> Option<String> {
     (!bucket.is_empty()).then(|| bucket.to_string())
 }
 
-/// S3's bucket naming rules: 3-63 characters of lowercase letters, digits, `-` and `.`,
-/// starting and ending with a letter or digit, no `..`, not an IP address. A name that passes
-/// needs no encoding anywhere (path, Host, XML).
-pub fn bucket_name_problem(name: &str) -> Option<String> {
-    let ok_len = (3..=63).contains(&name.len());
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
-    let is_ip = name.parse::<std::net::Ipv4Addr>().is_ok();
-    if ok_len && ok_chars && ok_ends && !name.contains("..") && !is_ip {
-        None
-    } else {
-        Some(
-            "a bucket name has 3-63 characters: lowercase letters, digits, '-' and '.', starting and \
-             ending with a letter or digit, without '..', and is not an IP address"
-                .to_string(),
-        )
-    }
-}
-
-/// [`bucket_name_problem`] as the client's error (`InvalidBucketName`, 400).
-pub fn check_bucket_name(name: &str) -> Result<(), GatewayError> {
-    match bucket_name_problem(name) {
-        None => Ok(()),
-        Some(rule) => Err(GatewayError::InvalidBucketName(format!(
-            "The specified bucket is not valid: {rule}"
-        ))),
-    }
-}
-
 /// Whether `key` has a `.` or `..` segment (between `/`s, or at either end): the keys a
 /// normalising server would read as another path.
 pub fn has_dot_segment(key: &str) -> bool {
@@ -190,52 +158,6 @@ pub fn refuse_reserved(key: &str) -> Result<(), GatewayError> {
         return Err(GatewayError::AccessDenied("Access Denied".into()));
     }
     Ok(())
-}
-
-/// The parts of `x-amz-copy-source`: `[/]<bucket>/<key>[?versionId=<id>]`, URL-encoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopySourceRef {
-    /// The client's bucket name, checked by S3's rules.
-    pub bucket: String,
-    /// The decoded key.
-    pub key: String,
-    pub version_id: Option<String>,
-}
-
-impl CopySourceRef {
-    /// `x-amz-copy-source` for the source's upstream bucket, every part encoded.
-    pub fn header_value(&self, upstream_bucket: &str) -> String {
-        let key = uri_encode(self.key.as_bytes(), true);
-        match &self.version_id {
-            Some(v) => format!("/{upstream_bucket}/{key}?versionId={}", uri_encode(v.as_bytes(), false)),
-            None => format!("/{upstream_bucket}/{key}"),
-        }
-    }
-}
-
-/// Parses `x-amz-copy-source` once; the bucket is checked like a request's.
-pub fn parse_copy_source(value: &str) -> Result<CopySourceRef, GatewayError> {
-    let invalid = || GatewayError::InvalidArgument("x-amz-copy-source must be <bucket>/<key>[?versionId=<id>]".into());
-    let trimmed = value.strip_prefix('/').unwrap_or(value);
-    let (path, version_id) = match trimmed.split_once('?') {
-        Some((p, query)) => {
-            let version = query.strip_prefix("versionId=").ok_or_else(invalid)?;
-            let version = String::from_utf8(percent_decode(version)).map_err(|_| invalid())?;
-            (p, Some(version))
-        }
-        None => (trimmed, None),
-    };
-    let decoded = String::from_utf8(percent_decode(path)).map_err(|_| invalid())?;
-    let (bucket, key) = decoded.split_once('/').ok_or_else(invalid)?;
-    if key.is_empty() {
-        return Err(invalid());
-    }
-    check_bucket_name(bucket)?;
-    Ok(CopySourceRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        version_id,
-    })
 }
 
 #[cfg(test)]
@@ -366,24 +288,6 @@ mod tests {
             assert!(!is_reserved(key), "{key}");
         }
     }
-
-    #[test]
-    fn copy_sources_parse_once_and_encode_on_the_way_out() {
-        let s = parse_copy_source("/photos/a%20b/c%2Bd.jpg?versionId=v1").expect("parses");
-        assert_eq!(
-            (s.bucket.as_str(), s.key.as_str(), s.version_id.as_deref()),
-            ("photos", "a b/c+d.jpg", Some("v1"))
-        );
-        assert_eq!(s.header_value("up"), "/up/a%20b/c%2Bd.jpg?versionId=v1");
-        let s = parse_copy_source("photos/x").expect("parses");
-        assert_eq!((s.bucket.as_str(), s.key.as_str(), s.version_id), ("photos", "x", None));
-        // An encoded slash is a slash: the bucket is the first segment of the decoded value.
-        let s = parse_copy_source("abc%2F..%2Fother/k").expect("parses");
-        assert_eq!((s.bucket.as_str(), s.key.as_str()), ("abc", "../other/k"));
-        for bad in ["nokey", "photos/", "BAD/k", "photos/k?acl", "%2E%2E/k"] {
-            assert!(parse_copy_source(bad).is_err(), "{bad}");
-        }
-    }
 }
 
 /// Hostile targets: whatever path a client sends, the parse never panics, a bucket it accepts
@@ -392,6 +296,7 @@ mod tests {
 #[cfg(test)]
 mod property_tests {
     use super::*;
+    use crate::s3::bucket_name::bucket_name_problem;
     use proptest::prelude::*;
 
     /// Characters that matter in paths: separators, dots, escapes, query and fragment marks,
@@ -493,19 +398,6 @@ mod property_tests {
                 let reparsed = parse(&again).expect("valid URI").expect("parses again");
                 prop_assert_eq!(&reparsed, &target);
             }
-        }
-
-        #[test]
-        fn copy_sources_round_trip_through_their_header_value(
-            bucket in valid_bucket(),
-            pieces in prop::collection::vec(path_piece(), 1..10),
-            version in prop::option::of("[a-zA-Z0-9.=_-]{1,12}"),
-        ) {
-            let key = pieces.concat();
-            prop_assume!(!key.is_empty());
-            let source = CopySourceRef { bucket: bucket.clone(), key, version_id: version };
-            let again = parse_copy_source(&source.header_value(&bucket)).expect("parses");
-            prop_assert_eq!(again, source);
         }
 
         #[test]

@@ -8,9 +8,9 @@
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use s3ferry::target::{
-    ClientTarget, bucket_name_problem, has_dot_segment, is_reserved, parse_client_target, parse_copy_source,
-};
+use s3ferry::s3::bucket_name::bucket_name_problem;
+use s3ferry::s3::copy_source::parse_copy_source;
+use s3ferry::target::{ClientTarget, has_dot_segment, is_reserved, parse_client_target};
 
 #[derive(Debug, Arbitrary)]
 struct Input<'a> {

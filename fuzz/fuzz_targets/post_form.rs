@@ -35,7 +35,11 @@ fn joined(events: Vec<FormEvent>) -> (Vec<(String, String)>, Vec<u8>, bool) {
 fuzz_target!(|input: Input<'_>| {
     let boundary = if input.boundary.is_empty() { "b" } else { input.boundary };
     let whole = parse_all(boundary, &[input.body]);
-    let mut cuts: Vec<usize> = input.cuts.iter().map(|c| usize::from(*c) % (input.body.len() + 1)).collect();
+    let mut cuts: Vec<usize> = input
+        .cuts
+        .iter()
+        .map(|c| usize::from(*c) % (input.body.len() + 1))
+        .collect();
     cuts.sort_unstable();
     let mut pieces = Vec::new();
     let mut from = 0;
@@ -67,7 +71,13 @@ fuzz_target!(|input: Input<'_>| {
                     let _ = form.add(name, value.clone());
                 }
             }
-            let _ = check_policy(&policy, &form, "bucket", input.filename, time::OffsetDateTime::now_utc());
+            let _ = check_policy(
+                &policy,
+                &form,
+                "bucket",
+                input.filename,
+                time::OffsetDateTime::now_utc(),
+            );
         }
     }
 });

@@ -12,11 +12,11 @@ use libfuzzer_sys::fuzz_target;
 use s3ferry::dialect::translate::{translate_request, translate_response_headers};
 use s3ferry::dialect::{DialectProfile, builtin};
 use s3ferry::migration::listing::parse_list_query;
-use s3ferry::operation::{Target, classify};
 use s3ferry::rewrite::list_objects::{decode_token, encode_token};
 use s3ferry::rewrite::list_v2_via_v1::into_v1_query;
-use s3ferry::target::parse_copy_source;
-use s3ferry::upstream::url::parse_query;
+use s3ferry::s3::copy_source::parse_copy_source;
+use s3ferry::s3::encoding::parse_query;
+use s3ferry::s3::operation::{Target, classify};
 
 static PROFILES: LazyLock<Vec<DialectProfile>> = LazyLock::new(|| {
     ["aws", "oss", "gcs", "garage", "spaces"]

@@ -447,7 +447,7 @@ mod tests {
     /// The decoded query pairs of a request target.
     fn query_of(target: &str) -> Vec<(String, String)> {
         let uri: http::Uri = target.parse().expect("uri");
-        crate::upstream::url::parse_query(uri.query().unwrap_or(""))
+        crate::s3::encoding::parse_query(uri.query().unwrap_or(""))
     }
 
     const V4_AUTH: &str = "AWS4-HMAC-SHA256 Credential=AK/20261130/us-east-1/s3/aws4_request, \

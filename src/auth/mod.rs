@@ -20,8 +20,8 @@ use s3s::{S3Result, s3_error};
 
 use crate::config::ClientCredential;
 use crate::error::GatewayError;
+use crate::s3::encoding::parse_query;
 use crate::target::virtual_host_bucket;
-use crate::upstream::url::parse_query;
 
 /// Who verifies an admitted request's signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -165,7 +165,7 @@ fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::url::parse_query;
+    use crate::s3::encoding::parse_query;
     use http::HeaderValue;
 
     /// AWS's own example (RESTAuthentication, "Object GET"), with its published signature.

@@ -8,6 +8,8 @@ pub mod translate;
 
 use crate::checksum::ChecksumAlgorithm;
 use crate::config::Addressing;
+use crate::s3::operation::Operation;
+use crate::s3::operation::Operation as Op;
 
 /// The S3 canned ACLs AWS knows, in the order the S3 API reference lists them.
 pub const AWS_CANNED_ACLS: &[&str] = &[
@@ -156,7 +158,7 @@ pub struct DialectProfile {
     pub acl_api: bool,
     /// S3 operations the provider does not implement: refused by s3ferry with 501
     /// `NotImplemented` naming the provider, instead of whatever the provider makes of them.
-    pub unsupported_operations: Vec<String>,
+    pub unsupported_operations: Vec<Operation>,
     /// Whether UploadPartCopy is done by the provider. When not, s3ferry streams the source
     /// range through itself into an UploadPart (docs/dialects.md rule 23).
     pub upload_part_copy: bool,
@@ -186,6 +188,11 @@ pub struct DialectProfile {
     /// is off, s3ferry compares the digests itself and releases the body's last piece only when
     /// they match, so a mismatch leaves the upload incomplete and nothing is stored.
     pub verifies_before_storing: bool,
+}
+
+/// An owned list of operations.
+fn ops(items: &[Op]) -> Vec<Operation> {
+    items.to_vec()
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -262,16 +269,16 @@ fn aws() -> DialectProfile {
 }
 
 /// The object and bucket tagging operations.
-const TAGGING_OPERATIONS: &[&str] = &[
-    "GetObjectTagging",
-    "PutObjectTagging",
-    "DeleteObjectTagging",
-    "GetBucketTagging",
-    "PutBucketTagging",
-    "DeleteBucketTagging",
+const TAGGING_OPERATIONS: &[Op] = &[
+    Op::GetObjectTagging,
+    Op::PutObjectTagging,
+    Op::DeleteObjectTagging,
+    Op::GetBucketTagging,
+    Op::PutBucketTagging,
+    Op::DeleteBucketTagging,
 ];
-const POLICY_OPERATIONS: &[&str] = &["GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"];
-const OBJECT_LOCK_OPERATIONS: &[&str] = &["GetObjectLockConfiguration", "PutObjectLockConfiguration"];
+const POLICY_OPERATIONS: &[Op] = &[Op::GetBucketPolicy, Op::PutBucketPolicy, Op::DeleteBucketPolicy];
+const OBJECT_LOCK_OPERATIONS: &[Op] = &[Op::GetObjectLockConfiguration, Op::PutObjectLockConfiguration];
 
 /// Providers with no flexible checksums and the MD5 they insist on instead (§B.3).
 const NO_CHECKSUMS: &[ChecksumAlgorithm] = &[];
@@ -290,27 +297,25 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         "oss" => DialectProfile {
             name: "oss".into(),
             // A.1: absent from the S3 operation list.
-            unsupported_operations: strings(
+            unsupported_operations: ops(&[
                 &[
-                    &[
-                        "RestoreObject",
-                        "ListMultipartUploads",
-                        "GetBucketVersioning",
-                        "PutBucketVersioning",
-                        "ListObjectVersions",
-                        "GetBucketCors",
-                        "PutBucketCors",
-                        "DeleteBucketCors",
-                        "GetBucketWebsite",
-                        "PutBucketWebsite",
-                        "DeleteBucketWebsite",
-                    ][..],
-                    TAGGING_OPERATIONS,
-                    POLICY_OPERATIONS,
-                    OBJECT_LOCK_OPERATIONS,
-                ]
-                .concat(),
-            ),
+                    Op::RestoreObject,
+                    Op::ListMultipartUploads,
+                    Op::GetBucketVersioning,
+                    Op::PutBucketVersioning,
+                    Op::ListObjectVersions,
+                    Op::GetBucketCors,
+                    Op::PutBucketCors,
+                    Op::DeleteBucketCors,
+                    Op::GetBucketWebsite,
+                    Op::PutBucketWebsite,
+                    Op::DeleteBucketWebsite,
+                ][..],
+                TAGGING_OPERATIONS,
+                POLICY_OPERATIONS,
+                OBJECT_LOCK_OPERATIONS,
+            ]
+            .concat()),
             // A.1 Checksums: no flexible checksums, integrity via Content-MD5; §B.3: InvalidArgument.
             checksum_algorithms: NO_CHECKSUMS.to_vec(),
             content_md5_required: true,
@@ -379,13 +384,11 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         "r2" => DialectProfile {
             name: "r2".into(),
             // A.3: versioning and object-lock headers not implemented.
-            unsupported_operations: strings(
-                &[
-                    &["PutBucketVersioning", "ListObjectVersions"][..],
-                    OBJECT_LOCK_OPERATIONS,
-                ]
-                .concat(),
-            ),
+            unsupported_operations: ops(&[
+                &[Op::PutBucketVersioning, Op::ListObjectVersions][..],
+                OBJECT_LOCK_OPERATIONS,
+            ]
+            .concat()),
             // A.3: CRC32/CRC32C/SHA1/SHA256 only as COMPOSITE, CRC64NVME only as FULL_OBJECT, so
             // CRC64NVME (CLI v2's default) fails on multipart parts: s3ferry checks and keeps it.
             checksum_algorithms: vec![
@@ -481,22 +484,22 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         "minio" => DialectProfile {
             name: "minio".into(),
             // A.8: unsupported bucket sub-resources.
-            unsupported_operations: strings(&[
-                "GetBucketWebsite",
-                "PutBucketWebsite",
-                "DeleteBucketWebsite",
-                "GetBucketLogging",
-                "PutBucketLogging",
-                "GetBucketAccelerateConfiguration",
-                "PutBucketAccelerateConfiguration",
-                "GetBucketRequestPayment",
-                "PutBucketRequestPayment",
-                "GetPublicAccessBlock",
-                "PutPublicAccessBlock",
-                "DeletePublicAccessBlock",
-                "GetBucketOwnershipControls",
-                "PutBucketOwnershipControls",
-                "DeleteBucketOwnershipControls",
+            unsupported_operations: ops(&[
+                Op::GetBucketWebsite,
+                Op::PutBucketWebsite,
+                Op::DeleteBucketWebsite,
+                Op::GetBucketLogging,
+                Op::PutBucketLogging,
+                Op::GetBucketAccelerateConfiguration,
+                Op::PutBucketAccelerateConfiguration,
+                Op::GetBucketRequestPayment,
+                Op::PutBucketRequestPayment,
+                Op::GetPublicAccessBlock,
+                Op::PutPublicAccessBlock,
+                Op::DeletePublicAccessBlock,
+                Op::GetBucketOwnershipControls,
+                Op::PutBucketOwnershipControls,
+                Op::DeleteBucketOwnershipControls,
             ]),
             // A.8: GetObjectAcl / PutObjectAcl / PutBucketAcl unsupported.
             acl_api: false,
@@ -528,7 +531,7 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         "garage" => DialectProfile {
             name: "garage".into(),
             // A.9: no policy, object lock or tagging endpoints.
-            unsupported_operations: strings(&[TAGGING_OPERATIONS, POLICY_OPERATIONS, OBJECT_LOCK_OPERATIONS].concat()),
+            unsupported_operations: ops(&[TAGGING_OPERATIONS, POLICY_OPERATIONS, OBJECT_LOCK_OPERATIONS].concat()),
             // A.9: CRC32, CRC32C, SHA1, SHA256, no CRC64NVME; no ACL endpoints; conditional PUT
             // unknown ("?"), refused.
             checksum_algorithms: vec![
@@ -575,6 +578,12 @@ impl DialectProfile {
     /// carries them (listings, multipart and copy results) is rewritten on the way back.
     pub fn rewrites_object_values(&self) -> bool {
         self.etag_case != EtagCase::Lower || !self.storage_classes.is_empty()
+    }
+
+    /// Whether a CompleteMultipartUpload body must be written again for this provider: part
+    /// ETags in its case, part checksums of algorithms it does not take left out.
+    pub fn rewrites_part_list(&self) -> bool {
+        self.etag_case != EtagCase::Lower || self.checksum_algorithms.len() < ChecksumAlgorithm::ALL.len()
     }
 
     /// Client storage class -> provider storage class (unknown names pass unchanged).
@@ -877,15 +886,9 @@ mod tests {
         assert!(
             profile("oss")
                 .unsupported_operations
-                .iter()
-                .any(|o| o == "ListMultipartUploads")
+                .contains(&Op::ListMultipartUploads)
         );
-        assert!(
-            profile("garage")
-                .unsupported_operations
-                .iter()
-                .any(|o| o == "PutObjectTagging")
-        );
+        assert!(profile("garage").unsupported_operations.contains(&Op::PutObjectTagging));
         assert!(profile("aws").unsupported_operations.is_empty());
         assert!(!profile("gcs").upload_part_copy && profile("aws").upload_part_copy);
         for name in ["r2", "minio", "garage", "local"] {

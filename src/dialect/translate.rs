@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{AWS_CANNED_ACLS, ConditionalWrites, DialectProfile, UnsupportedAcl};
 use crate::checksum::{ChecksumAlgorithm, take_stored_checksums};
+use crate::s3::operation::Operation;
 
 /// Request headers that carry an ETag the client saw.
 const ETAG_CONDITION_HEADERS: &[&str] = &[
@@ -36,9 +37,6 @@ pub enum Untranslatable {
     ConditionalWrite { provider: String, header: String },
 }
 
-/// Operations whose `If-None-Match` / `If-Match` make the write itself conditional.
-const CONDITIONAL_WRITE_OPERATIONS: &[&str] = &["PutObject", "CopyObject", "CompleteMultipartUpload"];
-
 /// Request headers of the flexible-checksum protocol that are not the checksum value itself.
 const CHECKSUM_ALGORITHM_HEADERS: &[&str] = &["x-amz-sdk-checksum-algorithm", "x-amz-checksum-algorithm"];
 const CHECKSUM_TYPE: &str = "x-amz-checksum-type";
@@ -69,11 +67,11 @@ fn nearest_canned_acl(profile: &DialectProfile, acl: &str) -> Option<&'static st
 /// Rewrites the client's request headers and query for the provider: ACLs per the profile's
 /// policy, storage class names, ETag case in conditionals, conditional writes, checksum headers
 /// the provider does not take, and headers/params the provider rejects. `provider` names the
-/// provider in errors; `operation` is the S3 operation's name.
+/// provider in errors.
 pub fn translate_request(
     profile: &DialectProfile,
     provider: &str,
-    operation: &str,
+    operation: Operation,
     headers: &mut HeaderMap,
     query: &mut Vec<(String, String)>,
 ) -> Result<Option<WithheldChecksum>, Untranslatable> {
@@ -89,7 +87,7 @@ pub fn translate_request(
             headers.insert(STORAGE_CLASS, v);
         }
     }
-    if CONDITIONAL_WRITE_OPERATIONS.contains(&operation) {
+    if operation.is_conditional_write() {
         translate_conditional_write(profile, provider, headers)?;
     }
     for name in ETAG_CONDITION_HEADERS {
@@ -283,7 +281,7 @@ mod tests {
 
     fn acl_after(profile: &DialectProfile, acl: &'static str) -> Result<Option<String>, Untranslatable> {
         let mut h = headers(&[(CANNED_ACL, acl)]);
-        translate_request(profile, "p", "PutObject", &mut h, &mut Vec::new())?;
+        translate_request(profile, "p", Operation::PutObject, &mut h, &mut Vec::new())?;
         Ok(h.get(CANNED_ACL).map(|v| v.to_str().expect("text").to_string()))
     }
 
@@ -376,14 +374,14 @@ mod tests {
             "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
         )];
         let mut h = headers(&grant);
-        translate_request(&profile("ceph"), "p", "PutObject", &mut h, &mut Vec::new()).expect("ceph");
+        translate_request(&profile("ceph"), "p", Operation::PutObject, &mut h, &mut Vec::new()).expect("ceph");
         assert!(h.contains_key("x-amz-grant-read"));
         let mut h = headers(&grant);
-        translate_request(&profile("oss"), "p", "PutObject", &mut h, &mut Vec::new()).expect("oss maps");
+        translate_request(&profile("oss"), "p", Operation::PutObject, &mut h, &mut Vec::new()).expect("oss maps");
         assert!(!h.contains_key("x-amz-grant-read"));
         let mut h = headers(&grant);
-        let err =
-            translate_request(&profile("r2"), "r2", "PutObject", &mut h, &mut Vec::new()).expect_err("r2 rejects");
+        let err = translate_request(&profile("r2"), "r2", Operation::PutObject, &mut h, &mut Vec::new())
+            .expect_err("r2 rejects");
         assert_eq!(
             err,
             Untranslatable::Grant {
@@ -397,7 +395,7 @@ mod tests {
     fn storage_class_header_is_renamed_for_the_provider_and_back() {
         let oss = profile("oss");
         let mut h = headers(&[(STORAGE_CLASS, "STANDARD_IA")]);
-        translate_request(&oss, "p", "PutObject", &mut h, &mut Vec::new()).expect("ok");
+        translate_request(&oss, "p", Operation::PutObject, &mut h, &mut Vec::new()).expect("ok");
         assert_eq!(h.get(STORAGE_CLASS).expect("class"), "IA");
         let mut h = headers(&[(STORAGE_CLASS, "Archive"), ("etag", "\"ABC123\"")]);
         translate_response_headers(&oss, &mut h);
@@ -413,13 +411,13 @@ mod tests {
             ("x-amz-copy-source-if-match", "\"0a1b\""),
             ("x-amz-copy-source-if-none-match", "*"),
         ]);
-        translate_request(&profile("oss"), "p", "GetObject", &mut h, &mut Vec::new()).expect("ok");
+        translate_request(&profile("oss"), "p", Operation::GetObject, &mut h, &mut Vec::new()).expect("ok");
         assert_eq!(h.get("if-match").expect("h"), "\"ABC\"");
         assert_eq!(h.get("if-none-match").expect("h"), "W/\"DEF\"");
         assert_eq!(h.get("x-amz-copy-source-if-match").expect("h"), "\"0A1B\"");
         assert_eq!(h.get("x-amz-copy-source-if-none-match").expect("h"), "*");
         let mut h = headers(&[("if-match", "\"abc\"")]);
-        translate_request(&profile("aws"), "p", "GetObject", &mut h, &mut Vec::new()).expect("ok");
+        translate_request(&profile("aws"), "p", Operation::GetObject, &mut h, &mut Vec::new()).expect("ok");
         assert_eq!(h.get("if-match").expect("h"), "\"abc\"");
     }
 
@@ -431,10 +429,10 @@ mod tests {
             ("x-amz-meta-a", "b"),
         ]);
         let mut q = vec![("x-id".to_string(), "PutObject".to_string())];
-        translate_request(&profile("r2"), "p", "GetObject", &mut h, &mut q).expect("ok");
+        translate_request(&profile("r2"), "p", Operation::GetObject, &mut h, &mut q).expect("ok");
         assert_eq!(h.len(), 1);
         assert_eq!(q.len(), 1, "r2 keeps x-id");
-        translate_request(&profile("gcs"), "p", "GetObject", &mut h, &mut q).expect("ok");
+        translate_request(&profile("gcs"), "p", Operation::GetObject, &mut h, &mut q).expect("ok");
         assert!(q.is_empty(), "gcs drops x-id");
     }
 
@@ -443,7 +441,7 @@ mod tests {
         pairs: &[(&'static str, &'static str)],
     ) -> Result<HeaderMap, Untranslatable> {
         let mut h = headers(pairs);
-        translate_request(profile, "p", "PutObject", &mut h, &mut Vec::new())?;
+        translate_request(profile, "p", Operation::PutObject, &mut h, &mut Vec::new())?;
         Ok(h)
     }
 
@@ -472,7 +470,7 @@ mod tests {
         }
         // Reads keep their conditionals everywhere.
         let mut h = headers(&[("if-none-match", "*")]);
-        translate_request(&profile("wasabi"), "p", "GetObject", &mut h, &mut Vec::new()).expect("read");
+        translate_request(&profile("wasabi"), "p", Operation::GetObject, &mut h, &mut Vec::new()).expect("read");
         assert!(h.contains_key("if-none-match"));
     }
 
@@ -485,7 +483,8 @@ mod tests {
             ("x-amz-meta-color", "blue"),
         ];
         let mut h = headers(&pairs);
-        let withheld = translate_request(&profile("b2"), "p", "PutObject", &mut h, &mut Vec::new()).expect("b2");
+        let withheld =
+            translate_request(&profile("b2"), "p", Operation::PutObject, &mut h, &mut Vec::new()).expect("b2");
         assert_eq!(
             withheld,
             Some(WithheldChecksum {
@@ -495,7 +494,8 @@ mod tests {
         );
         assert_eq!(h.len(), 1, "only the client's own metadata stays: {h:?}");
         let mut h = headers(&pairs);
-        let withheld = translate_request(&profile("aws"), "p", "PutObject", &mut h, &mut Vec::new()).expect("aws");
+        let withheld =
+            translate_request(&profile("aws"), "p", Operation::PutObject, &mut h, &mut Vec::new()).expect("aws");
         assert_eq!(withheld, None);
         assert!(h.contains_key("x-amz-checksum-crc32") && h.contains_key("x-amz-sdk-checksum-algorithm"));
         assert!(
@@ -508,11 +508,11 @@ mod tests {
             ("x-amz-checksum-algorithm", "CRC64NVME"),
         ]);
         let withheld =
-            translate_request(&profile("garage"), "p", "PutObject", &mut h, &mut Vec::new()).expect("garage");
+            translate_request(&profile("garage"), "p", Operation::PutObject, &mut h, &mut Vec::new()).expect("garage");
         assert_eq!(withheld.map(|w| w.algorithm), Some(ChecksumAlgorithm::Crc64Nvme));
         assert!(h.is_empty());
         let mut h = headers(&[("x-amz-checksum-mode", "ENABLED")]);
-        translate_request(&profile("b2"), "p", "GetObject", &mut h, &mut Vec::new()).expect("b2 get");
+        translate_request(&profile("b2"), "p", Operation::GetObject, &mut h, &mut Vec::new()).expect("b2 get");
         assert!(h.is_empty(), "B2 refuses x-amz-checksum-mode");
     }
 

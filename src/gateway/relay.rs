@@ -1,19 +1,20 @@
-//! The provider's answer turned into the client's: hop-by-hop headers dropped, dialect values
-//! and error codes translated, bucket names mapped back, listings encoded or converted from V1,
-//! and the checksums a read may carry.
+//! The provider's answer turned into the client's, as the request's [`ResponsePlan`] says:
+//! hop-by-hop headers dropped, dialect values and error codes translated, bucket names mapped
+//! back, listings encoded or converted from V1, and the checksums a read may carry.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use s3s::{Body, S3Response};
 
+use super::plan::ResponsePlan;
 use crate::body::IdleTimeoutBody;
 use crate::checksum::{ChecksumAlgorithm, stored_algorithm, take_stored_checksums};
 use crate::dialect::translate;
 use crate::error::GatewayError;
-use crate::operation;
-use crate::rewrite::{self, MAX_XML_BODY, list_v2_via_v1};
+use crate::rewrite::{self, list_v2_via_v1};
 use crate::route::Route;
-use crate::small_body::Buffered;
+use crate::s3::operation::Operation;
+use crate::small_body::{Buffered, MAX_SMALL_ANSWER, MAX_XML_BODY};
 use crate::upstream;
 
 /// Response headers that are not relayed (hop-by-hop).
@@ -38,35 +39,35 @@ enum AnswerBody {
 pub(super) async fn relay_response(
     response: http::Response<hyper::body::Incoming>,
     route: &Route,
-    relay: Relay,
+    plan: ResponsePlan,
 ) -> Result<S3Response<Body>, GatewayError> {
     let (parts, incoming) = response.into_parts();
-    relay_answer(parts, AnswerBody::Streaming(incoming), route, relay).await
+    relay_answer(parts, AnswerBody::Streaming(incoming), route, plan).await
 }
 
 /// [`relay_response`] for an answer s3ferry has already read whole.
 pub(super) async fn relay_read_response(
     response: http::Response<Buffered>,
     route: &Route,
-    relay: Relay,
+    plan: ResponsePlan,
 ) -> Result<S3Response<Body>, GatewayError> {
     let (parts, read) = response.into_parts();
-    relay_answer(parts, AnswerBody::Read(read), route, relay).await
+    relay_answer(parts, AnswerBody::Read(read), route, plan).await
 }
 
 async fn relay_answer(
     mut parts: http::response::Parts,
     answer: AnswerBody,
     route: &Route,
-    relay: Relay,
+    plan: ResponsePlan,
 ) -> Result<S3Response<Body>, GatewayError> {
-    let Relay {
+    let ResponsePlan {
         operation,
         encode_listing,
         checksum_mode,
         ranged,
         v2_via_v1,
-    } = relay;
+    } = plan;
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
@@ -87,20 +88,20 @@ async fn relay_answer(
     translate::translate_response_headers(profile, &mut headers);
     answer_checksums(&mut headers, parts.status, operation, checksum_mode, ranged);
     let failed = !parts.status.is_success();
-    let names_bucket = operation::response_names_bucket(operation) || failed;
+    let names_bucket = operation.response_names_bucket() || failed;
     let rename = route.is_renamed() && names_bucket;
-    let dialect = (profile.rewrites_object_values() && operation::response_carries_object_values(operation))
+    let dialect = (profile.rewrites_object_values() && operation.response_carries_object_values())
         || (failed && !profile.error_codes.is_empty());
     let encode_listing = encode_listing && is_xml && !failed;
     // Converted whatever the Content-Type says: relayed as it came, a V1 page would end the
     // client's pagination silently.
     let v2_via_v1 = v2_via_v1.as_ref().filter(|_| !failed);
     let mut answer = answer;
-    if parts.status.is_server_error() && !matches!(operation, "HeadObject" | "HeadBucket") {
+    if parts.status.is_server_error() && !operation.is_head() {
         // A failing provider (or a proxy in front of it) may answer with anything: what is not
         // an S3 error becomes one, so the client's SDK reads a code and retries as it should.
         let read = match answer {
-            AnswerBody::Streaming(incoming) => route.provider.read_answer(incoming, ERROR_BODY_MAX).await?,
+            AnswerBody::Streaming(incoming) => route.provider.read_answer(incoming, MAX_SMALL_ANSWER).await?,
             AnswerBody::Read(read) => read,
         };
         if !crate::error::is_whole_error_document(&read) {
@@ -154,43 +155,17 @@ async fn relay_answer(
     Ok(response)
 }
 
-/// The most of a provider's 5xx answer that is read to learn whether it is an S3 error.
-const ERROR_BODY_MAX: usize = 64 * 1024;
-
-/// What the client asked that decides how the provider's response is turned into its answer.
-#[derive(Debug, Clone)]
-pub(super) struct Relay {
-    operation: &'static str,
-    /// s3ferry URL-encodes the listing's keys itself.
-    encode_listing: bool,
-    /// The client sent `x-amz-checksum-mode: ENABLED`.
-    checksum_mode: bool,
-    /// The client asked for a byte range.
-    ranged: bool,
-    /// The answer is a V1 listing that becomes the client's ListObjectsV2 answer.
-    pub(super) v2_via_v1: Option<list_v2_via_v1::V2Request>,
-}
-
-impl Relay {
-    pub(super) fn new(operation: &'static str, client_headers: &HeaderMap, encode_listing: bool) -> Self {
-        let checksum_mode = client_headers
-            .get("x-amz-checksum-mode")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"enabled"));
-        Self {
-            operation,
-            encode_listing,
-            checksum_mode,
-            ranged: client_headers.contains_key(http::header::RANGE),
-            v2_via_v1: None,
-        }
-    }
-}
-
 /// Checksums in a GetObject/HeadObject answer (docs/dialects.md rules 14 and 15): s3ferry's stored
 /// checksum metadata never reaches the client as metadata; under `x-amz-checksum-mode` it
 /// answers for a provider that stored none; and a ranged response carries no full-object
 /// checksum, which clients would check against the partial bytes and fail.
-fn answer_checksums(headers: &mut HeaderMap, status: StatusCode, operation: &str, checksum_mode: bool, ranged: bool) {
+fn answer_checksums(
+    headers: &mut HeaderMap,
+    status: StatusCode,
+    operation: Operation,
+    checksum_mode: bool,
+    ranged: bool,
+) {
     let stored = take_stored_checksums(headers);
     if ranged && status == StatusCode::PARTIAL_CONTENT {
         let full_object: Vec<HeaderName> = headers
@@ -205,7 +180,7 @@ fn answer_checksums(headers: &mut HeaderMap, status: StatusCode, operation: &str
         }
         return;
     }
-    let reads_object = matches!(operation, "GetObject" | "HeadObject");
+    let reads_object = operation.reads_object();
     let provider_answered = headers
         .keys()
         .any(|n| ChecksumAlgorithm::from_header_name(n.as_str()).is_some());
@@ -218,33 +193,6 @@ fn answer_checksums(headers: &mut HeaderMap, status: StatusCode, operation: &str
             headers.insert("x-amz-checksum-type", HeaderValue::from_static("FULL_OBJECT"));
         }
     }
-}
-
-/// For a listing asked with `encoding-type=url` on a provider whose profile says it does not
-/// encode reliably: the parameter is not forwarded (raw keys come back) and s3ferry encodes.
-pub(super) fn encodes_listing_itself(route: &Route, operation: &str, query: &mut Vec<(String, String)>) -> bool {
-    let listing = matches!(operation, "ListObjects" | "ListObjectsV2" | "ListObjectVersions");
-    let asked = query.iter().any(|(n, v)| n == "encoding-type" && v == "url");
-    if !(listing && asked) || route.provider.settings.profile.url_encoded_listings {
-        return false;
-    }
-    query.retain(|(n, _)| n != "encoding-type");
-    true
-}
-
-/// For a ListObjectsV2 on a provider whose profile says it serves only V1: the query becomes V1,
-/// and the returned request says how to turn the V1 answer into V2.
-pub(super) fn lists_v2_via_v1(
-    route: &Route,
-    operation: &str,
-    query: &mut Vec<(String, String)>,
-) -> Result<Option<list_v2_via_v1::V2Request>, GatewayError> {
-    if operation != "ListObjectsV2" || route.provider.settings.profile.list_objects_v2 {
-        return Ok(None);
-    }
-    list_v2_via_v1::into_v1_query(query)
-        .map(Some)
-        .map_err(|e| GatewayError::InvalidArgument(e.to_string()))
 }
 
 /// A provider error code the dialect maps: the client's status, and the operator's hint logged.

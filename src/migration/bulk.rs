@@ -21,12 +21,12 @@ use serde::Serialize;
 
 use super::copy::{CopyOutcome, CopyTask, copy_object, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
+use super::listing::ListRequest;
 use super::tombstone::TombstoneLookup;
 use crate::error::GatewayError;
 use crate::rewrite::list_objects::{ListEntry, ListedObject};
 use crate::route::{FallbackRoute, Route};
 use crate::upstream::Upstream;
-use crate::upstream::requests::ListRequest;
 
 /// One key as both providers see it.
 #[derive(Debug, Clone)]

@@ -39,6 +39,7 @@ use crate::config::MigrationConfig;
 use crate::dialect::translate::{translate_request, translate_response_headers};
 use crate::dialect::{ConditionalWrites, DialectProfile};
 use crate::error::GatewayError;
+use crate::s3::operation::Operation;
 use crate::upstream::Upstream;
 
 /// Where one object comes from and goes to.
@@ -109,7 +110,7 @@ pub fn translate_copy_headers(
 ) -> Result<(), GatewayError> {
     let stored = take_stored_checksums(headers);
     // No x-amz-checksum-* is ever among a copy's headers, so nothing is withheld to verify.
-    translate_request(profile, provider, "PutObject", headers, &mut Vec::new())?;
+    translate_request(profile, provider, Operation::PutObject, headers, &mut Vec::new())?;
     headers.extend(stored);
     Ok(())
 }
@@ -162,11 +163,10 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
         _ => {}
     }
     let (parts, body) = source.into_parts();
-    let length =
-        crate::upstream::requests::content_length(&parts.headers).ok_or_else(|| GatewayError::UpstreamProtocol {
-            provider: old.settings.name.clone(),
-            cause: format!("GET of the copy source in '{old_bucket}' has no Content-Length"),
-        })?;
+    let length = crate::s3::headers::content_length(&parts.headers).ok_or_else(|| GatewayError::UpstreamProtocol {
+        provider: old.settings.name.clone(),
+        cause: format!("GET of the copy source in '{old_bucket}' has no Content-Length"),
+    })?;
     let etag_of = |upstream: &Upstream, headers: &HeaderMap| {
         let etag = headers
             .get(http::header::ETAG)

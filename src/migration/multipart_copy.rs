@@ -27,8 +27,11 @@ use crate::dialect::ConditionalWrites;
 use crate::dialect::translate::translate_request;
 use crate::error::GatewayError;
 use crate::rewrite::multipart_upload::{parse_result_etag, parse_upload_id, render_complete_multipart_upload};
+use crate::s3::encoding::uri_encode;
+use crate::s3::operation::Operation;
+use crate::small_body::MAX_SMALL_ANSWER;
 use crate::upstream::Upstream;
-use crate::upstream::url::uri_encode;
+use crate::upstream::exchange::Exchange;
 
 /// S3's most parts in one upload.
 const MAX_PARTS: u64 = 10_000;
@@ -174,12 +177,12 @@ async fn source_part_sizes(task: &CopyTask, source: &SourceObject) -> Option<Vec
             &task.key,
             vec![("partNumber".to_string(), part.to_string())],
         );
-        let answer = task.old.send_collect(request, 0).await.ok()?;
+        let answer = Exchange::new(request).send_collect(&task.old, 0).await.ok()?;
         if !answer.status().is_success() {
             return None;
         }
         // A provider that ignores `partNumber` answers with the whole object's length.
-        let size = crate::upstream::requests::content_length(answer.headers())?;
+        let size = crate::s3::headers::content_length(answer.headers())?;
         sizes.push(size);
     }
     let whole: u64 = sizes.iter().sum();
@@ -231,7 +234,7 @@ impl Upload {
             vec![("uploads".to_string(), String::new())],
         );
         request.headers = headers;
-        let answer = new.send_collect(request, 64 * 1024).await?;
+        let answer = Exchange::new(request).send_collect(&new, MAX_SMALL_ANSWER).await?;
         let id = answer
             .status()
             .is_success()
@@ -304,11 +307,11 @@ impl Upload {
         translate_request(
             &settings.profile,
             &settings.name,
-            "UploadPartCopy",
+            Operation::UploadPartCopy,
             &mut request.headers,
             &mut request.query,
         )?;
-        let answer = self.new.send_collect(request, 64 * 1024).await?;
+        let answer = Exchange::new(request).send_collect(&self.new, MAX_SMALL_ANSWER).await?;
         match parse_result_etag(answer.body()) {
             Some(etag) if answer.status().is_success() => Ok(etag),
             _ => Err(self
@@ -334,7 +337,7 @@ impl Upload {
             HeaderValue::from_str(range).map_err(|_| internal("the range"))?,
         );
         let source = old.get_object(&task.old_bucket, &task.key, headers).await?;
-        let length = crate::upstream::requests::content_length(source.headers());
+        let length = crate::s3::headers::content_length(source.headers());
         if source.status() != StatusCode::PARTIAL_CONTENT || length != Some(size) {
             return Err(GatewayError::UpstreamProtocol {
                 provider: old.settings.name.clone(),
@@ -356,7 +359,7 @@ impl Upload {
             .headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
         request.body = body;
-        let answer = self.new.send_collect(request, 64 * 1024).await?;
+        let answer = Exchange::new(request).send_collect(&self.new, MAX_SMALL_ANSWER).await?;
         let etag = answer
             .headers()
             .get(http::header::ETAG)
@@ -382,7 +385,7 @@ impl Upload {
         translate_request(
             &new.settings.profile,
             &new.settings.name,
-            "CompleteMultipartUpload",
+            Operation::CompleteMultipartUpload,
             &mut request.headers,
             &mut Vec::new(),
         )?;
@@ -390,7 +393,7 @@ impl Upload {
             .headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(xml.len()));
         request.body = crate::body::full(bytes::Bytes::from(xml));
-        let answer = new.send_collect(request, 64 * 1024).await?;
+        let answer = Exchange::new(request).send_collect(new, MAX_SMALL_ANSWER).await?;
         match answer.status() {
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => Ok(None),
             // A 200 can still carry an error: only a result with an ETag is a success.
@@ -437,7 +440,7 @@ async fn abort_upload(new: &Upstream, bucket: &str, key: &str, id: &str) {
         key,
         vec![("uploadId".to_string(), id.to_string())],
     );
-    match new.send_collect(request, 64 * 1024).await {
+    match Exchange::new(request).send_collect(new, MAX_SMALL_ANSWER).await {
         Ok(answer) if answer.status().is_success() || answer.status() == StatusCode::NOT_FOUND => {}
         Ok(answer) => {
             tracing::warn!(provider = %new.settings.name, %bucket, status = %answer.status(), "aborting the multipart upload of a failed copy was refused; its parts remain until the provider's lifecycle rules remove them")

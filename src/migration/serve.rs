@@ -8,6 +8,7 @@ use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::claim::KeyClaim;
 use super::copy::{Copier, CopyTask, same_etag};
 use super::listing::{MergeSources, merged_page, parse_list_query};
 use super::multipart_copy::PartSizes;
@@ -19,6 +20,9 @@ use crate::error::GatewayError;
 use crate::rewrite::delete_objects::DeleteResult;
 use crate::rewrite::list_objects::render_list_objects;
 use crate::route::{FallbackRoute, Route};
+use crate::s3::operation::Operation;
+use crate::small_body::MAX_SMALL_ANSWER;
+use crate::upstream::exchange::Exchange;
 use crate::upstream::sign::EMPTY_PAYLOAD_SHA256;
 use crate::upstream::{OutgoingRequest, Upstream};
 
@@ -71,18 +75,16 @@ impl Migration {
         key: &str,
         read: ReadRequest,
     ) -> Result<(Response<Incoming>, Route), GatewayError> {
-        let response = route
-            .provider
-            .send(read.outgoing(&route.provider, &route.upstream_bucket)?)
-            .await
-            .map_err(|e| e.into_gateway_error(&route.provider.settings))?;
+        let response = Exchange::new(read.outgoing(&route.provider, &route.upstream_bucket)?)
+            .send(&route.provider)
+            .await?;
         let status = response.status();
         let mut message = String::new();
         let error_code = if status == StatusCode::NOT_FOUND && read.method == Method::GET {
             let (_, body) = response.into_parts();
             // Only the error code is wanted: an answer that cannot be read has none, but a full
             // budget is the client's answer (SlowDown), not a guess at the code.
-            let answer = match route.provider.read_answer(body, 64 * 1024).await {
+            let answer = match route.provider.read_answer(body, MAX_SMALL_ANSWER).await {
                 Ok(buffered) => Some(buffered),
                 Err(GatewayError::SlowDown) => return Err(GatewayError::SlowDown),
                 Err(_) => None,
@@ -112,10 +114,7 @@ impl Migration {
         }
         self.stats.fallback(&route.client_bucket);
         let old = &fallback.provider;
-        let response = old
-            .send(read.outgoing(old, &fallback.bucket)?)
-            .await
-            .map_err(|e| e.into_gateway_error(&old.settings))?;
+        let response = Exchange::new(read.outgoing(old, &fallback.bucket)?).send(old).await?;
         tracing::debug!(bucket = %route.client_bucket, status = %response.status(), provider = %old.settings.name, "read fell back to the old provider");
         if fallback.copy_on_read && read.method == Method::GET && response.status().is_success() {
             self.copier.schedule(
@@ -198,9 +197,9 @@ impl Migration {
     /// tombstone left behind by a failure here is harmless while the object exists (reads
     /// find it first, a copy's re-check removes only the copy's own object), so it is logged,
     /// not returned.
-    pub async fn after_write(&self, route: &Route, key: &str, operation: &str) {
+    pub async fn after_write(&self, route: &Route, key: &str, operation: Operation) {
         let provider = &route.provider;
-        if matches!(operation, "CompleteMultipartUpload" | "CopyObject") {
+        if matches!(operation, Operation::CompleteMultipartUpload | Operation::CopyObject) {
             // Their 200 can still carry an error in the body: clear only if the object is there.
             if !matches!(provider.head_object(&route.upstream_bucket, key).await, Ok(Some(_))) {
                 return;
@@ -208,6 +207,33 @@ impl Migration {
         }
         if let Err(e) = tombstone::clear_tombstone(provider, &route.upstream_bucket, key).await {
             tracing::warn!(bucket = %route.client_bucket, provider = %provider.settings.name, error = %e, "clearing the tombstone of a key written again failed");
+        }
+    }
+
+    /// A client's write or delete of `key` on a bucket under migration claims the key first, so
+    /// no background copy of it lands after the client's request (see `claim`); held until the
+    /// answer is relayed. `None` for other requests and buckets.
+    pub async fn claim(&self, route: &Route, operation: Operation, key: &str) -> Option<KeyClaim> {
+        match &route.fallback {
+            Some(_) if operation.changes_object() => Some(self.copier.claim(&route.upstream_bucket, key).await),
+            _ => None,
+        }
+    }
+
+    /// [`Migration::check_conditional_write`] for a PutObject on a bucket under migration;
+    /// `false` (nothing satisfied by the old provider) for any other request.
+    pub async fn put_satisfied_by_old(
+        &self,
+        route: &Route,
+        operation: Operation,
+        key: &str,
+        headers: &HeaderMap,
+    ) -> Result<bool, GatewayError> {
+        match &route.fallback {
+            Some(fallback) if operation == Operation::PutObject => {
+                self.check_conditional_write(route, fallback, key, headers).await
+            }
+            _ => Ok(false),
         }
     }
 
@@ -386,9 +412,9 @@ impl ReadRequest {
     /// left out. Each side of a bucket under migration may speak another dialect.
     fn outgoing(&self, provider: &Upstream, bucket: &str) -> Result<OutgoingRequest, GatewayError> {
         let operation = if self.method == Method::HEAD {
-            "HeadObject"
+            Operation::HeadObject
         } else {
-            "GetObject"
+            Operation::GetObject
         };
         let mut headers = self.headers.clone();
         let mut query = self.query.clone();

@@ -35,8 +35,9 @@ use crate::checksum::ChecksumAlgorithm;
 use crate::config::PostUploadConfig;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::s3::encoding::uri_encode;
+use crate::s3::operation::Operation;
 use crate::target::ClientTarget;
-use crate::upstream::url::uri_encode;
 use form::{FormError, FormEvent, FormParser};
 use policy::{FormFields, PolicySigner};
 use spool::{SpoolBudget, SpoolWriter};
@@ -142,7 +143,7 @@ pub async fn upload_form(
         .and_then(form::boundary_of)
         .ok_or_else(|| GatewayError::MalformedPostRequest("the Content-Type has no multipart boundary".into()))?;
     ctx.record(|f| {
-        f.operation = "PostObject";
+        f.operation = Operation::PostObject.as_str();
         f.bucket = Some(bucket.clone());
     });
     let host = req
@@ -187,7 +188,7 @@ pub async fn upload_form(
     let put = put_request(target.clone(), headers, spooled, signer.as_ref(), up.keys, ctx)?;
     let answer = up.gateway.answer(put).await;
     // The gateway logged the PutObject it sent; the client's operation was a POST Object.
-    ctx.record(|f| f.operation = "PostObject");
+    ctx.record(|f| f.operation = Operation::PostObject.as_str());
     let status = answer.status.unwrap_or(StatusCode::OK);
     if !status.is_success() {
         let mut response = http::Response::new(answer.output);

@@ -5,7 +5,7 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 
 use super::RewriteError;
-use crate::upstream::url::uri_encode;
+use crate::s3::encoding::uri_encode;
 
 /// One object in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

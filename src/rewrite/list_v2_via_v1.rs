@@ -17,7 +17,7 @@ use quick_xml::{Reader, Writer};
 
 use super::RewriteError;
 use super::list_objects::{ListPage, decode_token, encode_token, parse_list_page};
-use crate::upstream::url::{decode_query_component, uri_encode};
+use crate::s3::encoding::{decode_query_component, uri_encode};
 
 /// ListObjectsV2 parameters a V1 provider does not know (or would misread).
 const V2_ONLY_PARAMS: &[&str] = &[

@@ -9,7 +9,7 @@ use quick_xml::events::{BytesText, Event};
 use quick_xml::{Reader, Writer};
 
 use super::RewriteError;
-use crate::upstream::url::uri_encode;
+use crate::s3::encoding::uri_encode;
 
 const ENCODED_ELEMENTS: &[&[u8]] = &[
     b"Key",

@@ -1,9 +1,10 @@
 //! Response bodies rewritten back into the client's view, one quick-xml reader -> writer loop
 //! per response shape. Everything a rewriter does not edit is copied as it came.
-//! Only small XML bodies are read (capped by [`MAX_XML_BODY`]); object bodies are never touched.
+//! Only small XML bodies are read (capped by [`crate::small_body::MAX_XML_BODY`]); object bodies are never touched.
 
 pub mod acl;
 pub mod bucket_names;
+pub mod copy_result;
 pub mod delete_objects;
 pub mod list_buckets;
 pub mod list_objects;
@@ -15,10 +16,6 @@ pub mod tagging;
 
 #[cfg(test)]
 mod property_tests;
-
-/// The largest XML response s3ferry reads into memory to rewrite. A ListObjects page of 1,000
-/// long keys is well under 1 MiB.
-pub const MAX_XML_BODY: usize = 16 * 1024 * 1024;
 
 /// A rewrite that could not be done.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use super::list_objects::{decode_token, parse_list_page};
 use super::list_v2_via_v1::V2Request;
 use crate::checksum::ChecksumAlgorithm;
 use crate::dialect::{DialectProfile, builtin};
-use crate::upstream::url::{percent_decode, uri_encode};
+use crate::s3::encoding::{percent_decode, uri_encode};
 
 /// Names of leaf elements some rewriter edits, or that steer one (`IsTruncated`, `Owner`...).
 const LEAF_NAMES: &[&str] = &[

@@ -38,7 +38,7 @@ pub fn tagging_header_value(tags: &[(String, String)]) -> Option<String> {
     if tags.is_empty() {
         return None;
     }
-    let enc = |s: &str| crate::upstream::url::uri_encode(s.as_bytes(), false);
+    let enc = |s: &str| crate::s3::encoding::uri_encode(s.as_bytes(), false);
     Some(
         tags.iter()
             .map(|(k, v)| format!("{}={}", enc(k), enc(v)))

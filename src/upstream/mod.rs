@@ -7,12 +7,13 @@
 //! turn a dead provider into a clear S3 error instead of a hang. A failed exchange that is
 //! safe to repeat is tried again with backoff, a bounded number of times (see [`retry`]).
 
+pub mod address;
+pub mod exchange;
 pub mod requests;
 pub mod resolve;
 pub mod retry;
 pub mod sign;
 pub mod sign_v2;
-pub mod url;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +30,12 @@ use crate::body::UpstreamBody;
 use crate::config::{Addressing, Secret, SignatureVersion};
 use crate::dialect::DialectProfile;
 use crate::error::GatewayError;
+use crate::metrics::UpstreamMetrics;
+use crate::s3::encoding::canonical_query;
 use crate::small_body::{BodyBudget, Buffered, ReadError, ReadLimits, read_capped};
+use address::UpstreamAddress;
 use resolve::LoopbackAwareResolver;
 use retry::{AttemptOutcome, BodyLoan, RetryDecision, RetryPolicy, decide_retry};
-use url::UpstreamAddress;
 
 type Connector = HttpsConnector<HttpConnector<LoopbackAwareResolver>>;
 
@@ -96,8 +99,8 @@ pub struct Upstream {
     client: Client<Connector, UpstreamBody>,
     scheme: http::uri::Scheme,
     authority: String,
-    /// `s3ferry_upstream_retries_total`, when the gateway counts them.
-    retries_total: Option<prometheus::IntCounterVec>,
+    /// The running gateway's `s3ferry_upstream_*` metrics, when it counts them.
+    metrics: Option<UpstreamMetrics>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -125,11 +128,11 @@ pub struct OutgoingRequest {
 }
 
 impl Upstream {
-    /// A provider's client; its retries are counted in `retries_total` when given.
+    /// A provider's client; its exchanges are recorded in `metrics` when given.
     pub fn new(
         settings: UpstreamSettings,
         budget: BodyBudget,
-        retries_total: Option<prometheus::IntCounterVec>,
+        metrics: Option<UpstreamMetrics>,
     ) -> Result<Arc<Self>, String> {
         let tls = tls_client_config(settings.ca_file.as_deref())?;
         let mut http = HttpConnector::new_with_resolver(LoopbackAwareResolver::new());
@@ -158,7 +161,7 @@ impl Upstream {
             client,
             scheme,
             authority,
-            retries_total,
+            metrics,
         }))
     }
 
@@ -172,22 +175,8 @@ impl Upstream {
         &self.authority
     }
 
-    /// Signs `request` for this provider and sends it, again where that is safe (see
-    /// [`retry`]). Each attempt waits at most `read_timeout` for the response headers.
-    pub async fn send(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
-        self.send_under(request, &self.settings.retry, Signing::ProviderKey)
-            .await
-    }
-
-    /// Sends `request` without any signature (no `Authorization`, no `x-amz-date` or
-    /// `x-amz-content-sha256` of s3ferry's): the provider treats it as anonymous, so its own
-    /// public-access rules decide (`anonymous = "provider"`), and its bucket's CORS
-    /// configuration answers a browser's preflight (`cors`), without s3ferry's key.
-    pub async fn send_unsigned(&self, request: OutgoingRequest) -> Result<Response<Incoming>, SendError> {
-        self.send_under(request, &self.settings.retry, Signing::None).await
-    }
-
-    /// [`Upstream::send`] with the given retry policy.
+    /// Signs `request` as `signing` says and sends it, again while `policy` says that is safe
+    /// (see [`retry`]); only an [`Exchange`] calls it.
     async fn send_under(
         &self,
         request: OutgoingRequest,
@@ -203,13 +192,13 @@ impl Upstream {
             body,
             payload_hash,
         } = request;
-        let UpstreamAddress { authority, mut path } = url::upstream_address(
+        let UpstreamAddress { authority, mut path } = address::upstream_address(
             &self.authority,
             self.settings.addressing,
             bucket.as_deref(),
             &encoded_key,
         );
-        let canonical_query = url::canonical_query(&query);
+        let canonical_query = canonical_query(&query);
         let host = HeaderValue::from_str(&authority).map_err(|e| SendError::Build(e.to_string()))?;
         headers.insert(http::header::HOST, host);
         let params = sign::SigningParams {
@@ -287,29 +276,13 @@ impl Upstream {
             };
             // The failed answer is dropped unread: its connection is closed, not reused.
             drop(result);
-            if let Some(counter) = &self.retries_total {
-                counter.with_label_values(&[&self.settings.name, reason.label()]).inc();
+            if let Some(metrics) = &self.metrics {
+                metrics.retried(&self.settings.name, reason.label());
             }
             tracing::debug!(provider = %self.settings.name, %method, reason = reason.label(), delay_ms = delay.as_millis(), "retrying a provider request");
             retries_done += 1;
             tokio::time::sleep(delay).await;
         }
-    }
-
-    /// Sends a small request with an in-memory body and collects the (small, capped) response
-    /// under the gateway's body budget.
-    pub async fn send_collect(
-        &self,
-        request: OutgoingRequest,
-        max_body: usize,
-    ) -> Result<Response<Buffered>, GatewayError> {
-        let response = self
-            .send(request)
-            .await
-            .map_err(|e| e.into_gateway_error(&self.settings))?;
-        let (parts, body) = response.into_parts();
-        let buffered = self.read_answer(body, max_body).await?;
-        Ok(Response::from_parts(parts, buffered))
     }
 
     /// Reads an answer body of this provider whole (at most `max` bytes) under the budget.

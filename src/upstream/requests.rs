@@ -1,42 +1,21 @@
-//! Requests s3ferry makes on its own behalf (lazy migration, bulk copy, check): HEAD, GET, PUT,
-//! DELETE and listings on one provider, with keys given decoded. Answers carry the provider's
+//! Requests s3ferry makes on its own behalf (lazy migration, bulk copy, check): HEAD, GET, PUT
+//! and DELETE on one provider, with keys given decoded; answers come back as they are (their
+//! callers parse them). Answers carry the provider's
 //! values (ETag case, storage class names); callers translate them with the dialect profile.
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::exchange::Exchange;
 use super::sign::{EMPTY_PAYLOAD_SHA256, UNSIGNED_PAYLOAD};
-use super::url::uri_encode;
 use super::{OutgoingRequest, Upstream};
 use crate::body::{self, UpstreamBody};
 use crate::error::GatewayError;
-use crate::rewrite::MAX_XML_BODY;
-use crate::rewrite::list_objects::{ListPage, parse_list_page};
-use crate::rewrite::list_v2_via_v1;
+use crate::s3::encoding::uri_encode;
+use crate::s3::headers::content_length;
 use crate::small_body::Buffered;
-
-/// A message's `Content-Length`, if it has a valid one.
-pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-/// The length of a request body once any `aws-chunked` framing is removed: the decoded length
-/// of a streamed body, else its `Content-Length`.
-pub fn decoded_length(headers: &HeaderMap) -> Option<u64> {
-    let streamed = headers
-        .get("x-amz-content-sha256")
-        .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
-    if streamed {
-        return headers
-            .get("x-amz-decoded-content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-    }
-    content_length(headers)
-}
+use crate::small_body::MAX_SMALL_ANSWER;
+use crate::small_body::MAX_XML_BODY;
 
 /// What a HEAD says about an object.
 #[derive(Debug, Clone)]
@@ -45,16 +24,6 @@ pub struct ObjectHead {
     /// As the provider writes it, quotes included.
     pub etag: String,
     pub headers: HeaderMap,
-}
-
-/// Parameters of one listing call (ListObjectsV2, or V1 for a provider without it).
-#[derive(Debug, Clone, Default)]
-pub struct ListRequest {
-    pub prefix: String,
-    pub delimiter: Option<String>,
-    pub start_after: Option<String>,
-    pub continuation_token: Option<String>,
-    pub max_keys: usize,
 }
 
 impl Upstream {
@@ -94,8 +63,8 @@ impl Upstream {
 
     /// HEAD an object: `None` on 404, an error on anything else that is not 2xx.
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, GatewayError> {
-        let response = self
-            .send_collect(self.request(Method::HEAD, bucket, key, Vec::new()), 0)
+        let response = Exchange::new(self.request(Method::HEAD, bucket, key, Vec::new()))
+            .send_collect(self, 0)
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -115,8 +84,8 @@ impl Upstream {
 
     /// HEAD a bucket: `false` on 404, an error on anything else that is not 2xx.
     pub async fn bucket_exists(&self, bucket: &str) -> Result<bool, GatewayError> {
-        let response = self
-            .send_collect(self.request(Method::HEAD, bucket, "", Vec::new()), 0)
+        let response = Exchange::new(self.request(Method::HEAD, bucket, "", Vec::new()))
+            .send_collect(self, 0)
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
@@ -134,9 +103,7 @@ impl Upstream {
     ) -> Result<Response<Incoming>, GatewayError> {
         let mut request = self.request(Method::GET, bucket, key, Vec::new());
         request.headers = headers;
-        self.send(request)
-            .await
-            .map_err(|e| e.into_gateway_error(&self.settings))
+        Exchange::new(request).send(self).await
     }
 
     /// GET a sub-resource of an object (`?tagging`, `?acl`); the (small) response as it is.
@@ -147,7 +114,7 @@ impl Upstream {
         name: &str,
     ) -> Result<Response<Buffered>, GatewayError> {
         let request = self.request(Method::GET, bucket, key, vec![(name.to_string(), String::new())]);
-        self.send_collect(request, MAX_XML_BODY).await
+        Exchange::new(request).send_collect(self, MAX_XML_BODY).await
     }
 
     /// PUT an object with a streamed body of `length` bytes; returns the (small) response.
@@ -163,59 +130,17 @@ impl Upstream {
         let mut request = self.request(Method::PUT, bucket, key, Vec::new());
         request.headers = headers;
         request.body = body;
-        self.send_collect(request, 64 * 1024).await
+        Exchange::new(request).send_collect(self, MAX_SMALL_ANSWER).await
     }
 
     /// DELETE an object; 204 and 404 both mean it is gone.
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), GatewayError> {
-        let response = self
-            .send_collect(self.request(Method::DELETE, bucket, key, Vec::new()), 64 * 1024)
+        let response = Exchange::new(self.request(Method::DELETE, bucket, key, Vec::new()))
+            .send_collect(self, MAX_SMALL_ANSWER)
             .await?;
         match response.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
             s => Err(self.failed(&format!("DELETE of an object in '{bucket}'"), s, response.body())),
         }
-    }
-
-    /// One listing page: ListObjectsV2, or ListObjects (v1) for a provider whose profile says
-    /// it does not serve V2 (docs/dialects.md rule 22). Either way the page's
-    /// `next_continuation_token` is what the next request's `continuation_token` takes, and
-    /// the values (ETags, storage classes) are the provider's.
-    pub async fn list_objects(&self, bucket: &str, list: &ListRequest) -> Result<ListPage, GatewayError> {
-        let mut query = vec![
-            ("list-type".to_string(), "2".to_string()),
-            ("prefix".to_string(), list.prefix.clone()),
-        ];
-        query.push(("max-keys".to_string(), list.max_keys.clamp(1, 1000).to_string()));
-        if let Some(d) = &list.delimiter {
-            query.push(("delimiter".to_string(), d.clone()));
-        }
-        if let Some(s) = &list.start_after {
-            query.push(("start-after".to_string(), s.clone()));
-        }
-        if let Some(t) = &list.continuation_token {
-            query.push(("continuation-token".to_string(), t.clone()));
-        }
-        let protocol_error = |cause: String| GatewayError::UpstreamProtocol {
-            provider: self.settings.name.clone(),
-            cause,
-        };
-        let v1 = !self.settings.profile.list_objects_v2;
-        if v1 {
-            // The token came from `continue_v1_page` below, so it always decodes.
-            list_v2_via_v1::into_v1_query(&mut query).map_err(|e| protocol_error(e.to_string()))?;
-        }
-        let response = self
-            .send_collect(self.request(Method::GET, bucket, "", query), MAX_XML_BODY)
-            .await?;
-        let operation = if v1 { "ListObjects" } else { "ListObjectsV2" };
-        if !response.status().is_success() {
-            return Err(self.failed(&format!("{operation} {bucket}"), response.status(), response.body()));
-        }
-        let mut page = parse_list_page(response.body()).map_err(|e| protocol_error(e.to_string()))?;
-        if v1 {
-            list_v2_via_v1::continue_v1_page(&mut page).map_err(|e| protocol_error(e.to_string()))?;
-        }
-        Ok(page)
     }
 }

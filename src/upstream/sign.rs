@@ -1,6 +1,6 @@
 //! AWS Signature Version 4 for requests s3ferry sends upstream: pure functions, no network.
 //!
-//! The caller builds the path and query in canonical form (see `upstream::url`) and sends
+//! The caller builds the path and query in canonical form (see `s3::encoding` and `upstream::address`) and sends
 //! exactly those bytes, so what is signed is what goes on the wire. Checked against the
 //! examples in the S3 SigV4 documentation (tests below).
 

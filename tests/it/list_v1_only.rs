@@ -4,8 +4,8 @@
 
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::primitives::ByteStream;
+use s3ferry::s3::encoding::percent_decode;
 use s3ferry::server::RunningGateway;
-use s3ferry::upstream::url::percent_decode;
 
 use crate::support::single_provider_gateway as gateway;
 use crate::support::v1_only::V1Only;

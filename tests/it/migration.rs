@@ -221,6 +221,34 @@ async fn get_missing_on_new_is_served_from_old_with_head_and_range() {
     m.stop().await;
 }
 
+/// Every request s3ferry sends passes one exchange, so a bucket under migration shows all of
+/// its traffic in the upstream metrics: the new provider's miss, the old provider's answer and
+/// the copy on read, not only the client's own forwarded requests.
+#[tokio::test]
+async fn fallback_reads_and_copies_are_counted_as_upstream_traffic() {
+    use crate::sidecar::metric;
+    let m = Migrating::start().await;
+    let data = pattern(5_000, 7);
+    m.seed_old("source-of-files", &[("counted.bin", &data)]).await;
+    let c = m.client();
+    assert_eq!(read(&c, "media", "counted.bin").await.expect("fallback GET"), data);
+    wait_for("the copy on read", || MigrationStats::get(&m.stats().copies_done) == 1).await;
+    let text = m.gateway().metrics().render().expect("metrics");
+    let count = |provider: &str| {
+        metric(
+            &text,
+            "s3ferry_upstream_duration_seconds_count",
+            &[("provider", provider)],
+        )
+        .unwrap_or(0.0)
+    };
+    // The old provider answered the fallback GET and the copy's reads of the source.
+    assert!(count("old") >= 2.0, "old: {}\n{text}", count("old"));
+    // The new provider answered the miss, the tombstone check and the copy's writes.
+    assert!(count("new") >= 3.0, "new: {}\n{text}", count("new"));
+    m.stop().await;
+}
+
 #[tokio::test]
 async fn copy_on_read_copies_once_with_metadata_and_verifies_it() {
     let m = Migrating::start().await;

@@ -294,7 +294,7 @@ async fn with_aws_key_limit(client: MotoClient, moto: String, req: Request<Incom
     let path = req.uri().path().trim_start_matches('/');
     let key_len = path
         .split_once('/')
-        .map_or(0, |(_, key)| s3ferry::upstream::url::percent_decode(key).len());
+        .map_or(0, |(_, key)| s3ferry::s3::encoding::percent_decode(key).len());
     if key_len > 1024 {
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>KeyTooLongError</Code><Message>Your key is too long</Message></Error>";
         let mut response = Response::new(Full::new(Bytes::from(xml)));

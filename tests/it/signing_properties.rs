@@ -1,6 +1,6 @@
 //! SigV4 (and SigV2) canonicalisation as property tests: a request signed by s3ferry's signers
 //! (`upstream::sign::sign_v4`, `upstream::sign_v2::sign_v2`, with paths and queries built by
-//! `upstream::url`) for arbitrary keys, headers, queries, key pairs and regions verifies in s3s
+//! `s3::encoding`, `upstream::address`) for arbitrary keys, headers, queries, key pairs and regions verifies in s3s
 //! (what the gateway and the test providers run), reaches the route with the same object key,
 //! and stops verifying when one signed value changes.
 
@@ -9,9 +9,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use s3ferry::config::Addressing;
+use s3ferry::s3::encoding::{canonical_query, percent_decode, uri_encode};
 use s3ferry::upstream::sign::{EMPTY_PAYLOAD_SHA256, SigningParams, UNSIGNED_PAYLOAD, hex_sha256, sign_v4};
 use s3ferry::upstream::sign_v2::{resource_path, sign_v2};
-use s3ferry::upstream::url::{canonical_query, percent_decode, uri_encode};
 use time::OffsetDateTime;
 
 use crate::support::verifier::Verifier;

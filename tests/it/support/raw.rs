@@ -83,7 +83,7 @@ impl Signer<'_> {
         let host = format!("127.0.0.1:{}", self.addr.port());
         headers.insert("host", HeaderValue::from_str(&host).expect("host"));
         let (canonical_path, query) = path.split_once('?').unwrap_or((path, ""));
-        let canonical_query = s3ferry::upstream::url::canonical_query(&s3ferry::upstream::url::parse_query(query));
+        let canonical_query = s3ferry::s3::encoding::canonical_query(&s3ferry::s3::encoding::parse_query(query));
         sign_v4(
             &method,
             canonical_path,
@@ -110,7 +110,7 @@ impl Signer<'_> {
     /// the given headers (name, value), with the query parameters in the order AWS SDKs use.
     /// Returns the URL (`http://127.0.0.1:PORT/...`) and the headers to send with it.
     pub fn presign(&self, method: &Method, path: &str, expires: u64, signed: &[(&str, &str)]) -> (String, HeaderMap) {
-        use s3ferry::upstream::url::{canonical_query, uri_encode};
+        use s3ferry::s3::encoding::{canonical_query, uri_encode};
         let host = format!("127.0.0.1:{}", self.addr.port());
         let mut headers: Vec<(String, String)> = vec![("host".into(), host.clone())];
         headers.extend(signed.iter().map(|(n, v)| ((*n).to_string(), (*v).to_string())));
@@ -126,7 +126,7 @@ impl Signer<'_> {
         ];
         let (canonical_path, extra_query) = path.split_once('?').unwrap_or((path, ""));
         let mut all = params.clone();
-        all.extend(s3ferry::upstream::url::parse_query(extra_query));
+        all.extend(s3ferry::s3::encoding::parse_query(extra_query));
         let query = canonical_query(&all);
         let canonical_headers: String = headers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
         let canonical_request =

@@ -12,9 +12,13 @@ use crate::body::IdleTimeoutBody;
 use crate::checksum::take_stored_checksums;
 use crate::error::GatewayError;
 use crate::migration::copy::{preserved_headers, read_tagging, translate_copy_headers};
+use crate::rewrite::copy_result::render_copy_result;
 use crate::route::Route;
+use crate::s3::encoding::uri_encode;
+use crate::s3::headers::content_length;
+use crate::small_body::MAX_SMALL_ANSWER;
+use crate::upstream::exchange::Exchange;
 use crate::upstream::sign::UNSIGNED_PAYLOAD;
-use crate::upstream::url::uri_encode;
 use crate::upstream::{OutgoingRequest, Upstream};
 
 /// Where the copy reads from.
@@ -27,7 +31,7 @@ pub struct CopySource<'a> {
 
 /// Copies `source` into the destination (`route`, `encoded_key`) as CopyObject (no `upload`)
 /// or UploadPartCopy (`upload` = part number and upload id). Returns the XML result.
-pub async fn copy_through(
+pub(in crate::gateway) async fn copy_through(
     source: CopySource<'_>,
     route: &Route,
     encoded_key: &str,
@@ -72,11 +76,7 @@ pub async fn copy_through(
         payload_hash: crate::upstream::sign::EMPTY_PAYLOAD_SHA256.to_string(),
     };
     get.headers.remove(http::header::HOST);
-    let response = source
-        .provider
-        .send(get)
-        .await
-        .map_err(|e| e.into_gateway_error(&source.provider.settings))?;
+    let response = Exchange::new(get).send(source.provider).await?;
     match response.status() {
         s if s.is_success() => {}
         StatusCode::NOT_FOUND => {
@@ -93,11 +93,10 @@ pub async fn copy_through(
         }
     }
     let (parts, body) = response.into_parts();
-    let length =
-        crate::upstream::requests::content_length(&parts.headers).ok_or_else(|| GatewayError::UpstreamProtocol {
-            provider: source.provider.settings.name.clone(),
-            cause: "the copy source has no Content-Length".into(),
-        })?;
+    let length = content_length(&parts.headers).ok_or_else(|| GatewayError::UpstreamProtocol {
+        provider: source.provider.settings.name.clone(),
+        cause: "the copy source has no Content-Length".into(),
+    })?;
 
     let mut headers = if upload.is_some() {
         HeaderMap::new()
@@ -127,7 +126,9 @@ pub async fn copy_through(
         body: http_body_util::BodyExt::boxed(IdleTimeoutBody::new(body, source.provider.settings.read_timeout)),
         payload_hash: UNSIGNED_PAYLOAD.to_string(),
     };
-    let written = route.provider.send_collect(put, 64 * 1024).await?;
+    let written = Exchange::new(put)
+        .send_collect(&route.provider, MAX_SMALL_ANSWER)
+        .await?;
     if !written.status().is_success() {
         let code = crate::error::parse_error_code(written.body())
             .map(|(c, _)| c)
@@ -146,15 +147,7 @@ pub async fn copy_through(
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let element = if upload.is_some() {
-        "CopyPartResult"
-    } else {
-        "CopyObjectResult"
-    };
-    Ok(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{element} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LastModified>{now}</LastModified><ETag>{}</ETag></{element}>",
-        quick_xml::escape::escape(&etag)
-    ))
+    Ok(render_copy_result(upload.is_some(), &now, &etag))
 }
 
 /// Headers of the new object, in the client's (AWS) form: the source's metadata (or the

@@ -15,27 +15,27 @@ use crate::checksum::{ChecksumAlgorithm, mismatched_header};
 use crate::dialect::translate;
 use crate::dialect::{DialectProfile, UnsupportedAcl};
 use crate::error::GatewayError;
+use crate::gateway::relay::xml_response;
 use crate::rewrite::acl::{parse_access_control_policy, render_owner_only_policy};
 use crate::route::Route;
-use crate::small_body::{Buffered, ReadError, ReadLimits, read_capped};
-
-/// The largest `AccessControlPolicy` body read (AWS allows 100 grants; a few KiB).
-const MAX_ACL_BODY: usize = 64 * 1024;
+use crate::s3::headers::{CHUNKED_FRAMING_HEADERS, decoded_length, is_aws_chunked};
+use crate::s3::operation::Operation;
+use crate::small_body::{Buffered, MAX_ACL_BODY, ReadError, ReadLimits, read_capped};
 
 /// Owner reported for providers without ACLs (the name ListBuckets reports too).
 const OWNER: &str = "s3ferry";
 
 /// `Some(answer)` when s3ferry answers the ACL operation itself; `None` when the (possibly
 /// rewritten) request goes on to the provider.
-pub async fn answer_or_rewrite(
+pub(in crate::gateway) async fn answer_or_rewrite(
     req: &mut S3Request<Body>,
     route: &Route,
-    operation: &str,
+    operation: Operation,
     key: &str,
 ) -> Result<Option<S3Response<Body>>, GatewayError> {
     let profile = &route.provider.settings.profile;
-    let reads = matches!(operation, "GetObjectAcl" | "GetBucketAcl");
-    let writes = matches!(operation, "PutObjectAcl" | "PutBucketAcl");
+    let reads = operation.reads_acl();
+    let writes = operation.writes_acl();
     if !(reads || writes) || (profile.acl_api && profile.grants) {
         return Ok(None);
     }
@@ -44,7 +44,10 @@ pub async fn answer_or_rewrite(
             return Ok(None);
         }
         ensure_exists(route, key).await?;
-        return Ok(Some(xml_answer(Bytes::from(render_owner_only_policy(OWNER)))));
+        return Ok(Some(xml_response(
+            StatusCode::OK,
+            Bytes::from(render_owner_only_policy(OWNER)),
+        )));
     }
     let from_body = match read_policy_body(req, route).await? {
         None => None,
@@ -81,11 +84,8 @@ pub async fn answer_or_rewrite(
 /// against a checksum header the client sent with it; the request is left without a body.
 /// `None` when there is none.
 async fn read_policy_body(req: &mut S3Request<Body>, route: &Route) -> Result<Option<Buffered>, GatewayError> {
-    let announced = crate::upstream::requests::content_length(&req.headers).unwrap_or(0);
-    let streamed = req
-        .headers
-        .get("x-amz-content-sha256")
-        .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"));
+    let announced = crate::s3::headers::content_length(&req.headers).unwrap_or(0);
+    let streamed = is_aws_chunked(&req.headers);
     if announced == 0 && !streamed {
         return Ok(None);
     }
@@ -96,7 +96,7 @@ async fn read_policy_body(req: &mut S3Request<Body>, route: &Route) -> Result<Op
     };
     // For aws-chunked bodies the Content-Length counts the framing: the decoded length is what
     // is buffered.
-    let expected = crate::upstream::requests::decoded_length(&req.headers);
+    let expected = decoded_length(&req.headers);
     let bytes = read_capped(body, expected, limits, route.provider.budget())
         .await
         .map_err(|e| match e {
@@ -109,15 +109,11 @@ async fn read_policy_body(req: &mut S3Request<Body>, route: &Route) -> Result<Op
             algorithm.header_name()
         )));
     }
-    for name in [
-        "content-md5",
-        "x-amz-content-sha256",
-        "x-amz-decoded-content-length",
-        "x-amz-trailer",
-        "content-encoding",
-        "x-amz-sdk-checksum-algorithm",
-    ] {
-        req.headers.remove(name);
+    for name in CHUNKED_FRAMING_HEADERS
+        .iter()
+        .chain(&["content-md5", "x-amz-content-sha256", "content-encoding"])
+    {
+        req.headers.remove(*name);
     }
     for algorithm in ChecksumAlgorithm::ALL {
         req.headers.remove(algorithm.header_name());
@@ -163,13 +159,4 @@ async fn ensure_exists(route: &Route, key: &str) -> Result<(), GatewayError> {
         return Ok(());
     }
     Err(GatewayError::NoSuchKey { key: key.to_string() })
-}
-
-fn xml_answer(xml: Bytes) -> S3Response<Body> {
-    let mut response = S3Response::new(Body::from(xml));
-    response.status = Some(StatusCode::OK);
-    response
-        .headers
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
-    response
 }

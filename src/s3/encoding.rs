@@ -1,11 +1,9 @@
-//! Where a request goes upstream: S3 URI encoding, canonical query strings, and the
-//! path-style / virtual-hosted-style choice per provider.
+//! S3's percent-encoding: keys and query strings as clients send them, decoded once, and
+//! encoded again in the one canonical form that is both sent and signed.
 //!
 //! Keys are decoded from whatever encoding the client used and re-encoded once in the S3
 //! canonical form (every byte but `A-Z a-z 0-9 - . _ ~` and `/`), which is both what goes on the
 //! wire and what is signed. S3 paths are never normalised: `//`, `./` and a trailing `/` survive.
-
-use crate::config::Addressing;
 
 /// Percent-encodes `input` per the SigV4 rules; `/` is kept when `keep_slash`.
 pub fn uri_encode(input: &[u8], keep_slash: bool) -> String {
@@ -63,43 +61,6 @@ pub fn canonical_query(pairs: &[(String, String)]) -> String {
         .join("&")
 }
 
-/// An upstream request's address: the `Host` value and the canonical path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamAddress {
-    /// `host[:port]`, with the bucket prepended for virtual-hosted style.
-    pub authority: String,
-    /// The canonical, encoded path (starts with `/`).
-    pub path: String,
-}
-
-/// Builds the upstream address for `bucket` and the (already canonically encoded) `key`.
-/// `endpoint_authority` is the provider's `host[:port]`.
-pub fn upstream_address(
-    endpoint_authority: &str,
-    addressing: Addressing,
-    bucket: Option<&str>,
-    encoded_key: &str,
-) -> UpstreamAddress {
-    match (bucket, addressing) {
-        (None, _) => UpstreamAddress {
-            authority: endpoint_authority.to_string(),
-            path: "/".into(),
-        },
-        (Some(bucket), Addressing::Virtual) => UpstreamAddress {
-            authority: format!("{bucket}.{endpoint_authority}"),
-            path: format!("/{encoded_key}"),
-        },
-        (Some(bucket), Addressing::Path) => UpstreamAddress {
-            authority: endpoint_authority.to_string(),
-            path: if encoded_key.is_empty() {
-                format!("/{bucket}")
-            } else {
-                format!("/{bucket}/{encoded_key}")
-            },
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,17 +84,5 @@ mod tests {
     fn canonical_query_sorts_and_encodes() {
         let pairs = parse_query("prefix=a%2Fb+c&uploads&max-keys=2");
         assert_eq!(canonical_query(&pairs), "max-keys=2&prefix=a%2Fb%20c&uploads=");
-    }
-
-    #[test]
-    fn addressing_styles_place_the_bucket() {
-        let path = upstream_address("h:9000", Addressing::Path, Some("b"), "k/x");
-        assert_eq!((path.authority.as_str(), path.path.as_str()), ("h:9000", "/b/k/x"));
-        let bucket_only = upstream_address("h:9000", Addressing::Path, Some("b"), "");
-        assert_eq!(bucket_only.path, "/b");
-        let virt = upstream_address("h:9000", Addressing::Virtual, Some("b"), "k/x");
-        assert_eq!((virt.authority.as_str(), virt.path.as_str()), ("b.h:9000", "/k/x"));
-        let root = upstream_address("h", Addressing::Virtual, None, "");
-        assert_eq!(root.path, "/");
     }
 }
