@@ -1,8 +1,9 @@
 //! Provider dialects as data: one [`DialectProfile`] per provider family, overridable per
 //! provider in the config file. The gateway never asks "is this OSS?"; it asks the profile.
 //!
-//! Every field of the built-in profiles cites `../shared/research/dialects.md` (section or
-//! translation rule) so a reader can check where a value came from.
+//! Every field of the built-in profiles cites docs/dialects.md (a section such as `A.1` or
+//! `§1a`, a rule or a finding, or a source label such as `[gitlab-1564]`) so a reader can check
+//! where a value came from; `tests/it/citations.rs` checks that each one exists there.
 
 pub mod translate;
 
@@ -250,7 +251,7 @@ fn aws() -> DialectProfile {
         drop_params: Vec::new(),
         error_codes: provider_refused_our_key(),
         url_encoded_listings: true,
-        // §1a: "5 algs"; §1b: conditional PUT with If-None-Match / If-Match.
+        // §1a: "5 algorithms"; §1b: conditional PUT with If-None-Match / If-Match.
         checksum_algorithms: ChecksumAlgorithm::ALL.to_vec(),
         content_md5_required: false,
         conditional_writes: ConditionalWrites::Aws,
@@ -508,7 +509,7 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             canned_acls: strings(&["private", "bucket-owner-full-control"]),
             grants: false,
             unsupported_acl: UnsupportedAcl::Reject,
-            // §1a: unsigned trailer ✅ (fixed Jan 2025) [storj-89].
+            // §1a: unsigned trailer ✅ (fixed January 2025) [storj-89].
             unsigned_trailer: true,
             ..base
         },
@@ -524,7 +525,7 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             // A.7: rclone lists Ceph with `list_version: 1` ([rclone-ceph]): older RGW releases
             // do not serve ListObjectsV2 (rule 22).
             list_objects_v2: false,
-            // §1a: unsigned trailer ⚠ "new releases only; old → MissingContentLength" [glance-spec].
+            // §1a: unsigned trailer ⚠ "recent releases only; older → MissingContentLength" [glance-spec].
             unsigned_trailer: false,
             ..base
         },
@@ -551,7 +552,7 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             unsigned_trailer: true,
             ..base
         },
-        // test-environment.md: s3s-fs has no ACLs.
+        // A.12: s3s-fs, read and tested rather than documented by a provider.
         "local" => DialectProfile {
             name: "local".into(),
             // s3s-fs has no ACL endpoints.

@@ -4,6 +4,7 @@
 mod access;
 mod body_budget;
 mod chunked_properties;
+mod citations;
 mod connection_timeouts;
 mod core_ops;
 mod cors;
