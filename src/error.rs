@@ -174,18 +174,6 @@ pub enum GatewayError {
     },
 }
 
-/// A request the provider's dialect cannot express: a conditional write without an equivalent
-/// is not implemented there; an ACL the profile refuses is the client's.
-impl From<crate::dialect::translate::Untranslatable> for GatewayError {
-    fn from(e: crate::dialect::translate::Untranslatable) -> Self {
-        use crate::dialect::translate::Untranslatable;
-        match e {
-            Untranslatable::ConditionalWrite { .. } => Self::NotImplemented(e.to_string()),
-            Untranslatable::CannedAcl { .. } | Untranslatable::Grant { .. } => Self::AclNotSupported(e.to_string()),
-        }
-    }
-}
-
 impl GatewayError {
     /// The S3 error code and HTTP status AWS would give for this condition.
     pub fn code_and_status(&self) -> (&'static str, StatusCode) {

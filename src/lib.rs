@@ -54,3 +54,6 @@ pub mod server;
 pub mod small_body;
 pub mod target;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_support;

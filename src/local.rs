@@ -41,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Secret;
+use crate::s3::operation::{Operation, Target, classify};
 use crate::small_body::{BodyBudget, ReadLimits, read_capped};
 
 /// A running in-process S3 server for one local provider.
@@ -200,7 +201,18 @@ impl LocalFixups {
     async fn answer(&self, req: Request<Incoming>) -> Response<s3s::Body> {
         let target = local_target(req.uri()).filter(|t| !t.bucket.is_empty());
         let query = crate::s3::encoding::parse_query(req.uri().query().unwrap_or(""));
-        let has = |name: &str| query.iter().any(|(n, _)| n == name);
+        // The gateway's own classification, so both sides agree on what a request is.
+        let kind = match &target {
+            None => Target::Service,
+            Some(t) if t.key.is_empty() => Target::Bucket,
+            Some(_) => Target::Object,
+        };
+        let operation = classify(
+            req.method(),
+            kind,
+            &query,
+            req.headers().contains_key("x-amz-copy-source"),
+        );
         if let Some(t) = &target {
             // Bucket names were validated by the gateway's front door (no `..`), and so were
             // keys with `.`/`..` segments (the local dialect refuses them); refusing them here
@@ -209,7 +221,7 @@ impl LocalFixups {
                 return refusal;
             }
             let bucket_dir = self.root.join(&t.bucket);
-            let creates_bucket = req.method() == Method::PUT && t.key.is_empty() && query.is_empty();
+            let creates_bucket = operation == Operation::CreateBucket && query.is_empty();
             if !creates_bucket && !tokio::fs::metadata(&bucket_dir).await.is_ok_and(|m| m.is_dir()) {
                 return local_error(
                     StatusCode::NOT_FOUND,
@@ -217,7 +229,7 @@ impl LocalFixups {
                     "The specified bucket does not exist",
                 );
             }
-            if req.method() == Method::DELETE && t.key.is_empty() && query.is_empty() {
+            if operation == Operation::DeleteBucket && query.is_empty() {
                 if directory_holds_files(bucket_dir).await {
                     return local_error(
                         StatusCode::CONFLICT,
@@ -225,8 +237,7 @@ impl LocalFixups {
                         "The bucket you tried to delete is not empty",
                     );
                 }
-            } else if (req.method() == Method::GET || req.method() == Method::HEAD)
-                && !t.key.is_empty()
+            } else if operation.reads_object()
                 && query.is_empty()
                 && tokio::fs::metadata(bucket_dir.join(&t.key))
                     .await
@@ -235,13 +246,9 @@ impl LocalFixups {
                 return local_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist.");
             }
         }
-        let writes_object = target.as_ref().is_some_and(|t| !t.key.is_empty())
-            && ((req.method() == Method::PUT && !has("uploadId") && !has("tagging") && !has("acl"))
-                || (req.method() == Method::POST && has("uploadId")));
-        let deletes_object =
-            req.method() == Method::DELETE && target.as_ref().is_some_and(|t| !t.key.is_empty()) && query.is_empty();
+        let writes_object = operation.writes_object();
         let _key_lock = match &target {
-            Some(t) if writes_object || deletes_object => Some(self.key_locks.lock(&t.bucket, &t.key).await),
+            Some(t) if operation.changes_object() => Some(self.key_locks.lock(&t.bucket, &t.key).await),
             _ => None,
         };
         let conditional = req.headers().contains_key(http::header::IF_NONE_MATCH)
@@ -253,14 +260,9 @@ impl LocalFixups {
         {
             return refusal;
         }
-        let encode_listing = req.method() == Method::GET
-            && target.as_ref().is_some_and(|t| t.key.is_empty())
-            && query.iter().any(|(n, v)| n == "encoding-type" && v == "url")
-            && !has("uploads");
-        let reads_object = (req.method() == Method::GET || req.method() == Method::HEAD)
-            && target.as_ref().is_some_and(|t| !t.key.is_empty());
-        let conditions = reads_object.then(|| req.headers().clone());
-        let names_upload = has("uploadId");
+        let encode_listing = operation.is_listing() && query.iter().any(|(n, v)| n == "encoding-type" && v == "url");
+        let conditions = operation.reads_object().then(|| req.headers().clone());
+        let names_upload = operation.names_upload();
         let response = match self.service.call(req.map(s3s::Body::from)).await {
             Ok(r) => r,
             Err(e) => {
@@ -548,17 +550,9 @@ async fn serve_local(listener: TcpListener, fixups: Arc<LocalFixups>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderMap;
+    use crate::test_support::header_map as headers;
 
     type Headers = &'static [(&'static str, &'static str)];
-
-    fn headers(pairs: Headers) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, http::HeaderValue::from_static(v));
-        }
-        h
-    }
 
     #[test]
     fn conditional_requests_follow_rfc_9110_order() {

@@ -431,18 +431,7 @@ pub fn check_v2_query(form: &AuthForm, query: &[(String, String)]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        h
-    }
+    use crate::test_support::header_map as headers;
 
     /// The decoded query pairs of a request target.
     fn query_of(target: &str) -> Vec<(String, String)> {

@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{AWS_CANNED_ACLS, ConditionalWrites, DialectProfile, UnsupportedAcl};
 use crate::checksum::{ChecksumAlgorithm, take_stored_checksums};
+use crate::error::GatewayError;
 use crate::s3::operation::Operation;
 
 /// Request headers that carry an ETag the client saw.
@@ -49,6 +50,19 @@ pub struct WithheldChecksum {
     pub algorithm: ChecksumAlgorithm,
     /// The base64 value the client sent.
     pub value: String,
+}
+
+/// A request the provider's dialect cannot express: a conditional write without an equivalent
+/// is not implemented there; an ACL the profile refuses is the client's.
+impl From<Untranslatable> for GatewayError {
+    fn from(e: Untranslatable) -> Self {
+        match e {
+            Untranslatable::ConditionalWrite { .. } => GatewayError::NotImplemented(e.to_string()),
+            Untranslatable::CannedAcl { .. } | Untranslatable::Grant { .. } => {
+                GatewayError::AclNotSupported(e.to_string())
+            }
+        }
+    }
 }
 
 /// The ACL the provider gets for a canned ACL it does not accept, under `map`: the closest
@@ -266,17 +280,10 @@ pub fn translate_response_headers(profile: &DialectProfile, headers: &mut Header
 mod tests {
     use super::*;
     use crate::dialect::builtin;
+    use crate::test_support::header_map as headers;
 
     fn profile(name: &str) -> DialectProfile {
         builtin(name).expect("dialect")
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(*n, HeaderValue::from_static(v));
-        }
-        h
     }
 
     fn acl_after(profile: &DialectProfile, acl: &'static str) -> Result<Option<String>, Untranslatable> {

@@ -227,6 +227,7 @@ mod tests {
     use crate::config::{Addressing, RetryPolicy, Secret, SignatureVersion};
     use crate::dialect::builtin;
     use crate::target::ClientTarget;
+    use crate::test_support::header_map;
     use crate::upstream::KeyStore;
 
     /// A provider of a built-in dialect; `r2-keeping-trailers` is R2 with
@@ -258,18 +259,6 @@ mod tests {
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
-    }
-
-    fn header_map(items: &[(&str, &str)]) -> HeaderMap {
-        items
-            .iter()
-            .map(|(n, v)| {
-                (
-                    HeaderName::from_bytes(n.as_bytes()).expect("name"),
-                    HeaderValue::from_str(v).expect("value"),
-                )
-            })
-            .collect()
     }
 
     fn request(operation: Operation, query: &[(&str, &str)], checksum_params: &[(&str, &str)]) -> ClientRequest {

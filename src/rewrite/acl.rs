@@ -105,11 +105,7 @@ pub fn render_owner_only_policy(owner: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xml");
-        std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-    }
+    use crate::test_support::xml_fixture as fixture;
 
     #[test]
     fn policies_read_into_their_canned_equivalent() {

@@ -68,11 +68,11 @@ fn replace_bucket_segment(location: &str, upstream: &str, client: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::xml_fixture;
 
     fn golden(case: &str) {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xml");
-        let upstream = std::fs::read(format!("{dir}/{case}.upstream.xml")).expect("fixture");
-        let expected = std::fs::read_to_string(format!("{dir}/{case}.client.xml")).expect("fixture");
+        let upstream = xml_fixture(&format!("{case}.upstream.xml"));
+        let expected = String::from_utf8(xml_fixture(&format!("{case}.client.xml"))).expect("utf8");
         let out = rewrite_bucket_names(&upstream, "photos-2017", "photos").expect("rewrites");
         assert_eq!(String::from_utf8(out).expect("utf8"), expected, "case {case}");
     }

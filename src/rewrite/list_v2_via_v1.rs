@@ -213,14 +213,10 @@ fn write_v2_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::xml_fixture as fixture;
 
     /// Keys that break naive encodings: space, `+`, `%`, `&`, non-ASCII, `<`, `/`.
     const AWKWARD_KEYS: &[&str] = &["a b", "a+b", "a%2Fb", "ü/x", "x&y", "z<1", "dir/sub/k"];
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xml");
-        std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-    }
 
     /// `<case>.upstream.xml` (a V1 answer) rewritten for `request` equals `<case>.client.xml`.
     fn golden(case: &str, request: &V2Request) {

@@ -48,18 +48,7 @@ pub fn check_parses(xml: &[u8]) -> Result<(), quick_xml::Error> {
 #[cfg(test)]
 mod damaged_input_tests {
     use crate::dialect::builtin;
-
-    fn fixtures() -> Vec<Vec<u8>> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xml");
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .expect("fixtures")
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-            .collect();
-        files.sort();
-        files.iter().map(|p| std::fs::read(p).expect("fixture")).collect()
-    }
+    use crate::test_support::xml_fixtures as fixtures;
 
     /// A small deterministic generator (xorshift), so a failure reproduces.
     struct Rng(u64);

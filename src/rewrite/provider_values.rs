@@ -110,11 +110,7 @@ fn rewrite_texts(xml: &[u8], map: impl Fn(&[u8], &str) -> Option<String>) -> Res
 mod tests {
     use super::*;
     use crate::dialect::builtin;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/xml");
-        std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-    }
+    use crate::test_support::xml_fixture as fixture;
 
     /// `<case>.upstream.xml` rewritten for the client equals `<case>.client.xml`.
     fn golden_response(case: &str, dialect: &str) {

@@ -290,6 +290,18 @@ impl Operation {
         matches!(self, Op::CopyObject | Op::UploadPartCopy)
     }
 
+    /// Names a multipart upload (`?uploadId=`): a part, its list, its completion or abort.
+    pub fn names_upload(self) -> bool {
+        matches!(
+            self,
+            Op::UploadPart
+                | Op::UploadPartCopy
+                | Op::CompleteMultipartUpload
+                | Op::AbortMultipartUpload
+                | Op::ListParts
+        )
+    }
+
     /// Reads an ACL (`?acl` GET).
     pub fn reads_acl(self) -> bool {
         matches!(self, Op::GetObjectAcl | Op::GetBucketAcl)

@@ -171,6 +171,7 @@ pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::header_map as headers;
     use time::macros::datetime;
 
     // The examples of https://docs.aws.amazon.com/AmazonS3/latest/userguide/RESTAuthentication.html
@@ -179,14 +180,6 @@ mod tests {
     // string-to-sign with the documentation's Date directly.
     const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
-    }
 
     fn signature_of(string_to_sign: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(hmac_sha1(SECRET.as_bytes(), string_to_sign.as_bytes()))

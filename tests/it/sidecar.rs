@@ -12,7 +12,6 @@ use http_body_util::BodyExt as _;
 use md5::{Digest as _, Md5};
 use s3ferry::config::Config;
 use s3ferry::server::RunningGateway;
-use time::OffsetDateTime;
 
 use crate::support::binary::{GatewayProcess, write_config};
 use crate::support::raw::{self, RawBody, RawResponse, Signer, full_body, sha256_hex};
@@ -73,22 +72,13 @@ fn closed_endpoint() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn signer(addr: std::net::SocketAddr) -> Signer<'static> {
-    Signer {
-        addr,
-        key: CLIENT_KEY,
-        secret: CLIENT_SECRET,
-        time: OffsetDateTime::now_utc(),
-    }
-}
-
 /// A SigV4-signed request with a signed payload hash.
 pub(crate) fn signed(addr: std::net::SocketAddr, method: Method, path: &str, body: &[u8]) -> Request<RawBody> {
     let mut headers = HeaderMap::new();
     if !body.is_empty() {
         headers.insert("content-length", HeaderValue::from(body.len()));
     }
-    let (builder, _) = signer(addr).sign(method, path, headers, &sha256_hex(body));
+    let (builder, _) = Signer::client(addr).sign(method, path, headers, &sha256_hex(body));
     builder.body(full_body(body.to_vec())).expect("request")
 }
 
@@ -437,7 +427,7 @@ async fn json_access_log_has_the_conventional_fields_and_never_a_secret() {
         .to_string();
     let got = raw::send(Request::get(presigned.uri()).body(full_body("")).expect("request")).await;
     assert_eq!((got.status, got.body.as_str()), (200, "quarterly"));
-    let mut wrong = signer(gw.addr);
+    let mut wrong = Signer::client(gw.addr);
     wrong.secret = "not-the-client-secret";
     let (builder, _) = wrong.sign(
         Method::GET,
@@ -664,7 +654,7 @@ upstream_bucket = "shared-v2"
 
     // The same connection, now routed by the new config.
     assert_eq!(kept.get_text(who()).await, (200, "second".to_string()));
-    let mut second_client = signer(addr);
+    let mut second_client = Signer::client(addr);
     second_client.key = "second-client";
     second_client.secret = "second-client-secret";
     let (builder, _) = second_client.sign(Method::GET, "/shared/who", HeaderMap::new(), &sha256_hex(b""));

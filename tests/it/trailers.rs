@@ -5,13 +5,13 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm as SdkAlgorithm, ChecksumMode};
-use http::{HeaderMap, HeaderValue, Method};
+use http::Method;
 use s3ferry::checksum::ChecksumAlgorithm;
 use s3ferry::server::RunningGateway;
 use time::OffsetDateTime;
 
 use crate::support::moto::Moto;
-use crate::support::raw::{self, Signer, full_body, unsigned_trailer_chunks};
+use crate::support::raw::{self, Signer, full_body};
 use crate::support::{
     CLIENT_KEY, CLIENT_SECRET, TestUpstream, UPSTREAM_KEY, UPSTREAM_SECRET, pattern, single_provider_gateway, temp_file,
 };
@@ -145,34 +145,6 @@ async fn crc32c_and_sha256_trailers_reach_the_provider_too() {
     g.shutdown(std::time::Duration::from_secs(5)).await;
 }
 
-fn trailer_headers(decoded_len: usize, encoded_len: usize) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
-    h.insert("x-amz-decoded-content-length", HeaderValue::from(decoded_len));
-    h.insert("content-length", HeaderValue::from(encoded_len));
-    h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc32"));
-    h.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("CRC32"));
-    h
-}
-
-/// PUTs `data` as unsigned aws-chunked chunks with a CRC32 trailer (`trailer_value` instead of
-/// the right checksum), as SDKs send over TLS.
-async fn put_unsigned_trailer(
-    signer: &Signer<'_>,
-    path: &str,
-    data: &[u8],
-    trailer_value: Option<&str>,
-) -> raw::RawResponse {
-    let body = unsigned_trailer_chunks(data, 50_000, trailer_value);
-    let (req, _) = signer.sign(
-        Method::PUT,
-        path,
-        trailer_headers(data.len(), body.len()),
-        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-    );
-    raw::send(req.body(full_body(body)).expect("request")).await
-}
-
 /// Asserts `resp` is 400 BadDigest and nothing was stored at `sums/key`.
 async fn assert_refused(resp: &raw::RawResponse, upstream: &TestUpstream, key: &str) {
     assert_eq!(
@@ -198,7 +170,7 @@ async fn a_wrong_trailer_is_bad_digest_and_nothing_reaches_the_provider() {
         let data = pattern(size, 13);
         // Unsigned chunks, as SDKs send over TLS.
         let key = format!("unsigned-{size}");
-        let resp = put_unsigned_trailer(&signer, &format!("/sums/{key}"), &data, Some(&wrong)).await;
+        let resp = raw::put_unsigned_trailer(&signer, &format!("/sums/{key}"), &data, Some(&wrong)).await;
         assert_refused(&resp, &upstream, &key).await;
         // Signed chunks and a signed trailer whose value is wrong.
         let key = format!("signed-{size}");
@@ -208,7 +180,7 @@ async fn a_wrong_trailer_is_bad_digest_and_nothing_reaches_the_provider() {
         let (req, seed) = signer.sign(
             Method::PUT,
             &format!("/sums/{key}"),
-            trailer_headers(data.len(), encoded_len),
+            raw::chunked_headers(data.len(), encoded_len, true),
             "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
         );
         let body = signer.signed_chunks_with_trailer(&seed, &data, K64, Some(&wrong));
@@ -217,7 +189,7 @@ async fn a_wrong_trailer_is_bad_digest_and_nothing_reaches_the_provider() {
     }
     // The same requests with the right trailer are stored, with their checksum.
     let data = pattern(300_000, 13);
-    let resp = put_unsigned_trailer(&signer, "/sums/right", &data, None).await;
+    let resp = raw::put_unsigned_trailer(&signer, "/sums/right", &data, None).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     let stored = checksum_of(
         &upstream.direct_client(),
@@ -288,7 +260,7 @@ async fn without_unsigned_trailers_or_the_algorithm_the_provider_gets_the_plain_
             secret: CLIENT_SECRET,
             time: OffsetDateTime::now_utc(),
         };
-        let resp = put_unsigned_trailer(&signer, "/sums/bad", &data, Some("AAAAAA==")).await;
+        let resp = raw::put_unsigned_trailer(&signer, "/sums/bad", &data, Some("AAAAAA==")).await;
         assert_refused(&resp, &upstream, "bad").await;
         g.shutdown(std::time::Duration::from_secs(5)).await;
     }

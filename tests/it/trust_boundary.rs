@@ -14,15 +14,6 @@ use s3ferry::upstream::sign::{UNSIGNED_PAYLOAD, hex_sha256};
 use crate::support::raw::{self, RawBody, RawResponse, Signer, full_body};
 use crate::support::{CLIENT_KEY, CLIENT_SECRET, Harness, error_code, error_status, sdk_client};
 
-fn signer(h: &Harness) -> Signer<'static> {
-    Signer {
-        addr: h.addr,
-        key: CLIENT_KEY,
-        secret: CLIENT_SECRET,
-        time: time::OffsetDateTime::now_utc(),
-    }
-}
-
 /// Sends `request` and asserts the gateway refused it with `status`/`code` and that the
 /// provider behind `pathup` saw nothing of it.
 async fn refused_before_the_provider(h: &Harness, request: Request<RawBody>, status: u16, code: &str) -> RawResponse {
@@ -55,7 +46,7 @@ async fn put_secret(h: &Harness) {
 }
 
 fn presigned_put(h: &Harness, key: &str, signed: &[(&str, &str)]) -> (String, HeaderMap) {
-    signer(h).presign(&Method::PUT, &format!("/alpha/{key}"), 300, signed)
+    Signer::client(h.addr).presign(&Method::PUT, &format!("/alpha/{key}"), 300, signed)
 }
 
 #[tokio::test]
@@ -89,7 +80,7 @@ async fn a_presigned_put_with_an_unsigned_amz_header_is_refused_like_aws() {
 async fn a_header_added_after_sigv4_header_signing_is_refused() {
     let h = Harness::start().await;
     put_secret(&h).await;
-    let (builder, _) = signer(&h).sign(Method::PUT, "/alpha/added.txt", HeaderMap::new(), &hex_sha256(b""));
+    let (builder, _) = Signer::client(h.addr).sign(Method::PUT, "/alpha/added.txt", HeaderMap::new(), &hex_sha256(b""));
     let request = builder
         .header("x-amz-copy-source", "/other/private.txt")
         .body(full_body(""))
@@ -165,7 +156,7 @@ async fn a_signed_header_named_in_connection_refuses_the_request() {
 async fn an_encoded_slash_or_dot_segments_cannot_reach_another_bucket() {
     let h = Harness::start().await;
     put_secret(&h).await;
-    let s = signer(&h);
+    let s = Signer::client(h.addr);
     // `%2F` in the first segment: the signature covers the decoded path, so sign that and send
     // the encoded form, as an attacker holding a valid key would.
     for (signed_path, sent_path, method) in [
@@ -350,7 +341,7 @@ async fn the_wildcard_route_does_not_reach_buckets_explicit_routes_use_upstream(
 #[tokio::test]
 async fn presigned_urls_live_at_most_a_week_and_must_sign_host() {
     let h = Harness::start().await;
-    let s = signer(&h);
+    let s = Signer::client(h.addr);
     let (url, _) = s.presign(&Method::GET, "/alpha/k", 31 * 365 * 86_400, &[]);
     let request = Request::get(url).body(full_body("")).expect("request");
     refused_before_the_provider(&h, request, 400, "AuthorizationQueryParametersError").await;
@@ -424,7 +415,7 @@ async fn sigv2_requests_must_be_dated_now_and_sign_their_query() {
 #[tokio::test]
 async fn two_signature_forms_in_one_request_are_refused() {
     let h = Harness::start().await;
-    let s = signer(&h);
+    let s = Signer::client(h.addr);
     let (url, _) = s.presign(&Method::GET, "/alpha/k", 300, &[]);
     let (builder, _) = s.sign(Method::GET, "/alpha/k", HeaderMap::new(), UNSIGNED_PAYLOAD);
     let authorization = builder
@@ -445,7 +436,7 @@ async fn provider_native_headers_are_never_forwarded_even_when_signed() {
     put_secret(&h).await;
     let mut headers = HeaderMap::new();
     headers.insert("x-goog-copy-source", HeaderValue::from_static("/other/private.txt"));
-    let (builder, _) = signer(&h).sign(Method::PUT, "/alpha/g.txt", headers, &hex_sha256(b""));
+    let (builder, _) = Signer::client(h.addr).sign(Method::PUT, "/alpha/g.txt", headers, &hex_sha256(b""));
     let request = builder.body(full_body("")).expect("request");
     refused_before_the_provider(&h, request, 400, "InvalidArgument").await;
     h.stop().await;

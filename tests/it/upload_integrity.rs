@@ -20,15 +20,6 @@ use crate::support::{CLIENT_KEY, CLIENT_SECRET, Harness};
 
 const ORIGINAL: &[u8] = b"the original content";
 
-fn signer(addr: std::net::SocketAddr) -> Signer<'static> {
-    Signer {
-        addr,
-        key: CLIENT_KEY,
-        secret: CLIENT_SECRET,
-        time: time::OffsetDateTime::now_utc(),
-    }
-}
-
 async fn object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     let out = client.get_object().bucket(bucket).key(key).send().await.expect("get");
     out.body.collect().await.expect("body").into_bytes().to_vec()
@@ -71,7 +62,7 @@ async fn uploads_whose_length_is_stated_nowhere_are_refused_and_store_nothing() 
     let before = h.path_up.quirks.received_count();
 
     // curl -T - <presigned url>: HTTP/1.1 with Transfer-Encoding: chunked.
-    let (url, _) = signer(h.addr).presign(&Method::PUT, "/alpha/kept.txt", 300, &[]);
+    let (url, _) = Signer::client(h.addr).presign(&Method::PUT, "/alpha/kept.txt", 300, &[]);
     let response = raw::send(
         Request::put(url)
             .body(unsized_body(&[b"replacement ", b"streamed"]))
@@ -94,7 +85,7 @@ async fn uploads_whose_length_is_stated_nowhere_are_refused_and_store_nothing() 
     assert_length_required(&raw::send(request).await, "SigV2 PUT");
 
     // UploadPart, presigned.
-    let (url, _) = signer(h.addr).presign(
+    let (url, _) = Signer::client(h.addr).presign(
         &Method::PUT,
         &format!("/alpha/parts.bin?partNumber=1&uploadId={upload_id}"),
         300,
@@ -137,7 +128,7 @@ async fn an_http2_upload_without_content_length_is_refused_and_a_bodiless_http2_
         }
     };
 
-    let (url, _) = signer(h.addr).presign(&Method::PUT, "/alpha/h2.txt", 300, &[]);
+    let (url, _) = Signer::client(h.addr).presign(&Method::PUT, "/alpha/h2.txt", 300, &[]);
     let before = h.path_up.quirks.received_count();
     let (status, body) = send(
         Request::put(url)
@@ -153,7 +144,7 @@ async fn an_http2_upload_without_content_length_is_refused_and_a_bodiless_http2_
     );
 
     // A GET whose stream ends with its headers has an empty body, not an unknown one.
-    let (url, _) = signer(h.addr).presign(&Method::GET, "/alpha/h2.txt", 300, &[]);
+    let (url, _) = Signer::client(h.addr).presign(&Method::GET, "/alpha/h2.txt", 300, &[]);
     let (status, body) = send(Request::get(url).body(full_body(Bytes::new())).expect("request")).await;
     assert_eq!((status, body.as_ref()), (200, ORIGINAL));
     h.stop().await;
@@ -168,7 +159,8 @@ async fn the_local_provider_keeps_the_old_object_when_an_upload_fails_its_digest
     seed(&client, "local-bucket", "guarded.txt").await;
     let put = |signed: Vec<(&'static str, String)>, body: &'static [u8]| {
         let signed_refs: Vec<(&str, &str)> = signed.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let (url, headers) = signer(g.addr()).presign(&Method::PUT, "/local-bucket/guarded.txt", 300, &signed_refs);
+        let (url, headers) =
+            Signer::client(g.addr()).presign(&Method::PUT, "/local-bucket/guarded.txt", 300, &signed_refs);
         let mut request = Request::put(url).body(full_body(body)).expect("request");
         request.headers_mut().extend(headers);
         raw::send(request)
@@ -253,7 +245,7 @@ async fn a_local_upload_part_with_a_wrong_content_md5_leaves_the_good_part() {
         .expect("good part");
 
     let wrong_md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(b"good part"));
-    let (url, headers) = signer(g.addr()).presign(
+    let (url, headers) = Signer::client(g.addr()).presign(
         &Method::PUT,
         &format!("/local-bucket/assembled.bin?partNumber=1&uploadId={upload_id}"),
         300,
@@ -300,7 +292,7 @@ async fn an_empty_checked_upload_that_expected_100_continue_closes_its_connectio
     let dir = tempfile::tempdir().expect("dir");
     let (g, _client) = local_gateway(dir.path()).await;
     let crc = raw::crc32_base64(b"");
-    let (url, headers) = signer(g.addr()).presign(
+    let (url, headers) = Signer::client(g.addr()).presign(
         &Method::PUT,
         "/local-bucket/empty.txt",
         300,

@@ -11,15 +11,6 @@ use time::OffsetDateTime;
 use crate::support::raw::{self, Signer, chunked_headers, full_body, sha256_hex, unsigned_trailer_chunks};
 use crate::support::{CLIENT_KEY, CLIENT_SECRET, Harness, error_code, error_status, pattern};
 
-fn signer(h: &Harness) -> Signer<'static> {
-    Signer {
-        addr: h.addr,
-        key: CLIENT_KEY,
-        secret: CLIENT_SECRET,
-        time: OffsetDateTime::now_utc(),
-    }
-}
-
 #[tokio::test]
 async fn wrong_secret_is_signature_does_not_match_and_nothing_is_stored() {
     let h = Harness::start().await;
@@ -61,7 +52,7 @@ async fn unknown_access_key_is_invalid_access_key_id() {
 #[tokio::test]
 async fn front_door_errors_carry_a_request_id_and_no_signature() {
     let h = Harness::start().await;
-    let mut s = signer(&h);
+    let mut s = Signer::client(h.addr);
     s.secret = "bad-secret";
     let (req, seed) = s.sign(Method::GET, "/alpha/k", HeaderMap::new(), raw::sha256_hex(b"").as_str());
     let resp = raw::send(req.body(full_body("")).expect("req")).await;
@@ -115,7 +106,7 @@ async fn expired_presigned_url_is_access_denied() {
 #[tokio::test]
 async fn skewed_clock_is_request_time_too_skewed_and_nothing_is_stored() {
     let h = Harness::start().await;
-    let mut s = signer(&h);
+    let mut s = Signer::client(h.addr);
     s.time = OffsetDateTime::now_utc() - time::Duration::minutes(20);
     let body = b"skewed";
     let (req, _) = s.sign(Method::PUT, "/alpha/skewed", HeaderMap::new(), &sha256_hex(body));
@@ -140,7 +131,7 @@ async fn tampered_body_under_a_signed_payload_hash_is_refused_and_not_stored() {
         let signed = pattern(200_000, 1);
         let mut sent = signed.clone();
         sent[199_999] ^= 0xff; // the very last byte differs
-        let (req, _) = signer(&h).sign(
+        let (req, _) = Signer::client(h.addr).sign(
             Method::PUT,
             &format!("/{bucket}/tampered"),
             HeaderMap::new(),
@@ -163,7 +154,7 @@ async fn tampered_body_under_a_signed_payload_hash_is_refused_and_not_stored() {
 
 /// Sends `data` as a signed aws-chunked upload, optionally corrupting one chunk's signature.
 async fn put_signed_chunks(h: &Harness, path: &str, data: &[u8], corrupt: Option<usize>) -> raw::RawResponse {
-    let s = signer(h);
+    let s = Signer::client(h.addr);
     // The body length must be known before signing; frame once with a dummy seed to measure it.
     let encoded_len = s.signed_chunks(&"0".repeat(64), data, 64 * 1024, None).len();
     let (req, seed) = s.sign(
@@ -214,34 +205,23 @@ async fn bad_chunk_signature_is_refused_and_nothing_is_stored() {
     h.stop().await;
 }
 
-async fn put_unsigned_trailer(h: &Harness, path: &str, data: &[u8], trailer_value: Option<&str>) -> raw::RawResponse {
-    let body = unsigned_trailer_chunks(data, 50_000, trailer_value);
-    let (req, _) = signer(h).sign(
-        Method::PUT,
-        path,
-        chunked_headers(data.len(), body.len(), true),
-        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-    );
-    raw::send(req.body(full_body(body)).expect("req")).await
-}
-
 #[tokio::test]
 async fn trailing_checksum_is_verified_before_the_last_byte_goes_upstream() {
     let h = Harness::start().await;
     let data = pattern(180_000, 4);
-    let good = put_unsigned_trailer(&h, "/vbucket/trailer-good", &data, None).await;
+    let good = raw::put_unsigned_trailer(&Signer::client(h.addr), "/vbucket/trailer-good", &data, None).await;
     assert_eq!(good.status, 200, "{}", good.body);
     assert!(h.vhost_up.has_object("vbucket", "trailer-good").await);
 
     let wrong = raw::crc32_base64(b"something else");
-    let bad = put_unsigned_trailer(&h, "/vbucket/trailer-bad", &data, Some(&wrong)).await;
+    let bad = raw::put_unsigned_trailer(&Signer::client(h.addr), "/vbucket/trailer-bad", &data, Some(&wrong)).await;
     assert_eq!((bad.status, bad.code().as_str()), (400, "BadDigest"), "{}", bad.body);
     assert!(
         !h.vhost_up.has_object("vbucket", "trailer-bad").await,
         "a body with a bad checksum was committed"
     );
 
-    let empty_bad = put_unsigned_trailer(&h, "/vbucket/empty-bad", b"", Some(&wrong)).await;
+    let empty_bad = raw::put_unsigned_trailer(&Signer::client(h.addr), "/vbucket/empty-bad", b"", Some(&wrong)).await;
     assert_eq!(
         (empty_bad.status, empty_bad.code().as_str()),
         (400, "BadDigest"),
@@ -266,7 +246,7 @@ async fn a_chunked_upload_of_another_length_than_announced_is_refused_and_nothin
         ("announced-longer", data.len() + 1, "IncompleteBody"),
     ] {
         let body = unsigned_trailer_chunks(&data, 50_000, None);
-        let (req, _) = signer(&h).sign(
+        let (req, _) = Signer::client(h.addr).sign(
             Method::PUT,
             &format!("/vbucket/{key}"),
             chunked_headers(announced, body.len(), true),
@@ -286,7 +266,7 @@ async fn a_chunked_upload_of_another_length_than_announced_is_refused_and_nothin
 async fn signed_trailer_upload_is_verified_and_a_bad_checksum_is_refused() {
     let h = Harness::start().await;
     let data = pattern(150_000, 6);
-    let s = signer(&h);
+    let s = Signer::client(h.addr);
     for (key, trailer_value, expected) in [
         ("signed-trailer-good", None, 200),
         ("signed-trailer-bad", Some("AAAAAA=="), 400),

@@ -69,6 +69,36 @@ pub struct Signer<'a> {
     pub time: OffsetDateTime,
 }
 
+impl Signer<'static> {
+    /// The test client's key pair (`CLIENT_KEY`), signing now, for the gateway at `addr`.
+    pub fn client(addr: SocketAddr) -> Self {
+        Signer {
+            addr,
+            key: super::CLIENT_KEY,
+            secret: super::CLIENT_SECRET,
+            time: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// PUTs `data` as unsigned aws-chunked chunks (50,000 bytes each) with a CRC32 trailer
+/// (`trailer_value` instead of the right checksum), as SDKs send over TLS.
+pub async fn put_unsigned_trailer(
+    signer: &Signer<'_>,
+    path: &str,
+    data: &[u8],
+    trailer_value: Option<&str>,
+) -> RawResponse {
+    let body = unsigned_trailer_chunks(data, 50_000, trailer_value);
+    let (req, _) = signer.sign(
+        Method::PUT,
+        path,
+        chunked_headers(data.len(), body.len(), true),
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    );
+    send(req.body(full_body(body)).expect("request")).await
+}
+
 impl Signer<'_> {
     /// Builds `method http://addr/path[?query]` with the given extra headers, signed for
     /// `payload_hash`.
