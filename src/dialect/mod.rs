@@ -39,6 +39,9 @@ pub const AWS_STORAGE_CLASSES: &[&str] = &[
     "SNOW",
 ];
 
+/// The client name of a `storage_classes` entry that takes every class not listed.
+pub const ANY_STORAGE_CLASS: &str = "*";
+
 /// The case a provider writes ETag hex digits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EtagCase {
@@ -130,7 +133,9 @@ pub struct DialectProfile {
     /// What happens to an ACL or grant the provider does not accept.
     pub unsupported_acl: UnsupportedAcl,
     /// Storage classes, client (AWS) name -> provider name, in priority order: when several
-    /// client names map to one provider name, the first is reported back to clients.
+    /// client names map to one provider name, the first is reported back to clients. A client
+    /// name of `*` takes every class not listed (a provider with fewer classes than AWS, B2
+    /// with only STANDARD: `* -> STANDARD`).
     pub storage_classes: Vec<(String, String)>,
     /// Request headers never forwarded to this provider (lowercase).
     pub drop_headers: Vec<String>,
@@ -432,6 +437,11 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             unsupported_acl: UnsupportedAcl::Map,
             // §1a: unsigned trailer unknown ("?") and no flexible checksums: not sent.
             unsigned_trailer: false,
+            // A.4 Storage classes: STANDARD only; any other is `501 NotImplemented: Backblaze
+            // only supports the 'STANDARD' storage class` (gobackup/gobackup#155). Every class
+            // is stored as STANDARD, and reads and listings report STANDARD: what B2 keeps, not
+            // what the client asked for.
+            storage_classes: classes(&[(ANY_STORAGE_CLASS, "STANDARD")]),
             ..base
         },
         "gcs" => DialectProfile {
@@ -587,12 +597,16 @@ impl DialectProfile {
         self.etag_case != EtagCase::Lower || self.checksum_algorithms.len() < ChecksumAlgorithm::ALL.len()
     }
 
-    /// Client storage class -> provider storage class (unknown names pass unchanged).
+    /// Client storage class -> provider storage class: the class's own entry, else the `*`
+    /// entry, else the name unchanged.
     pub fn provider_storage_class<'a>(&'a self, client: &'a str) -> &'a str {
-        self.storage_classes
-            .iter()
-            .find(|(c, _)| c.eq_ignore_ascii_case(client))
-            .map_or(client, |(_, p)| p.as_str())
+        let entry = |name: &str| {
+            self.storage_classes
+                .iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(name))
+                .map(|(_, p)| p.as_str())
+        };
+        entry(client).or_else(|| entry(ANY_STORAGE_CLASS)).unwrap_or(client)
     }
 
     /// Provider storage class -> client storage class. An AWS name stays itself; a provider
@@ -603,7 +617,7 @@ impl DialectProfile {
         }
         self.storage_classes
             .iter()
-            .find(|(_, p)| p.eq_ignore_ascii_case(provider))
+            .find(|(c, p)| c != ANY_STORAGE_CLASS && p.eq_ignore_ascii_case(provider))
             .map_or(provider, |(c, _)| c.as_str())
     }
 
@@ -737,8 +751,26 @@ mod tests {
     }
 
     #[test]
+    fn b2_stores_every_class_as_standard_and_reports_what_it_keeps() {
+        let b2 = profile("b2");
+        for class in AWS_STORAGE_CLASSES.iter().chain(&["SOME_FUTURE_CLASS"]) {
+            assert_eq!(b2.provider_storage_class(class), "STANDARD", "{class}");
+        }
+        // Down: STANDARD is what B2 holds, and stays STANDARD; `*` is never a client's class.
+        assert_eq!(b2.client_storage_class("STANDARD"), "STANDARD");
+        let wide = DialectProfile {
+            storage_classes: classes(&[("GLACIER", "ARCHIVE"), (ANY_STORAGE_CLASS, "HOT")]),
+            ..profile("aws")
+        };
+        assert_eq!(wide.provider_storage_class("GLACIER"), "ARCHIVE");
+        assert_eq!(wide.provider_storage_class("STANDARD_IA"), "HOT");
+        assert_eq!(wide.client_storage_class("HOT"), "HOT");
+        assert_eq!(wide.client_storage_class("ARCHIVE"), "GLACIER");
+    }
+
+    #[test]
     fn dialects_without_class_names_pass_classes_through() {
-        for name in ["aws", "spaces", "b2", "wasabi", "minio", "ceph", "garage", "local"] {
+        for name in ["aws", "spaces", "wasabi", "minio", "ceph", "garage", "local"] {
             let p = profile(name);
             for class in AWS_STORAGE_CLASSES {
                 assert_eq!(p.provider_storage_class(class), *class, "{name}");

@@ -775,6 +775,96 @@ async fn oss_conditional_writes_become_forbid_overwrite() {
     assert_eq!(read(direct, "taken").await.as_ref(), b"overwritten");
 }
 
+/// B2 keeps one storage class and refuses the others with 501 (gobackup/gobackup#155): through
+/// s3ferry every class is stored as STANDARD, and reads and listings say STANDARD, which is what
+/// B2 holds.
+#[tokio::test]
+async fn b2_stores_every_storage_class_as_standard_and_reports_standard() {
+    use aws_sdk_s3::types::StorageClass;
+    let b2 = TestUpstream::path_style().await;
+    b2.create_bucket("b2classes");
+    b2.quirks
+        .b2_standard_only
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let refused = b2
+        .direct_client()
+        .put_object()
+        .bucket("b2classes")
+        .key("direct")
+        .storage_class(StorageClass::StandardIa)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect_err("B2 refuses STANDARD_IA");
+    assert_eq!(
+        (error_status(&refused), error_code(&refused).as_str()),
+        (501, "NotImplemented")
+    );
+
+    let (_g, client) = single_provider_gateway(&b2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "b2", "").await;
+    for (key, class) in [
+        ("ia", StorageClass::StandardIa),
+        ("glacier", StorageClass::Glacier),
+        ("rr", StorageClass::ReducedRedundancy),
+    ] {
+        client
+            .put_object()
+            .bucket("b2classes")
+            .key(key)
+            .storage_class(class)
+            .body(ByteStream::from_static(b"kept"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        let head = client
+            .head_object()
+            .bucket("b2classes")
+            .key(key)
+            .send()
+            .await
+            .expect("head");
+        assert!(
+            head.storage_class().is_none_or(|c| *c == StorageClass::Standard),
+            "{key}: {:?}",
+            head.storage_class()
+        );
+    }
+    client
+        .copy_object()
+        .bucket("b2classes")
+        .key("copied")
+        .copy_source("b2classes/ia")
+        .storage_class(StorageClass::OnezoneIa)
+        .send()
+        .await
+        .expect("copy with a storage class");
+    let upload = client
+        .create_multipart_upload()
+        .bucket("b2classes")
+        .key("parts")
+        .storage_class(StorageClass::IntelligentTiering)
+        .send()
+        .await
+        .expect("multipart upload with a storage class");
+    client
+        .abort_multipart_upload()
+        .bucket("b2classes")
+        .key("parts")
+        .upload_id(upload.upload_id().expect("id"))
+        .send()
+        .await
+        .expect("abort");
+    let listed = client.list_objects_v2().bucket("b2classes").send().await.expect("list");
+    let classes: Vec<_> = listed.contents().iter().map(|o| o.storage_class().cloned()).collect();
+    assert_eq!(classes.len(), 4, "{classes:?}");
+    assert!(
+        classes.iter().all(|c| c
+            .as_ref()
+            .is_none_or(|c| *c == aws_sdk_s3::types::ObjectStorageClass::Standard)),
+        "{classes:?}"
+    );
+}
+
 #[tokio::test]
 async fn b2_refuses_checksum_headers_and_s3ferry_answers_checksum_mode_itself() {
     let b2 = TestUpstream::path_style().await;

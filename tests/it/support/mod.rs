@@ -135,6 +135,10 @@ pub struct Quirks {
     /// on reads) gets `400 InvalidArgument: Unsupported header '...' received for this API
     /// call.`, and so, as on AWS, DeleteObjects needs `Content-MD5`.
     pub b2_checksums: std::sync::atomic::AtomicBool,
+    /// Refuse every storage class but STANDARD with `501 NotImplemented: Backblaze only
+    /// supports the 'STANDARD' storage class, and not <class>`, as B2 answers
+    /// (gobackup/gobackup#155, docs/dialects.md §A.4).
+    pub b2_standard_only: std::sync::atomic::AtomicBool,
     /// Refuse every request not signed with SigV2 header auth (`Authorization: AWS ...`) with
     /// 400 InvalidArgument, as AWS answers an unknown scheme, like an old S3 clone that knows
     /// only v2 (docs/dialects.md §D.3). What gets through is verified by s3s's SigV2 check.
@@ -456,6 +460,19 @@ async fn answer(
         let mut resp = Response::new(s3s::Body::from(xml));
         *resp.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
         return resp;
+    }
+    if quirks.b2_standard_only.load(Ordering::Relaxed)
+        && let Some(class) = req
+            .headers()
+            .get("x-amz-storage-class")
+            .and_then(|v| v.to_str().ok())
+            .filter(|class| *class != "STANDARD")
+    {
+        return quirk_error_with(
+            501,
+            "NotImplemented",
+            &format!("Backblaze only supports the 'STANDARD' storage class, and not {class}"),
+        );
     }
     if quirks.b2_checksums.load(Ordering::Relaxed) {
         let checksum_header = req
