@@ -5,8 +5,10 @@
 //! `metrics` on the S3 port, and so that the S3 port can stay on loopback in a sidecar while
 //! probes from the node reach the admin port.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,20 +20,44 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::ConnectionLimits;
+use crate::config::{Config, ConnectionLimits};
 use crate::connection::{WatchedIo, accept_with_slot, http_builder};
-use crate::server::{Generation, Shared};
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
 
 /// The paths the admin listener serves (the deployment examples probe these).
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
 
+/// What the admin endpoints read of the running gateway. The server starts this listener and
+/// implements the view, so this module never names the server's types (no import cycle).
+pub(crate) trait AdminView: Send + Sync + 'static {
+    /// What one config built; a reload replaces it, and readiness is probed per generation.
+    type Generation: ProviderSet;
+
+    /// The generation new requests use.
+    fn current(&self) -> Arc<Self::Generation>;
+    fn metrics(&self) -> &Metrics;
+    /// The S3 listener's address.
+    fn listen(&self) -> SocketAddr;
+    /// Whether the S3 listener has closed and in-flight requests are draining.
+    fn is_draining(&self) -> bool;
+    /// The last readiness probe's answers, shared by `/readyz` calls.
+    fn probes(&self) -> &ProbeCache<Self::Generation>;
+}
+
+/// One generation as readiness sees it: the config it was built from and every provider.
+pub(crate) trait ProviderSet: Send + Sync + 'static {
+    fn config(&self) -> &Config;
+    fn upstreams(&self) -> &BTreeMap<String, Arc<Upstream>>;
+}
+
 /// Serves the admin endpoints until the task is aborted (after the S3 listener has drained,
 /// so that probes keep answering — unready — while requests drain). At most
 /// `server.admin_max_connections` at once, with the S3 listener's request-head and idle
 /// deadlines: the port is unauthenticated, and probes must still get through a flood.
-pub(crate) async fn serve_admin(listener: TcpListener, shared: Arc<Shared>, limits: ConnectionLimits) {
+pub(crate) async fn serve_admin<V: AdminView>(listener: TcpListener, shared: Arc<V>, limits: ConnectionLimits) {
     let builder = http_builder(&limits);
     let slots = Arc::new(Semaphore::new(limits.admin_max_connections));
     let on_full = || {
@@ -62,14 +88,14 @@ pub(crate) async fn serve_admin(listener: TcpListener, shared: Arc<Shared>, limi
     }
 }
 
-async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer<V: AdminView>(shared: Arc<V>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into()));
     }
     Ok(match req.uri().path() {
         HEALTHZ => text(StatusCode::OK, "ok\n".into()),
         READYZ => {
-            let report = readiness(&shared).await;
+            let report = readiness(&*shared).await;
             let status = if report.ready {
                 StatusCode::OK
             } else {
@@ -77,10 +103,10 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             };
             text(status, report.text)
         }
-        METRICS => match shared.metrics.render() {
+        METRICS => match shared.metrics().render() {
             Ok(body) => {
                 let mut response = text(StatusCode::OK, body);
-                if let Ok(v) = http::HeaderValue::from_str(&shared.metrics.content_type()) {
+                if let Ok(v) = http::HeaderValue::from_str(&shared.metrics().content_type()) {
                     response.headers_mut().insert(header::CONTENT_TYPE, v);
                 }
                 response
@@ -119,18 +145,22 @@ struct Readiness {
 
 /// Ready when a config is loaded, the S3 listener accepts (not draining), and every provider
 /// answered within `server.readiness_timeout` (see [`ProbeCache`] for how recent the answer is).
-async fn readiness(shared: &Shared) -> Readiness {
+async fn readiness<V: AdminView>(shared: &V) -> Readiness {
     let generation = shared.current();
     let draining = shared.is_draining();
-    let round = shared.probes.latest(&generation).await;
+    let round = shared.probes().latest(&generation).await;
 
     let mut ready = !draining;
     let mut lines = String::new();
-    let _ = writeln!(lines, "config {}: loaded", generation.config.source);
+    let _ = writeln!(lines, "config {}: loaded", generation.config().source);
     if draining {
-        let _ = writeln!(lines, "listener {}: closed, draining in-flight requests", shared.listen);
+        let _ = writeln!(
+            lines,
+            "listener {}: closed, draining in-flight requests",
+            shared.listen()
+        );
     } else {
-        let _ = writeln!(lines, "listener {}: accepting", shared.listen);
+        let _ = writeln!(lines, "listener {}: accepting", shared.listen());
     }
     for probe in &round.probes {
         match &probe.outcome {
@@ -162,14 +192,22 @@ async fn readiness(shared: &Shared) -> Readiness {
 /// requests: one round runs at a time (callers that arrive meanwhile wait for it and take its
 /// answers), and a round is reused until it is older than the cache time or the config it
 /// probed has been replaced.
-#[derive(Default)]
-pub(crate) struct ProbeCache {
-    last: tokio::sync::Mutex<Option<Arc<ProbeRound>>>,
+pub(crate) struct ProbeCache<G> {
+    last: tokio::sync::Mutex<Option<Arc<ProbeRound<G>>>>,
 }
 
-struct ProbeRound {
+// Not derived: a derive would ask `G: Default`, and no generation is.
+impl<G> Default for ProbeCache<G> {
+    fn default() -> Self {
+        Self {
+            last: tokio::sync::Mutex::default(),
+        }
+    }
+}
+
+struct ProbeRound<G> {
     /// Which config the round probed (compared by address, never dereferenced).
-    generation: std::sync::Weak<Generation>,
+    generation: std::sync::Weak<G>,
     started: Instant,
     probes: Vec<ProviderProbe>,
 }
@@ -180,11 +218,11 @@ struct ProviderProbe {
     elapsed: Duration,
 }
 
-impl ProbeCache {
+impl<G: ProviderSet> ProbeCache<G> {
     /// A round for `generation` that is recent enough, or a new one.
-    async fn latest(&self, generation: &Arc<Generation>) -> Arc<ProbeRound> {
+    async fn latest(&self, generation: &Arc<G>) -> Arc<ProbeRound<G>> {
         let asked = Instant::now();
-        let ttl = generation.config.server.readiness_cache;
+        let ttl = generation.config().server.readiness_cache;
         // Held across the probes: that is the single flight.
         let mut last = self.last.lock().await;
         if let Some(round) = last.as_ref()
@@ -202,10 +240,10 @@ impl ProbeCache {
 
 /// Asks every provider at once, so a round takes at most one `server.readiness_timeout`
 /// however many there are.
-async fn probe_providers(generation: &Arc<Generation>) -> ProbeRound {
-    let timeout = generation.config.server.readiness_timeout;
+async fn probe_providers<G: ProviderSet>(generation: &Arc<G>) -> ProbeRound<G> {
+    let timeout = generation.config().server.readiness_timeout;
     let started = Instant::now();
-    let probes = generation.upstreams.iter().map(|(name, upstream)| async move {
+    let probes = generation.upstreams().iter().map(|(name, upstream)| async move {
         let started = Instant::now();
         let outcome = upstream.probe(timeout).await;
         ProviderProbe {

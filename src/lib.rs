@@ -2,7 +2,8 @@
 //!
 //! A request's path through the crate, in order:
 //!
-//! - [`server`]      listener, limits, TLS, connections, request id, access log, reload, shutdown
+//! - [`server`]      start, reload and shutdown; what one config builds (providers, routes, the
+//!   front door); the listener (limits, TLS); the per-request edge (request id, access log)
 //! - [`connection`]  one accepted connection: the connection cap, request-head and idle deadlines
 //! - [`auth`]        the trust boundary: what a signature covers, and the client key pairs s3s
 //!   verifies every signature form against
@@ -24,12 +25,17 @@
 //! - [`s3`]          S3 vocabulary below every layer: operations, percent-encoding, the copy
 //!   source, header lengths and framing
 //! - [`error`]       one error type, rendered as S3 XML in one place
-//! - [`config`]      the TOML file, validated; secrets from env or files
+//! - [`config`]      the TOML file as written, resolved and validated (dialect overrides applied);
+//!   secrets from env or files
 //! - [`local`]       `kind = "local"` providers: a directory served as S3 in-process
 //! - [`migration`]   lazy migration: fallback reads, tombstones, merged listings, copies, migrate/check
-//! - [`access_log`]  the per-request record behind the one access-log event
+//! - [`access_log`]  the per-request record behind the one access-log event, and the bodies that
+//!   count its bytes
 //! - [`metrics`]     Prometheus metrics, one registry per running gateway
-//! - [`admin`]       the admin listener: `/healthz`, `/readyz`, `/metrics`
+//! - [`admin`]       the admin listener: `/healthz`, `/readyz`, `/metrics` (sees the server
+//!   through `AdminView`)
+//!
+//! The binary (`src/main.rs`, `src/cli/`) parses the command line and runs a command with these.
 
 pub mod access;
 pub mod access_log;

@@ -7,6 +7,8 @@
 
 pub mod translate;
 
+use serde::Deserialize;
+
 use crate::checksum::ChecksumAlgorithm;
 use crate::config::Addressing;
 use crate::s3::operation::Operation;
@@ -42,8 +44,9 @@ pub const AWS_STORAGE_CLASSES: &[&str] = &[
 /// The client name of a `storage_classes` entry that takes every class not listed.
 pub const ANY_STORAGE_CLASS: &str = "*";
 
-/// The case a provider writes ETag hex digits in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The case a provider writes ETag hex digits in (`etag_case = "lower"` or `"upper"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EtagCase {
     /// AWS form: lowercase hex; nothing to translate.
     Lower,
@@ -51,8 +54,10 @@ pub enum EtagCase {
     Upper,
 }
 
-/// What to do with a canned ACL (or grant) the provider does not accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to do with a canned ACL (or grant) the provider does not accept (`acl.unsupported =
+/// "map"`, `"drop"` or `"reject"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UnsupportedAcl {
     /// Replace it with the nearest ACL the provider accepts that grants no more access
     /// (e.g. `authenticated-read` -> `private`); grants are dropped.
@@ -63,43 +68,25 @@ pub enum UnsupportedAcl {
     Reject,
 }
 
-impl UnsupportedAcl {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "map" => Some(Self::Map),
-            "drop" => Some(Self::Drop),
-            "reject" => Some(Self::Reject),
-            _ => None,
-        }
-    }
-}
-
 /// How a conditional write (`If-None-Match: *`, `If-Match` on PutObject, CopyObject and
-/// CompleteMultipartUpload) reaches the provider (docs/dialects.md rule 25).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// CompleteMultipartUpload) reaches the provider (docs/dialects.md rule 25). In the config
+/// (`conditional_writes`) each is named after the provider whose form it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum ConditionalWrites {
     /// AWS headers, forwarded as they are.
+    #[serde(rename = "aws")]
     Aws,
     /// OSS: `If-None-Match: *` becomes `x-oss-forbid-overwrite: true`; `If-Match` has no
     /// equivalent and is refused.
+    #[serde(rename = "oss")]
     OssForbidOverwrite,
     /// GCS: `If-None-Match: *` becomes `x-goog-if-generation-match: 0`; `If-Match` is refused.
+    #[serde(rename = "gcs")]
     GcsGenerationMatch,
     /// No known form: every conditional write is refused with 501 rather than silently
     /// overwriting.
+    #[serde(rename = "none")]
     Unsupported,
-}
-
-impl ConditionalWrites {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "aws" => Some(Self::Aws),
-            "oss" => Some(Self::OssForbidOverwrite),
-            "gcs" => Some(Self::GcsGenerationMatch),
-            "none" => Some(Self::Unsupported),
-            _ => None,
-        }
-    }
 }
 
 /// How a provider's error code reaches the client.
@@ -289,7 +276,13 @@ const OBJECT_LOCK_OPERATIONS: &[Op] = &[Op::GetObjectLockConfiguration, Op::PutO
 /// Providers with no flexible checksums and the MD5 they insist on instead (§B.3).
 const NO_CHECKSUMS: &[ChecksumAlgorithm] = &[];
 
-/// The built-in profile of a known dialect name (see [`crate::config::KNOWN_DIALECTS`]).
+/// The dialects [`builtin`] has a profile for, in one list with the `match` below (a test
+/// checks each has one); the config refuses any other name (`config::KNOWN_DIALECTS`).
+pub const BUILTIN_DIALECTS: &[&str] = &[
+    "aws", "oss", "spaces", "r2", "b2", "gcs", "wasabi", "minio", "garage", "ceph", "local",
+];
+
+/// The built-in profile of a known dialect name (one of [`BUILTIN_DIALECTS`]).
 pub fn builtin(name: &str) -> Option<DialectProfile> {
     let base = aws();
     let profile = match name {

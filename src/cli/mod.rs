@@ -1,0 +1,255 @@
+//! The `s3ferry` command line: the commands and their flags (clap), logging set-up, and the
+//! dispatch to each command's file: [`serve`] (the gateway, its signals, `health`),
+//! [`config_report`] (`config check`) and [`bulk`] (`migrate` and `check`).
+
+mod bulk;
+mod config_report;
+mod serve;
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use s3ferry::config::{CONFIG_ENV, Config};
+use s3ferry::migration::bulk::MigrateOptions;
+use s3ferry::migration::multipart_copy::PartSizes;
+
+const EXAMPLES: &str = "\
+Examples:
+  s3ferry serve --config config.example.toml
+      Run the gateway; point any S3 client at http://127.0.0.1:8333.
+  S3FERRY_CONFIG=/etc/s3ferry/config.toml s3ferry serve
+      The same, with the config path from the environment.
+  s3ferry config check --config config.toml
+      Validate a config and print the resolved routes (secrets masked).
+  s3ferry health --url http://127.0.0.1:9333/readyz
+      Ask a running gateway's admin listener; exit 0 when it answers 2xx.
+  s3ferry migrate --config config.toml --bucket media
+      Copy what is still only in the old provider of a bucket under lazy migration.
+  s3ferry check --config config.toml --bucket media --json
+      Compare old and new provider; exit 1 on differences.
+  aws --endpoint-url http://127.0.0.1:8333 s3 ls s3://demo
+      Talk to the gateway with the aws cli (use a key pair from [[credentials]]).
+
+Signals (serve):
+  SIGTERM, SIGINT  stop accepting, finish in-flight requests (server.shutdown_grace), exit 0
+  SIGHUP           reload the config file; a config that fails to load is logged and ignored
+
+Environment:
+  S3FERRY_CONFIG        config file when --config is not given
+  S3FERRY_LISTEN        overrides server.listen (e.g. 0.0.0.0:8333)
+  S3FERRY_ADMIN_LISTEN  overrides server.admin_listen (e.g. 0.0.0.0:9333)
+  S3FERRY_LOG_FORMAT    json or text (same as --log-format)
+  RUST_LOG              log level and filters (default: info)";
+
+#[derive(Parser)]
+#[command(
+    name = "s3ferry",
+    version,
+    about = "An S3-compatible gateway: verifies S3 clients, routes each bucket to a provider, re-signs and streams",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// Log format: json (default when stdout is not a terminal) or text.
+    #[arg(long, global = true, value_enum, env = "S3FERRY_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until SIGTERM or Ctrl-C (in-flight requests finish first); SIGHUP reloads the config.
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Work with config files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Check a running gateway through its admin listener (for container HEALTHCHECKs). Exits 0 on a 2xx answer.
+    Health {
+        /// The admin URL to GET: /healthz (alive) or /readyz (providers reachable).
+        #[arg(long, default_value = "http://127.0.0.1:9333/healthz")]
+        url: String,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout_secs: u64,
+    },
+    /// Copy every object that is still only in the old provider of a bucket under lazy
+    /// migration (a route with `fallback`) into its new provider. Objects already in the new
+    /// provider are skipped (never overwritten), so an interrupted run resumes by running again.
+    #[command(after_help = MIGRATE_EXAMPLES)]
+    Migrate {
+        #[command(flatten)]
+        scope: BulkScope,
+        /// Copies running at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Count what would be copied; copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only report how much still lives only in the old provider (same as --dry-run).
+        #[arg(long)]
+        status: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the old and new provider of a bucket under lazy migration, like `rclone check`:
+    /// objects missing in the new provider, objects whose size or content differ, and old
+    /// objects that can never reach the new provider (left behind). Exits 1 when there are any.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check {
+        #[command(flatten)]
+        scope: BulkScope,
+        /// Download objects whose ETags cannot be compared (multipart, other providers'
+        /// formats) and compare their MD5s.
+        #[arg(long)]
+        download: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What `migrate` and `check` work on: a bucket under lazy migration, or the keys of it under
+/// a prefix.
+#[derive(clap::Args)]
+struct BulkScope {
+    /// The TOML config file.
+    #[arg(long, short, env = CONFIG_ENV)]
+    config: PathBuf,
+    /// The client-facing bucket name (its route must have `fallback`).
+    #[arg(long)]
+    bucket: String,
+    /// Only keys starting with this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+}
+
+const MIGRATE_EXAMPLES: &str = "Examples:
+  s3ferry migrate --config config.toml --bucket media --status
+  s3ferry migrate --config config.toml --bucket media --dry-run
+  s3ferry migrate --config config.toml --bucket media --concurrency 16
+
+Ctrl-C stops after the copies in flight; run the same command again to resume.
+Exit status: 0 done, 1 some copies failed or some old objects can never reach the new
+provider (both listed; --status only lists them), 130 interrupted.";
+
+const CHECK_EXAMPLES: &str = "Examples:
+  s3ferry check --config config.toml --bucket media
+  s3ferry check --config config.toml --bucket media --download --json > report.json
+
+Exit status: 0 when every object of the old provider is in the new one with the same
+content, 1 otherwise (or on an error).";
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print the resolved routes with secrets masked. Exits 1 on any error.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+}
+
+/// Sets up logs and runs the command; a command that fails says why on stderr.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.log_format);
+    let outcome = match cli.command {
+        Command::Serve { config } => serve::serve(&config),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => config_report::check_config(&config),
+        Command::Health { url, timeout_secs } => serve::health(&url, Duration::from_secs(timeout_secs)),
+        Command::Migrate {
+            scope: BulkScope { config, bucket, prefix },
+            concurrency,
+            dry_run,
+            status,
+            json,
+        } => bulk::run_bulk(
+            &config,
+            move |route, fallback, migration| {
+                let options = MigrateOptions {
+                    prefix,
+                    concurrency,
+                    dry_run: dry_run || status,
+                    parts: PartSizes::from(migration),
+                };
+                Box::pin(bulk::migrate_command(route, fallback, options, json))
+            },
+            &bucket,
+        ),
+        Command::Check {
+            scope: BulkScope { config, bucket, prefix },
+            download,
+            json,
+        } => bulk::run_bulk(
+            &config,
+            |route, fallback, _| Box::pin(bulk::check_command(route, fallback, prefix, download, json)),
+            &bucket,
+        ),
+    };
+    // A command that could not get going has already said why; its code is the answer.
+    outcome.unwrap_or_else(|failed| failed)
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    // s3s logs whole requests (headers with signatures) at debug level and client mistakes at
+    // error level; the gateway logs every request itself, so s3s stays quiet.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive("s3s=off".parse().unwrap_or_else(|_| unreachable!("static directive")))
+        .add_directive(
+            "s3s_fs=off"
+                .parse()
+                .unwrap_or_else(|_| unreachable!("static directive")),
+        );
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
+        None => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// What a command returns: its exit code, or `Err` with the code of a failure it has already
+/// reported on stderr (so that commands can stop early with `?`).
+type Outcome = Result<ExitCode, ExitCode>;
+
+/// The config at `path`, or the failure exit code after printing why.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}

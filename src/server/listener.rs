@@ -1,0 +1,164 @@
+//! The S3 listener: connections accepted under `server.max_connections`, each with the
+//! request-head and idle deadlines, TLS when configured, and the graceful drain on stop.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::StartError;
+use super::edge::handle_edge;
+use super::generation::Shared;
+use crate::config::ConnectionLimits;
+use crate::connection::{Activity, WatchedIo, accept_with_slot, http_builder};
+use crate::metrics::Metrics;
+
+pub(super) fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", p.display())));
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| StartError::Tls(format!("{} holds no private key", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// One open client connection: holds a place under `server.max_connections` and counts in
+/// `s3ferry_active_connections` until it closes.
+struct ConnectionSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl ConnectionSlot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, metrics: Arc<Metrics>) -> Self {
+        metrics.connection_opened();
+        Self {
+            _permit: permit,
+            metrics,
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = http_builder(&limits);
+    builder
+        .http1()
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let on_full = || {
+        shared.metrics.connection_limit_reached();
+        tracing::debug!(
+            max_connections = limits.max_connections,
+            "connection limit reached: new clients wait until a connection closes"
+        );
+    };
+    loop {
+        let (socket, remote, permit) = tokio::select! {
+            accepted = accept_with_slot(&listener, &slots, &on_full) => match accepted {
+                Some(accepted) => accepted,
+                None => break,
+            },
+            _ = stop.changed() => break,
+        };
+        let slot = ConnectionSlot::new(permit, shared.metrics.clone());
+        let _ = socket.set_nodelay(true);
+        // Wrapped before TLS, so that the handshake counts against the request-head deadline.
+        let (socket, activity) = WatchedIo::new(socket, &limits);
+        let tls = shared.current().tls.clone();
+        let watcher = graceful.watcher();
+        match tls {
+            None => {
+                tokio::spawn(serve_connection(
+                    builder.clone(),
+                    socket,
+                    shared.clone(),
+                    remote,
+                    activity,
+                    watcher,
+                    slot,
+                ));
+            }
+            Some(acceptor) => {
+                let builder = builder.clone();
+                let shared = shared.clone();
+                let handshake_timeout = limits.request_head_timeout;
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            return tracing::debug!(error = %e, %remote, "TLS handshake failed");
+                        }
+                        Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
+                    };
+                    serve_connection(builder, stream, shared, remote, activity, watcher, slot).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    shared.draining.store(true, Ordering::Relaxed);
+    let grace = shared.current().config.server.shutdown_grace;
+    tracing::info!(
+        grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        "listener closed: draining in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests still running after the shutdown grace period; closing them");
+    }
+}
+
+/// One client connection, plain or after its TLS handshake: every request through
+/// [`handle_edge`], the whole connection under the graceful drain, its slot held to the end.
+async fn serve_connection<I>(
+    builder: ConnBuilder<TokioExecutor>,
+    io: I,
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+    activity: Activity,
+    watcher: Watcher,
+    slot: ConnectionSlot,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle_edge(shared.clone(), req, remote, activity.begin()));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, %remote, "client connection ended with an error");
+    }
+    drop(slot);
+}
