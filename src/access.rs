@@ -134,7 +134,7 @@ impl Grant {
     /// Full access to every bucket: what `grants = "all"` means.
     pub fn all() -> Self {
         Self {
-            buckets: vec![crate::config::WILDCARD_BUCKET.to_string()],
+            buckets: vec![crate::s3::bucket_name::WILDCARD_BUCKET.to_string()],
             prefix: String::new(),
             access: Level::Admin,
         }
@@ -143,12 +143,16 @@ impl Grant {
     fn names(&self, bucket: &str) -> bool {
         self.buckets
             .iter()
-            .any(|b| b == crate::config::WILDCARD_BUCKET || b == bucket)
+            .any(|b| b == crate::s3::bucket_name::WILDCARD_BUCKET || b == bucket)
     }
 
     /// Whether this grant reaches every bucket (what `config check` warns about).
     pub fn reaches_every_bucket(&self) -> bool {
-        self.prefix.is_empty() && self.buckets.iter().any(|b| b == crate::config::WILDCARD_BUCKET)
+        self.prefix.is_empty()
+            && self
+                .buckets
+                .iter()
+                .any(|b| b == crate::s3::bucket_name::WILDCARD_BUCKET)
     }
 
     fn covers(&self, action: Action, bucket: &str, object: Object<'_>) -> bool {
@@ -251,21 +255,6 @@ impl AccessPolicy {
         Self { grants, anonymous }
     }
 
-    /// The policy of a validated config.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        let grants = config
-            .credentials
-            .iter()
-            .map(|c| (c.access_key_id.clone(), c.grants.clone()))
-            .collect();
-        let anonymous = config
-            .buckets
-            .iter()
-            .filter_map(|b| Some((b.name.clone(), b.anonymous?)))
-            .collect();
-        Self::new(grants, anonymous)
-    }
-
     /// Whether `who` may see `bucket` in ListBuckets: any grant that names it.
     pub fn lists_bucket(&self, who: Identity<'_>, bucket: &str) -> bool {
         match who {
@@ -299,36 +288,6 @@ pub fn decide(
             .and_then(|a| a.allows(action))
             .ok_or(Denied),
     }
-}
-
-/// What `s3ferry config check` warns about: keys that reach every bucket (a grant on `*`
-/// without a prefix, which `grants = "all"` is), and buckets open to unsigned requests.
-pub fn broad_access_warnings(config: &crate::config::Config) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for c in &config.credentials {
-        if let Some(g) = c.grants.iter().find(|g| g.reaches_every_bucket()) {
-            warnings.push(format!(
-                "key '{}' can reach every bucket ({} access on \"*\"); list the buckets it needs instead",
-                c.access_key_id,
-                g.access.as_str()
-            ));
-        }
-    }
-    for b in &config.buckets {
-        match b.anonymous {
-            Some(AnonymousAccess::Read { list }) => warnings.push(format!(
-                "bucket '{}' is readable without a signature{}, with the provider's key",
-                b.name,
-                if list { " and listable" } else { "" }
-            )),
-            Some(AnonymousAccess::Provider) => warnings.push(format!(
-                "bucket '{}' forwards unsigned requests to the provider unsigned: its own public-access rules decide",
-                b.name
-            )),
-            None => {}
-        }
-    }
-    warnings
 }
 
 /// One line describing a grant, for `config check`.

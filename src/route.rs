@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::config::{BucketRoute, FallbackConfig, WILDCARD_BUCKET};
+use crate::config::{BucketRoute, FallbackConfig};
 use crate::cors::CorsRule;
 use crate::error::GatewayError;
+use crate::s3::bucket_name::WILDCARD_BUCKET;
 use crate::upstream::Upstream;
 
 /// The old provider of a bucket under lazy migration.

@@ -17,7 +17,6 @@ use http::HeaderMap;
 use crate::error::GatewayError;
 use crate::s3::bucket_name::check_bucket_name;
 use crate::s3::encoding::{percent_decode, uri_encode};
-use crate::upstream::UpstreamSettings;
 
 /// Keys under this prefix hold s3ferry's own state (tombstones of a lazy migration); no client
 /// request may read, write, list into, copy from or delete them.
@@ -132,23 +131,6 @@ pub fn is_reserved(key: &str) -> bool {
     resolved
         .first()
         .is_some_and(|first| RESERVED_PREFIX.strip_suffix('/') == Some(*first))
-}
-
-/// Keys with `.` or `..` segments go only to providers that store them literally
-/// (`literal_dot_segments`): anywhere else they are refused, with the override that lifts it.
-pub fn refuse_dot_segments(key: &str, providers: &[&UpstreamSettings]) -> Result<(), GatewayError> {
-    if !has_dot_segment(key) {
-        return Ok(());
-    }
-    match providers.iter().find(|p| !p.profile.literal_dot_segments) {
-        None => Ok(()),
-        Some(settings) => Err(GatewayError::InvalidArgument(format!(
-            "object keys with '.' or '..' path segments cannot be stored at provider '{}' (dialect {}): it may \
-             resolve them as a path; if it stores such keys as they are, set \
-             dialect_overrides.literal_dot_segments = true",
-            settings.name, settings.profile.name
-        ))),
-    }
 }
 
 /// [`is_reserved`] as the client's error.

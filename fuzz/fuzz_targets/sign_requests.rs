@@ -7,7 +7,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use s3ferry::config::Addressing;
+use s3ferry::s3::addressing::Addressing;
 use s3ferry::s3::encoding::{canonical_query, decode_query_component, parse_query, percent_decode, uri_encode};
 use s3ferry::upstream::address::upstream_address;
 use s3ferry::upstream::sign::{SigningParams, UNSIGNED_PAYLOAD, sign_v4};

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use s3ferry::config::{ProviderKind, WILDCARD_BUCKET};
+use s3ferry::config::ProviderKind;
+use s3ferry::s3::bucket_name::WILDCARD_BUCKET;
 
 use super::{Outcome, load};
 
@@ -94,7 +95,7 @@ pub(super) fn check_config(path: &Path) -> Outcome {
         };
         println!("  {client} -> {}:{upstream}{fallback}{anonymous}", b.provider);
     }
-    for warning in s3ferry::access::broad_access_warnings(&config) {
+    for warning in config.broad_access_warnings() {
         eprintln!("warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)

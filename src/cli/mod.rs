@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use s3ferry::config::{CONFIG_ENV, Config};
 use s3ferry::migration::bulk::MigrateOptions;
-use s3ferry::migration::multipart_copy::PartSizes;
+use s3ferry::migration::copy_task::PartSizes;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::access::{AnonymousAccess, Grant};
+use crate::access::{AccessPolicy, AnonymousAccess, Grant};
 use crate::dialect::DialectProfile;
+use crate::s3::addressing::Addressing;
 use raw::RawConfig;
 use resolve::Resolver;
 
@@ -168,25 +169,6 @@ pub struct ClientCredential {
     pub grants: Vec<Grant>,
 }
 
-/// How bucket names travel to a provider (`addressing = "virtual"` or `"path"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Addressing {
-    /// `https://bucket.host/key`
-    Virtual,
-    /// `https://host/bucket/key`
-    Path,
-}
-
-impl Addressing {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Virtual => "virtual",
-            Self::Path => "path",
-        }
-    }
-}
-
 /// How s3ferry signs the requests it sends to a provider (`signature = "v4"` or `"v2"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -313,10 +295,52 @@ impl Default for MigrationConfig {
     }
 }
 
-/// The route name that matches every bucket without a route of its own.
-pub const WILDCARD_BUCKET: &str = "*";
-
 impl Config {
+    /// Who may do what under this config (see `access`).
+    pub fn access_policy(&self) -> AccessPolicy {
+        let grants = self
+            .credentials
+            .iter()
+            .map(|c| (c.access_key_id.clone(), c.grants.clone()))
+            .collect();
+        let anonymous = self
+            .buckets
+            .iter()
+            .filter_map(|b| Some((b.name.clone(), b.anonymous?)))
+            .collect();
+        AccessPolicy::new(grants, anonymous)
+    }
+
+    /// What `s3ferry config check` warns about: keys that reach every bucket (a grant on `*`
+    /// without a prefix, which `grants = "all"` is), and buckets open to unsigned requests.
+    pub fn broad_access_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for c in &self.credentials {
+            if let Some(g) = c.grants.iter().find(|g| g.reaches_every_bucket()) {
+                warnings.push(format!(
+                    "key '{}' can reach every bucket ({} access on \"*\"); list the buckets it needs instead",
+                    c.access_key_id,
+                    g.access.as_str()
+                ));
+            }
+        }
+        for b in &self.buckets {
+            match b.anonymous {
+                Some(AnonymousAccess::Read { list }) => warnings.push(format!(
+                    "bucket '{}' is readable without a signature{}, with the provider's key",
+                    b.name,
+                    if list { " and listable" } else { "" }
+                )),
+                Some(AnonymousAccess::Provider) => warnings.push(format!(
+                    "bucket '{}' forwards unsigned requests to the provider unsigned: its own public-access rules decide",
+                    b.name
+                )),
+                None => {}
+            }
+        }
+        warnings
+    }
+
     /// Reads, parses and validates a config file; applies environment overrides.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();

@@ -12,6 +12,7 @@ use serde::de::{DeserializeOwned, IntoDeserializer as _};
 use super::raw::{RawBucket, RawConfig, RawDuration, RawGrants, RawMigration, RawPostUpload, RawProvider, RawServer};
 use super::*;
 use crate::access::Level;
+use crate::s3::bucket_name::WILDCARD_BUCKET;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8333";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9333";

@@ -4,6 +4,8 @@
 use super::*;
 use crate::access::{AnonymousAccess, Grant, Level};
 use crate::dialect::{ConditionalWrites, EtagCase, UnsupportedAcl};
+use crate::s3::addressing::Addressing;
+use crate::s3::bucket_name::WILDCARD_BUCKET;
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -708,7 +710,7 @@ fn config_check_warns_about_keys_that_reach_everything_and_open_buckets() {
              grants = [{{ buckets = [\"photos\"], access = \"read\" }}]\n\
              [[buckets]]\nname = \"public\"\nprovider = \"up\"\nanonymous = \"read\""
     );
-    let warnings = crate::access::broad_access_warnings(&parse(&text).expect("parses"));
+    let warnings = parse(&text).expect("parses").broad_access_warnings();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].contains("'client' can reach every bucket"), "{warnings:?}");
     assert!(

@@ -10,7 +10,7 @@ pub mod translate;
 use serde::Deserialize;
 
 use crate::checksum::ChecksumAlgorithm;
-use crate::config::Addressing;
+use crate::s3::addressing::Addressing;
 use crate::s3::operation::Operation;
 use crate::s3::operation::Operation as Op;
 
@@ -656,7 +656,7 @@ fn set_hex_case(etag: &str, upper: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::KNOWN_DIALECTS;
+    const KNOWN_DIALECTS: &[&str] = BUILTIN_DIALECTS;
 
     fn profile(name: &str) -> DialectProfile {
         builtin(name).expect("known dialect")

@@ -35,8 +35,9 @@ use crate::migration::serve::{DeleteAnswer, Migration};
 use crate::route::{Route, RouteTable};
 use crate::s3::copy_source::CopySourceRef;
 use crate::s3::operation::Operation;
-use crate::target::{has_dot_segment, refuse_dot_segments, refuse_reserved};
+use crate::target::{has_dot_segment, refuse_reserved};
 use crate::upstream::exchange::Exchange;
+use crate::upstream::refuse_dot_segments;
 use plan::{RequestPlan, refuse_unsupported};
 use request::ClientRequest;
 
@@ -60,9 +61,7 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     pub fn new(routes: RouteTable, access: Arc<AccessPolicy>, migration: Migration) -> Self {
-        let started = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
+        let started = crate::s3::timestamp::s3_timestamp(time::OffsetDateTime::now_utc());
         Self {
             routes,
             access,

@@ -224,8 +224,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{Addressing, RetryPolicy, Secret, SignatureVersion};
+    use crate::config::{RetryPolicy, Secret, SignatureVersion};
     use crate::dialect::builtin;
+    use crate::s3::addressing::Addressing;
     use crate::target::ClientTarget;
     use crate::test_support::header_map;
     use crate::upstream::KeyStore;

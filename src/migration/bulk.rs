@@ -19,9 +19,10 @@ use futures_util::StreamExt as _;
 use md5::Digest as _;
 use serde::Serialize;
 
-use super::copy::{CopyOutcome, CopyTask, copy_object, is_plain_md5_etag, same_etag};
+use super::copy::copy_object;
+use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
-use super::listing::ListRequest;
+use super::pages::ListRequest;
 use super::tombstone::TombstoneLookup;
 use crate::error::GatewayError;
 use crate::rewrite::list_objects::{ListEntry, ListedObject};
@@ -66,7 +67,7 @@ pub fn left_behind_reason(key: &str, route: &Route, fallback: &FallbackRoute) ->
         return Some(LeftBehindReason::ReservedPrefix);
     }
     let providers = [&fallback.provider.settings, &route.provider.settings];
-    if crate::target::refuse_dot_segments(key, &providers).is_err() {
+    if crate::upstream::refuse_dot_segments(key, &providers).is_err() {
         return Some(LeftBehindReason::DotSegments);
     }
     if route
@@ -188,7 +189,7 @@ pub struct MigrateOptions {
     pub concurrency: usize,
     pub dry_run: bool,
     /// When copies go in parts (`[migration] multipart_copy_*`).
-    pub parts: super::multipart_copy::PartSizes,
+    pub parts: super::copy_task::PartSizes,
 }
 
 /// What `migrate` did (or, with `--dry-run`, would do).

@@ -30,7 +30,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::claim::{CommitGatedBody, CommitPoint, KeyClaim, KeyClaims};
-use super::multipart_copy::{PartSizes, SourceObject, copy_in_parts};
+use super::copy_task::{CopyOutcome, CopyTask, PartSizes, is_plain_md5_etag, keep_unless_deleted_meanwhile, same_etag};
+use super::multipart_copy::{SourceObject, copy_in_parts};
 use super::tombstone;
 use super::{CopyResult, MigrationStats};
 use crate::body::IdleTimeoutBody;
@@ -41,37 +42,6 @@ use crate::dialect::{ConditionalWrites, DialectProfile};
 use crate::error::GatewayError;
 use crate::s3::operation::Operation;
 use crate::upstream::Upstream;
-
-/// Where one object comes from and goes to.
-#[derive(Debug, Clone)]
-pub struct CopyTask {
-    /// The bucket's name for clients (labels the counters).
-    pub client_bucket: String,
-    pub old: Arc<Upstream>,
-    pub old_bucket: String,
-    pub new: Arc<Upstream>,
-    pub new_bucket: String,
-    pub key: String,
-    /// Above which size the copy goes in parts, and how large they are.
-    pub parts: PartSizes,
-}
-
-/// What a copy did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CopyOutcome {
-    Copied {
-        bytes: u64,
-    },
-    /// The new provider already has the key (copied before, or written by a client).
-    AlreadyInNew,
-    /// The key was deleted through s3ferry.
-    Tombstoned,
-    /// The old provider no longer has the key.
-    GoneFromOld,
-    /// A client wrote or deleted the key meanwhile (in this process): the copy stopped before
-    /// its write could take effect, or never started.
-    Superseded,
-}
 
 /// Headers of the source object that travel with a copy.
 const PRESERVED_HEADERS: &[&str] = &[
@@ -115,18 +85,6 @@ pub fn translate_copy_headers(
     Ok(())
 }
 
-/// True for an ETag that is the MD5 of the content (not multipart, not encrypted with KMS).
-pub fn is_plain_md5_etag(etag: &str) -> bool {
-    let e = etag.trim_matches('"');
-    e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Whether two ETags name the same content: quotes aside, hex compared without regard to case
-/// (docs/dialects.md rule 18). Both should already be in the client's form (`client_etag`).
-pub fn same_etag(a: &str, b: &str) -> bool {
-    a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
-}
-
 /// Copies one object with no client of this process to yield to (`s3ferry migrate`); see the
 /// module documentation for the guarantees.
 pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
@@ -144,7 +102,7 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
         ..
     } = task;
     // A key listed at the old provider reaches the new one only if both store it as it is.
-    crate::target::refuse_dot_segments(key, &[&old.settings, &new.settings])?;
+    crate::upstream::refuse_dot_segments(key, &[&old.settings, &new.settings])?;
     if tombstone::is_tombstoned(new, new_bucket, key).await? {
         return Ok(CopyOutcome::Tombstoned);
     }
@@ -230,30 +188,6 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
         });
     }
     keep_unless_deleted_meanwhile(task, &new_etag, length).await
-}
-
-/// The end of a copy that wrote `copy_etag` (client form) of `bytes`: a DELETE in another
-/// process that raced with it wins (in this process, deletes wait for the copy). Only the
-/// copy's own object is removed: a client may have written the key again after its delete.
-pub(super) async fn keep_unless_deleted_meanwhile(
-    task: &CopyTask,
-    copy_etag: &str,
-    bytes: u64,
-) -> Result<CopyOutcome, GatewayError> {
-    let CopyTask {
-        new, new_bucket, key, ..
-    } = task;
-    if tombstone::is_tombstoned(new, new_bucket, key).await? {
-        let still_the_copy = new
-            .head_object(new_bucket, key)
-            .await?
-            .is_some_and(|now| same_etag(&new.settings.profile.client_etag(&now.etag), copy_etag));
-        if still_the_copy {
-            new.delete_object(new_bucket, key).await?;
-        }
-        return Ok(CopyOutcome::Tombstoned);
-    }
-    Ok(CopyOutcome::Copied { bytes })
 }
 
 /// The source's tags as an `x-amz-tagging` value, when the old key may read them.
@@ -478,12 +412,6 @@ mod tests {
             "same bytes, same checksum"
         );
         assert_eq!(get("x-amz-meta-owner"), Some("me"));
-    }
-
-    #[test]
-    fn same_etag_ignores_quotes_and_hex_case() {
-        assert!(same_etag("\"9B2CF535\"", "9b2cf535"));
-        assert!(!same_etag("\"9b2cf535\"", "\"9b2cf536\""));
     }
 
     #[test]

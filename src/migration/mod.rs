@@ -13,8 +13,10 @@
 pub mod bulk;
 pub mod claim;
 pub mod copy;
+pub mod copy_task;
 pub mod listing;
 pub mod multipart_copy;
+pub mod pages;
 pub mod policy;
 pub mod serve;
 pub mod tombstone;

@@ -9,7 +9,7 @@
 //! most 10,000 are needed) and the copy is verified by content: its size, and where the
 //! source's ETag is a plain MD5, the MD5 of the bytes that went through.
 //!
-//! The same guarantees as a single PUT hold (see [`super::claim`] and [`super::copy`]): a
+//! The same guarantees as a single PUT hold (see [`super::claim`] and the copy on read): a
 //! client claim stops the copy before its CompleteMultipartUpload (the commit point), which is
 //! sent with the new provider's create-if-absent where it has one. Any failure, and a copy
 //! that is stopped or dropped, aborts the upload, so no parts are left behind.
@@ -20,9 +20,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use md5::Digest as _;
 
 use super::claim::{CommitGatedBody, CommitPoint};
-use super::copy::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
+use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
 use crate::body::{BoxError, IdleTimeoutBody};
-use crate::config::{MAX_PART_SIZE, MigrationConfig};
+use crate::config::MAX_PART_SIZE;
 use crate::dialect::ConditionalWrites;
 use crate::dialect::translate::translate_request;
 use crate::error::GatewayError;
@@ -35,28 +35,6 @@ use crate::upstream::exchange::Exchange;
 
 /// S3's most parts in one upload.
 const MAX_PARTS: u64 = 10_000;
-
-/// When a copy goes in parts, and how large they are (`[migration]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartSizes {
-    pub threshold: u64,
-    pub part_size: u64,
-}
-
-impl Default for PartSizes {
-    fn default() -> Self {
-        Self::from(&MigrationConfig::default())
-    }
-}
-
-impl From<&MigrationConfig> for PartSizes {
-    fn from(config: &MigrationConfig) -> Self {
-        Self {
-            threshold: config.multipart_copy_threshold,
-            part_size: config.multipart_copy_part_size,
-        }
-    }
-}
 
 /// The sizes of the parts of an object of `size` bytes cut into `part_size` pieces, the piece
 /// grown where more than 10,000 would be needed.
@@ -162,7 +140,7 @@ pub async fn copy_in_parts(
         });
     }
     tracing::debug!(bucket = %task.client_bucket, parts = sizes.len(), layout_kept, "copied in parts");
-    super::copy::keep_unless_deleted_meanwhile(task, &copy_etag, source.size).await
+    super::copy_task::keep_unless_deleted_meanwhile(task, &copy_etag, source.size).await
 }
 
 /// The sizes of the source's own parts, when its ETag is multipart and the old provider

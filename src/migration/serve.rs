@@ -9,9 +9,10 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::claim::KeyClaim;
-use super::copy::{Copier, CopyTask, same_etag};
+use super::copy::Copier;
+use super::copy_task::PartSizes;
+use super::copy_task::{CopyTask, same_etag};
 use super::listing::{MergeSources, merged_page, parse_list_query};
-use super::multipart_copy::PartSizes;
 use super::policy::{ReadDecision, decide_read};
 use super::{MigrationStats, tombstone};
 use crate::body;

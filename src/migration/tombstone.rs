@@ -18,7 +18,7 @@
 use http::HeaderMap;
 use sha2::Digest as _;
 
-use super::listing::ListRequest;
+use super::pages::ListRequest;
 use crate::body;
 use crate::error::GatewayError;
 use crate::upstream::{MAX_S3_KEY_BYTES, Upstream};
@@ -154,7 +154,7 @@ impl<'a> TombstoneLookup<'a> {
             max_keys: 1000,
         };
         loop {
-            let page = super::listing::list_page(self.new, self.bucket, &request).await?;
+            let page = super::pages::list_page(self.new, self.bucket, &request).await?;
             let mut names: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
             names.sort();
             let next = page.next_continuation_token.filter(|_| page.is_truncated);

@@ -2,6 +2,9 @@
 
 use crate::error::GatewayError;
 
+/// The route (and grant) name that stands for every bucket without a route of its own.
+pub const WILDCARD_BUCKET: &str = "*";
+
 /// S3's bucket naming rules: 3-63 characters of lowercase letters, digits, `-` and `.`,
 /// starting and ending with a letter or digit, no `..`, not an IP address. A name that passes
 /// needs no encoding anywhere (path, Host, XML).

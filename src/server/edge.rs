@@ -18,59 +18,9 @@ use crate::access_log::{AccessRecord, CountingBody, EdgeBody, HandledByGateway, 
 use crate::auth::Verifier;
 use crate::connection::InFlight;
 use crate::error::{new_request_id, render_error};
-use crate::gateway::Gateway;
 use crate::post_upload::{FormUploadContext, KeyGrants, upload_form};
 use crate::small_body::{BodyBudget, ReadError, ReadLimits, read_capped};
-use crate::target::{host_from_authority, parse_client_target, virtual_host_bucket};
-
-/// The gateway as s3s's catch-all route; the generation keeps it too, for form uploads.
-/// Every method is the gateway's own (`impl S3Route for Gateway`), `check_access` included:
-/// unsigned requests reach the gateway, which decides them by the bucket's anonymous access.
-pub(super) struct GatewayRoute(pub(super) Arc<Gateway>);
-
-#[async_trait::async_trait]
-impl s3s::route::S3Route for GatewayRoute {
-    fn is_match(
-        &self,
-        method: &http::Method,
-        uri: &http::Uri,
-        headers: &http::HeaderMap,
-        extensions: &mut http::Extensions,
-    ) -> bool {
-        s3s::route::S3Route::is_match(&*self.0, method, uri, headers, extensions)
-    }
-
-    async fn check_access(&self, req: &mut s3s::S3Request<s3s::Body>) -> s3s::S3Result<()> {
-        s3s::route::S3Route::check_access(&*self.0, req).await
-    }
-
-    async fn call(&self, req: s3s::S3Request<s3s::Body>) -> s3s::S3Result<s3s::S3Response<s3s::Body>> {
-        s3s::route::S3Route::call(&*self.0, req).await
-    }
-}
-
-/// s3s needs an `S3` implementation; every request is taken by the catch-all route first, so
-/// none of these operations is ever called.
-pub(super) struct ProxyOnly;
-
-#[async_trait::async_trait]
-impl s3s::S3 for ProxyOnly {}
-
-/// Tells s3s which requests are virtual-hosted style, with the same rule the gateway uses
-/// (`<bucket>.<domain>[:port]`); any other Host means path style.
-pub(super) struct GatewayHost {
-    pub(super) domain: Option<String>,
-}
-
-impl s3s::host::S3Host for GatewayHost {
-    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
-        let vhost = s3s::host::VirtualHost::new(host);
-        match self.domain.as_deref().and_then(|d| virtual_host_bucket(host, d)) {
-            Some(bucket) => Ok(vhost.with_bucket(bucket)),
-            None => Ok(vhost),
-        }
-    }
-}
+use crate::target::{host_from_authority, parse_client_target};
 
 /// One request at the edge: give it an id, run it through s3s (verification) and the gateway,
 /// make sure any error is in the gateway's shape, and log it once when its body is done.
@@ -101,7 +51,7 @@ pub(super) async fn handle_edge(
     let domain = generation.config.server.domain.as_deref();
     let target = parse_client_target(req.uri(), req.headers(), domain);
     // Read before the trust boundary drops what no signature covers (`Origin` included).
-    let cors = crate::cors::EdgeCors::of(&method, req.headers(), target.as_ref().ok(), &generation.routes);
+    let cors = super::cors::EdgeCors::of(&method, req.headers(), target.as_ref().ok(), &generation.routes);
     let admitted = if method == http::Method::OPTIONS {
         // A CORS preflight carries no credentials: answered here, never by s3s (`cors`).
         target.map(Admitted::Preflight)
@@ -123,7 +73,7 @@ pub(super) async fn handle_edge(
     };
     let mut response = match admitted {
         Ok(Admitted::Preflight(target)) => {
-            crate::cors::answer_options(req.headers(), &target, &generation.routes, &ctx).await
+            super::cors::answer_options(req.headers(), &target, &generation.routes, &ctx).await
         }
         Err(refused) => refusal_response(&refused, &ctx),
         Ok(Admitted::Verified(Verifier::FormPolicy, target)) => {
@@ -181,7 +131,7 @@ pub(super) async fn handle_edge(
 enum Admitted {
     /// Past the trust boundary: verified next by `Verifier` (s3s, or the form's policy).
     Verified(Verifier, crate::target::ClientTarget),
-    /// An `OPTIONS` request: answered by [`crate::cors::answer_options`].
+    /// An `OPTIONS` request: answered by [`super::cors::answer_options`].
     Preflight(crate::target::ClientTarget),
 }
 

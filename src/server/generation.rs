@@ -12,12 +12,11 @@ use std::sync::{Arc, RwLock};
 use s3s::service::{S3Service, S3ServiceBuilder};
 
 use super::StartError;
-use super::edge::{GatewayHost, GatewayRoute, ProxyOnly};
-use super::listener::tls_acceptor;
-use crate::access::AccessPolicy;
+use super::front_door::{GatewayHost, GatewayRoute, ProxyOnly};
+use super::tls::tls_acceptor;
 use crate::admin::{AdminView, ProbeCache, ProviderSet};
 use crate::auth::ClientAuth;
-use crate::config::{Addressing, Config, ProviderConfig, ProviderKind, Secret, SignatureVersion, WILDCARD_BUCKET};
+use crate::config::{Config, ProviderConfig, ProviderKind, Secret, SignatureVersion};
 use crate::gateway::Gateway;
 use crate::local::{LocalServer, ensure_local_bucket, start_local_provider};
 use crate::metrics::Metrics;
@@ -26,6 +25,8 @@ use crate::migration::copy::Copier;
 use crate::migration::serve::Migration;
 use crate::post_upload::spool::SpoolBudget;
 use crate::route::RouteTable;
+use crate::s3::addressing::Addressing;
+use crate::s3::bucket_name::WILDCARD_BUCKET;
 use crate::small_body::{BUDGET_WAIT, BodyBudget};
 use crate::upstream::{KeyStore, Upstream, UpstreamSettings};
 
@@ -114,7 +115,7 @@ impl Generation {
             copier: copier.clone(),
             stats: migration_stats.clone(),
         };
-        let access = Arc::new(AccessPolicy::from_config(config));
+        let access = Arc::new(config.access_policy());
         let gateway = Arc::new(Gateway::new(routes.clone(), access, migration));
 
         let client_auth = ClientAuth::new(&config.credentials);

@@ -2,7 +2,6 @@
 //! request-head and idle deadlines, TLS when configured, and the graceful drain on stop.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -13,33 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use super::StartError;
 use super::edge::handle_edge;
 use super::generation::Shared;
 use crate::config::ConnectionLimits;
 use crate::connection::{Activity, WatchedIo, accept_with_slot, http_builder};
 use crate::metrics::Metrics;
-
-pub(super) fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, StartError> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", p.display())));
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?
-        .ok_or_else(|| StartError::Tls(format!("{} holds no private key", key.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StartError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| StartError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
 
 /// One open client connection: holds a place under `server.max_connections` and counts in
 /// `s3ferry_active_connections` until it closes.

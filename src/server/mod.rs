@@ -13,9 +13,12 @@
 //! the s3s front door); [`listener`] accepts connections (limits, TLS, graceful drain); and
 //! [`edge`] is the envelope around each request.
 
+mod cors;
 mod edge;
+mod front_door;
 mod generation;
 mod listener;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;

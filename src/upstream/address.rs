@@ -1,6 +1,6 @@
 //! Where a request goes upstream: the path-style or virtual-hosted-style address per provider.
 
-use crate::config::Addressing;
+use crate::s3::addressing::Addressing;
 
 /// An upstream request's address: the `Host` value and the canonical path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,10 +27,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::UpstreamBody;
-use crate::config::{Addressing, Secret, SignatureVersion};
+use crate::config::{Secret, SignatureVersion};
 use crate::dialect::DialectProfile;
 use crate::error::GatewayError;
 use crate::metrics::UpstreamMetrics;
+use crate::s3::addressing::Addressing;
 use crate::s3::encoding::canonical_query;
 use crate::small_body::{BodyBudget, Buffered, ReadError, ReadLimits, read_capped};
 use address::UpstreamAddress;
@@ -87,6 +88,23 @@ impl UpstreamSettings {
             KeyStore::S3 => None,
             KeyStore::LocalFiles => crate::local::unstorable_key_problem(bucket, key).map(|(_, message)| message),
         }
+    }
+}
+
+/// Keys with `.` or `..` segments go only to providers that store them literally
+/// (`literal_dot_segments`): anywhere else they are refused, with the override that lifts it.
+pub fn refuse_dot_segments(key: &str, providers: &[&UpstreamSettings]) -> Result<(), GatewayError> {
+    if !crate::target::has_dot_segment(key) {
+        return Ok(());
+    }
+    match providers.iter().find(|p| !p.profile.literal_dot_segments) {
+        None => Ok(()),
+        Some(settings) => Err(GatewayError::InvalidArgument(format!(
+            "object keys with '.' or '..' path segments cannot be stored at provider '{}' (dialect {}): it may \
+             resolve them as a path; if it stores such keys as they are, set \
+             dialect_overrides.literal_dot_segments = true",
+            settings.name, settings.profile.name
+        ))),
     }
 }
 

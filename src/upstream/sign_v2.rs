@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use sha1::Sha1;
 
 use super::sign::SigningParams;
-use crate::config::Addressing;
+use crate::s3::addressing::Addressing;
 
 /// Query parameters that are part of the canonical resource, sorted. Every other parameter
 /// (prefix, max-keys, list-type...) is not signed. This is the list of s3s's verifier, a

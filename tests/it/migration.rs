@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use s3ferry::config::Config;
 use s3ferry::migration::MigrationStats;
 use s3ferry::migration::bulk::{self, MigrateOptions, Progress};
-use s3ferry::migration::multipart_copy::PartSizes;
+use s3ferry::migration::copy_task::PartSizes;
 use s3ferry::route::RouteTable;
 use s3ferry::server::RunningGateway;
 
@@ -1106,7 +1106,8 @@ copy_on_read = true
 
 #[tokio::test]
 async fn copy_never_overwrites_a_newer_write() {
-    use s3ferry::migration::copy::{CopyOutcome, CopyTask, copy_object};
+    use s3ferry::migration::copy::copy_object;
+    use s3ferry::migration::copy_task::{CopyOutcome, CopyTask};
     let m = Migrating::start().await;
     m.seed_old("lazy", &[("contested", b"old version")]).await;
     m.client()

@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use s3ferry::config::Config;
 use s3ferry::migration::MigrationStats;
 use s3ferry::migration::bulk::{self, MigrateOptions, MigrateReport, Progress};
-use s3ferry::migration::multipart_copy::PartSizes;
+use s3ferry::migration::copy_task::PartSizes;
 use s3ferry::route::RouteTable;
 
 use crate::migration::wait_for;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use s3ferry::config::Addressing;
+use s3ferry::s3::addressing::Addressing;
 use s3ferry::s3::encoding::{canonical_query, percent_decode, uri_encode};
 use s3ferry::upstream::sign::{EMPTY_PAYLOAD_SHA256, SigningParams, UNSIGNED_PAYLOAD, hex_sha256, sign_v4};
 use s3ferry::upstream::sign_v2::{resource_path, sign_v2};

@@ -144,9 +144,7 @@ pub(in crate::gateway) async fn copy_through(
         .and_then(|v| v.to_str().ok())
         .map(|etag| route.provider.settings.profile.client_etag(etag))
         .unwrap_or_default();
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let now = crate::s3::timestamp::s3_timestamp(time::OffsetDateTime::now_utc());
     Ok(render_copy_result(upload.is_some(), &now, &etag))
 }
 

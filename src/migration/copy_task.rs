@@ -1,0 +1,109 @@
+//! What one copy from the old provider to the new one is, and how it ended: shared by the copy on
+//! read, `migrate`, and the copy in parts of large objects.
+
+use std::sync::Arc;
+
+use super::tombstone;
+use crate::config::MigrationConfig;
+use crate::error::GatewayError;
+use crate::upstream::Upstream;
+
+/// Where one object comes from and goes to.
+#[derive(Debug, Clone)]
+pub struct CopyTask {
+    /// The bucket's name for clients (labels the counters).
+    pub client_bucket: String,
+    pub old: Arc<Upstream>,
+    pub old_bucket: String,
+    pub new: Arc<Upstream>,
+    pub new_bucket: String,
+    pub key: String,
+    /// Above which size the copy goes in parts, and how large they are.
+    pub parts: PartSizes,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyOutcome {
+    Copied {
+        bytes: u64,
+    },
+    /// The new provider already has the key (copied before, or written by a client).
+    AlreadyInNew,
+    /// The key was deleted through s3ferry.
+    Tombstoned,
+    /// The old provider no longer has the key.
+    GoneFromOld,
+    /// A client wrote or deleted the key meanwhile (in this process): the copy stopped before
+    /// its write could take effect, or never started.
+    Superseded,
+}
+
+/// When a copy goes in parts, and how large they are (`[migration]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSizes {
+    pub threshold: u64,
+    pub part_size: u64,
+}
+
+impl Default for PartSizes {
+    fn default() -> Self {
+        Self::from(&MigrationConfig::default())
+    }
+}
+
+impl From<&MigrationConfig> for PartSizes {
+    fn from(config: &MigrationConfig) -> Self {
+        Self {
+            threshold: config.multipart_copy_threshold,
+            part_size: config.multipart_copy_part_size,
+        }
+    }
+}
+
+/// True for an ETag that is the MD5 of the content (not multipart, not encrypted with KMS).
+pub fn is_plain_md5_etag(etag: &str) -> bool {
+    let e = etag.trim_matches('"');
+    e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether two ETags name the same content: quotes aside, hex compared without regard to case
+/// (docs/dialects.md rule 18). Both should already be in the client's form (`client_etag`).
+pub fn same_etag(a: &str, b: &str) -> bool {
+    a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
+}
+
+/// The end of a copy that wrote `copy_etag` (client form) of `bytes`: a DELETE in another
+/// process that raced with it wins (in this process, deletes wait for the copy). Only the
+/// copy's own object is removed: a client may have written the key again after its delete.
+pub(super) async fn keep_unless_deleted_meanwhile(
+    task: &CopyTask,
+    copy_etag: &str,
+    bytes: u64,
+) -> Result<CopyOutcome, GatewayError> {
+    let CopyTask {
+        new, new_bucket, key, ..
+    } = task;
+    if tombstone::is_tombstoned(new, new_bucket, key).await? {
+        let still_the_copy = new
+            .head_object(new_bucket, key)
+            .await?
+            .is_some_and(|now| same_etag(&new.settings.profile.client_etag(&now.etag), copy_etag));
+        if still_the_copy {
+            new.delete_object(new_bucket, key).await?;
+        }
+        return Ok(CopyOutcome::Tombstoned);
+    }
+    Ok(CopyOutcome::Copied { bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_etag_ignores_quotes_and_hex_case() {
+        assert!(same_etag("\"9B2CF535\"", "9b2cf535"));
+        assert!(!same_etag("\"9b2cf535\"", "\"9b2cf536\""));
+    }
+}
