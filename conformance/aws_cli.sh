@@ -9,9 +9,11 @@
 # CONF_RUN_ID, CONF_SCRATCH and CONF_GATEWAY_DIR (the directory of the gateway's config,
 # whose ./data/<provider> holds the local providers' buckets). run.sh sets them all.
 # The workflows between `mb` and `rb` use the bucket `mb` made, so run them in order.
+# AWS_CLI_BIN picks the cli (default `aws` from PATH; run.sh passes Debian's v2 as /usr/bin/aws).
+# CONF_AWS_STANDIN=1 says the bucket is routed to a provider stand-in, not to the local provider.
 set -euo pipefail
 
-WORKFLOWS=(mb cp-small cp-multipart ls sync head-object list-objects-v2-pagination
+WORKFLOWS=(mb cp-small cp-multipart cp-checksums ls sync head-object list-objects-v2-pagination
            copy-object delete-objects presign rm-recursive rb list-buckets photos-renamed-bucket
            media-lazy-migration)
 
@@ -33,7 +35,7 @@ awsc() {
     local extra=()
     # Progress lines are joined with \r: keep them out of the output the checks read.
     if [[ "${1:-}" == s3 && " cp sync mv " == *" ${2:-} "* ]]; then extra=(--no-progress); fi
-    aws --endpoint-url "$S3_ENDPOINT" --cli-connect-timeout 5 --cli-read-timeout 60 "$@" ${extra[@]+"${extra[@]}"}
+    "${AWS_CLI_BIN:-aws}" --endpoint-url "$S3_ENDPOINT" --cli-connect-timeout 5 --cli-read-timeout 60 "$@" ${extra[@]+"${extra[@]}"}
 }
 fail() { echo "CHECK FAILED [$WF]: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
@@ -64,7 +66,7 @@ wf_mb() {
     grep -Eq " $B\$" buckets.txt || fail "s3 ls does not list the new bucket $B: $(cat buckets.txt)"
     ok "s3 ls lists $B"
     # The '*' route keeps the client's bucket name at the local provider.
-    if [[ -n "${CONF_GATEWAY_DIR:-}" ]]; then
+    if [[ -n "${CONF_GATEWAY_DIR:-}" && "${CONF_AWS_STANDIN:-0}" != 1 ]]; then
         [[ -d "$CONF_GATEWAY_DIR/data/local/$B" ]] || fail "the '*' route should create $B at the local provider ($CONF_GATEWAY_DIR/data/local/$B is missing)"
         ok "bucket directory exists at the local provider"
     fi
@@ -103,6 +105,48 @@ wf_cp_multipart() {
     same_file big.bin big.down "20 MiB multipart cp"
 }
 
+# Flexible checksums chosen on the command line (aws cli v1 and v2 send none by default for
+# `s3 cp` unless told; v2 from 2.23 sends CRC64NVME, which Debian's 2.9 does not know).
+wf_cp_checksums() {
+    head -c 70001 /dev/urandom >one.bin
+    head -c $((12 * 1024 * 1024)) /dev/urandom >parts.bin
+    local alg want got cp_checksums=1
+    # `s3 cp --checksum-algorithm` came with aws cli 1.29 / 2.13; older ones have only s3api's.
+    "${AWS_CLI_BIN:-aws}" s3 cp help 2>/dev/null | grep -q -- '--checksum-algorithm' || cp_checksums=0
+    for alg in CRC32 SHA256; do
+        if ((cp_checksums)); then
+            awsc s3 cp --checksum-algorithm "$alg" one.bin "s3://$B/ck/one-$alg.bin"
+        else
+            awsc s3api put-object --checksum-algorithm "$alg" --body one.bin --bucket "$B" --key "ck/one-$alg.bin" >/dev/null
+        fi
+        awsc s3api head-object --bucket "$B" --key "ck/one-$alg.bin" --checksum-mode ENABLED >head.json
+        want="$(python3 -c 'import sys,zlib,hashlib,base64
+d=open(sys.argv[2],"rb").read()
+r=zlib.crc32(d).to_bytes(4,"big") if sys.argv[1]=="CRC32" else hashlib.sha256(d).digest()
+print(base64.b64encode(r).decode())' "$alg" one.bin)"
+        got="$(jget "d.get('Checksum$alg', '')" <head.json)"
+        [[ "$got" == "$want" ]] || fail "s3 cp --checksum-algorithm $alg: head-object --checksum-mode ENABLED gives '$got', expected $want"
+        ok "upload with checksum algorithm $alg: the stored $alg ($got) comes back with --checksum-mode ENABLED"
+        awsc s3 cp "s3://$B/ck/one-$alg.bin" "one-$alg.down"
+        same_file one.bin "one-$alg.down" "download of the $alg upload"
+    done
+    # A multipart upload with a CRC32 on every part.
+    if ((cp_checksums)); then
+        awsc s3 cp --checksum-algorithm CRC32 parts.bin "s3://$B/ck/parts.bin"
+        awsc s3api head-object --bucket "$B" --key ck/parts.bin >head.json
+        jget 'd["ETag"]' <head.json | grep -Eq '^"[0-9a-f]{32}-2"$' || fail "12 MiB with CRC32 parts: ETag $(jget 'd["ETag"]' <head.json) is not a 2-part ETag"
+        awsc s3 cp "s3://$B/ck/parts.bin" parts.down
+        same_file parts.bin parts.down "12 MiB multipart cp with CRC32 parts"
+    else
+        echo "SKIP multipart cp with CRC32 parts: this cli's s3 cp has no --checksum-algorithm ($("${AWS_CLI_BIN:-aws}" --version 2>&1 | cut -d' ' -f1))"
+    fi
+    # A wrong checksum is refused and stores nothing.
+    expect_fail '(BadDigest|InvalidRequest|XAmzContentChecksumMismatch)' \
+        awsc s3api put-object --bucket "$B" --key ck/bad.bin --body one.bin --checksum-crc32 AAAAAA==
+    expect_fail '(404|Not Found)' awsc s3api head-object --bucket "$B" --key ck/bad.bin
+    ok "put-object with a wrong --checksum-crc32 is refused and stores nothing"
+}
+
 wf_ls() {
     printf 'hello' >a.txt
     printf 'nested' >b.txt
@@ -131,6 +175,10 @@ wf_sync() {
     printf 'with a space\n' >"src/a/with space.txt"
     printf 'plus\n' >"src/a/plus+sign.txt"
     head -c 100000 /dev/urandom >src/deep/x/y/z.bin
+    # sync re-uploads a file whose mtime is after the object's LastModified. S3 (and moto) list
+    # LastModified in whole seconds, so a file written in the same second as its upload would
+    # look newer: date the files a few seconds back, as files that exist before a sync are.
+    find src -type f -exec touch -d "@$(($(date +%s) - 5))" {} +
     awsc s3 sync src "s3://$B/tree/" | tee sync1.txt
     [[ "$(grep -c '^upload:' sync1.txt)" -eq 5 ]] || fail "first sync should upload 5 files"
     awsc s3api list-objects-v2 --bucket "$B" --prefix tree/ >list.json

@@ -21,7 +21,6 @@ import io
 import os
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,28 +34,12 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-EP = os.environ.get("S3_ENDPOINT", "http://127.0.0.1:8333").rstrip("/")
-AK = os.environ.get("AWS_ACCESS_KEY_ID", "s3ferry-demo")
-SK = os.environ.get("AWS_SECRET_ACCESS_KEY", "s3ferry-demo-secret")
-REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-RUN = os.environ.get("CONF_RUN_ID") or uuid.uuid4().hex[:8]
+from workflow_runner import AK, EP, REGION, RUN, SK, MiB, Workflows, log
+
 BUCKET = os.environ.get("CONF_BOTO3_BUCKET", "demo")
 PREFIX = f"boto3-{RUN}/"
-MiB = 1024 * 1024
 
-WORKFLOWS = []
-
-
-def workflow(name):
-    def deco(fn):
-        WORKFLOWS.append((name, fn))
-        return fn
-
-    return deco
-
-
-def log(msg):
-    print(f"  {msg}", flush=True)
+workflow = Workflows("boto3")
 
 
 def client(secret=SK, access_key=AK, signature_version=None, addressing_style=None, **extra):
@@ -705,28 +688,7 @@ def wf_grants_and_anonymous():
 
 # ---------------------------------------------------------------------------------------
 def main(argv):
-    names = [n for n, _ in WORKFLOWS]
-    if argv[1:] == ["--list"]:
-        print("\n".join(names))
-        return 0
-    wanted = argv[1:] or names
-    unknown = [w for w in wanted if w not in names]
-    if unknown:
-        print(f"unknown workflow(s): {unknown}; known: {names}", file=sys.stderr)
-        return 2
-    print(f"boto3 {boto3.__version__} / botocore {botocore.__version__} against {EP}, bucket {BUCKET}, prefix {PREFIX}")
-    for name, fn in WORKFLOWS:
-        if name not in wanted:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001 - report any failure with the workflow's name
-            traceback.print_exc()
-            print(f"FAIL boto3 {name}: {type(e).__name__}: {e}", flush=True)
-            return 1
-        print(f"PASS boto3 {name} ({time.monotonic() - t0:.1f}s)", flush=True)
-    return 0
+    return workflow.main(argv, f"boto3 {boto3.__version__} / botocore {botocore.__version__} against {EP}, bucket {BUCKET}, prefix {PREFIX}")
 
 
 if __name__ == "__main__":
