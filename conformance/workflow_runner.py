@@ -6,8 +6,7 @@ in order, and `main`, which runs the chosen workflows and prints one PASS or FAI
     python3 conformance/<client>_workflows.py NAME...    # only these
     python3 conformance/<client>_workflows.py --list     # workflow names
 
-Exit 0 = pass, 1 = fail, 2 = an unknown name, 77 = a failure that a known, reported gateway
-bug explains (KnownGatewayBug; run.sh shows it as a SKIP with its message).
+Exit 0 = pass, 1 = fail, 2 = an unknown name.
 """
 
 import os
@@ -22,11 +21,6 @@ SK = os.environ.get("AWS_SECRET_ACCESS_KEY", "s3ferry-demo-secret")
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 RUN = os.environ.get("CONF_RUN_ID") or uuid.uuid4().hex[:8]
 MiB = 1024 * 1024
-
-
-class KnownGatewayBug(Exception):
-    """A failure that a named, reported gateway bug explains: a SKIP naming the bug until the fix
-    is merged, then the workflow passes. Raise it only for that exact failure."""
 
 
 def log(msg):
@@ -64,9 +58,6 @@ class Workflows:
             t0 = time.monotonic()
             try:
                 fn()
-            except KnownGatewayBug as e:
-                print(f"SKIP: {e}", flush=True)
-                return 77
             except Exception as e:  # noqa: BLE001 - report any failure with the workflow's name
                 traceback.print_exc()
                 print(f"FAIL {self.client_name} {name}: {type(e).__name__}: {e}", flush=True)
