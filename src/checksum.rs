@@ -25,6 +25,13 @@ pub const CHECKSUM_HEADER_PREFIX: &str = "x-amz-checksum-";
 /// (`x-amz-meta-s3ferry-checksum-crc32: <base64>`). Clients never see it as metadata.
 pub const STORED_CHECKSUM_PREFIX: &str = "x-amz-meta-s3ferry-checksum-";
 
+/// Written by its name (`crc32`, `crc64nvme`, ...), as the config names it.
+impl serde::Serialize for ChecksumAlgorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 impl ChecksumAlgorithm {
     pub const ALL: [Self; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
 

@@ -28,6 +28,7 @@
 //! - [`config`]      the TOML file as written, resolved and validated (dialect overrides applied);
 //!   secrets from env or files
 //! - [`local`]       `kind = "local"` providers: a directory served as S3 in-process
+//! - [`probe`]       `s3ferry probe`: what a provider accepts, asked, and the settings that fit
 //! - [`migration`]   lazy migration: fallback reads, tombstones, merged listings, copies, migrate/check
 //! - [`access_log`]  the per-request record behind the one access-log event, and the bodies that
 //!   count its bytes
@@ -53,6 +54,7 @@ pub mod local;
 pub mod metrics;
 pub mod migration;
 pub mod post_upload;
+pub mod probe;
 pub mod rewrite;
 pub mod route;
 pub mod s3;

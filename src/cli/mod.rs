@@ -4,6 +4,7 @@
 
 mod bulk;
 mod config_report;
+mod probe;
 mod serve;
 
 use std::io::IsTerminal as _;
@@ -30,6 +31,8 @@ Examples:
       Copy what is still only in the old provider of a bucket under lazy migration.
   s3ferry check --config config.toml --bucket media --json
       Compare old and new provider; exit 1 on differences.
+  s3ferry probe --config config.toml --provider NAME --bucket B --write
+      Ask a provider what it accepts; print the dialect_overrides that fit.
   aws --endpoint-url http://127.0.0.1:8333 s3 ls s3://demo
       Talk to the gateway with the aws cli (use a key pair from [[credentials]]).
 
@@ -123,7 +126,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a configured provider what it accepts (addressing, signatures, ETag case, checksums,
+    /// conditional writes, ACLs, storage classes, listings, ...) with its own key, and print the
+    /// `[providers.NAME]` settings and `dialect_overrides` that fit, beside the configured ones.
+    #[command(after_help = PROBE_EXAMPLES)]
+    Probe {
+        /// The TOML config file.
+        #[arg(long, short, env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The provider's name in the config (`[providers.NAME]`).
+        #[arg(long)]
+        provider: String,
+        /// A bucket of the provider (its own name there) to probe in: the read-only checks
+        /// HEAD and list it; with --write, objects go under a `.s3ferry-probe-<id>/` prefix.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Also run the checks that write (in the scratch prefix, or a scratch bucket created
+        /// and removed when no --bucket is given). Everything written is deleted afterwards.
+        #[arg(long)]
+        write: bool,
+        /// Print the findings, the settings that fit and the differences as JSON.
+        #[arg(long)]
+        json: bool,
+        /// How long one request may take, in seconds.
+        #[arg(long, default_value_t = 20)]
+        timeout_secs: u64,
+    },
 }
+
+const PROBE_EXAMPLES: &str = "Examples:
+  s3ferry probe --config config.toml --provider wasabi --bucket my-bucket
+      Read-only: addressing, signatures, error codes, ListObjectsV2.
+  s3ferry probe --config config.toml --provider wasabi --bucket my-bucket --write
+      Everything: also checksums, conditional writes, ACLs, storage classes, listings,
+      UploadPartCopy, in a scratch prefix that is deleted afterwards.
+
+Exit status: 0 when the provider was probed (whatever it accepts), 1 on an error.";
 
 /// What `migrate` and `check` work on: a bucket under lazy migration, or the keys of it under
 /// a prefix.
@@ -203,6 +241,21 @@ pub fn run(cli: Cli) -> ExitCode {
             |route, fallback, _| Box::pin(bulk::check_command(route, fallback, prefix, download, json)),
             &bucket,
         ),
+        Command::Probe {
+            config,
+            provider,
+            bucket,
+            write,
+            json,
+            timeout_secs,
+        } => probe::probe_command(probe::ProbeArgs {
+            config: &config,
+            provider: &provider,
+            bucket,
+            write,
+            json,
+            timeout: Duration::from_secs(timeout_secs.max(1)),
+        }),
     };
     // A command that could not get going has already said why; its code is the answer.
     outcome.unwrap_or_else(|failed| failed)

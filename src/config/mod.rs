@@ -170,7 +170,7 @@ pub struct ClientCredential {
 }
 
 /// How s3ferry signs the requests it sends to a provider (`signature = "v4"` or `"v2"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureVersion {
     /// AWS Signature Version 4 (`AWS4-HMAC-SHA256`), what every current provider speaks.

@@ -45,7 +45,7 @@ pub const AWS_STORAGE_CLASSES: &[&str] = &[
 pub const ANY_STORAGE_CLASS: &str = "*";
 
 /// The case a provider writes ETag hex digits in (`etag_case = "lower"` or `"upper"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EtagCase {
     /// AWS form: lowercase hex; nothing to translate.
@@ -71,7 +71,7 @@ pub enum UnsupportedAcl {
 /// How a conditional write (`If-None-Match: *`, `If-Match` on PutObject, CopyObject and
 /// CompleteMultipartUpload) reaches the provider (docs/dialects.md rule 25). In the config
 /// (`conditional_writes`) each is named after the provider whose form it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum ConditionalWrites {
     /// AWS headers, forwarded as they are.
     #[serde(rename = "aws")]

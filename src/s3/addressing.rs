@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 /// How bucket names travel to a provider (`addressing = "virtual"` or `"path"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Addressing {
     /// `https://bucket.host/key`

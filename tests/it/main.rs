@@ -22,6 +22,7 @@ mod migration_races;
 mod migration_tombstones;
 mod moto;
 mod post_upload;
+mod probe;
 mod sidecar;
 mod signing_properties;
 mod sigv2_upstream;
