@@ -173,6 +173,11 @@ async fn probe_finds_r2_gcs_and_sigv2_only_quirks() {
     );
     assert_eq!((s.acl_headers, s.grants), (Some(false), Some(false)), "{toml}");
     assert_applies(&r2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, &s, &toml);
+    // The R2 dialect test's CRC64NVME multipart upload passes on a plain `aws` provider with
+    // the printed settings.
+    let (_g, client) =
+        single_provider_gateway(&r2.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "aws", &as_extra(&toml)).await;
+    crate::dialects::crc64nvme_multipart_round_trip(&client, "r2probe").await;
 
     // GCS-like: no UploadPartCopy.
     let gcs = TestUpstream::path_style().await;
@@ -189,6 +194,16 @@ async fn probe_finds_r2_gcs_and_sigv2_only_quirks() {
     assert!(!accepted(&f.sigv4) && accepted(&f.sigv2), "{f:?}");
     assert_eq!(s.signature, Some(SignatureVersion::V2), "{toml}");
     assert_applies(&old.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, &s, &toml);
+    let (_g, client) =
+        single_provider_gateway(&old.endpoint(), UPSTREAM_KEY, UPSTREAM_SECRET, "aws", &as_extra(&toml)).await;
+    client
+        .put_object()
+        .bucket("v2probe")
+        .key("k")
+        .body(ByteStream::from_static(b"signed with v2"))
+        .send()
+        .await
+        .expect("put re-signed with SigV2");
 }
 
 #[tokio::test]
@@ -226,6 +241,23 @@ async fn probe_finds_oss_and_v1_only_quirks_over_moto() {
     assert_eq!(f.list_objects_v2, Answer::Ignored);
     assert_eq!(s.list_objects_v2, Some(false), "{toml}");
     assert_applies(&v1.endpoint(), "v1", "v1", &s, &toml);
+
+    // moto as it is: AWS's behaviour, and the `aws` profile's settings.
+    let moto = crate::support::moto::Moto::start().await;
+    moto.direct()
+        .create_bucket()
+        .bucket("motoprobe")
+        .send()
+        .await
+        .expect("bucket");
+    let (f, s, toml) = probe_provider(&moto.endpoint(), "moto", "moto", "motoprobe", "").await;
+    assert!(
+        accepted(&f.sigv4) && f.checksums.iter().all(|(_, a)| accepted(a)),
+        "{f:?}"
+    );
+    assert_eq!(s.etag_case, Some(EtagCase::Lower));
+    assert_eq!(s.list_objects_v2, Some(true), "{toml}");
+    assert_applies(&moto.endpoint(), "moto", "moto", &s, &toml);
 }
 
 /// The command line: a read-only probe as JSON, a refusal for an unknown provider.
