@@ -111,8 +111,7 @@ impl Gateway {
         let settings = &route.provider.settings;
         let mut plan = RequestPlan::new(settings, &request, &req.headers, copy_header, satisfied_by_old)?;
         let encoded_key = request.target.encoded_key();
-        let (exchange, keeping) =
-            upload::exchange_for(&mut req, &route, encoded_key, &mut plan, request.operation).await?;
+        let (exchange, keeping) = upload::exchange_for(&mut req, &route, encoded_key, &mut plan).await?;
         let response = self.forward(signed_as(exchange, forwarding), &route, &request).await?;
         if let Some(keeping) = keeping {
             keeping.keep_after(&route, &response).await;

@@ -82,8 +82,8 @@ pub(super) async fn exchange_for(
     route: &Route,
     encoded_key: String,
     plan: &mut RequestPlan,
-    operation: Operation,
 ) -> Result<(Exchange, Option<TrailerKeeping>), GatewayError> {
+    let operation = plan.response.operation;
     let slot = FailureSlot::default();
     let mut keeping = plan.keep_trailer_by_copy.then(|| TrailerKeeping::new(&encoded_key));
     let unforwarded_trailer = keeping.as_ref().map(TrailerKeeping::slot);

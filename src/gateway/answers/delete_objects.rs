@@ -34,8 +34,7 @@ impl Gateway {
         // The body is read here, after the exchange is built: its Content-MD5 too.
         let content_md5 = std::mem::take(&mut plan.content_md5);
         let encoded_key = request.target.encoded_key();
-        let (mut exchange, _) =
-            upload::exchange_for(req, route, encoded_key, &mut plan, Operation::DeleteObjects).await?;
+        let (mut exchange, _) = upload::exchange_for(req, route, encoded_key, &mut plan).await?;
         let bytes = upload::read_small_body(&mut exchange, route, Operation::DeleteObjects).await?;
         let keys = parse_delete_keys(&bytes).map_err(|e| GatewayError::MalformedXml(e.to_string()))?;
         for entry in &keys.entries {
