@@ -533,10 +533,16 @@ impl Stream for UnsignedTrailerBody {
 
 pin_project_lite::pin_project! {
     /// A response body that fails when the provider sends nothing for `timeout`.
+    ///
+    /// The timer is re-armed lazily: a frame only notes when it came (a clock read), and the
+    /// timer, when it fires, moves itself to `timeout` after the last frame if one came since.
+    /// Re-arming the timer on every frame costs a timer-wheel update per frame, a large share of
+    /// the hop's CPU on big downloads.
     pub struct IdleTimeoutBody<B> {
         #[pin]
         inner: B,
         timeout: Duration,
+        last_frame: tokio::time::Instant,
         #[pin]
         deadline: tokio::time::Sleep,
     }
@@ -547,6 +553,7 @@ impl<B> IdleTimeoutBody<B> {
         Self {
             inner,
             timeout,
+            last_frame: tokio::time::Instant::now(),
             deadline: tokio::time::sleep(timeout),
         }
     }
@@ -564,15 +571,20 @@ where
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + *this.timeout;
-                this.deadline.as_mut().reset(next);
+                *this.last_frame = tokio::time::Instant::now();
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => {
+            Poll::Pending => loop {
                 ready!(this.deadline.as_mut().poll(cx));
+                let due = *this.last_frame + *this.timeout;
+                if due > tokio::time::Instant::now() {
+                    // A frame came since the timer was set: it waits for the rest of the time.
+                    this.deadline.as_mut().reset(due);
+                    continue;
+                }
                 let message = format!("upstream sent no data for {} s", this.timeout.as_secs());
-                Poll::Ready(Some(Err(message.into())))
-            }
+                return Poll::Ready(Some(Err(message.into())));
+            },
         }
     }
 
@@ -593,6 +605,48 @@ mod tests {
     fn stream_of(pieces: Vec<Result<Bytes, BoxError>>) -> s3s::Body {
         let stream = futures_util::stream::iter(pieces);
         s3s::Body::http_body(http_body_util::StreamBody::new(stream.map(|r| r.map(Frame::data))))
+    }
+
+    /// Frames that keep coming keep a download alive however long it takes in all; silence
+    /// ends it one timeout after the last frame, not one timeout after the start.
+    #[tokio::test]
+    async fn an_idle_timeout_counts_from_the_last_frame() {
+        use http_body_util::BodyExt as _;
+        let timeout = Duration::from_millis(300);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+        let mut body = Box::pin(IdleTimeoutBody::new(http_body_util::StreamBody::new(stream), timeout));
+        let sender = tokio::spawn(async move {
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if tx.send(Ok(Frame::data(Bytes::from_static(b"x")))).await.is_err() {
+                    return;
+                }
+            }
+            // Then silence, with the sender kept open.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(tx);
+        });
+        let started = std::time::Instant::now();
+        for n in 0..6 {
+            let frame = body
+                .frame()
+                .await
+                .expect("a frame")
+                .unwrap_or_else(|e| panic!("frame {n}: {e}"));
+            assert!(frame.is_data());
+        }
+        // 600 ms in, twice the timeout: still alive because frames came.
+        assert!(started.elapsed() >= Duration::from_millis(550));
+        let last = std::time::Instant::now();
+        let ended = body.frame().await.expect("an error frame");
+        let waited = last.elapsed();
+        assert!(ended.is_err(), "silence ends the body with an error");
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500),
+            "ended {waited:?} after the last frame"
+        );
+        sender.abort();
     }
 
     #[tokio::test]

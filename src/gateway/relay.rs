@@ -143,9 +143,7 @@ async fn relay_answer(
         read.replaced_by(Bytes::from(bytes)).into_client_body()
     } else {
         match answer {
-            AnswerBody::Streaming(incoming) => {
-                Body::http_body_unsync(IdleTimeoutBody::new(incoming, settings.read_timeout))
-            }
+            AnswerBody::Streaming(incoming) => Body::http_body(IdleTimeoutBody::new(incoming, settings.read_timeout)),
             AnswerBody::Read(read) => read.into_client_body(),
         }
     };
