@@ -5,11 +5,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use s3ferry::config::MigrationConfig;
 use s3ferry::migration::bulk::{
-    self, CheckReport, LeftBehind, LeftBehindReason, MigrateOptions, MigrateReport, Progress,
+    self, CheckReport, LeftBehind, LeftBehindReason, MigrateOptions, MigrateReport, Progress, ShardLabel,
 };
+use s3ferry::migration::copy_task::PartSizes;
+use s3ferry::migration::shard::{self, ShardSpec};
 use s3ferry::route::{FallbackRoute, Route, RouteTable};
 use s3ferry::server;
 
@@ -76,12 +79,57 @@ impl Progress for ProgressBar {
     }
 }
 
-pub(super) async fn migrate_command(
-    route: Route,
-    fallback: FallbackRoute,
-    options: MigrateOptions,
-    json: bool,
-) -> ExitCode {
+/// What `s3ferry migrate` was asked to do.
+pub(super) struct MigrateRun {
+    pub prefix: String,
+    pub shard: Option<ShardSpec>,
+    pub shard_plan_wait: Duration,
+    pub concurrency: usize,
+    pub dry_run: bool,
+    pub parts: PartSizes,
+    pub json: bool,
+}
+
+/// The shard's label (its range in the split), made or read as [`shard::shard_range`] says;
+/// `Err` after saying why on stderr.
+async fn resolve_shard(
+    route: &Route,
+    fallback: &FallbackRoute,
+    prefix: &str,
+    shard: Option<ShardSpec>,
+    wait: Duration,
+) -> Result<Option<ShardLabel>, ExitCode> {
+    let Some(spec) = shard else { return Ok(None) };
+    match shard::shard_range(route, fallback, prefix, spec, wait).await {
+        Ok((range, plan)) => {
+            let describe = |bound: &Option<String>, open: &str| bound.clone().unwrap_or_else(|| open.to_string());
+            eprintln!(
+                "shard {spec}: keys after {} through {}",
+                describe(&range.after, "the start"),
+                describe(&range.through, "the end")
+            );
+            Ok(ShardLabel::of(spec, plan.as_ref()))
+        }
+        Err(e) => {
+            eprintln!("error: shard {spec}: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub(super) async fn migrate_command(route: Route, fallback: FallbackRoute, run: MigrateRun) -> ExitCode {
+    let shard = match resolve_shard(&route, &fallback, &run.prefix, run.shard, run.shard_plan_wait).await {
+        Ok(shard) => shard,
+        Err(code) => return code,
+    };
+    let json = run.json;
+    let options = MigrateOptions {
+        prefix: run.prefix,
+        shard,
+        concurrency: run.concurrency,
+        dry_run: run.dry_run,
+        parts: run.parts,
+    };
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
@@ -197,21 +245,56 @@ pub(super) async fn check_command(
     route: Route,
     fallback: FallbackRoute,
     prefix: String,
+    shard: Option<ShardSpec>,
+    shard_plan_wait: Duration,
     download: bool,
     json: bool,
 ) -> ExitCode {
-    let result = bulk::check(&route, &fallback, &prefix, download).await;
-    let Some(report) = print_report(result, json, print_check_report) else {
-        return ExitCode::FAILURE;
+    let shard = match resolve_shard(&route, &fallback, &prefix, shard, shard_plan_wait).await {
+        Ok(shard) => shard,
+        Err(code) => return code,
     };
-    if report.differences() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    let result = bulk::check_shard(&route, &fallback, &prefix, shard, download).await;
+    check_verdict(print_report(result, json, print_check_report))
+}
+
+/// `check --merge`: the reports of every shard of one split as one report.
+pub(super) fn merge_command(paths: &[std::path::PathBuf], json: bool) -> Outcome {
+    let mut reports = Vec::with_capacity(paths.len());
+    for path in paths {
+        let read = std::fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| {
+            serde_json::from_slice::<CheckReport>(&bytes).map_err(|e| format!("not a `check --json` report: {e}"))
+        });
+        match read {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return Err(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(check_verdict(print_report(
+        bulk::merge_check_reports(reports),
+        json,
+        print_check_report,
+    )))
+}
+
+/// 0 when a check found no differences, 1 when it did or could not run.
+fn check_verdict(report: Option<CheckReport>) -> ExitCode {
+    match report {
+        Some(report) if report.differences() == 0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 
 fn print_check_report(report: &CheckReport) {
+    if let Some(shard) = &report.shard {
+        println!(
+            "shard:                   {}/{} (split {})",
+            shard.index, shard.count, shard.plan
+        );
+    }
     println!("matching:                {}", report.matching);
     println!("missing in new:          {}", report.missing_in_new.len());
     for key in report.missing_in_new.iter().take(20) {

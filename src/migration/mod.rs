@@ -9,6 +9,7 @@
 //! - [`serve`]     the gateway's migration-aware handling of reads, deletes, copies and writes
 //! - [`listing`]   merged, paginated listings of both providers
 //! - [`bulk`]      the `migrate` and `check` commands
+//! - [`shard`]     `--shard I/N`: the key space cut into contiguous ranges, one per process
 
 pub mod bulk;
 pub mod claim;
@@ -19,6 +20,7 @@ pub mod multipart_copy;
 pub mod pages;
 pub mod policy;
 pub mod serve;
+pub mod shard;
 pub mod tombstone;
 
 use std::sync::Arc;

@@ -173,6 +173,7 @@ multipart_copy_part_size = {PART_SIZE}
         let fallback = route.fallback.clone().expect("fallback");
         let options = MigrateOptions {
             prefix: String::new(),
+            shard: None,
             concurrency: 2,
             dry_run: false,
             parts: PartSizes::from(&self.config.migration),
@@ -434,6 +435,7 @@ multipart_copy_part_size = {PART_SIZE}
     let fallback = route.fallback.clone().expect("fallback");
     let options = MigrateOptions {
         prefix: String::new(),
+        shard: None,
         concurrency: 1,
         dry_run: false,
         parts: PartSizes::from(&config.migration),
