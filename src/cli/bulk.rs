@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use s3ferry::config::MigrationConfig;
 use s3ferry::migration::bulk::{
-    self, CheckReport, LeftBehind, LeftBehindReason, MigrateOptions, MigrateReport, Progress, ShardLabel,
+    self, CheckReport, CopyLimits, LeftBehind, LeftBehindReason, MigrateOptions, MigrateReport, Progress, ShardLabel,
 };
 use s3ferry::migration::copy_task::PartSizes;
 use s3ferry::migration::shard::{self, ShardSpec};
 use s3ferry::route::{FallbackRoute, Route, RouteTable};
 use s3ferry::server;
+use s3ferry::upstream::pace::TokenBucket;
 
 use super::serve::Signals;
 use super::{Outcome, load, runtime};
@@ -57,25 +58,48 @@ pub(super) fn run_bulk(
     }))
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal): bytes, rate, ETA, objects.
+/// A progress bar on stderr (hidden when stderr is not a terminal): bytes copied of those
+/// planned, MB/s, ETA, and in its message objects done and left, objects/s and errors.
 struct ProgressBar {
     bar: indicatif::ProgressBar,
     objects: AtomicU64,
+    errors: AtomicU64,
     planned_objects: AtomicU64,
+    /// When copying began (after the planning pass), for objects/s.
+    copying_since: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl ProgressBar {
+    fn show_counts(&self) {
+        let done = self.objects.load(Ordering::Relaxed);
+        let planned = self.planned_objects.load(Ordering::Relaxed);
+        let errors = self.errors.load(Ordering::Relaxed);
+        let elapsed = self.copying_since.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let per_second = done as f64 / elapsed.max(0.001);
+        self.bar.set_message(format!(
+            "{done}/{planned} objects ({} left), {per_second:.0} objects/s, {errors} errors",
+            planned.saturating_sub(done + errors)
+        ));
+    }
 }
 
 impl Progress for ProgressBar {
     fn planned(&self, objects: u64, bytes: u64) {
         self.planned_objects.store(objects, Ordering::Relaxed);
+        let _ = self.copying_since.set(std::time::Instant::now());
         self.bar.set_length(bytes);
-        self.bar.set_message(format!("0/{objects} objects"));
+        self.show_counts();
     }
 
     fn done(&self, _key: &str, bytes: u64) {
-        let n = self.objects.fetch_add(1, Ordering::Relaxed) + 1;
+        self.objects.fetch_add(1, Ordering::Relaxed);
         self.bar.inc(bytes);
-        let planned = self.planned_objects.load(Ordering::Relaxed);
-        self.bar.set_message(format!("{n}/{planned} objects"));
+        self.show_counts();
+    }
+
+    fn failed(&self, _key: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.show_counts();
     }
 }
 
@@ -85,6 +109,8 @@ pub(super) struct MigrateRun {
     pub shard: Option<ShardSpec>,
     pub shard_plan_wait: Duration,
     pub concurrency: usize,
+    pub limits: CopyLimits,
+    pub max_requests_per_second: Option<u64>,
     pub dry_run: bool,
     pub parts: PartSizes,
     pub json: bool,
@@ -123,23 +149,33 @@ pub(super) async fn migrate_command(route: Route, fallback: FallbackRoute, run: 
         Err(code) => return code,
     };
     let json = run.json;
+    if let Some(rate) = run.max_requests_per_second {
+        // One budget for both providers: what the run sends in all.
+        let pace = Arc::new(TokenBucket::per_second(rate));
+        for provider in [&route.provider, &fallback.provider] {
+            provider.pace_requests(pace.clone());
+        }
+    }
     let options = MigrateOptions {
         prefix: run.prefix,
         shard,
+        limits: run.limits,
         concurrency: run.concurrency,
         dry_run: run.dry_run,
         parts: run.parts,
     };
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {decimal_bytes_per_sec} ETA {eta} {msg}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
     let progress = ProgressBar {
         bar,
         objects: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
         planned_objects: AtomicU64::new(0),
+        copying_since: std::sync::OnceLock::new(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();

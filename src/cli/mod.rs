@@ -3,6 +3,7 @@
 //! [`config_report`] (`config check`) and [`bulk`] (`migrate` and `check`).
 
 mod bulk;
+mod byte_size;
 mod config_report;
 mod serve;
 
@@ -11,10 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use byte_size::ByteSize;
 use clap::{Parser, Subcommand, ValueEnum};
 use s3ferry::config::{CONFIG_ENV, Config};
+use s3ferry::migration::bulk::CopyLimits;
 use s3ferry::migration::copy_task::PartSizes;
 use s3ferry::migration::shard::ShardSpec;
+use s3ferry::upstream::pace::TokenBucket;
+use std::sync::Arc;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -102,6 +107,19 @@ enum Command {
         /// Copies running at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// The most bytes of objects being copied at once (e.g. 512MiB, 2GB): with large
+        /// objects, fewer than --concurrency copies run; one larger than this runs alone.
+        #[arg(long, value_name = "SIZE", default_value = "512MiB")]
+        max_bytes_in_flight: ByteSize,
+        /// Copy at most this many bytes per second, averaged over the run (e.g. 50MB), so
+        /// the migration leaves the providers' bandwidth to the apps. Each object takes its
+        /// size when it starts: one large object goes at full speed, the next waits for it.
+        #[arg(long, value_name = "SIZE")]
+        bandwidth: Option<ByteSize>,
+        /// Send at most this many requests per second to the providers together (lists,
+        /// HEADs, GETs, PUTs; retries not counted), to bound a provider's request bill.
+        #[arg(long, value_name = "N")]
+        max_requests_per_second: Option<u64>,
         /// Count what would be copied; copy nothing.
         #[arg(long)]
         dry_run: bool,
@@ -191,6 +209,7 @@ const MIGRATE_EXAMPLES: &str = "Examples:
   s3ferry migrate --config config.toml --bucket media --status
   s3ferry migrate --config config.toml --bucket media --dry-run
   s3ferry migrate --config config.toml --bucket media --concurrency 16
+  s3ferry migrate --config config.toml --bucket media --bandwidth 50MB --max-requests-per-second 200
   s3ferry migrate --config config.toml --bucket media --shard 0/4   # and 1/4, 2/4, 3/4 at once
 
 Ctrl-C stops after the copies in flight; run the same command again to resume.
@@ -232,6 +251,9 @@ pub fn run(cli: Cli) -> ExitCode {
             scope: BulkScope { config, bucket, prefix },
             sharding,
             concurrency,
+            max_bytes_in_flight,
+            bandwidth,
+            max_requests_per_second,
             dry_run,
             status,
             json,
@@ -244,6 +266,11 @@ pub fn run(cli: Cli) -> ExitCode {
                         shard,
                         shard_plan_wait: Duration::from_secs(sharding.shard_plan_wait_secs),
                         concurrency,
+                        limits: CopyLimits {
+                            max_bytes_in_flight: max_bytes_in_flight.0,
+                            bandwidth: bandwidth.map(|b| Arc::new(TokenBucket::per_second(b.0))),
+                        },
+                        max_requests_per_second,
                         dry_run: dry_run || status,
                         parts: PartSizes::from(migration),
                         json,

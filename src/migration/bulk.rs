@@ -13,11 +13,13 @@
 //! loses them, so both commands name them ([`LeftBehind`]), `check` counts them as differences
 //! and `migrate` fails while any remain; they are never copied.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::StreamExt as _;
 use md5::Digest as _;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use super::copy::copy_object;
 use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
@@ -29,6 +31,7 @@ use crate::error::GatewayError;
 use crate::rewrite::list_objects::{ListEntry, ListedObject};
 use crate::route::{FallbackRoute, Route};
 use crate::upstream::Upstream;
+use crate::upstream::pace::TokenBucket;
 
 /// One key as both providers see it.
 #[derive(Debug, Clone)]
@@ -219,9 +222,39 @@ impl ShardLabel {
     }
 }
 
+/// How hard `migrate` may push besides its concurrency (`--max-bytes-in-flight`,
+/// `--bandwidth`; the request rate is paced per provider, see `Upstream::pace_requests`).
+#[derive(Debug, Clone)]
+pub struct CopyLimits {
+    /// The most bytes of objects being copied at once: copies wait for room, so many large
+    /// objects do not all stream at once; an object larger than this is copied alone.
+    pub max_bytes_in_flight: u64,
+    /// Bytes per second over the run, taken per object as it starts (see `upstream::pace`).
+    pub bandwidth: Option<Arc<TokenBucket>>,
+}
+
+impl Default for CopyLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
+            bandwidth: None,
+        }
+    }
+}
+
+/// `--max-bytes-in-flight` unless given: 512 MiB.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 512 << 20;
+
+/// Byte budgets count in KiB, so that a semaphore's permits (at most `u32::MAX` per take)
+/// cover terabytes.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1)
+}
+
 /// Options of `s3ferry migrate`.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
+    pub limits: CopyLimits,
     pub prefix: String,
     /// Only this shard's keys (`--shard`), or all.
     pub shard: Option<ShardLabel>,
@@ -255,6 +288,8 @@ pub struct MigrateReport {
 pub trait Progress: Sync {
     fn planned(&self, objects: u64, bytes: u64);
     fn done(&self, key: &str, bytes: u64);
+    /// A copy failed (it is listed in the report, and the next run tries it again).
+    fn failed(&self, _key: &str) {}
 }
 
 /// Copies everything only the old provider holds. Stops early (reporting `interrupted`) when
@@ -313,8 +348,20 @@ pub async fn migrate(
         drop(pairs_tx);
         Ok::<(), GatewayError>(())
     };
+    let budget_kib = kib(options.limits.max_bytes_in_flight);
+    let bytes_in_flight = Semaphore::new(budget_kib as usize);
+    let bytes_in_flight = &bytes_in_flight;
     let consumer = tokio_stream_from(pairs_rx)
         .map(|pair| async move {
+            if stop.load(Ordering::Relaxed) {
+                return (pair.key, None);
+            }
+            let size = pair.old.as_ref().map_or(0, |o| o.size);
+            // Never closed, so the permits always come; held until the copy ends.
+            let _room = bytes_in_flight.acquire_many(kib(size).min(budget_kib)).await.ok();
+            if let Some(bandwidth) = &options.limits.bandwidth {
+                bandwidth.acquire(size).await;
+            }
             if stop.load(Ordering::Relaxed) {
                 return (pair.key, None);
             }
@@ -332,8 +379,10 @@ pub async fn migrate(
         })
         .buffer_unordered(options.concurrency.max(1))
         .fold(Vec::new(), |mut results, (key, outcome)| {
-            if let Some(Ok(CopyOutcome::Copied { bytes })) = &outcome {
-                progress.done(&key, *bytes);
+            match &outcome {
+                Some(Ok(CopyOutcome::Copied { bytes })) => progress.done(&key, *bytes),
+                Some(Err(_)) => progress.failed(&key),
+                _ => {}
             }
             results.push((key, outcome));
             async move { results }

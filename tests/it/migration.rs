@@ -11,7 +11,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectI
 use futures::StreamExt as _;
 use s3ferry::config::Config;
 use s3ferry::migration::MigrationStats;
-use s3ferry::migration::bulk::{self, MigrateOptions, Progress};
+use s3ferry::migration::bulk::{self, CopyLimits, MigrateOptions, Progress};
 use s3ferry::migration::copy_task::PartSizes;
 use s3ferry::route::RouteTable;
 use s3ferry::server::RunningGateway;
@@ -933,6 +933,7 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
     let fallback = route.fallback.clone().expect("fallback");
     let options = MigrateOptions {
         prefix: "bulk/".into(),
+        limits: CopyLimits::default(),
         shard: None,
         concurrency: 8,
         dry_run: false,

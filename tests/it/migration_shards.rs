@@ -189,3 +189,45 @@ async fn sharded_migration_copies_every_key_exactly_once_and_merged_checks_agree
     );
     m.stop().await;
 }
+
+#[tokio::test]
+async fn migrate_keeps_to_its_bandwidth_and_request_rate() {
+    let m = Migrating::start().await;
+    // Two sets of 24 objects of 10 kB: 240 kB each, and at least 5 provider requests per copy.
+    put_objects(
+        &m.old.direct_client(),
+        "lazy",
+        ["bytes", "requests"]
+            .iter()
+            .flat_map(|set| (0..24).map(move |i| (format!("{set}/{i:02}"), vec![b'x'; 10_000]))),
+        8,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_text(&m.new.endpoint(), &m.old.endpoint())).expect("config");
+    let timed_migrate = |limit: [&'static str; 4]| {
+        let config = config.clone();
+        async move {
+            let mut args = vec!["migrate".to_string()];
+            args.extend(limit.iter().map(|a| (*a).to_string()));
+            let started = std::time::Instant::now();
+            let out = run(&config, &args).await;
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+            assert_eq!(report["copied_objects"].as_u64(), Some(24), "{report}");
+            started.elapsed()
+        }
+    };
+    // 50 kB/s after a burst of 50 kB: the first six objects go at once, each later one waits
+    // a fifth of a second for the one before (18 x 0.2 s).
+    let took = timed_migrate(["--prefix", "bytes/", "--bandwidth", "50kB"]).await;
+    assert!(took >= Duration::from_millis(3400), "240 kB at 50 kB/s took {took:?}");
+    // 20 requests/s after a burst of 20: well over 120 requests take at least 5 s.
+    let took = timed_migrate(["--prefix", "requests/", "--max-requests-per-second", "20"]).await;
+    assert!(
+        took >= Duration::from_secs(5),
+        "over 120 requests at 20/s took {took:?}"
+    );
+    m.stop().await;
+}
