@@ -149,7 +149,7 @@ enum Command {
         /// Merge the JSON reports of every shard of one split (`check --shard I/N --json`, one
         /// file each) into one report of the whole bucket, checking that each shard is there
         /// exactly once; nothing is listed. Exits 1 on differences, like a check.
-        #[arg(long, num_args = 1.., value_name = "REPORT.json", conflicts_with_all = ["config", "bucket", "download"])]
+        #[arg(long, num_args = 1.., value_name = "REPORT.json", conflicts_with_all = ["bucket", "download"])]
         merge: Vec<PathBuf>,
         /// Download objects whose ETags cannot be compared (multipart, other providers'
         /// formats) and compare their MD5s.
