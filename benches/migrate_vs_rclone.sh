@@ -54,16 +54,8 @@ unset AWS_CA_BUNDLE
 BIN="$ROOT/target/release/s3ferry"
 SERVER="$ROOT/target/release/examples/bench_s3_server"
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/scratch.sh
+source "$ROOT/benches/scratch.sh"
 KEY=bench-key
 SECRET=bench-secret-0123456789
 
