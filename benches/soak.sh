@@ -47,16 +47,8 @@ python3 -c "import boto3" 2>/dev/null || pip install boto3 >/dev/null
 (cd "$ROOT" && cargo build --release --locked --bin s3ferry)
 BIN="$ROOT/target/release/s3ferry"
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/scratch.sh
+source "$ROOT/benches/scratch.sh"
 UP_PORT=$(free_port); UP_ADMIN=$(free_port); GW_PORT=$(free_port); GW_ADMIN=$(free_port)
 mkdir -p "$WORK/data"
 

@@ -43,6 +43,7 @@ pub struct Metrics {
     migration_fallbacks: IntCounterVec,
     migration_copies: IntCounterVec,
     migration_copy_bytes: IntCounterVec,
+    migration_copies_already_in_new: IntCounterVec,
     migration_tombstones: IntCounterVec,
 }
 
@@ -185,6 +186,11 @@ impl Metrics {
                 "Bytes of objects copied to the new provider (completed copies only).",
                 &["bucket"],
             ),
+            migration_copies_already_in_new: counter(
+                "s3ferry_migration_copies_already_in_new_total",
+                "Copies on read (counted as skipped) that found the key already in the new provider when they checked or wrote it: copied by another replica or `s3ferry migrate`, or written by a client. The conditional write refused them; nothing was overwritten.",
+                &["bucket"],
+            ),
             migration_tombstones: counter(
                 "s3ferry_migration_tombstones_total",
                 "Deletes recorded as tombstones so the old provider's copy stays hidden.",
@@ -262,6 +268,11 @@ impl Metrics {
         self.migration_fallbacks.with_label_values(&[bucket]).inc();
     }
 
+    /// A copy on read found its key already in the new provider (also counted as skipped).
+    pub fn migration_copy_already_in_new(&self, bucket: &str) {
+        self.migration_copies_already_in_new.with_label_values(&[bucket]).inc();
+    }
+
     /// A copy from the old provider to the new one ended; `outcome` is "done", "failed" or
     /// "skipped". `bytes` count only for "done": a failed copy stored nothing.
     pub fn migration_copy(&self, bucket: &str, outcome: &str, bytes: u64) {
@@ -331,6 +342,7 @@ mod tests {
         m.migration_copy("photos", "done", 1000);
         m.migration_copy("photos", "failed", 500);
         m.migration_copy("photos", "skipped", 0);
+        m.migration_copy_already_in_new("photos");
         m.migration_tombstone("photos");
         let text = rendered(&m);
         for line in [
@@ -340,6 +352,7 @@ mod tests {
             "s3ferry_migration_copies_total{bucket=\"photos\",outcome=\"failed\"} 1",
             "s3ferry_migration_copies_total{bucket=\"photos\",outcome=\"skipped\"} 1",
             "s3ferry_migration_copy_bytes_total{bucket=\"photos\"} 1000",
+            "s3ferry_migration_copies_already_in_new_total{bucket=\"photos\"} 1",
             "s3ferry_migration_tombstones_total{bucket=\"photos\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");

@@ -5,13 +5,17 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use s3ferry::config::MigrationConfig;
 use s3ferry::migration::bulk::{
-    self, CheckReport, LeftBehind, LeftBehindReason, MigrateOptions, MigrateReport, Progress,
+    self, CheckReport, CopyLimits, LeftBehind, LeftBehindReason, MigrateOptions, MigrateReport, Progress, ShardLabel,
 };
+use s3ferry::migration::copy_task::PartSizes;
+use s3ferry::migration::shard::{self, ShardSpec};
 use s3ferry::route::{FallbackRoute, Route, RouteTable};
 use s3ferry::server;
+use s3ferry::upstream::pace::TokenBucket;
 
 use super::serve::Signals;
 use super::{Outcome, load, runtime};
@@ -54,44 +58,124 @@ pub(super) fn run_bulk(
     }))
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal): bytes, rate, ETA, objects.
+/// A progress bar on stderr (hidden when stderr is not a terminal): bytes copied of those
+/// planned, MB/s, ETA, and in its message objects done and left, objects/s and errors.
 struct ProgressBar {
     bar: indicatif::ProgressBar,
     objects: AtomicU64,
+    errors: AtomicU64,
     planned_objects: AtomicU64,
+    /// When copying began (after the planning pass), for objects/s.
+    copying_since: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl ProgressBar {
+    fn show_counts(&self) {
+        let done = self.objects.load(Ordering::Relaxed);
+        let planned = self.planned_objects.load(Ordering::Relaxed);
+        let errors = self.errors.load(Ordering::Relaxed);
+        let elapsed = self.copying_since.get().map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let per_second = done as f64 / elapsed.max(0.001);
+        self.bar.set_message(format!(
+            "{done}/{planned} objects ({} left), {per_second:.0} objects/s, {errors} errors",
+            planned.saturating_sub(done + errors)
+        ));
+    }
 }
 
 impl Progress for ProgressBar {
     fn planned(&self, objects: u64, bytes: u64) {
         self.planned_objects.store(objects, Ordering::Relaxed);
+        let _ = self.copying_since.set(std::time::Instant::now());
         self.bar.set_length(bytes);
-        self.bar.set_message(format!("0/{objects} objects"));
+        self.show_counts();
     }
 
     fn done(&self, _key: &str, bytes: u64) {
-        let n = self.objects.fetch_add(1, Ordering::Relaxed) + 1;
+        self.objects.fetch_add(1, Ordering::Relaxed);
         self.bar.inc(bytes);
-        let planned = self.planned_objects.load(Ordering::Relaxed);
-        self.bar.set_message(format!("{n}/{planned} objects"));
+        self.show_counts();
+    }
+
+    fn failed(&self, _key: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.show_counts();
     }
 }
 
-pub(super) async fn migrate_command(
-    route: Route,
-    fallback: FallbackRoute,
-    options: MigrateOptions,
-    json: bool,
-) -> ExitCode {
+/// What `s3ferry migrate` was asked to do.
+pub(super) struct MigrateRun {
+    pub prefix: String,
+    pub shard: Option<ShardSpec>,
+    pub shard_plan_wait: Duration,
+    pub concurrency: usize,
+    pub limits: CopyLimits,
+    pub max_requests_per_second: Option<u64>,
+    pub dry_run: bool,
+    pub parts: PartSizes,
+    pub json: bool,
+}
+
+/// The shard's label (its range in the split), made or read as [`shard::shard_range`] says;
+/// `Err` after saying why on stderr.
+async fn resolve_shard(
+    route: &Route,
+    fallback: &FallbackRoute,
+    prefix: &str,
+    shard: Option<ShardSpec>,
+    wait: Duration,
+) -> Result<Option<ShardLabel>, ExitCode> {
+    let Some(spec) = shard else { return Ok(None) };
+    match shard::shard_range(route, fallback, prefix, spec, wait).await {
+        Ok((range, plan)) => {
+            let describe = |bound: &Option<String>, open: &str| bound.clone().unwrap_or_else(|| open.to_string());
+            eprintln!(
+                "shard {spec}: keys after {} through {}",
+                describe(&range.after, "the start"),
+                describe(&range.through, "the end")
+            );
+            Ok(ShardLabel::of(spec, plan.as_ref()))
+        }
+        Err(e) => {
+            eprintln!("error: shard {spec}: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub(super) async fn migrate_command(route: Route, fallback: FallbackRoute, run: MigrateRun) -> ExitCode {
+    let shard = match resolve_shard(&route, &fallback, &run.prefix, run.shard, run.shard_plan_wait).await {
+        Ok(shard) => shard,
+        Err(code) => return code,
+    };
+    let json = run.json;
+    if let Some(rate) = run.max_requests_per_second {
+        // One budget for both providers: what the run sends in all.
+        let pace = Arc::new(TokenBucket::per_second(rate));
+        for provider in [&route.provider, &fallback.provider] {
+            provider.pace_requests(pace.clone());
+        }
+    }
+    let options = MigrateOptions {
+        prefix: run.prefix,
+        shard,
+        limits: run.limits,
+        concurrency: run.concurrency,
+        dry_run: run.dry_run,
+        parts: run.parts,
+    };
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {decimal_bytes_per_sec} ETA {eta} {msg}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
     let progress = ProgressBar {
         bar,
         objects: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
         planned_objects: AtomicU64::new(0),
+        copying_since: std::sync::OnceLock::new(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();
@@ -197,21 +281,56 @@ pub(super) async fn check_command(
     route: Route,
     fallback: FallbackRoute,
     prefix: String,
+    shard: Option<ShardSpec>,
+    shard_plan_wait: Duration,
     download: bool,
     json: bool,
 ) -> ExitCode {
-    let result = bulk::check(&route, &fallback, &prefix, download).await;
-    let Some(report) = print_report(result, json, print_check_report) else {
-        return ExitCode::FAILURE;
+    let shard = match resolve_shard(&route, &fallback, &prefix, shard, shard_plan_wait).await {
+        Ok(shard) => shard,
+        Err(code) => return code,
     };
-    if report.differences() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    let result = bulk::check_shard(&route, &fallback, &prefix, shard, download).await;
+    check_verdict(print_report(result, json, print_check_report))
+}
+
+/// `check --merge`: the reports of every shard of one split as one report.
+pub(super) fn merge_command(paths: &[std::path::PathBuf], json: bool) -> Outcome {
+    let mut reports = Vec::with_capacity(paths.len());
+    for path in paths {
+        let read = std::fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| {
+            serde_json::from_slice::<CheckReport>(&bytes).map_err(|e| format!("not a `check --json` report: {e}"))
+        });
+        match read {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return Err(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(check_verdict(print_report(
+        bulk::merge_check_reports(reports),
+        json,
+        print_check_report,
+    )))
+}
+
+/// 0 when a check found no differences, 1 when it did or could not run.
+fn check_verdict(report: Option<CheckReport>) -> ExitCode {
+    match report {
+        Some(report) if report.differences() == 0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 
 fn print_check_report(report: &CheckReport) {
+    if let Some(shard) = &report.shard {
+        println!(
+            "shard:                   {}/{} (split {})",
+            shard.index, shard.count, shard.plan
+        );
+    }
     println!("matching:                {}", report.matching);
     println!("missing in new:          {}", report.missing_in_new.len());
     for key in report.missing_in_new.iter().take(20) {

@@ -3,6 +3,7 @@
 //! [`config_report`] (`config check`) and [`bulk`] (`migrate` and `check`).
 
 mod bulk;
+mod byte_size;
 mod config_report;
 mod probe;
 mod serve;
@@ -12,10 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use byte_size::ByteSize;
 use clap::{Parser, Subcommand, ValueEnum};
 use s3ferry::config::{CONFIG_ENV, Config};
-use s3ferry::migration::bulk::MigrateOptions;
+use s3ferry::migration::bulk::CopyLimits;
 use s3ferry::migration::copy_task::PartSizes;
+use s3ferry::migration::shard::ShardSpec;
+use s3ferry::upstream::pace::TokenBucket;
+use std::sync::Arc;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -31,6 +36,8 @@ Examples:
       Copy what is still only in the old provider of a bucket under lazy migration.
   s3ferry check --config config.toml --bucket media --json
       Compare old and new provider; exit 1 on differences.
+  s3ferry migrate --config config.toml --bucket media --shard 2/8
+      Copy the third of eight key ranges (run all eight, e.g. as a Kubernetes Indexed Job).
   s3ferry probe --config config.toml --provider NAME --bucket B --write
       Ask a provider what it accepts; print the dialect_overrides that fit.
   aws --endpoint-url http://127.0.0.1:8333 s3 ls s3://demo
@@ -98,9 +105,24 @@ enum Command {
     Migrate {
         #[command(flatten)]
         scope: BulkScope,
+        #[command(flatten)]
+        sharding: Sharding,
         /// Copies running at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// The most bytes of objects being copied at once (e.g. 512MiB, 2GB): with large
+        /// objects, fewer than --concurrency copies run; one larger than this runs alone.
+        #[arg(long, value_name = "SIZE", default_value = "512MiB")]
+        max_bytes_in_flight: ByteSize,
+        /// Copy at most this many bytes per second, averaged over the run (e.g. 50MB), so
+        /// the migration leaves the providers' bandwidth to the apps. Each object takes its
+        /// size when it starts: one large object goes at full speed, the next waits for it.
+        #[arg(long, value_name = "SIZE")]
+        bandwidth: Option<ByteSize>,
+        /// Send at most this many requests per second to the providers together (lists,
+        /// HEADs, GETs, PUTs; retries not counted), to bound a provider's request bill.
+        #[arg(long, value_name = "N")]
+        max_requests_per_second: Option<u64>,
         /// Count what would be copied; copy nothing.
         #[arg(long)]
         dry_run: bool,
@@ -116,8 +138,22 @@ enum Command {
     /// objects that can never reach the new provider (left behind). Exits 1 when there are any.
     #[command(after_help = CHECK_EXAMPLES)]
     Check {
+        /// The TOML config file.
+        #[arg(long, short, env = CONFIG_ENV, required_unless_present = "merge")]
+        config: Option<PathBuf>,
+        /// The client-facing bucket name (its route must have `fallback`).
+        #[arg(long, required_unless_present = "merge")]
+        bucket: Option<String>,
+        /// Only keys starting with this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
         #[command(flatten)]
-        scope: BulkScope,
+        sharding: Sharding,
+        /// Merge the JSON reports of every shard of one split (`check --shard I/N --json`, one
+        /// file each) into one report of the whole bucket, checking that each shard is there
+        /// exactly once; nothing is listed. Exits 1 on differences, like a check.
+        #[arg(long, num_args = 1.., value_name = "REPORT.json", conflicts_with_all = ["bucket", "download"])]
+        merge: Vec<PathBuf>,
         /// Download objects whose ETags cannot be compared (multipart, other providers'
         /// formats) and compare their MD5s.
         #[arg(long)]
@@ -178,10 +214,41 @@ struct BulkScope {
     prefix: String,
 }
 
+/// `--shard I/N`: which contiguous range of the key space this process works on.
+#[derive(clap::Args)]
+struct Sharding {
+    /// Work on shard INDEX of COUNT (0 <= INDEX < COUNT): run COUNT processes, one per index,
+    /// to split a bucket between them. Shard 0 lists the old bucket's names once and stores
+    /// the split (COUNT contiguous key ranges of equal object counts) in the new bucket under
+    /// .s3ferry/shard-plans/; the others wait for it, then each lists only its own range.
+    /// Without --shard, a Kubernetes Indexed Job's JOB_COMPLETION_INDEX and
+    /// JOB_COMPLETION_COUNT name the shard.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<ShardSpec>,
+    /// How long shards other than 0 wait for shard 0 to store the split, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    shard_plan_wait_secs: u64,
+}
+
+impl Sharding {
+    /// The shard from `--shard`, else from an Indexed Job's environment; `None` for all keys.
+    fn spec(&self) -> Result<Option<ShardSpec>, ExitCode> {
+        if let Some(spec) = self.shard {
+            return Ok(Some(spec));
+        }
+        ShardSpec::from_job_env(|name| std::env::var(name).ok()).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })
+    }
+}
+
 const MIGRATE_EXAMPLES: &str = "Examples:
   s3ferry migrate --config config.toml --bucket media --status
   s3ferry migrate --config config.toml --bucket media --dry-run
   s3ferry migrate --config config.toml --bucket media --concurrency 16
+  s3ferry migrate --config config.toml --bucket media --bandwidth 50MB --max-requests-per-second 200
+  s3ferry migrate --config config.toml --bucket media --shard 0/4   # and 1/4, 2/4, 3/4 at once
 
 Ctrl-C stops after the copies in flight; run the same command again to resume.
 Exit status: 0 done, 1 some copies failed or some old objects can never reach the new
@@ -190,6 +257,8 @@ provider (both listed; --status only lists them), 130 interrupted.";
 const CHECK_EXAMPLES: &str = "Examples:
   s3ferry check --config config.toml --bucket media
   s3ferry check --config config.toml --bucket media --download --json > report.json
+  s3ferry check --config config.toml --bucket media --shard 1/4 --json > shard-1.json
+  s3ferry check --merge shard-0.json shard-1.json shard-2.json shard-3.json
 
 Exit status: 0 when every object of the old provider is in the new one with the same
 content, 1 otherwise (or on an error).";
@@ -206,7 +275,13 @@ enum ConfigCommand {
 
 /// Sets up logs and runs the command; a command that fails says why on stderr.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging(cli.log_format);
+    // `migrate` and `check` print their report on stdout (JSON with --json, read by scripts
+    // and `check --merge`), so their log lines go to stderr.
+    let logs_to_stderr = matches!(
+        cli.command,
+        Command::Migrate { .. } | Command::Check { .. } | Command::Probe { .. }
+    );
+    init_logging(cli.log_format, logs_to_stderr);
     let outcome = match cli.command {
         Command::Serve { config } => serve::serve(&config),
         Command::Config {
@@ -215,32 +290,63 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Health { url, timeout_secs } => serve::health(&url, Duration::from_secs(timeout_secs)),
         Command::Migrate {
             scope: BulkScope { config, bucket, prefix },
+            sharding,
             concurrency,
+            max_bytes_in_flight,
+            bandwidth,
+            max_requests_per_second,
             dry_run,
             status,
             json,
-        } => bulk::run_bulk(
-            &config,
-            move |route, fallback, migration| {
-                let options = MigrateOptions {
-                    prefix,
-                    concurrency,
-                    dry_run: dry_run || status,
-                    parts: PartSizes::from(migration),
-                };
-                Box::pin(bulk::migrate_command(route, fallback, options, json))
-            },
-            &bucket,
-        ),
+        } => sharding.spec().and_then(|shard| {
+            bulk::run_bulk(
+                &config,
+                move |route, fallback, migration| {
+                    let run = bulk::MigrateRun {
+                        prefix,
+                        shard,
+                        shard_plan_wait: Duration::from_secs(sharding.shard_plan_wait_secs),
+                        concurrency,
+                        limits: CopyLimits {
+                            max_bytes_in_flight: max_bytes_in_flight.0,
+                            bandwidth: bandwidth.map(|b| Arc::new(TokenBucket::per_second(b.0))),
+                        },
+                        max_requests_per_second,
+                        dry_run: dry_run || status,
+                        parts: PartSizes::from(migration),
+                        json,
+                    };
+                    Box::pin(bulk::migrate_command(route, fallback, run))
+                },
+                &bucket,
+            )
+        }),
+        Command::Check { merge, json, .. } if !merge.is_empty() => bulk::merge_command(&merge, json),
         Command::Check {
-            scope: BulkScope { config, bucket, prefix },
+            config,
+            bucket,
+            prefix,
+            sharding,
             download,
             json,
-        } => bulk::run_bulk(
-            &config,
-            |route, fallback, _| Box::pin(bulk::check_command(route, fallback, prefix, download, json)),
-            &bucket,
-        ),
+            ..
+        } => sharding.spec().and_then(|shard| {
+            // clap requires both unless --merge, which was handled above.
+            let (Some(config), Some(bucket)) = (config, bucket) else {
+                eprintln!("error: --config and --bucket are required (or --merge REPORT.json...)");
+                return Err(ExitCode::FAILURE);
+            };
+            let wait = Duration::from_secs(sharding.shard_plan_wait_secs);
+            bulk::run_bulk(
+                &config,
+                move |route, fallback, _| {
+                    Box::pin(bulk::check_command(
+                        route, fallback, prefix, shard, wait, download, json,
+                    ))
+                },
+                &bucket,
+            )
+        }),
         Command::Probe {
             config,
             provider,
@@ -261,7 +367,7 @@ pub fn run(cli: Cli) -> ExitCode {
     outcome.unwrap_or_else(|failed| failed)
 }
 
-fn init_logging(format: Option<LogFormat>) {
+fn init_logging(format: Option<LogFormat>, to_stderr: bool) {
     // s3s logs whole requests (headers with signatures) at debug level and client mistakes at
     // error level; the gateway logs every request itself, so s3s stays quiet.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -277,11 +383,22 @@ fn init_logging(format: Option<LogFormat>) {
         Some(LogFormat::Text) => false,
         None => !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(log_writer(to_stderr));
     if json {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
+    }
+}
+
+/// The writer of log lines: stdout, or stderr for commands whose stdout is their report.
+fn log_writer(to_stderr: bool) -> tracing_subscriber::fmt::writer::BoxMakeWriter {
+    if to_stderr {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
+    } else {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout)
     }
 }
 

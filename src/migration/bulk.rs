@@ -13,21 +13,25 @@
 //! loses them, so both commands name them ([`LeftBehind`]), `check` counts them as differences
 //! and `migrate` fails while any remain; they are never copied.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::StreamExt as _;
 use md5::Digest as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use super::copy::copy_object;
 use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
 use super::pages::ListRequest;
+use super::shard::{KeyRange, ShardPlan, ShardSpec};
 use super::tombstone::TombstoneLookup;
 use crate::error::GatewayError;
 use crate::rewrite::list_objects::{ListEntry, ListedObject};
 use crate::route::{FallbackRoute, Route};
 use crate::upstream::Upstream;
+use crate::upstream::pace::TokenBucket;
 
 /// One key as both providers see it.
 #[derive(Debug, Clone)]
@@ -41,7 +45,7 @@ pub struct KeyPair {
 }
 
 /// Why an old object cannot reach the new provider through s3ferry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeftBehindReason {
     /// Under `.s3ferry/`, which s3ferry keeps for its own state.
@@ -54,7 +58,7 @@ pub enum LeftBehindReason {
 }
 
 /// An old object the migration cannot move, by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeftBehind {
     pub key: String,
     pub reason: LeftBehindReason,
@@ -88,14 +92,17 @@ struct PairWalk<'a> {
     old: Cursor<'a>,
     new: Cursor<'a>,
     tombstones: TombstoneLookup<'a>,
+    /// Only keys in this range are walked: both listings start after its lower bound, and the
+    /// walk ends at its upper one.
+    range: KeyRange,
 }
 
 impl<'a> PairWalk<'a> {
-    fn new(route: &'a Route, fallback: &'a FallbackRoute, prefix: &str) -> Self {
+    fn new(route: &'a Route, fallback: &'a FallbackRoute, prefix: &str, range: &KeyRange) -> Self {
         let list = |prefix: String| ListRequest {
             prefix,
             delimiter: None,
-            start_after: None,
+            start_after: range.after.clone(),
             continuation_token: None,
             max_keys: 1000,
         };
@@ -107,6 +114,7 @@ impl<'a> PairWalk<'a> {
             // The new provider's reserved keys are s3ferry's own state, not objects.
             new: Cursor::skipping_reserved(&route.provider, &route.upstream_bucket, list(prefix.to_string())),
             tombstones: TombstoneLookup::new(&route.provider, &route.upstream_bucket),
+            range: range.clone(),
         }
     }
 
@@ -120,6 +128,10 @@ impl<'a> PairWalk<'a> {
                 (Some(o), None) => o.clone(),
                 (None, Some(n)) => n.clone(),
             };
+            // Both listings are sorted: the first key past the range ends the walk.
+            if self.range.is_past(&key) {
+                return Ok(None);
+            }
             let take = |entry: Option<ListEntry>| match entry {
                 Some(ListEntry::Object(o)) => Some(o),
                 _ => None,
@@ -182,10 +194,70 @@ pub fn compare(old: &ListedObject, new: &ListedObject) -> Comparison {
     }
 }
 
+/// Which shard of a split (`--shard I/N`) a run covers; reports carry it so that
+/// `check --merge` can tell that N reports cover every shard of one split exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardLabel {
+    pub index: u32,
+    pub count: u32,
+    /// The split's [`ShardPlan::id`].
+    pub plan: String,
+    pub range: KeyRange,
+}
+
+impl ShardLabel {
+    /// Shard `spec` of `plan`; `None` for a run of one shard, which covers everything.
+    pub fn of(spec: ShardSpec, plan: Option<&ShardPlan>) -> Option<Self> {
+        let plan = plan?;
+        Some(Self {
+            index: spec.index,
+            count: spec.count,
+            plan: plan.id(),
+            range: plan.range(spec.index),
+        })
+    }
+
+    fn range_of(shard: Option<&Self>) -> KeyRange {
+        shard.map(|s| s.range.clone()).unwrap_or_default()
+    }
+}
+
+/// How hard `migrate` may push besides its concurrency (`--max-bytes-in-flight`,
+/// `--bandwidth`; the request rate is paced per provider, see `Upstream::pace_requests`).
+#[derive(Debug, Clone)]
+pub struct CopyLimits {
+    /// The most bytes of objects being copied at once: copies wait for room, so many large
+    /// objects do not all stream at once; an object larger than this is copied alone.
+    pub max_bytes_in_flight: u64,
+    /// Bytes per second over the run, taken per object as it starts (see `upstream::pace`).
+    pub bandwidth: Option<Arc<TokenBucket>>,
+}
+
+impl Default for CopyLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
+            bandwidth: None,
+        }
+    }
+}
+
+/// `--max-bytes-in-flight` unless given: 512 MiB.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 512 << 20;
+
+/// Byte budgets count in KiB, so that a semaphore's permits (at most `u32::MAX` per take)
+/// cover terabytes.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1)
+}
+
 /// Options of `s3ferry migrate`.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
+    pub limits: CopyLimits,
     pub prefix: String,
+    /// Only this shard's keys (`--shard`), or all.
+    pub shard: Option<ShardLabel>,
     pub concurrency: usize,
     pub dry_run: bool,
     /// When copies go in parts (`[migration] multipart_copy_*`).
@@ -208,12 +280,16 @@ pub struct MigrateReport {
     pub failed: Vec<(String, String)>,
     pub interrupted: bool,
     pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardLabel>,
 }
 
 /// How `migrate` reports progress (a progress bar in the CLI, counters in tests).
 pub trait Progress: Sync {
     fn planned(&self, objects: u64, bytes: u64);
     fn done(&self, key: &str, bytes: u64);
+    /// A copy failed (it is listed in the report, and the next run tries it again).
+    fn failed(&self, _key: &str) {}
 }
 
 /// Copies everything only the old provider holds. Stops early (reporting `interrupted`) when
@@ -227,10 +303,12 @@ pub async fn migrate(
 ) -> Result<MigrateReport, GatewayError> {
     let mut report = MigrateReport {
         dry_run: options.dry_run,
+        shard: options.shard.clone(),
         ..MigrateReport::default()
     };
+    let range = ShardLabel::range_of(options.shard.as_ref());
     // Pass 1: what is left to copy (so progress can show totals and an ETA).
-    let mut walk = PairWalk::new(route, fallback, &options.prefix);
+    let mut walk = PairWalk::new(route, fallback, &options.prefix, &range);
     while let Some(pair) = walk.next().await? {
         if let Some(reason) = pair.left_behind {
             report.left_behind.push(LeftBehind { key: pair.key, reason });
@@ -257,7 +335,7 @@ pub async fn migrate(
     // Pass 2: copy, `concurrency` at a time.
     let (pairs_tx, pairs_rx) = tokio::sync::mpsc::channel::<KeyPair>(options.concurrency * 4);
     let producer = async {
-        let mut walk = PairWalk::new(route, fallback, &options.prefix);
+        let mut walk = PairWalk::new(route, fallback, &options.prefix, &range);
         while let Some(pair) = walk.next().await? {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -270,8 +348,20 @@ pub async fn migrate(
         drop(pairs_tx);
         Ok::<(), GatewayError>(())
     };
+    let budget_kib = kib(options.limits.max_bytes_in_flight);
+    let bytes_in_flight = Semaphore::new(budget_kib as usize);
+    let bytes_in_flight = &bytes_in_flight;
     let consumer = tokio_stream_from(pairs_rx)
         .map(|pair| async move {
+            if stop.load(Ordering::Relaxed) {
+                return (pair.key, None);
+            }
+            let size = pair.old.as_ref().map_or(0, |o| o.size);
+            // Never closed, so the permits always come; held until the copy ends.
+            let _room = bytes_in_flight.acquire_many(kib(size).min(budget_kib)).await.ok();
+            if let Some(bandwidth) = &options.limits.bandwidth {
+                bandwidth.acquire(size).await;
+            }
             if stop.load(Ordering::Relaxed) {
                 return (pair.key, None);
             }
@@ -289,8 +379,10 @@ pub async fn migrate(
         })
         .buffer_unordered(options.concurrency.max(1))
         .fold(Vec::new(), |mut results, (key, outcome)| {
-            if let Some(Ok(CopyOutcome::Copied { bytes })) = &outcome {
-                progress.done(&key, *bytes);
+            match &outcome {
+                Some(Ok(CopyOutcome::Copied { bytes })) => progress.done(&key, *bytes),
+                Some(Err(_)) => progress.failed(&key),
+                _ => {}
             }
             results.push((key, outcome));
             async move { results }
@@ -318,9 +410,16 @@ fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) 
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// The result of `s3ferry check`.
-#[derive(Debug, Default, Clone, Serialize)]
+/// The result of `s3ferry check` (read back by `check --merge`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CheckReport {
+    /// The client's bucket name and the prefix checked.
+    pub bucket: String,
+    pub prefix: String,
+    /// The shard checked (`--shard`); absent for the whole bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardLabel>,
     pub matching: u64,
     /// Same size, ETags not comparable, and not downloaded (`--download` compares content).
     pub unverified: u64,
@@ -341,6 +440,64 @@ impl CheckReport {
     }
 }
 
+/// Why `check --merge` refuses its reports: a merge that says "no differences" must have
+/// seen every shard of one split exactly once.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MergeError {
+    #[error("no reports to merge")]
+    Empty,
+    #[error("report {0} covers a whole bucket, not a shard: merge the reports of `check --shard I/N --json`")]
+    NotSharded(usize),
+    #[error("the reports are of different buckets, prefixes or splits (shard count or plan)")]
+    DifferentSplits,
+    #[error("shard {0} is in more than one report")]
+    Duplicate(u32),
+    #[error("shards {0:?} have no report: a merge without them would hide their differences")]
+    Missing(Vec<u32>),
+}
+
+/// The reports of every shard of one split (`check --shard I/N --json`), as one report of the
+/// whole bucket.
+pub fn merge_check_reports(reports: Vec<CheckReport>) -> Result<CheckReport, MergeError> {
+    let first = reports.first().ok_or(MergeError::Empty)?;
+    let label = |i: usize, r: &CheckReport| r.shard.clone().ok_or(MergeError::NotSharded(i + 1));
+    let split = label(0, first)?;
+    let mut merged = CheckReport {
+        bucket: first.bucket.clone(),
+        prefix: first.prefix.clone(),
+        ..CheckReport::default()
+    };
+    let mut seen = vec![false; split.count as usize];
+    for (i, report) in reports.into_iter().enumerate() {
+        let shard = label(i, &report)?;
+        if (shard.count, &shard.plan, &report.bucket, &report.prefix)
+            != (split.count, &split.plan, &merged.bucket, &merged.prefix)
+        {
+            return Err(MergeError::DifferentSplits);
+        }
+        let slot = seen.get_mut(shard.index as usize).ok_or(MergeError::DifferentSplits)?;
+        if std::mem::replace(slot, true) {
+            return Err(MergeError::Duplicate(shard.index));
+        }
+        merged.matching += report.matching;
+        merged.unverified += report.unverified;
+        merged.only_in_new += report.only_in_new;
+        merged.deleted_through_s3ferry += report.deleted_through_s3ferry;
+        merged.bytes_only_in_old += report.bytes_only_in_old;
+        merged.missing_in_new.extend(report.missing_in_new);
+        merged.differ.extend(report.differ);
+        merged.left_behind.extend(report.left_behind);
+    }
+    let missing: Vec<u32> = (0..split.count).filter(|&i| !seen[i as usize]).collect();
+    if !missing.is_empty() {
+        return Err(MergeError::Missing(missing));
+    }
+    merged.missing_in_new.sort();
+    merged.differ.sort();
+    merged.left_behind.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(merged)
+}
+
 /// Compares both providers. With `download`, objects whose ETags cannot be compared are read
 /// from both sides and their MD5s compared.
 pub async fn check(
@@ -349,8 +506,25 @@ pub async fn check(
     prefix: &str,
     download: bool,
 ) -> Result<CheckReport, GatewayError> {
-    let mut report = CheckReport::default();
-    let mut walk = PairWalk::new(route, fallback, prefix);
+    check_shard(route, fallback, prefix, None, download).await
+}
+
+/// [`check`] of one shard's keys (`shard`), or of all (`None`).
+pub async fn check_shard(
+    route: &Route,
+    fallback: &FallbackRoute,
+    prefix: &str,
+    shard: Option<ShardLabel>,
+    download: bool,
+) -> Result<CheckReport, GatewayError> {
+    let range = ShardLabel::range_of(shard.as_ref());
+    let mut report = CheckReport {
+        bucket: route.client_bucket.clone(),
+        prefix: prefix.to_string(),
+        shard,
+        ..CheckReport::default()
+    };
+    let mut walk = PairWalk::new(route, fallback, prefix, &range);
     while let Some(pair) = walk.next().await? {
         if let Some(reason) = pair.left_behind {
             report.left_behind.push(LeftBehind { key: pair.key, reason });
@@ -420,6 +594,47 @@ mod tests {
             etag: etag.into(),
             ..Default::default()
         }
+    }
+
+    fn shard_report(index: u32, count: u32, missing: &[&str], matching: u64) -> CheckReport {
+        CheckReport {
+            bucket: "media".into(),
+            shard: Some(ShardLabel {
+                index,
+                count,
+                plan: "p1".into(),
+                range: KeyRange::all(),
+            }),
+            matching,
+            missing_in_new: missing.iter().map(|k| (*k).to_string()).collect(),
+            ..CheckReport::default()
+        }
+    }
+
+    #[test]
+    fn merged_shard_reports_add_up_and_need_every_shard_once() {
+        let merged = merge_check_reports(vec![
+            shard_report(1, 3, &["m"], 4),
+            shard_report(0, 3, &["b", "a"], 1),
+            shard_report(2, 3, &[], 2),
+        ])
+        .expect("merges");
+        assert_eq!(merged.matching, 7);
+        assert_eq!(merged.missing_in_new, vec!["a", "b", "m"]);
+        assert_eq!((merged.shard, merged.bucket.as_str()), (None, "media"));
+
+        let two_of_three = vec![shard_report(0, 3, &[], 1), shard_report(2, 3, &[], 1)];
+        assert_eq!(
+            merge_check_reports(two_of_three).err(),
+            Some(MergeError::Missing(vec![1]))
+        );
+        let twice = vec![shard_report(0, 2, &[], 1), shard_report(0, 2, &[], 1)];
+        assert_eq!(merge_check_reports(twice).err(), Some(MergeError::Duplicate(0)));
+        let mixed = vec![shard_report(0, 2, &[], 1), shard_report(1, 3, &[], 1)];
+        assert_eq!(merge_check_reports(mixed).err(), Some(MergeError::DifferentSplits));
+        let whole = vec![CheckReport::default()];
+        assert_eq!(merge_check_reports(whole).err(), Some(MergeError::NotSharded(1)));
+        assert_eq!(merge_check_reports(Vec::new()).err(), Some(MergeError::Empty));
     }
 
     #[test]

@@ -328,6 +328,12 @@ async fn run_job(
             tracing::info!(bucket = %job.task.client_bucket, bytes, provider = %job.task.new.settings.name, "copied on read");
             in_flight.remove(&id);
         }
+        Ok(CopyOutcome::AlreadyInNew) => {
+            // Another replica (or `migrate`, or a client) got there first: harmless, counted.
+            stats.copy_already_in_new(&job.task.client_bucket);
+            tracing::debug!(bucket = %job.task.client_bucket, "copy on read found the key already in the new provider");
+            in_flight.remove(&id);
+        }
         Ok(outcome) => {
             stats.copy(&job.task.client_bucket, CopyResult::Skipped, 0);
             tracing::debug!(bucket = %job.task.client_bucket, ?outcome, "copy on read not needed");

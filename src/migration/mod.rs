@@ -9,6 +9,7 @@
 //! - [`serve`]     the gateway's migration-aware handling of reads, deletes, copies and writes
 //! - [`listing`]   merged, paginated listings of both providers
 //! - [`bulk`]      the `migrate` and `check` commands
+//! - [`shard`]     `--shard I/N`: the key space cut into contiguous ranges, one per process
 
 pub mod bulk;
 pub mod claim;
@@ -19,6 +20,7 @@ pub mod multipart_copy;
 pub mod pages;
 pub mod policy;
 pub mod serve;
+pub mod shard;
 pub mod tombstone;
 
 use std::sync::Arc;
@@ -35,6 +37,9 @@ pub struct MigrationStats {
     pub copies_done: AtomicU64,
     pub copies_failed: AtomicU64,
     pub copies_skipped: AtomicU64,
+    /// Of the skipped copies, those that found the key already in the new provider: with
+    /// several replicas, each may copy a key on read, and all but one end here.
+    pub copies_already_in_new: AtomicU64,
     pub copy_bytes: AtomicU64,
     pub tombstones: AtomicU64,
     metrics: Option<Arc<Metrics>>,
@@ -79,6 +84,15 @@ impl MigrationStats {
         self.tombstones.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
             m.migration_tombstone(bucket);
+        }
+    }
+
+    /// A copy that found its key already in the new provider (counted as skipped too).
+    pub fn copy_already_in_new(&self, bucket: &str) {
+        self.copy(bucket, CopyResult::Skipped, 0);
+        self.copies_already_in_new.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.migration_copy_already_in_new(bucket);
         }
     }
 

@@ -65,6 +65,9 @@ impl Exchange {
     /// provider.
     pub async fn send(self, provider: &Upstream) -> Result<Response<Incoming>, GatewayError> {
         let Self { request, slot, signing } = self;
+        if let Some(pace) = provider.request_pace.get() {
+            pace.acquire(1).await;
+        }
         let sent = Instant::now();
         let result = provider.send_under(request, &provider.settings.retry, signing).await;
         if let Some(failure) = body::recorded_failure(&slot) {

@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod exchange;
+pub mod pace;
 pub mod requests;
 pub mod resolve;
 pub mod retry;
@@ -119,6 +120,9 @@ pub struct Upstream {
     authority: String,
     /// The running gateway's `s3ferry_upstream_*` metrics, when it counts them.
     metrics: Option<UpstreamMetrics>,
+    /// A request-rate limit every exchange waits for (`migrate --max-requests-per-second`);
+    /// set once, before the first request, by the command that wants it.
+    request_pace: std::sync::OnceLock<Arc<pace::TokenBucket>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -182,7 +186,15 @@ impl Upstream {
             scheme,
             authority,
             metrics,
+            request_pace: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Paces every later request to this provider (each first attempt takes one token of
+    /// `limit`, which may be shared with other providers). Returns false when a limit was
+    /// already set.
+    pub fn pace_requests(&self, limit: Arc<pace::TokenBucket>) -> bool {
+        self.request_pace.set(limit).is_ok()
     }
 
     /// The budget for bodies read whole that requests to this provider draw from.

@@ -464,3 +464,183 @@ fn dockerfile_healthcheck_and_command_are_real_and_its_config_listens_on_all_int
         }
     }
 }
+
+/// A migration config whose providers are the test's upstreams: the manifest's routes, bucket
+/// names and secret variables as written, each provider's endpoint and key id replaced (and
+/// its addressing and dialect dropped: the stand-ins are plain path-style S3 servers).
+fn config_against(manifest_config: &str, endpoints: &BTreeMap<String, String>) -> String {
+    let mut config: toml::Table = manifest_config.parse().expect("the ConfigMap's config is TOML");
+    let providers = config
+        .get_mut("providers")
+        .and_then(toml::Value::as_table_mut)
+        .expect("providers");
+    for (name, provider) in providers.iter_mut() {
+        let provider = provider.as_table_mut().expect("a provider table");
+        provider.insert("endpoint".into(), endpoints[name].clone().into());
+        provider.insert("access_key_id".into(), crate::support::UPSTREAM_KEY.into());
+        provider.remove("addressing");
+        provider.remove("dialect");
+    }
+    toml::to_string(&config).expect("TOML")
+}
+
+#[tokio::test]
+async fn kubernetes_migration_job_runs_one_shard_per_index_and_copies_the_bucket() {
+    use crate::support::{TestUpstream, UPSTREAM_SECRET, put_objects};
+
+    let objects = kubernetes_objects();
+    let job = objects
+        .iter()
+        .find(|o| o["kind"].as_str() == Some("Job"))
+        .expect("a Job in docs/deploy.md");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
+    let completions = spec["completions"].as_u64().expect("completions");
+    let parallelism = spec["parallelism"].as_u64().expect("parallelism");
+    assert!(completions > 1 && parallelism == completions, "every shard at once");
+    assert!(
+        spec["backoffLimitPerIndex"].as_u64().is_some(),
+        "failed shards are retried"
+    );
+    let pod = &spec["template"]["spec"];
+    assert_eq!(
+        pod["restartPolicy"].as_str(),
+        Some("Never"),
+        "backoffLimitPerIndex needs it"
+    );
+    let containers = pod["containers"].as_sequence().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let container = &containers[0];
+    let args = strings(&container["args"]);
+    assert_eq!(args.first(), Some(&"migrate"));
+    assert!(binary_accepts(&args), "{args:?}");
+
+    // The Secret and ConfigMap the Job names.
+    let secret_name = container["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .find_map(|v| v["valueFrom"]["secretKeyRef"]["name"].as_str())
+        .expect("secrets from a Secret");
+    let named = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("the {kind} {name}"))
+    };
+    let secret = named("Secret", secret_name);
+    let env = container_env(container, secret);
+    assert_eq!(
+        env.get("JOB_COMPLETION_COUNT").map(String::as_str),
+        Some(completions.to_string().as_str()),
+        "the shard count is the Job's completions"
+    );
+    let config_path = Path::new(flag_value(&args, "--config"));
+    let volume = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| !v["configMap"].is_null())
+        .expect("a ConfigMap volume");
+    let config_map = named("ConfigMap", text(&volume["configMap"]["name"], "ConfigMap name"));
+    let file_name = config_path.file_name().expect("file").to_str().expect("utf-8");
+    let manifest_config = text(&config_map["data"][file_name], "the ConfigMap's config file");
+    let checked = config_check(manifest_config, &env);
+    assert!(
+        checked.status.success(),
+        "config check: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let config = parse_config(manifest_config, &env);
+    let bucket = flag_value(&args, "--bucket");
+    let route = config
+        .buckets
+        .iter()
+        .find(|b| b.name == bucket)
+        .expect("the bucket's route");
+    let fallback = route.fallback.clone().expect("a bucket under lazy migration");
+    let old_name = fallback.provider.clone();
+    let raw: toml::Table = manifest_config.parse().expect("TOML");
+    let old_secret_var = raw["providers"][&old_name]["secret_access_key_env"]
+        .as_str()
+        .expect("the old provider's secret from the environment");
+    let from_secret = container["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .any(|v| v["name"].as_str() == Some(old_secret_var) && !v["valueFrom"]["secretKeyRef"].is_null());
+    assert!(from_secret, "the old provider's (read-only) key comes from the Secret");
+
+    // Two local S3 servers stand in for the providers; the old bucket holds awkward keys.
+    let (new, old) = (TestUpstream::path_style().await, TestUpstream::path_style().await);
+    let new_bucket = route.upstream_bucket.clone().unwrap_or_else(|| bucket.to_string());
+    let old_bucket = fallback.bucket.clone().unwrap_or_else(|| bucket.to_string());
+    new.create_bucket(&new_bucket);
+    old.create_bucket(&old_bucket);
+    let keys: Vec<String> = (0..40)
+        .map(|i| format!("photos/2024/{i:03}.jpg"))
+        .chain(["a", "b+c d", "z/é"].iter().map(|s| (*s).to_string()))
+        .collect();
+    put_objects(
+        &old.direct_client(),
+        &old_bucket,
+        keys.iter().map(|k| (k.clone(), k.as_bytes().to_vec())),
+        8,
+    )
+    .await;
+    let endpoints: BTreeMap<String, String> = [
+        (old_name.clone(), old.endpoint()),
+        (route.provider.clone(), new.endpoint()),
+    ]
+    .into();
+    let dir = tempfile::tempdir().expect("dir");
+    let local_config = dir.path().join(file_name);
+    std::fs::write(&local_config, config_against(manifest_config, &endpoints)).expect("config");
+    // The providers' secret variables carry the stand-ins' secret.
+    let mut local_env = env.clone();
+    for provider in raw["providers"].as_table().expect("providers").values() {
+        let var = provider["secret_access_key_env"].as_str().expect("secret variable");
+        local_env.insert(var.to_string(), UPSTREAM_SECRET.to_string());
+    }
+
+    // One process per index, all at once, as the Job runs them: the manifest's arguments with
+    // the config file swapped, and only the manifest's environment plus the pod's index.
+    let local_args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if *a == config_path.to_str().expect("utf-8") {
+                local_config.to_str().expect("utf-8").to_string()
+            } else {
+                (*a).to_string()
+            }
+        })
+        .collect();
+    let runs = (0..completions).map(|index| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3ferry"));
+        command
+            .args(&local_args)
+            .env_clear()
+            .envs(&local_env)
+            .env("JOB_COMPLETION_INDEX", index.to_string())
+            .kill_on_drop(true);
+        async move { command.output().await.expect("run s3ferry migrate") }
+    });
+    let outputs = tokio::time::timeout(std::time::Duration::from_secs(120), futures::future::join_all(runs))
+        .await
+        .expect("the shards finish");
+    let mut copied = 0;
+    for (index, output) in outputs.iter().enumerate() {
+        assert!(
+            output.status.success(),
+            "shard {index}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_norway::from_slice(&output.stdout).expect("a JSON report");
+        assert_eq!(report["shard"]["index"].as_u64(), Some(index as u64));
+        copied += report["copied_objects"].as_u64().expect("copied_objects");
+    }
+    assert_eq!(copied, keys.len() as u64, "every object copied once, by one shard");
+    for key in &keys {
+        assert!(new.has_object(&new_bucket, key).await, "{key} copied");
+    }
+}

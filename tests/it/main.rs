@@ -19,6 +19,8 @@ mod migration_dialects;
 mod migration_faults;
 mod migration_multipart;
 mod migration_races;
+mod migration_replicas;
+mod migration_shards;
 mod migration_tombstones;
 mod moto;
 mod post_upload;

@@ -11,7 +11,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectI
 use futures::StreamExt as _;
 use s3ferry::config::Config;
 use s3ferry::migration::MigrationStats;
-use s3ferry::migration::bulk::{self, MigrateOptions, Progress};
+use s3ferry::migration::bulk::{self, CopyLimits, MigrateOptions, Progress};
 use s3ferry::migration::copy_task::PartSizes;
 use s3ferry::route::RouteTable;
 use s3ferry::server::RunningGateway;
@@ -150,6 +150,26 @@ pub(crate) async fn read(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -
         Ok(out) => Ok(out.body.collect().await.expect("body").into_bytes().to_vec()),
         Err(e) => Err(error_code(&e)),
     }
+}
+
+/// A client's work through the gateway before a bulk run: `newer` gets the body `newer`, and
+/// `deleted` is deleted (tombstoned).
+pub(crate) async fn rewrite_and_delete(client: &aws_sdk_s3::Client, bucket: &str, newer: &str, deleted: &str) {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(newer)
+        .body(ByteStream::from_static(b"newer"))
+        .send()
+        .await
+        .expect("newer write");
+    client
+        .delete_object()
+        .bucket(bucket)
+        .key(deleted)
+        .send()
+        .await
+        .expect("delete");
 }
 
 /// Waits (bounded) for the background copier to reach a state.
@@ -902,19 +922,7 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
     m.old.quirks.read_only.store(true, Ordering::Relaxed);
     let c = m.client();
     // A client writes a newer version of one key and deletes another before the bulk run.
-    c.put_object()
-        .bucket("lazy")
-        .key("bulk/0001")
-        .body(ByteStream::from_static(b"newer"))
-        .send()
-        .await
-        .expect("newer write");
-    c.delete_object()
-        .bucket("lazy")
-        .key("bulk/0002")
-        .send()
-        .await
-        .expect("delete");
+    rewrite_and_delete(&c, "lazy", "bulk/0001", "bulk/0002").await;
 
     let upstreams: std::collections::BTreeMap<_, _> = {
         let (u, _locals) = s3ferry::server::start_providers(&m.config).await.expect("providers");
@@ -925,6 +933,8 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
     let fallback = route.fallback.clone().expect("fallback");
     let options = MigrateOptions {
         prefix: "bulk/".into(),
+        limits: CopyLimits::default(),
+        shard: None,
         concurrency: 8,
         dry_run: false,
         parts: PartSizes::default(),

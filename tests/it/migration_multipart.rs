@@ -12,7 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use s3ferry::config::Config;
 use s3ferry::migration::MigrationStats;
-use s3ferry::migration::bulk::{self, MigrateOptions, MigrateReport, Progress};
+use s3ferry::migration::bulk::{self, CopyLimits, MigrateOptions, MigrateReport, Progress};
 use s3ferry::migration::copy_task::PartSizes;
 use s3ferry::route::RouteTable;
 
@@ -173,6 +173,8 @@ multipart_copy_part_size = {PART_SIZE}
         let fallback = route.fallback.clone().expect("fallback");
         let options = MigrateOptions {
             prefix: String::new(),
+            limits: CopyLimits::default(),
+            shard: None,
             concurrency: 2,
             dry_run: false,
             parts: PartSizes::from(&self.config.migration),
@@ -434,6 +436,8 @@ multipart_copy_part_size = {PART_SIZE}
     let fallback = route.fallback.clone().expect("fallback");
     let options = MigrateOptions {
         prefix: String::new(),
+        limits: CopyLimits::default(),
+        shard: None,
         concurrency: 1,
         dry_run: false,
         parts: PartSizes::from(&config.migration),

@@ -1,6 +1,7 @@
 //! Test harness: real S3 servers (s3s-fs in-process) as upstreams, the gateway in-process, and
 //! the real aws-sdk-s3 client, all on 127.0.0.1 with port 0.
 
+pub mod balancer;
 pub mod binary;
 pub mod faults;
 pub mod moto;
