@@ -178,7 +178,8 @@ enum Command {
         #[arg(long)]
         bucket: Option<String>,
         /// Also run the checks that write (in the scratch prefix, or a scratch bucket created
-        /// and removed when no --bucket is given). Everything written is deleted afterwards.
+        /// and removed when no --bucket is given). Everything written is deleted afterwards; the
+        /// ACL checks leave a few of those objects public while the run lasts.
         #[arg(long)]
         write: bool,
         /// Print the findings, the settings that fit and the differences as JSON.

@@ -175,7 +175,7 @@ impl Prober {
         let no_bucket = format!("s3ferry-probe-missing-{}", self.run_id);
         let head_bucket = |u: &Arc<Upstream>, b: String| {
             let u = u.clone();
-            async move { answer_of(send(&u, Method::HEAD, Some(&b), "", &[], HeaderMap::new(), Bytes::new()).await) }
+            async move { answer_of(send(&u, Method::HEAD, &b, "", &[], HeaderMap::new(), Bytes::new()).await) }
         };
         let (path_style, virtual_style, sigv4, sigv2) = match &bucket {
             Some(b) => (
@@ -197,7 +197,7 @@ impl Prober {
             send(
                 &self.configured,
                 Method::GET,
-                Some(&no_bucket),
+                &no_bucket,
                 "k",
                 &[],
                 HeaderMap::new(),
@@ -212,7 +212,7 @@ impl Prober {
                     send(
                         &self.configured,
                         Method::GET,
-                        Some(b),
+                        b,
                         &key,
                         &[],
                         HeaderMap::new(),
@@ -269,7 +269,7 @@ impl Prober {
             send(
                 &self.configured,
                 Method::GET,
-                Some(bucket),
+                bucket,
                 "",
                 &query,
                 HeaderMap::new(),
@@ -289,7 +289,7 @@ impl Prober {
                 let made = send(
                     &self.configured,
                     Method::PUT,
-                    Some(&b),
+                    &b,
                     "",
                     &[],
                     HeaderMap::new(),
@@ -551,25 +551,8 @@ impl Prober {
             Ok((status, _, _)) if status.is_success() => {}
             other => return answer_of(other),
         }
-        let prefix = s.key("enc/");
-        let query = [
-            ("list-type", "2"),
-            ("prefix", prefix.as_str()),
-            ("encoding-type", "url"),
-        ];
-        seen_in(
-            send(
-                &s.upstream,
-                Method::GET,
-                Some(&s.bucket),
-                "",
-                &query,
-                HeaderMap::new(),
-                Bytes::new(),
-            )
-            .await,
-            &["a%2Bb+c", "a%2Bb%20c"],
-        )
+        let listed = s.list(&s.key("enc/"), &[("encoding-type", "url")]).await;
+        seen_in(listed, &["a%2Bb+c", "a%2Bb%20c"])
     }
 
     async fn upload_part_copy(&self, s: &Scratch, source_key: &str) -> Answer {
@@ -606,21 +589,7 @@ impl Prober {
             Ok((status, _, _)) if status.is_success() => {}
             other => return answer_of(other),
         }
-        let prefix = s.key("dots/");
-        let query = [("list-type", "2"), ("prefix", prefix.as_str())];
-        seen_in(
-            send(
-                &s.upstream,
-                Method::GET,
-                Some(&s.bucket),
-                "",
-                &query,
-                HeaderMap::new(),
-                Bytes::new(),
-            )
-            .await,
-            &["dots/x/../y"],
-        )
+        seen_in(s.list(&s.key("dots/"), &[]).await, &["dots/x/../y"])
     }
 }
 
@@ -644,7 +613,14 @@ impl Scratch {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Reply, GatewayError> {
-        send(&self.upstream, method, Some(&self.bucket), key, query, headers, body).await
+        send(&self.upstream, method, &self.bucket, key, query, headers, body).await
+    }
+
+    /// ListObjectsV2 of the keys under `prefix`, with `extra` parameters.
+    async fn list(&self, prefix: &str, extra: &[(&str, &str)]) -> Result<Reply, GatewayError> {
+        let mut query = vec![("list-type", "2"), ("prefix", prefix)];
+        query.extend_from_slice(extra);
+        self.send(Method::GET, "", &query, HeaderMap::new(), Bytes::new()).await
     }
 
     async fn put(&self, key: &str, headers: HeaderMap, body: Bytes) -> Result<Reply, GatewayError> {
@@ -665,61 +641,44 @@ impl Scratch {
 
     /// Deletes every key under the scratch prefix (and the scratch bucket), noting what stays.
     async fn clean_up(&self, remove_bucket: bool, notes: &mut Vec<String>) {
-        let mut left = 0;
-        for _ in 0..10 {
-            let query = [("list-type", "2"), ("prefix", self.prefix.as_str())];
-            let listed = send(
-                &self.upstream,
-                Method::GET,
-                Some(&self.bucket),
-                "",
-                &query,
-                HeaderMap::new(),
-                Bytes::new(),
-            )
-            .await;
-            let keys = match listed {
+        // Each round deletes what a listing shows; a few rounds cover a provider whose listing
+        // lags behind its deletes.
+        for round in 0..=10 {
+            let keys = match self.list(&self.prefix, &[]).await {
                 Ok((status, _, body)) if status.is_success() => xml_all(&body, "Key"),
-                _ => break,
+                other => {
+                    notes.push(format!(
+                        "s3://{}/{} could not be listed to delete the probe's objects ({})",
+                        self.bucket,
+                        self.prefix,
+                        describe(&answer_of(other))
+                    ));
+                    break;
+                }
             };
             if keys.is_empty() {
                 break;
             }
-            left = keys.len();
+            if round == 10 {
+                notes.push(format!(
+                    "{} probe objects could not be deleted under s3://{}/{}",
+                    keys.len(),
+                    self.bucket,
+                    self.prefix
+                ));
+                break;
+            }
             for key in keys {
                 let _ = self
                     .send(Method::DELETE, &key, &[], HeaderMap::new(), Bytes::new())
                     .await;
             }
         }
-        let remaining = {
-            let query = [("list-type", "2"), ("prefix", self.prefix.as_str())];
-            match send(
-                &self.upstream,
-                Method::GET,
-                Some(&self.bucket),
-                "",
-                &query,
-                HeaderMap::new(),
-                Bytes::new(),
-            )
-            .await
-            {
-                Ok((status, _, body)) if status.is_success() => xml_all(&body, "Key").len(),
-                _ => left,
-            }
-        };
-        if remaining > 0 {
-            notes.push(format!(
-                "{remaining} probe objects could not be deleted under s3://{}/{}",
-                self.bucket, self.prefix
-            ));
-        }
         if remove_bucket {
             let gone = send(
                 &self.upstream,
                 Method::DELETE,
-                Some(&self.bucket),
+                &self.bucket,
                 "",
                 &[],
                 HeaderMap::new(),
@@ -740,7 +699,7 @@ type Reply = (StatusCode, HeaderMap, Buffered);
 async fn send(
     upstream: &Upstream,
     method: Method,
-    bucket: Option<&str>,
+    bucket: &str,
     key: &str,
     query: &[(&str, &str)],
     mut headers: HeaderMap,
@@ -750,18 +709,7 @@ async fn send(
         .iter()
         .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
         .collect();
-    let mut request = match bucket {
-        Some(b) => upstream.request(method.clone(), b, key, query),
-        None => OutgoingRequest {
-            method: method.clone(),
-            bucket: None,
-            encoded_key: String::new(),
-            query,
-            headers: HeaderMap::new(),
-            body: crate::body::empty(),
-            payload_hash: EMPTY_PAYLOAD_SHA256.to_string(),
-        },
-    };
+    let mut request = upstream.request(method.clone(), bucket, key, query);
     if method == Method::PUT || method == Method::POST {
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         request.payload_hash = if body.is_empty() {
