@@ -17,6 +17,8 @@
 #   --idle-connections N     keep-alive connections for the memory measure (default 1000; 0: none)
 #   --s3s-proxy-budget SECS  time allowed for `cargo install s3s-proxy` when missing (default 900)
 #   --no-nginx, --no-s3s-proxy   leave a path out (reported as skipped)
+#   --symbols                build with line tables and unstripped (into target/symbols), so that
+#                            `perf record -g -p <s3ferry pid>` names s3ferry's own frames
 #
 # What it needs: cargo; nginx (installed with apt-get when missing and running as root, else the
 # nginx path is skipped with the reason); s3s-proxy 0.14.1 (on PATH or under target/bench/
@@ -30,7 +32,8 @@ LOADGEN_ARGS=()
 S3S_PROXY_BUDGET=900
 WANT_NGINX=1
 WANT_S3S_PROXY=1
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+SYMBOLS=0
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=(--quick); shift ;;
@@ -38,6 +41,7 @@ while [[ $# -gt 0 ]]; do
     --s3s-proxy-budget) S3S_PROXY_BUDGET="$2"; shift 2 ;;
     --no-nginx) WANT_NGINX=0; shift ;;
     --no-s3s-proxy) WANT_S3S_PROXY=0; shift ;;
+    --symbols) SYMBOLS=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -109,9 +113,15 @@ else
   SKIPS+=(--skip "s3s-proxy=left out (--no-s3s-proxy)")
 fi
 
-echo "== building (release, --features bench-tools)"
-(cd "$ROOT" && cargo build --release --locked --features bench-tools --bins)
-BIN="$ROOT/target/release"
+BUILD_DIR="$ROOT/target"
+if [[ $SYMBOLS -eq 1 ]]; then
+  # The release profile strips symbols; a profile of a stripped binary cannot name our frames.
+  BUILD_DIR="$ROOT/target/symbols"
+  export CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
+fi
+echo "== building (release, --features bench-tools, into ${BUILD_DIR#"$ROOT"/})"
+(cd "$ROOT" && CARGO_TARGET_DIR="$BUILD_DIR" cargo build --release --locked --features bench-tools --bins)
+BIN="$BUILD_DIR/release"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {

@@ -426,15 +426,45 @@ pub fn is_whole_error_document(xml: &[u8]) -> bool {
     }
 }
 
-/// A fresh request id in the shape AWS uses (16 uppercase hex digits).
+/// A fresh request id in the shape AWS uses (16 uppercase hex digits): a counter from a random
+/// start, through a bijective mix (SplitMix64's finaliser), so ids never repeat within a
+/// process and replicas start far apart. Not a secret: it only names a request in logs. One
+/// random draw per process instead of one per request (a UUID each was 0.8% of the CPU of a
+/// 4 KiB GET).
 pub fn new_request_id() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    id[..16].to_ascii_uppercase()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = START.wrapping_add(COUNT.fetch_add(1, Ordering::Relaxed));
+    format!("{:016X}", mix64(n))
+}
+
+/// SplitMix64's finaliser: a bijection on u64 that spreads consecutive inputs over the range.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_16_uppercase_hex_digits_and_do_not_repeat() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_request_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(
+                id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)),
+                "{id}"
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        // Consecutive ids do not look consecutive.
+        assert_ne!(ids[0][..12], ids[1][..12]);
+    }
 
     #[test]
     fn error_renders_code_message_bucket_and_request_id() {

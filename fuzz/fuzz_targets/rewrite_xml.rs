@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use s3ferry::dialect::{DialectProfile, builtin};
+use s3ferry::rewrite::client_view::{ClientView, EncodeKeys, rewrite_for_client};
 use s3ferry::rewrite::{bucket_names, list_v2_via_v1, listing_encoding, provider_values};
 
 /// Profiles that edit something (uppercase ETags, storage class names, error codes, dropped
@@ -50,6 +51,17 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(out) = listing_encoding::encode_listing_keys(xml, options & 0x08 != 0) {
         assert_parses(&out, "listing_encoding");
+    }
+    // The relay's one pass, with the edits the option bits ask for.
+    let view = ClientView {
+        rename: (options & 0x01 != 0).then_some(("photos-2017", "photos")),
+        values: (options & 0x02 != 0).then_some(profile),
+        encode_keys: (options & 0x04 != 0).then_some(EncodeKeys {
+            declare: options & 0x08 != 0,
+        }),
+    };
+    if let Ok(out) = rewrite_for_client(xml, &view) {
+        assert_parses(&out, "client_view");
     }
     if let Ok(out) = list_v2_via_v1::into_v2_answer(xml, &v2) {
         assert_parses(&out, "list_v2_via_v1");

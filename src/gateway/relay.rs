@@ -11,7 +11,8 @@ use crate::body::IdleTimeoutBody;
 use crate::checksum::{ChecksumAlgorithm, stored_algorithm, take_stored_checksums};
 use crate::dialect::translate;
 use crate::error::GatewayError;
-use crate::rewrite::{self, list_v2_via_v1};
+use crate::rewrite::client_view::{ClientView, EncodeKeys, rewrite_for_client};
+use crate::rewrite::list_v2_via_v1;
 use crate::route::Route;
 use crate::s3::operation::Operation;
 use crate::small_body::{Buffered, MAX_SMALL_ANSWER, MAX_XML_BODY};
@@ -124,20 +125,17 @@ async fn relay_answer(
         if let Some(request) = v2_via_v1 {
             bytes = list_v2_via_v1::into_v2_answer(&bytes, request).map_err(|e| protocol_error(e.to_string()))?;
         }
-        if rename {
-            bytes = rewrite::bucket_names::rewrite_bucket_names(&bytes, &route.upstream_bucket, &route.client_bucket)
-                .map_err(|e| protocol_error(e.to_string()))?;
+        if dialect && failed {
+            apply_error_mapping(&bytes, settings, &mut parts.status);
         }
-        if dialect {
-            if failed {
-                apply_error_mapping(&bytes, settings, &mut parts.status);
-            }
-            bytes = rewrite::provider_values::rewrite_response(&bytes, profile)
-                .map_err(|e| protocol_error(e.to_string()))?;
-        }
-        if encode_listing {
-            bytes = rewrite::listing_encoding::encode_listing_keys(&bytes, true)
-                .map_err(|e| protocol_error(e.to_string()))?;
+        // The bucket's client name, the AWS values and encoded keys, in one pass.
+        let view = ClientView {
+            rename: rename.then_some((route.upstream_bucket.as_str(), route.client_bucket.as_str())),
+            values: dialect.then_some(profile),
+            encode_keys: encode_listing.then_some(EncodeKeys { declare: true }),
+        };
+        if rename || dialect || encode_listing {
+            bytes = rewrite_for_client(&bytes, &view).map_err(|e| protocol_error(e.to_string()))?;
         }
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         read.replaced_by(Bytes::from(bytes)).into_client_body()

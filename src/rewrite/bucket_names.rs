@@ -3,63 +3,21 @@
 //! ListMultipartUploads), `<BucketName>` (errors) and the bucket segment of `<Location>`
 //! (CompleteMultipartUpload).
 
-use quick_xml::events::{BytesText, Event};
-use quick_xml::{Reader, Writer};
-
 use super::RewriteError;
-
-/// Elements whose whole text is a bucket name.
-const BUCKET_ELEMENTS: &[&[u8]] = &[b"Name", b"Bucket", b"BucketName"];
+use super::client_view::{ClientView, rewrite_for_client};
 
 /// Rewrites `xml`, replacing the bucket `upstream` with `client`.
 pub fn rewrite_bucket_names(xml: &[u8], upstream: &str, client: &str) -> Result<Vec<u8>, RewriteError> {
-    let mut reader = Reader::from_reader(xml);
-    let mut writer = Writer::new(Vec::with_capacity(xml.len() + 64));
-    let mut buf = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
-    loop {
-        let event = reader.read_event_into(&mut buf)?;
-        match event {
-            Event::Eof => break,
-            Event::Start(ref e) => {
-                current = e.local_name().as_ref().to_vec();
-                writer
-                    .write_event(event.borrow())
-                    .map_err(|e| RewriteError(e.to_string()))?;
-            }
-            Event::End(_) => {
-                current.clear();
-                writer
-                    .write_event(event.borrow())
-                    .map_err(|e| RewriteError(e.to_string()))?;
-            }
-            Event::Text(ref t) => {
-                let text = t.unescape()?;
-                let replaced = if BUCKET_ELEMENTS.contains(&current.as_slice()) && text == upstream {
-                    Some(client.to_string())
-                } else if current.as_slice() == b"Location" {
-                    Some(replace_bucket_segment(&text, upstream, client))
-                } else {
-                    None
-                };
-                match replaced {
-                    Some(new_text) => writer.write_event(Event::Text(BytesText::new(&new_text))),
-                    None => writer.write_event(event.borrow()),
-                }
-                .map_err(|e| RewriteError(e.to_string()))?;
-            }
-            _ => writer
-                .write_event(event.borrow())
-                .map_err(|e| RewriteError(e.to_string()))?,
-        }
-        buf.clear();
-    }
-    Ok(writer.into_inner())
+    let view = ClientView {
+        rename: Some((upstream, client)),
+        ..ClientView::default()
+    };
+    rewrite_for_client(xml, &view)
 }
 
 /// Replaces the bucket in a URL or path: `/<upstream>/...` (path style) and
 /// `://<upstream>.` (virtual-hosted style).
-fn replace_bucket_segment(location: &str, upstream: &str, client: &str) -> String {
+pub(super) fn replace_bucket_segment(location: &str, upstream: &str, client: &str) -> String {
     location
         .replacen(&format!("/{upstream}/"), &format!("/{client}/"), 1)
         .replacen(&format!("://{upstream}."), &format!("://{client}."), 1)

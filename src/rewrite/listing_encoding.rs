@@ -5,64 +5,18 @@
 //! encodes the fields S3 encodes: `Key`, `Prefix`, `Delimiter`, `StartAfter`, `Marker`,
 //! `NextMarker` (ListObjects v1/v2, ListObjectVersions also `KeyMarker`/`NextKeyMarker`).
 
-use quick_xml::events::{BytesText, Event};
-use quick_xml::{Reader, Writer};
-
 use super::RewriteError;
-use crate::s3::encoding::uri_encode;
-
-const ENCODED_ELEMENTS: &[&[u8]] = &[
-    b"Key",
-    b"Prefix",
-    b"Delimiter",
-    b"StartAfter",
-    b"Marker",
-    b"NextMarker",
-    b"KeyMarker",
-    b"NextKeyMarker",
-];
+use super::client_view::{ClientView, EncodeKeys, rewrite_for_client};
 
 /// URL-encodes the key-bearing fields of a listing response. With `declare`, an
 /// `<EncodingType>url</EncodingType>` is added when the provider did not write one (it was not
 /// asked to encode), because clients decode only what is declared encoded.
 pub fn encode_listing_keys(xml: &[u8], declare: bool) -> Result<Vec<u8>, RewriteError> {
-    let mut reader = Reader::from_reader(xml);
-    let mut writer = Writer::new(Vec::with_capacity(xml.len() + xml.len() / 8));
-    let mut buf = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
-    let mut depth = 0usize;
-    let mut declared = false;
-    loop {
-        let event = reader.read_event_into(&mut buf)?;
-        let written = match event {
-            Event::Eof => break,
-            Event::Start(ref e) => {
-                depth += 1;
-                current = e.local_name().as_ref().to_vec();
-                declared |= current.as_slice() == b"EncodingType";
-                writer.write_event(event.borrow())
-            }
-            Event::End(_) => {
-                depth = depth.saturating_sub(1);
-                current.clear();
-                if depth == 0 && declare && !declared {
-                    writer
-                        .create_element("EncodingType")
-                        .write_text_content(BytesText::new("url"))
-                        .map_err(|e| RewriteError(e.to_string()))?;
-                }
-                writer.write_event(event.borrow())
-            }
-            Event::Text(ref t) if ENCODED_ELEMENTS.contains(&current.as_slice()) => {
-                let raw = t.unescape()?;
-                writer.write_event(Event::Text(BytesText::new(&uri_encode(raw.as_bytes(), true))))
-            }
-            _ => writer.write_event(event.borrow()),
-        };
-        written.map_err(|e| RewriteError(e.to_string()))?;
-        buf.clear();
-    }
-    Ok(writer.into_inner())
+    let view = ClientView {
+        encode_keys: Some(EncodeKeys { declare }),
+        ..ClientView::default()
+    };
+    rewrite_for_client(xml, &view)
 }
 
 #[cfg(test)]

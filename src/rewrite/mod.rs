@@ -4,6 +4,7 @@
 
 pub mod acl;
 pub mod bucket_names;
+pub mod client_view;
 pub mod copy_result;
 pub mod delete_objects;
 pub mod list_buckets;

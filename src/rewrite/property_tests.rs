@@ -377,6 +377,35 @@ proptest! {
     }
 
     #[test]
+    fn one_client_view_pass_writes_what_the_three_rewriters_in_turn_write(
+        xml in any_document(),
+        rename in any::<bool>(),
+        values in any::<bool>(),
+        encode in prop::option::of(any::<bool>()),
+    ) {
+        use super::client_view::{ClientView, EncodeKeys, rewrite_for_client};
+        let profile = oss();
+        let view = ClientView {
+            rename: rename.then_some((UPSTREAM_BUCKET, CLIENT_BUCKET)),
+            values: values.then_some(&profile),
+            encode_keys: encode.map(|declare| EncodeKeys { declare }),
+        };
+        let one_pass = rewrite_for_client(&xml, &view).expect("rewrites");
+        let mut in_turn = xml.clone();
+        if rename {
+            in_turn = super::bucket_names::rewrite_bucket_names(&in_turn, UPSTREAM_BUCKET, CLIENT_BUCKET).expect("rewrites");
+        }
+        if values {
+            in_turn = super::provider_values::rewrite_response(&in_turn, &profile).expect("rewrites");
+        }
+        if let Some(declare) = encode {
+            in_turn = super::listing_encoding::encode_listing_keys(&in_turn, declare).expect("rewrites");
+        }
+        // Byte for byte, not only as events: the client sees exactly what the passes wrote.
+        prop_assert_eq!(String::from_utf8_lossy(&one_pass), String::from_utf8_lossy(&in_turn));
+    }
+
+    #[test]
     fn complete_multipart_requests_keep_all_but_part_etags_and_foreign_checksums(xml in any_document()) {
         let profile = garage();
         let out = super::provider_values::rewrite_complete_multipart_request(&xml, &profile).expect("rewrites");

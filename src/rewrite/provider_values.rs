@@ -9,18 +9,18 @@ use quick_xml::events::{BytesText, Event};
 use quick_xml::{Reader, Writer};
 
 use super::RewriteError;
+use super::client_view::{ClientView, rewrite_for_client};
 use super::list_objects::ListedObject;
 use crate::checksum::ChecksumAlgorithm;
 use crate::dialect::DialectProfile;
 
 /// Rewrites a response body from `profile`'s provider into the client's (AWS) values.
 pub fn rewrite_response(xml: &[u8], profile: &DialectProfile) -> Result<Vec<u8>, RewriteError> {
-    rewrite_texts(xml, |element, text| match element {
-        b"ETag" => Some(profile.client_etag(text)),
-        b"StorageClass" => Some(profile.client_storage_class(text).to_string()),
-        b"Code" => profile.error_mapping(text).map(|m| m.aws_code.clone()),
-        _ => None,
-    })
+    let view = ClientView {
+        values: Some(profile),
+        ..ClientView::default()
+    };
+    rewrite_for_client(xml, &view)
 }
 
 /// A listed object's ETag and storage class from `profile`'s provider in the client's (AWS)

@@ -132,7 +132,11 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| handle_edge(shared.clone(), req, remote, activity.begin()));
+    // The request's future is boxed: hyper keeps its service future inline in the connection's
+    // task, so unboxed every idle keep-alive connection would hold a request's worth of state
+    // (several KiB) between requests. One allocation per request buys that back.
+    let service =
+        hyper::service::service_fn(move |req| Box::pin(handle_edge(shared.clone(), req, remote, activity.begin())));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, %remote, "client connection ended with an error");

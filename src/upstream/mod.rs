@@ -123,6 +123,8 @@ pub struct Upstream {
     /// A request-rate limit every exchange waits for (`migrate --max-requests-per-second`);
     /// set once, before the first request, by the command that wants it.
     request_pace: std::sync::OnceLock<Arc<pace::TokenBucket>>,
+    /// The day's SigV4 signing key, derived once a day instead of once a request.
+    signing_keys: sign::SigningKeys,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -187,6 +189,7 @@ impl Upstream {
             authority,
             metrics,
             request_pace: std::sync::OnceLock::new(),
+            signing_keys: sign::SigningKeys::default(),
         }))
     }
 
@@ -242,7 +245,15 @@ impl Upstream {
         match (signing, self.settings.signature) {
             (Signing::None, _) => {}
             (Signing::ProviderKey, SignatureVersion::V4) => {
-                sign::sign_v4(&method, &path, &canonical_query, &mut headers, &payload_hash, &params);
+                sign::sign_v4_cached(
+                    &method,
+                    &path,
+                    &canonical_query,
+                    &mut headers,
+                    &payload_hash,
+                    &params,
+                    &self.signing_keys,
+                );
             }
             (Signing::ProviderKey, SignatureVersion::V2) => {
                 // AWS's canonical resource for a bucket is `/bucket/`; sending that path too

@@ -8,7 +8,6 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue, Method};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 /// Payload hash for a body s3ferry does not hash (streamed, verified elsewhere).
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
@@ -44,10 +43,55 @@ pub fn sign_v4(
     payload_hash: &str,
     params: &SigningParams<'_>,
 ) {
-    let amz_date = params
-        .time
-        .format(format_description!("[year][month][day]T[hour][minute][second]Z"));
-    let amz_date = amz_date.unwrap_or_default();
+    let keys = SigningKeys::default();
+    sign_v4_cached(
+        method,
+        canonical_path,
+        canonical_query,
+        headers,
+        payload_hash,
+        params,
+        &keys,
+    );
+}
+
+/// The signing key of the last day a provider signed for. One per provider (one secret, one
+/// region): a provider's settings never change under it, a reload builds a new provider.
+#[derive(Default)]
+pub struct SigningKeys {
+    last: std::sync::Mutex<Option<([u8; 8], [u8; 32])>>,
+}
+
+impl SigningKeys {
+    fn key_for(&self, date: &str, derive: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
+        let day: Option<[u8; 8]> = date.as_bytes().try_into().ok();
+        if let (Some(day), Ok(last)) = (day, self.last.lock())
+            && let Some((cached_day, key)) = *last
+            && cached_day == day
+        {
+            return key;
+        }
+        let key = derive();
+        if let (Some(day), Ok(mut last)) = (day, self.last.lock()) {
+            *last = Some((day, key));
+        }
+        key
+    }
+}
+
+/// [`sign_v4`] with the day's signing key taken from `keys`: what a provider signs every
+/// request with. The key changes once a day, and deriving it is four HMACs of the request's
+/// eight; AWS's SDKs keep it the same way.
+pub fn sign_v4_cached(
+    method: &Method,
+    canonical_path: &str,
+    canonical_query: &str,
+    headers: &mut HeaderMap,
+    payload_hash: &str,
+    params: &SigningParams<'_>,
+    keys: &SigningKeys,
+) {
+    let amz_date = amz_date(params.time);
     let date = &amz_date[..8];
 
     if let Ok(v) = HeaderValue::from_str(&amz_date) {
@@ -57,16 +101,24 @@ pub fn sign_v4(
         headers.insert("x-amz-content-sha256", v);
     }
 
-    let (canonical_headers, signed_headers) = canonical_headers(headers);
-    let canonical_request =
-        format!("{method}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}");
+    // The canonical request is hashed as it is written, never held as one string.
+    let mut canonical = Sha256::new();
+    for part in [method.as_str(), "\n", canonical_path, "\n", canonical_query, "\n"] {
+        canonical.update(part.as_bytes());
+    }
+    let signed_headers = hash_canonical_headers(headers, &mut canonical);
+    for part in ["\n", signed_headers.as_str(), "\n", payload_hash] {
+        canonical.update(part.as_bytes());
+    }
     let scope = format!("{date}/{}/s3/aws4_request", params.region);
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex_sha256(canonical_request.as_bytes())
+        hex::encode(canonical.finalize())
     );
 
-    let key = signing_key(params.secret_access_key, date, params.region, "s3");
+    let key = keys.key_for(date, || {
+        signing_key(params.secret_access_key, date, params.region, "s3")
+    });
     let signature = hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()));
     let authorization = format!(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
@@ -77,9 +129,24 @@ pub fn sign_v4(
     }
 }
 
-/// `(canonical headers block, signed header list)`: lowercase names, sorted, values trimmed with
-/// inner runs of spaces collapsed, repeated headers joined by `,`.
-fn canonical_headers(headers: &HeaderMap) -> (String, String) {
+/// `YYYYMMDDTHHMMSSZ`, SigV4's timestamp.
+fn amz_date(time: OffsetDateTime) -> String {
+    let time = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+}
+
+/// Feeds the canonical headers block into `canonical` and returns the signed header list:
+/// lowercase names, sorted, values trimmed with inner runs of spaces collapsed, repeated
+/// headers joined by `,`.
+fn hash_canonical_headers(headers: &HeaderMap, canonical: &mut Sha256) -> String {
     let mut names: Vec<&str> = headers
         .keys()
         .map(http::HeaderName::as_str)
@@ -87,19 +154,37 @@ fn canonical_headers(headers: &HeaderMap) -> (String, String) {
         .collect();
     names.sort_unstable();
     names.dedup();
-    let mut block = String::new();
+    let mut signed = String::with_capacity(names.iter().map(|n| n.len() + 1).sum());
     for name in &names {
-        let values: Vec<String> = headers
-            .get_all(*name)
-            .iter()
-            .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
-            .collect();
-        block.push_str(name);
-        block.push(':');
-        block.push_str(&values.join(","));
-        block.push('\n');
+        canonical.update(name.as_bytes());
+        canonical.update(b":");
+        for (i, value) in headers.get_all(*name).iter().enumerate() {
+            if i > 0 {
+                canonical.update(b",");
+            }
+            let bytes = value.as_bytes();
+            if is_canonical_already(bytes) {
+                canonical.update(bytes);
+            } else {
+                canonical.update(collapse_spaces(&String::from_utf8_lossy(bytes)).as_bytes());
+            }
+        }
+        canonical.update(b"\n");
+        if !signed.is_empty() {
+            signed.push(';');
+        }
+        signed.push_str(name);
     }
-    (block, names.join(";"))
+    signed
+}
+
+/// Whether `collapse_spaces` would return `value` unchanged: visible ASCII and single inner
+/// spaces only. Most values are, and are hashed without a copy.
+fn is_canonical_already(value: &[u8]) -> bool {
+    value.first() != Some(&b' ')
+        && value.last() != Some(&b' ')
+        && value.iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+        && !value.windows(2).any(|w| w == b"  ")
 }
 
 fn collapse_spaces(value: &str) -> String {
@@ -233,5 +318,40 @@ mod tests {
         sign_v4(&Method::GET, "/k", "", &mut a, UNSIGNED_PAYLOAD, &params());
         sign_v4(&Method::GET, "/k", "", &mut b, UNSIGNED_PAYLOAD, &params());
         assert_eq!(signature_of(&a), signature_of(&b));
+    }
+
+    #[test]
+    fn the_cached_signing_key_signs_as_the_derived_one_across_days() {
+        let keys = SigningKeys::default();
+        let day_one = params();
+        let day_two = SigningParams {
+            time: day_one.time + time::Duration::days(1),
+            ..params()
+        };
+        for p in [&day_one, &day_one, &day_two, &day_two, &day_one] {
+            let signed = |cached: bool| {
+                let mut headers = HeaderMap::new();
+                headers.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
+                headers.insert(
+                    "x-amz-meta-note",
+                    HeaderValue::from_static("  two   spaces\tand a tab "),
+                );
+                if cached {
+                    sign_v4_cached(&Method::GET, "/a", "", &mut headers, UNSIGNED_PAYLOAD, p, &keys);
+                } else {
+                    sign_v4(&Method::GET, "/a", "", &mut headers, UNSIGNED_PAYLOAD, p);
+                }
+                signature_of(&headers)
+            };
+            assert_eq!(signed(true), signed(false));
+        }
+    }
+
+    #[test]
+    fn values_are_hashed_raw_only_when_already_canonical() {
+        assert!(is_canonical_already(b"text/plain; charset=utf-8"));
+        for value in [&b" lead"[..], b"trail ", b"two  spaces", b"tab\there", b"caf\xc3\xa9"] {
+            assert!(!is_canonical_already(value), "{value:?}");
+        }
     }
 }
