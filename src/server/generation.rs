@@ -14,7 +14,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use super::StartError;
 use super::front_door::{GatewayHost, GatewayRoute, ProxyOnly};
 use super::tls::tls_acceptor;
-use crate::admin::{AdminView, ProbeCache, ProviderSet};
+use crate::admin::{AdminView, MigratedBuckets, ProbeCache, ProviderSet, StatusCache};
 use crate::auth::ClientAuth;
 use crate::config::{Config, ProviderConfig, ProviderKind, Secret, SignatureVersion};
 use crate::gateway::Gateway;
@@ -47,6 +47,8 @@ pub(super) struct Shared {
     pub(super) listen: SocketAddr,
     /// The last readiness probe's answers, shared by `/readyz` calls.
     pub(super) probes: ProbeCache<Generation>,
+    /// The migration status records last read for `/migration` and the gauges.
+    pub(super) migration_status: StatusCache<Generation>,
 }
 
 impl Shared {
@@ -305,6 +307,29 @@ impl AdminView for Shared {
 
     fn probes(&self) -> &ProbeCache<Generation> {
         &self.probes
+    }
+
+    fn migration_status(&self) -> &StatusCache<Generation> {
+        &self.migration_status
+    }
+
+    fn migration_stats(&self) -> &MigrationStats {
+        &self.migration_stats
+    }
+}
+
+impl MigratedBuckets for Generation {
+    fn migrated_routes(&self) -> Vec<crate::route::Route> {
+        self.config
+            .buckets
+            .iter()
+            .filter(|b| b.fallback.is_some() && b.name != WILDCARD_BUCKET)
+            .filter_map(|b| self.routes.resolve(&b.name).ok())
+            .collect()
+    }
+
+    fn status_refresh(&self) -> std::time::Duration {
+        self.config.migration.status_refresh
     }
 }
 
