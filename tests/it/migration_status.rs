@@ -49,7 +49,7 @@ impl TwoMigrations {
             r#"{preamble}
 {new}read_timeout_secs = 5
 {old}connect_timeout_secs = 1
-read_timeout_secs = 5
+read_timeout_secs = 30
 retry_backoff_ms = 20
 [[buckets]]
 name = "photos"
@@ -91,6 +91,18 @@ status_refresh = "1s"
             std::fs::create_dir_all(parent).expect("dirs");
         }
         std::fs::write(path, data).expect("seed");
+    }
+
+    /// Puts `objects` (key, size) into the old `photos` bucket; `fault` meets every GET of the
+    /// last one.
+    fn seed_photos_with_a_fault(&self, objects: &[(&str, usize)], fault: Fault) {
+        for (i, (key, size)) in objects.iter().enumerate() {
+            Self::put(&self.old, "photos-old", key, &pattern(*size, i as u8));
+        }
+        if let Some((last, _)) = objects.last() {
+            self.proxy
+                .inject(Match::method(Method::GET).path(&format!("/photos-old/{last}")), fault);
+        }
     }
 
     /// `s3ferry <args> --config <config>`: exit code, stdout, stderr.
@@ -239,12 +251,9 @@ async fn migrate_status_without_a_bucket_surveys_every_migrated_bucket() {
 #[tokio::test]
 async fn the_admin_page_and_gauges_show_a_runs_copies_failures_and_the_survey_after_it() {
     let m = TwoMigrations::start().await;
-    TwoMigrations::put(&m.old, "photos-old", "ok1", &pattern(100, 1));
-    TwoMigrations::put(&m.old, "photos-old", "ok2", &pattern(200, 2));
-    TwoMigrations::put(&m.old, "photos-old", "broken", &pattern(50, 3));
     // The old provider fails every read of `broken`: its copy fails, with the provider's reason.
-    m.proxy.inject(
-        Match::method(Method::GET).path("/photos-old/broken"),
+    m.seed_photos_with_a_fault(
+        &[("ok1", 100), ("ok2", 200), ("broken", 50)],
         Fault::Answer {
             status: 503,
             retry_after: None,
@@ -354,6 +363,60 @@ async fn the_admin_page_and_gauges_show_a_runs_copies_failures_and_the_survey_af
         None,
         "no run is copying"
     );
+    g.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_running_migrate_shows_its_copy_rate_and_time_left() {
+    let m = TwoMigrations::start().await;
+    // The copy of the last object waits for an answer that does not come (within the 30 s read
+    // timeout), so the run is still copying when it next writes its record (every 5 s).
+    m.seed_photos_with_a_fault(
+        &[("ok1", 1000), ("ok2", 2000), ("slow", 500)],
+        Fault::StallBeforeResponse,
+    );
+    let g = m.gateway().await;
+    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3ferry"))
+        .args(["migrate", "--bucket", "photos", "--config"])
+        .arg(m.config_path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run s3ferry");
+
+    let page = page_when(g.admin_addr(), "a run copying with a rate", |p| {
+        let photos = bucket(p, "photos");
+        photos["runs"]["active"] == 1 && photos["copied"]["objects"] == 2 && !photos["copy_rate"].is_null()
+    })
+    .await;
+    let photos = bucket(&page, "photos");
+    let bytes_per_second = photos["copy_rate"]["bytes_per_second"].as_f64().unwrap_or(0.0);
+    let objects_per_second = photos["copy_rate"]["objects_per_second"].as_f64().unwrap_or(0.0);
+    assert!(bytes_per_second > 0.0 && objects_per_second > 0.0, "{photos:#}");
+    // 3,000 of 3,500 bytes copied: the 500 left at the measured rate, rounded up.
+    assert!(
+        (bytes_per_second / objects_per_second - 1500.0).abs() < 1e-6,
+        "both rates over the same time: {photos:#}"
+    );
+    let expected_eta = (500.0 / bytes_per_second).ceil() as u64;
+    assert_eq!(photos["eta_seconds"].as_u64(), Some(expected_eta), "{photos:#}");
+    assert_eq!(photos["only_in_old"]["measured_by"], "runs", "{photos:#}");
+    assert_eq!(photos["only_in_old"]["bytes"], 500, "{photos:#}");
+
+    // The gauges agree with each other (the records may have been read again meanwhile, with
+    // a later rate).
+    let metrics = admin_get(g.admin_addr(), "/metrics").await.body;
+    let photos = [("bucket", "photos")];
+    let gauge_rate = metric(&metrics, "s3ferry_migration_copy_rate_bytes_per_second", &photos).unwrap_or(0.0);
+    assert!(gauge_rate > 0.0, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "s3ferry_migration_eta_seconds", &photos),
+        Some((500.0 / gauge_rate).ceil()),
+        "{metrics}"
+    );
+    run.kill().await.expect("stop the run");
     g.shutdown(Duration::from_secs(1)).await;
 }
 
