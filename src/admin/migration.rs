@@ -198,9 +198,14 @@ fn render_bucket(html: &mut String, b: &BucketStatus) {
         "only in the old provider",
         match &b.only_in_old {
             Some(o) => escape_html(&format!(
-                "{} objects ({}), as of {} ({})",
+                "{} objects ({}){}, as of {} ({})",
                 o.objects,
                 format_bytes(o.bytes),
+                if o.prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" under '{}'", o.prefix)
+                },
                 format_time_ms(o.as_of_ms),
                 match o.measured_by {
                     crate::migration::status::Measured::Survey => "survey",

@@ -118,6 +118,15 @@ async fn survey_bucket(
     Ok(bucket_status(bucket, &records, &OnReadCopies::default(), now_ms()))
 }
 
+/// ` under 'P'` for a measurement of the keys under a prefix, else nothing.
+fn under_prefix(prefix: &str) -> String {
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!(" under '{prefix}'")
+    }
+}
+
 struct NoProgress;
 
 impl Progress for NoProgress {
@@ -129,9 +138,10 @@ fn print_bucket_status(s: &BucketStatus) {
     println!("bucket {}", s.bucket);
     match &s.only_in_old {
         Some(o) => println!(
-            "  only in the old provider: {} objects ({}), {} {}",
+            "  only in the old provider: {} objects ({}){}, {} {}",
             o.objects,
             format_bytes(o.bytes),
+            under_prefix(&o.prefix),
             match o.measured_by {
                 Measured::Survey => "surveyed",
                 Measured::Runs => "estimated from the runs at",

@@ -119,10 +119,8 @@ impl MigrationStats {
 
     /// What copies on read did in `bucket` since start-up.
     pub fn on_read(&self, bucket: &str) -> OnReadCopies {
-        match self.on_read.lock() {
-            Ok(map) => map.get(bucket).cloned().unwrap_or_default(),
-            Err(poisoned) => poisoned.into_inner().get(bucket).cloned().unwrap_or_default(),
-        }
+        let map = self.on_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(bucket).cloned().unwrap_or_default()
     }
 
     fn with_on_read(&self, bucket: &str, change: impl FnOnce(&mut OnReadCopies)) {

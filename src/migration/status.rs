@@ -23,6 +23,9 @@ pub const STATUS_PREFIX: &str = ".s3ferry/migration-status/";
 /// The most failures a record or a bucket's status keeps (the newest): the page must stay
 /// small, and the full list is in `migrate`'s own report.
 pub const MAX_FAILURES: usize = 20;
+/// The longest reason kept with a failure: a provider's answer can be long, and a record (and
+/// the page) must stay small.
+pub const MAX_REASON_BYTES: usize = 512;
 /// The most left-behind keys a survey record keeps (the count is exact).
 pub const MAX_LEFT_BEHIND_KEYS: usize = 20;
 /// A run not updated for this long is taken as stopped (killed, or its node gone): it no longer
@@ -161,10 +164,12 @@ impl StatusRecord {
         let start = report.failed.len().saturating_sub(MAX_FAILURES);
         self.failures = report.failed[start..]
             .iter()
-            .map(|(key, reason)| CopyFailure {
-                key: key.clone(),
-                reason: reason.clone(),
-                at_ms: seen.iter().find(|f| &f.key == key).map_or(now_ms, |f| f.at_ms),
+            .map(|(key, reason)| {
+                shortened(CopyFailure {
+                    key: key.clone(),
+                    reason: reason.clone(),
+                    at_ms: seen.iter().find(|f| &f.key == key).map_or(now_ms, |f| f.at_ms),
+                })
             })
             .collect();
     }
@@ -213,11 +218,24 @@ impl StatusRecord {
 
 /// Keeps the newest [`MAX_FAILURES`] of a list in time order.
 fn push_capped(failures: &mut Vec<CopyFailure>, failure: CopyFailure) {
-    failures.push(failure);
+    failures.push(shortened(failure));
     if failures.len() > MAX_FAILURES {
         let extra = failures.len() - MAX_FAILURES;
         failures.drain(..extra);
     }
+}
+
+/// `failure` with its reason cut to [`MAX_REASON_BYTES`] (at a character boundary).
+fn shortened(mut failure: CopyFailure) -> CopyFailure {
+    if failure.reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !failure.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        failure.reason.truncate(end);
+        failure.reason.push('…');
+    }
+    failure
 }
 
 /// How fast copies go.
@@ -263,6 +281,8 @@ pub enum Measured {
 /// What is only in the old provider, and when that was measured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OnlyInOld {
+    /// The keys measured: those under this prefix (`--prefix` of the survey or run).
+    pub prefix: String,
     pub objects: u64,
     pub bytes: u64,
     pub measured_by: Measured,
@@ -363,12 +383,18 @@ pub fn bucket_status(bucket: &str, records: &[StatusRecord], on_read: &OnReadCop
     let later_runs: Vec<&&StatusRecord> = runs.iter().filter(|r| r.updated_ms > surveyed_ms).collect();
     let only_in_old = match (survey, later_runs.is_empty()) {
         (Some(s), true) => Some(OnlyInOld {
+            prefix: s.prefix.clone(),
             objects: s.planned.objects,
             bytes: s.planned.bytes,
             measured_by: Measured::Survey,
             as_of_ms: s.updated_ms,
         }),
         (_, false) => Some(OnlyInOld {
+            prefix: later_runs
+                .iter()
+                .max_by_key(|r| r.updated_ms)
+                .map(|r| r.prefix.clone())
+                .unwrap_or_default(),
             objects: later_runs
                 .iter()
                 .map(|r| r.planned.objects.saturating_sub(r.copied.objects))
@@ -686,6 +712,26 @@ mod tests {
         };
         record.finish(&interrupted, 7_000);
         assert_eq!(record.state, RunState::Interrupted);
+    }
+
+    #[test]
+    fn long_reasons_are_cut_at_a_character_boundary() {
+        let mut record = StatusRecord::default();
+        record.add_failure(CopyFailure {
+            key: "k".into(),
+            reason: "é".repeat(MAX_REASON_BYTES),
+            at_ms: 1,
+        });
+        let reason = &record.failures[0].reason;
+        assert!(reason.len() <= MAX_REASON_BYTES + '…'.len_utf8(), "{}", reason.len());
+        assert!(reason.ends_with('…'));
+        let short = "answered 503".to_string();
+        record.add_failure(CopyFailure {
+            key: "j".into(),
+            reason: short.clone(),
+            at_ms: 2,
+        });
+        assert_eq!(record.failures[1].reason, short);
     }
 
     #[test]

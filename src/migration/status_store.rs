@@ -16,14 +16,15 @@ use crate::upstream::exchange::Exchange;
 
 /// The most records read per bucket: one listing page (a split of up to 1,000 shards).
 pub const MAX_RECORDS: usize = 1000;
-/// A record holds at most 20 failures and 20 left-behind keys of up to 1 KiB each, and reasons.
-pub const MAX_RECORD_BYTES: usize = 256 * 1024;
+/// A record holds at most 20 failures (keys of up to 1 KiB, reasons of up to 512 bytes) and 20
+/// left-behind keys: about 55 KiB at the very most.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 /// Records read at once.
 const READS_AT_ONCE: usize = 8;
 
 /// Stores `record` under its name in `route`'s new bucket (overwriting the one it replaces).
 pub async fn write_record(route: &Route, record: &StatusRecord) -> Result<(), GatewayError> {
-    let body = serde_json::to_vec_pretty(record).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec(record).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let length = body.len() as u64;
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
