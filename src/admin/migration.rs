@@ -209,7 +209,7 @@ fn render_bucket(html: &mut String, b: &BucketStatus) {
                 format_time_ms(o.as_of_ms),
                 match o.measured_by {
                     crate::migration::status::Measured::Survey => "survey",
-                    crate::migration::status::Measured::Runs => "estimated from the runs since",
+                    crate::migration::status::Measured::Runs => "estimated from the runs: planned less copied",
                 }
             )),
             None => "not measured yet: run <code>s3ferry migrate --status</code>".to_string(),
