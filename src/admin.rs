@@ -1,5 +1,6 @@
 //! The admin listener (`server.admin_listen`): `/healthz`, `/readyz` and `/metrics` for
-//! orchestrators and Prometheus, and the client side of `s3ferry health`.
+//! orchestrators and Prometheus, `/migration` for people watching a migration ([`migration`]),
+//! and the client side of `s3ferry health`.
 //!
 //! These live on their own address so that they never shadow a bucket called `healthz` or
 //! `metrics` on the S3 port, and so that the S3 port can stay on loopback in a sidecar while
@@ -20,21 +21,27 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+mod migration;
+
+pub(crate) use migration::{MigratedBuckets, StatusCache};
+
 use crate::config::{Config, ConnectionLimits};
 use crate::connection::{WatchedIo, accept_with_slot, http_builder};
 use crate::metrics::Metrics;
+use crate::migration::MigrationStats;
 use crate::upstream::Upstream;
 
 /// The paths the admin listener serves (the deployment examples probe these).
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
+pub const MIGRATION: &str = "/migration";
 
 /// What the admin endpoints read of the running gateway. The server starts this listener and
 /// implements the view, so this module never names the server's types (no import cycle).
 pub(crate) trait AdminView: Send + Sync + 'static {
     /// What one config built; a reload replaces it, and readiness is probed per generation.
-    type Generation: ProviderSet;
+    type Generation: ProviderSet + MigratedBuckets;
 
     /// The generation new requests use.
     fn current(&self) -> Arc<Self::Generation>;
@@ -45,6 +52,10 @@ pub(crate) trait AdminView: Send + Sync + 'static {
     fn is_draining(&self) -> bool;
     /// The last readiness probe's answers, shared by `/readyz` calls.
     fn probes(&self) -> &ProbeCache<Self::Generation>;
+    /// The status records last read for `/migration` and the migration gauges.
+    fn migration_status(&self) -> &StatusCache<Self::Generation>;
+    /// What this process's copies on read did, per bucket.
+    fn migration_stats(&self) -> &MigrationStats;
 }
 
 /// One generation as readiness sees it: the config it was built from and every provider.
@@ -103,27 +114,73 @@ async fn answer<V: AdminView>(shared: Arc<V>, req: Request<Incoming>) -> Result<
             };
             text(status, report.text)
         }
-        METRICS => match shared.metrics().render() {
-            Ok(body) => {
-                let mut response = text(StatusCode::OK, body);
-                if let Ok(v) = http::HeaderValue::from_str(&shared.metrics().content_type()) {
-                    response.headers_mut().insert(header::CONTENT_TYPE, v);
+        MIGRATION => {
+            let page = migration_page(&*shared).await;
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            if migration::wants_json(req.uri().query(), accept) {
+                match serde_json::to_string_pretty(&page) {
+                    Ok(body) => with_type(text(StatusCode::OK, body + "\n"), "application/json"),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render JSON: {e}\n")),
                 }
+            } else {
+                let mut response = with_type(
+                    text(StatusCode::OK, migration::render_html(&page)),
+                    "text/html; charset=utf-8",
+                );
+                // Keys on the page are client data: nothing on it may load or run anything.
+                response.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    http::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+                );
                 response
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot render metrics");
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("cannot render metrics: {e}\n"),
-                )
-            }
-        },
+        }
+        METRICS => {
+            // The migration gauges are set from the same (cached) numbers as the page.
+            migration_page(&*shared).await;
+            metrics_answer(&*shared)
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            format!("not found: the admin endpoints are {HEALTHZ}, {READYZ} and {METRICS}\n"),
+            format!("not found: the admin endpoints are {HEALTHZ}, {READYZ}, {METRICS} and {MIGRATION}\n"),
         ),
     })
+}
+
+async fn migration_page<V: AdminView>(shared: &V) -> migration::MigrationPage {
+    migration::current_page(
+        shared.migration_status(),
+        &shared.current(),
+        shared.migration_stats(),
+        shared.metrics(),
+    )
+    .await
+}
+
+fn with_type(mut response: Response<Full<Bytes>>, content_type: &'static str) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response
+}
+
+fn metrics_answer<V: AdminView>(shared: &V) -> Response<Full<Bytes>> {
+    match shared.metrics().render() {
+        Ok(body) => {
+            let mut response = text(StatusCode::OK, body);
+            if let Ok(v) = http::HeaderValue::from_str(&shared.metrics().content_type()) {
+                response.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot render metrics");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot render metrics: {e}\n"),
+            )
+        }
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -144,11 +201,15 @@ struct Readiness {
 }
 
 /// Ready when a config is loaded, the S3 listener accepts (not draining), and every provider
-/// answered within `server.readiness_timeout` (see [`ProbeCache`] for how recent the answer is).
+/// answered within `server.readiness_timeout` (see [`RoundCache`] for how recent the answer is).
 async fn readiness<V: AdminView>(shared: &V) -> Readiness {
     let generation = shared.current();
     let draining = shared.is_draining();
-    let round = shared.probes().latest(&generation).await;
+    let ttl = generation.config().server.readiness_cache;
+    let round = shared
+        .probes()
+        .latest(&generation, ttl, probe_providers(&*generation))
+        .await;
 
     let mut ready = !draining;
     let mut lines = String::new();
@@ -162,7 +223,7 @@ async fn readiness<V: AdminView>(shared: &V) -> Readiness {
     } else {
         let _ = writeln!(lines, "listener {}: accepting", shared.listen());
     }
-    for probe in &round.probes {
+    for probe in &round.answers {
         match &probe.outcome {
             Ok(status) => {
                 let _ = writeln!(
@@ -187,17 +248,21 @@ async fn readiness<V: AdminView>(shared: &V) -> Readiness {
 }
 
 /// The providers' answers to the last readiness probe, shared by every `/readyz` call for
-/// `server.readiness_cache`. `/readyz` is unauthenticated and each round sends a signed
-/// request to every provider, so a flood of probes must not become a flood of provider
-/// requests: one round runs at a time (callers that arrive meanwhile wait for it and take its
-/// answers), and a round is reused until it is older than the cache time or the config it
-/// probed has been replaced.
-pub(crate) struct ProbeCache<G> {
-    last: tokio::sync::Mutex<Option<Arc<ProbeRound<G>>>>,
+/// `server.readiness_cache` (see [`RoundCache`]): each round sends a signed request to every
+/// provider.
+pub(crate) type ProbeCache<G> = RoundCache<G, Vec<ProviderProbe>>;
+
+/// The last answers of something the unauthenticated admin port asks the providers (readiness
+/// probes, migration status records), shared by every caller: a flood of callers must not
+/// become a flood of provider requests. One round runs at a time (callers that arrive meanwhile
+/// wait for it and take its answers), and a round is reused until it is older than the cache
+/// time or the config it was made for has been replaced.
+pub(crate) struct RoundCache<G, T> {
+    last: tokio::sync::Mutex<Option<Arc<Round<G, T>>>>,
 }
 
 // Not derived: a derive would ask `G: Default`, and no generation is.
-impl<G> Default for ProbeCache<G> {
+impl<G, T> Default for RoundCache<G, T> {
     fn default() -> Self {
         Self {
             last: tokio::sync::Mutex::default(),
@@ -205,25 +270,22 @@ impl<G> Default for ProbeCache<G> {
     }
 }
 
-struct ProbeRound<G> {
-    /// Which config the round probed (compared by address, never dereferenced).
+/// One round's answers.
+pub(crate) struct Round<G, T> {
+    /// Which config the round was made for (compared by address, never dereferenced).
     generation: std::sync::Weak<G>,
     started: Instant,
-    probes: Vec<ProviderProbe>,
+    pub(crate) answers: T,
 }
 
-struct ProviderProbe {
-    provider: String,
-    outcome: Result<StatusCode, String>,
-    elapsed: Duration,
-}
-
-impl<G: ProviderSet> ProbeCache<G> {
-    /// A round for `generation` that is recent enough, or a new one.
-    async fn latest(&self, generation: &Arc<G>) -> Arc<ProbeRound<G>> {
+impl<G, T> RoundCache<G, T> {
+    /// A round for `generation` younger than `ttl`, or a new one made by `ask`.
+    pub(crate) async fn latest<F>(&self, generation: &Arc<G>, ttl: Duration, ask: F) -> Arc<Round<G, T>>
+    where
+        F: Future<Output = T>,
+    {
         let asked = Instant::now();
-        let ttl = generation.config().server.readiness_cache;
-        // Held across the probes: that is the single flight.
+        // Held across the asking: that is the single flight.
         let mut last = self.last.lock().await;
         if let Some(round) = last.as_ref()
             && std::ptr::eq(round.generation.as_ptr(), Arc::as_ptr(generation))
@@ -232,17 +294,27 @@ impl<G: ProviderSet> ProbeCache<G> {
         {
             return round.clone();
         }
-        let round = Arc::new(probe_providers(generation).await);
+        let started = Instant::now();
+        let round = Arc::new(Round {
+            generation: Arc::downgrade(generation),
+            started,
+            answers: ask.await,
+        });
         *last = Some(round.clone());
         round
     }
 }
 
+pub(crate) struct ProviderProbe {
+    provider: String,
+    outcome: Result<StatusCode, String>,
+    elapsed: Duration,
+}
+
 /// Asks every provider at once, so a round takes at most one `server.readiness_timeout`
 /// however many there are.
-async fn probe_providers<G: ProviderSet>(generation: &Arc<G>) -> ProbeRound<G> {
+async fn probe_providers<G: ProviderSet>(generation: &G) -> Vec<ProviderProbe> {
     let timeout = generation.config().server.readiness_timeout;
-    let started = Instant::now();
     let probes = generation.upstreams().iter().map(|(name, upstream)| async move {
         let started = Instant::now();
         let outcome = upstream.probe(timeout).await;
@@ -252,11 +324,7 @@ async fn probe_providers<G: ProviderSet>(generation: &Arc<G>) -> ProbeRound<G> {
             elapsed: started.elapsed(),
         }
     });
-    ProbeRound {
-        generation: Arc::downgrade(generation),
-        started,
-        probes: futures_util::future::join_all(probes).await,
-    }
+    futures_util::future::join_all(probes).await
 }
 
 /// `s3ferry health`: GETs an admin URL (plain HTTP) and returns its status and body. For

@@ -29,12 +29,13 @@
 //!   secrets from env or files
 //! - [`local`]       `kind = "local"` providers: a directory served as S3 in-process
 //! - [`probe`]       `s3ferry probe`: what a provider accepts, asked, and the settings that fit
-//! - [`migration`]   lazy migration: fallback reads, tombstones, merged listings, copies, migrate/check
+//! - [`migration`]   lazy migration: fallback reads, tombstones, merged listings, copies, migrate/check,
+//!   status records (cut-over readiness)
 //! - [`access_log`]  the per-request record behind the one access-log event, and the bodies that
 //!   count its bytes
 //! - [`metrics`]     Prometheus metrics, one registry per running gateway
-//! - [`admin`]       the admin listener: `/healthz`, `/readyz`, `/metrics` (sees the server
-//!   through `AdminView`)
+//! - [`admin`]       the admin listener: `/healthz`, `/readyz`, `/metrics`, `/migration` (sees the
+//!   server through `AdminView`)
 //!
 //! The binary (`src/main.rs`, `src/cli/`) parses the command line and runs a command with these.
 

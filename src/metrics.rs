@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder as _, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The label value for "not known" (no provider chosen, operation not classified), as in the
@@ -45,6 +46,54 @@ pub struct Metrics {
     migration_copy_bytes: IntCounterVec,
     migration_copies_already_in_new: IntCounterVec,
     migration_tombstones: IntCounterVec,
+    migration_status: MigrationGauges,
+}
+
+/// The gauges of each migrated bucket's status (see `migration::status`), set from the
+/// `/migration` view each time it is read from the providers.
+struct MigrationGauges {
+    only_in_old_objects: GaugeVec,
+    only_in_old_bytes: GaugeVec,
+    copied_objects: GaugeVec,
+    copied_bytes: GaugeVec,
+    tombstoned_objects: GaugeVec,
+    failed_objects: GaugeVec,
+    left_behind_objects: GaugeVec,
+    copy_rate_objects: GaugeVec,
+    copy_rate_bytes: GaugeVec,
+    eta_seconds: GaugeVec,
+}
+
+impl MigrationGauges {
+    fn all(&self) -> [&GaugeVec; 10] {
+        [
+            &self.only_in_old_objects,
+            &self.only_in_old_bytes,
+            &self.copied_objects,
+            &self.copied_bytes,
+            &self.tombstoned_objects,
+            &self.failed_objects,
+            &self.left_behind_objects,
+            &self.copy_rate_objects,
+            &self.copy_rate_bytes,
+            &self.eta_seconds,
+        ]
+    }
+}
+
+/// One migrated bucket's status as gauges; `None`: not known, and the series is left out
+/// (rather than a 0 that would read as "done").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrationReadings {
+    pub bucket: String,
+    pub only_in_old: Option<(u64, u64)>,
+    pub copied: (u64, u64),
+    pub tombstoned: Option<u64>,
+    pub failed: u64,
+    pub left_behind: Option<u64>,
+    /// Objects and bytes per second.
+    pub copy_rate: Option<(f64, f64)>,
+    pub eta_seconds: Option<u64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -99,6 +148,7 @@ impl Metrics {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
+        let gauge = |name: &str, help: &str| register(&registry, GaugeVec::new(Opts::new(name, help), &["bucket"]));
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
             register(
                 &registry,
@@ -196,7 +246,75 @@ impl Metrics {
                 "Deletes recorded as tombstones so the old provider's copy stays hidden.",
                 &["bucket"],
             ),
+            migration_status: MigrationGauges {
+                only_in_old_objects: gauge(
+                    "s3ferry_migration_only_in_old_objects",
+                    "Objects only in the old provider, as last measured (migrate --status, or the runs since).",
+                ),
+                only_in_old_bytes: gauge(
+                    "s3ferry_migration_only_in_old_bytes",
+                    "Bytes of the objects only in the old provider, as last measured.",
+                ),
+                copied_objects: gauge(
+                    "s3ferry_migration_copied_objects",
+                    "Objects copied to the new provider by migrate runs (their status records) and by this process's copies on read.",
+                ),
+                copied_bytes: gauge(
+                    "s3ferry_migration_copied_bytes",
+                    "Bytes of the objects in s3ferry_migration_copied_objects.",
+                ),
+                tombstoned_objects: gauge(
+                    "s3ferry_migration_tombstoned_objects",
+                    "Objects only in the old provider that were deleted through s3ferry (never copied), as last measured.",
+                ),
+                failed_objects: gauge(
+                    "s3ferry_migration_failed_objects",
+                    "Copies that failed in the last run of each shard and in this process's copies on read.",
+                ),
+                left_behind_objects: gauge(
+                    "s3ferry_migration_left_behind_objects",
+                    "Old objects that can never reach the new provider (lost at cut-over), as last measured.",
+                ),
+                copy_rate_objects: gauge(
+                    "s3ferry_migration_copy_rate_objects_per_second",
+                    "Objects per second the migrate runs copying now achieve together.",
+                ),
+                copy_rate_bytes: gauge(
+                    "s3ferry_migration_copy_rate_bytes_per_second",
+                    "Bytes per second the migrate runs copying now achieve together.",
+                ),
+                eta_seconds: gauge(
+                    "s3ferry_migration_eta_seconds",
+                    "Estimated seconds until the migrate runs copying now are done (absent when none is).",
+                ),
+            },
             registry,
+        }
+    }
+
+    /// Sets the migration status gauges to `buckets`, the whole set: a bucket no longer
+    /// migrated, or a value no longer known, loses its series.
+    pub fn set_migration_status(&self, buckets: &[MigrationReadings]) {
+        let gauges = &self.migration_status;
+        for gauge in gauges.all() {
+            gauge.reset();
+        }
+        for b in buckets {
+            let set = |gauge: &GaugeVec, value: Option<f64>| {
+                if let Some(value) = value {
+                    gauge.with_label_values(&[b.bucket.as_str()]).set(value);
+                }
+            };
+            set(&gauges.only_in_old_objects, b.only_in_old.map(|(o, _)| o as f64));
+            set(&gauges.only_in_old_bytes, b.only_in_old.map(|(_, by)| by as f64));
+            set(&gauges.copied_objects, Some(b.copied.0 as f64));
+            set(&gauges.copied_bytes, Some(b.copied.1 as f64));
+            set(&gauges.tombstoned_objects, b.tombstoned.map(|n| n as f64));
+            set(&gauges.failed_objects, Some(b.failed as f64));
+            set(&gauges.left_behind_objects, b.left_behind.map(|n| n as f64));
+            set(&gauges.copy_rate_objects, b.copy_rate.map(|(o, _)| o));
+            set(&gauges.copy_rate_bytes, b.copy_rate.map(|(_, by)| by));
+            set(&gauges.eta_seconds, b.eta_seconds.map(|s| s as f64));
         }
     }
 
@@ -390,6 +508,53 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn migration_gauges_show_what_is_known_and_drop_what_is_not() {
+        let m = Metrics::new();
+        m.set_migration_status(&[
+            MigrationReadings {
+                bucket: "photos".into(),
+                only_in_old: Some((3, 3000)),
+                copied: (7, 7000),
+                tombstoned: Some(2),
+                failed: 1,
+                left_behind: Some(0),
+                copy_rate: Some((1.5, 2048.0)),
+                eta_seconds: Some(42),
+            },
+            MigrationReadings {
+                bucket: "logs".into(),
+                ..MigrationReadings::default()
+            },
+        ]);
+        let text = rendered(&m);
+        for line in [
+            "s3ferry_migration_only_in_old_objects{bucket=\"photos\"} 3",
+            "s3ferry_migration_only_in_old_bytes{bucket=\"photos\"} 3000",
+            "s3ferry_migration_copied_objects{bucket=\"photos\"} 7",
+            "s3ferry_migration_copied_bytes{bucket=\"photos\"} 7000",
+            "s3ferry_migration_tombstoned_objects{bucket=\"photos\"} 2",
+            "s3ferry_migration_failed_objects{bucket=\"photos\"} 1",
+            "s3ferry_migration_left_behind_objects{bucket=\"photos\"} 0",
+            "s3ferry_migration_copy_rate_objects_per_second{bucket=\"photos\"} 1.5",
+            "s3ferry_migration_copy_rate_bytes_per_second{bucket=\"photos\"} 2048",
+            "s3ferry_migration_eta_seconds{bucket=\"photos\"} 42",
+            "s3ferry_migration_copied_objects{bucket=\"logs\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains("s3ferry_migration_eta_seconds{bucket=\"logs\"}"),
+            "{text}"
+        );
+        // The next reading replaces the whole set.
+        m.set_migration_status(&[]);
+        assert!(
+            !rendered(&m).contains("bucket=\"photos\""),
+            "only counters of photos remain"
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Progress for ProgressBar {
         self.show_counts();
     }
 
-    fn failed(&self, _key: &str) {
+    fn failed(&self, _key: &str, _reason: &str) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         self.show_counts();
     }
@@ -200,7 +200,15 @@ pub(super) async fn migrate_command(route: Route, fallback: FallbackRoute, run: 
         route.provider.settings.name,
         route.upstream_bucket
     );
-    let result = bulk::migrate(&route, &fallback, &options, &progress, &stop).await;
+    let result = if options.dry_run {
+        bulk::migrate(&route, &fallback, &options, &progress, &stop).await
+    } else {
+        // A real run keeps its status record in the new provider (`migrate --status`, /migration).
+        let recorder = super::status::RunRecorder::start(&route, &options.prefix, options.shard.as_ref()).await;
+        let result = bulk::migrate(&route, &fallback, &options, &recorder.progress(&progress), &stop).await;
+        recorder.finish(result.as_ref().ok()).await;
+        result
+    };
     progress.bar.finish_and_clear();
     let Some(report) = print_report(result, json, print_migrate_report) else {
         return ExitCode::FAILURE;

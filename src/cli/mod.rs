@@ -7,6 +7,7 @@ mod byte_size;
 mod config_report;
 mod probe;
 mod serve;
+mod status;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -126,8 +127,12 @@ enum Command {
         /// Count what would be copied; copy nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Only report how much still lives only in the old provider (same as --dry-run).
-        #[arg(long)]
+        /// Report each bucket's migration instead of copying: walk both providers' listings
+        /// (like --dry-run), store the survey where the gateway's /migration page reads it, and
+        /// print what is only in the old provider, copied, tombstoned, failed (with reasons),
+        /// left behind, and the running copies' rate and time left. Without --bucket, every
+        /// bucket under lazy migration.
+        #[arg(long, conflicts_with_all = ["dry_run", "shard"])]
         status: bool,
         /// Print the report as JSON.
         #[arg(long)]
@@ -207,9 +212,9 @@ struct BulkScope {
     /// The TOML config file.
     #[arg(long, short, env = CONFIG_ENV)]
     config: PathBuf,
-    /// The client-facing bucket name (its route must have `fallback`).
-    #[arg(long)]
-    bucket: String,
+    /// The client-facing bucket name (its route must have `fallback`); optional with --status.
+    #[arg(long, required_unless_present = "status")]
+    bucket: Option<String>,
     /// Only keys starting with this prefix.
     #[arg(long, default_value = "")]
     prefix: String,
@@ -245,15 +250,20 @@ impl Sharding {
 }
 
 const MIGRATE_EXAMPLES: &str = "Examples:
-  s3ferry migrate --config config.toml --bucket media --status
+  s3ferry migrate --config config.toml --status
+  s3ferry migrate --config config.toml --bucket media --status --json
   s3ferry migrate --config config.toml --bucket media --dry-run
   s3ferry migrate --config config.toml --bucket media --concurrency 16
   s3ferry migrate --config config.toml --bucket media --bandwidth 50MB --max-requests-per-second 200
   s3ferry migrate --config config.toml --bucket media --shard 0/4   # and 1/4, 2/4, 3/4 at once
 
 Ctrl-C stops after the copies in flight; run the same command again to resume.
+Each run (each shard) keeps a status record in the new bucket under
+.s3ferry/migration-status/, rewritten every 5 s: --status and a gateway's admin page
+/migration (and its s3ferry_migration_* gauges) show copies, failures, rate and time left.
 Exit status: 0 done, 1 some copies failed or some old objects can never reach the new
-provider (both listed; --status only lists them), 130 interrupted.";
+provider (both listed; --status only lists them, and exits 1 only when it cannot survey),
+130 interrupted.";
 
 const CHECK_EXAMPLES: &str = "Examples:
   s3ferry check --config config.toml --bucket media
@@ -291,15 +301,26 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Health { url, timeout_secs } => serve::health(&url, Duration::from_secs(timeout_secs)),
         Command::Migrate {
             scope: BulkScope { config, bucket, prefix },
+            status: true,
+            json,
+            ..
+        } => status::status_command(&config, bucket.as_deref(), &prefix, json),
+        Command::Migrate {
+            scope: BulkScope { config, bucket, prefix },
             sharding,
             concurrency,
             max_bytes_in_flight,
             bandwidth,
             max_requests_per_second,
             dry_run,
-            status,
             json,
+            ..
         } => sharding.spec().and_then(|shard| {
+            // clap requires --bucket unless --status, which was handled above.
+            let Some(bucket) = bucket else {
+                eprintln!("error: --bucket is required (or --status for every migrated bucket)");
+                return Err(ExitCode::FAILURE);
+            };
             bulk::run_bulk(
                 &config,
                 move |route, fallback, migration| {
@@ -313,7 +334,7 @@ pub fn run(cli: Cli) -> ExitCode {
                             bandwidth: bandwidth.map(|b| Arc::new(TokenBucket::per_second(b.0))),
                         },
                         max_requests_per_second,
-                        dry_run: dry_run || status,
+                        dry_run,
                         parts: PartSizes::from(migration),
                         json,
                     };

@@ -276,7 +276,16 @@ pub struct MigrationConfig {
     pub multipart_copy_threshold: u64,
     /// The part size of such copies when the source's own part layout is not known.
     pub multipart_copy_part_size: u64,
+    /// How long the gateway's `/migration` page and migration gauges reuse the status records
+    /// they read from the new providers before reading them again.
+    pub status_refresh: Duration,
 }
+
+/// `migration.status_refresh` unless set.
+pub const DEFAULT_STATUS_REFRESH: Duration = Duration::from_secs(30);
+/// The shortest `migration.status_refresh`: the admin port is unauthenticated, and each read
+/// costs a LIST and a GET per record and migrated bucket.
+pub const MIN_STATUS_REFRESH: Duration = Duration::from_secs(1);
 
 /// S3's bounds on one part (and one PUT): at least 5 MiB (except a last part), at most 5 GiB.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -291,6 +300,7 @@ impl Default for MigrationConfig {
             copy_retries: 3,
             multipart_copy_threshold: MAX_PART_SIZE,
             multipart_copy_part_size: 64 * 1024 * 1024,
+            status_refresh: DEFAULT_STATUS_REFRESH,
         }
     }
 }

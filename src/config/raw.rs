@@ -184,4 +184,5 @@ pub(super) struct RawMigration {
     pub(super) copy_retries: Option<u32>,
     pub(super) multipart_copy_threshold: Option<u64>,
     pub(super) multipart_copy_part_size: Option<u64>,
+    pub(super) status_refresh: Option<RawDuration>,
 }

@@ -414,7 +414,14 @@ impl Resolver<'_> {
             copy_retries: m.copy_retries.unwrap_or(d.copy_retries),
             multipart_copy_threshold: m.multipart_copy_threshold.unwrap_or(d.multipart_copy_threshold),
             multipart_copy_part_size: m.multipart_copy_part_size.unwrap_or(d.multipart_copy_part_size),
+            status_refresh: self.duration("migration.status_refresh", m.status_refresh, d.status_refresh)?,
         };
+        if config.status_refresh < MIN_STATUS_REFRESH {
+            return Err(self.error(
+                "migration.status_refresh",
+                "must be at least 1s: every refresh reads each migrated bucket's status records",
+            ));
+        }
         if config.copy_workers == 0 || config.copy_queue == 0 {
             return Err(self.error(
                 "migration.copy_workers",

@@ -72,6 +72,7 @@ fn example_config_documents_the_server_defaults() {
     assert_eq!(example.server.readiness_cache, defaults.server.readiness_cache);
     assert_eq!(example.server.limits, defaults.server.limits);
     assert_eq!(example.post_upload, defaults.post_upload);
+    assert_eq!(example.migration.status_refresh, defaults.migration.status_refresh);
     for provider in example.providers.values() {
         assert_eq!(provider.retry, RetryPolicy::default(), "{}", provider.name);
     }
@@ -723,4 +724,21 @@ fn config_check_warns_about_keys_that_reach_everything_and_open_buckets() {
 fn unknown_dialect_is_rejected() {
     let text = MINIMAL.replace("access_key_id = \"up\"", "access_key_id = \"up\"\ndialect = \"azure\"");
     assert!(parse(&text).unwrap_err().reason.contains("unknown dialect 'azure'"));
+}
+
+#[test]
+fn migration_status_refresh_defaults_to_30s_and_is_at_least_a_second() {
+    let m = parse(MINIMAL).expect("parses").migration;
+    assert_eq!(m.status_refresh, Duration::from_secs(30));
+    let with = |extra: &str| parse(&format!("{MINIMAL}\n[migration]\n{extra}"));
+    let set = with("status_refresh = \"5s\"").expect("valid");
+    assert_eq!(set.migration.status_refresh, Duration::from_secs(5));
+    for extra in [
+        "status_refresh = \"500ms\"",
+        "status_refresh = 0",
+        "status_refresh = \"soon\"",
+    ] {
+        let err = with(extra).expect_err(extra);
+        assert!(err.to_string().contains("migration.status_refresh"), "{extra}: {err}");
+    }
 }

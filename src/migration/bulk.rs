@@ -288,8 +288,8 @@ pub struct MigrateReport {
 pub trait Progress: Sync {
     fn planned(&self, objects: u64, bytes: u64);
     fn done(&self, key: &str, bytes: u64);
-    /// A copy failed (it is listed in the report, and the next run tries it again).
-    fn failed(&self, _key: &str) {}
+    /// A copy failed, and why (it is listed in the report, and the next run tries it again).
+    fn failed(&self, _key: &str, _reason: &str) {}
 }
 
 /// Copies everything only the old provider holds. Stops early (reporting `interrupted`) when
@@ -381,7 +381,7 @@ pub async fn migrate(
         .fold(Vec::new(), |mut results, (key, outcome)| {
             match &outcome {
                 Some(Ok(CopyOutcome::Copied { bytes })) => progress.done(&key, *bytes),
-                Some(Err(_)) => progress.failed(&key),
+                Some(Err(e)) => progress.failed(&key, &e.to_string()),
                 _ => {}
             }
             results.push((key, outcome));

@@ -343,6 +343,7 @@ async fn run_job(
             tracing::warn!(bucket = %job.task.client_bucket, provider = %job.task.new.settings.name, attempt = job.attempt + 1, error = %e, "copy on read failed; will retry");
             // The key stays in flight until the retry runs, so no duplicate copy starts meanwhile.
             let bucket = job.task.client_bucket.clone();
+            let last_error = e.to_string();
             let delay = Duration::from_secs(2u64.saturating_pow(job.attempt + 1));
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
@@ -350,16 +351,18 @@ async fn run_job(
                     task: job.task,
                     attempt: job.attempt + 1,
                 };
+                let key = retry.task.key.clone();
                 let requeued = retry_queue.upgrade().is_some_and(|queue| queue.try_send(retry).is_ok());
                 if !requeued {
-                    stats.copy(&bucket, CopyResult::Failed, 0);
+                    let reason = format!("retry dropped (queue full or gateway stopping) after: {last_error}");
+                    stats.copy_failed(&bucket, &key, &reason);
                     tracing::warn!(%bucket, "copy retry dropped (queue full or gateway stopping)");
                     in_flight.remove(&id);
                 }
             });
         }
         Err(e) => {
-            stats.copy(&job.task.client_bucket, CopyResult::Failed, 0);
+            stats.copy_failed(&job.task.client_bucket, &job.task.key, &e.to_string());
             tracing::warn!(bucket = %job.task.client_bucket, provider = %job.task.new.settings.name, error = %e, "copy on read failed for good; `s3ferry migrate` will copy it");
             in_flight.remove(&id);
         }

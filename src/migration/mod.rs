@@ -10,6 +10,8 @@
 //! - [`listing`]   merged, paginated listings of both providers
 //! - [`bulk`]      the `migrate` and `check` commands
 //! - [`shard`]     `--shard I/N`: the key space cut into contiguous ranges, one per process
+//! - [`status`]    cut-over readiness: status records, and a bucket's status with rate and ETA (pure)
+//! - [`status_store`] the status records in the new provider's bucket
 
 pub mod bulk;
 pub mod claim;
@@ -21,12 +23,16 @@ pub mod pages;
 pub mod policy;
 pub mod serve;
 pub mod shard;
+pub mod status;
+pub mod status_store;
 pub mod tombstone;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::metrics::Metrics;
+use status::{CopyFailure, OnReadCopies};
 
 /// Counters of what lazy migration did since start-up: kept here (for tests and the process
 /// itself) and reported to the Prometheus metrics, labelled by the client's bucket.
@@ -42,6 +48,9 @@ pub struct MigrationStats {
     pub copies_already_in_new: AtomicU64,
     pub copy_bytes: AtomicU64,
     pub tombstones: AtomicU64,
+    /// Copies on read by client bucket, with the newest failures and their reasons, for
+    /// `/migration` (bounded: the buckets are the routed ones, the failures capped).
+    on_read: Mutex<BTreeMap<String, OnReadCopies>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -96,6 +105,30 @@ impl MigrationStats {
         }
     }
 
+    /// A copy on read that failed for good, with the key and why: shown on `/migration`.
+    pub fn copy_failed(&self, bucket: &str, key: &str, reason: &str) {
+        self.copy(bucket, CopyResult::Failed, 0);
+        self.with_on_read(bucket, |counts| {
+            counts.failed(CopyFailure {
+                key: key.to_string(),
+                reason: reason.to_string(),
+                at_ms: status::now_ms(),
+            });
+        });
+    }
+
+    /// What copies on read did in `bucket` since start-up.
+    pub fn on_read(&self, bucket: &str) -> OnReadCopies {
+        let map = self.on_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(bucket).cloned().unwrap_or_default()
+    }
+
+    fn with_on_read(&self, bucket: &str, change: impl FnOnce(&mut OnReadCopies)) {
+        // A panic elsewhere while holding the lock leaves whole counts behind: keep counting.
+        let mut map = self.on_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(map.entry(bucket.to_string()).or_default());
+    }
+
     pub fn copy(&self, bucket: &str, result: CopyResult, bytes: u64) {
         let (counter, outcome) = match result {
             CopyResult::Done => (&self.copies_done, "done"),
@@ -105,6 +138,7 @@ impl MigrationStats {
         counter.fetch_add(1, Ordering::Relaxed);
         if result == CopyResult::Done {
             self.copy_bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.with_on_read(bucket, |counts| counts.copied(bytes));
         }
         if let Some(m) = &self.metrics {
             m.migration_copy(bucket, outcome, bytes);

@@ -14,9 +14,9 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use super::StartError;
 use super::front_door::{GatewayHost, GatewayRoute, ProxyOnly};
 use super::tls::tls_acceptor;
-use crate::admin::{AdminView, ProbeCache, ProviderSet};
+use crate::admin::{AdminView, MigratedBuckets, ProbeCache, ProviderSet, StatusCache};
 use crate::auth::ClientAuth;
-use crate::config::{Config, ProviderConfig, ProviderKind, Secret, SignatureVersion};
+use crate::config::{Config, MigrationConfig, ProviderConfig, ProviderKind, Secret, SignatureVersion};
 use crate::gateway::Gateway;
 use crate::local::{LocalServer, ensure_local_bucket, start_local_provider};
 use crate::metrics::Metrics;
@@ -47,6 +47,8 @@ pub(super) struct Shared {
     pub(super) listen: SocketAddr,
     /// The last readiness probe's answers, shared by `/readyz` calls.
     pub(super) probes: ProbeCache<Generation>,
+    /// The migration status records last read for `/migration` and the gauges.
+    pub(super) migration_status: StatusCache<Generation>,
 }
 
 impl Shared {
@@ -83,8 +85,9 @@ pub(super) struct Generation {
     /// unchanged (same port, same key), so requests that are streaming from it are not cut
     /// and the directory is never served twice.
     local_providers: BTreeMap<PathBuf, Arc<LocalServer>>,
-    /// The copy-on-read queue. A reload that leaves `[migration]` as it is keeps it, so copies
-    /// queued or running carry on and a key is still copied once at a time.
+    /// The copy-on-read queue. A reload that leaves `[migration]` as it is (but for
+    /// `status_refresh`) keeps it, so copies queued or running carry on and a key is still
+    /// copied once at a time.
     copier: Arc<Copier>,
     pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
     /// The routes (also inside `s3`), for what the edge answers before s3s runs: CORS.
@@ -106,7 +109,7 @@ impl Generation {
         let routes = RouteTable::new(&config.buckets, &upstreams).map_err(StartError::Setup)?;
         warn_of_copies_without_conditional_writes(config, &upstreams);
         let copier = match previous {
-            Some(p) if p.config.migration == config.migration => p.copier.clone(),
+            Some(p) if same_copier_settings(&p.config.migration, &config.migration) => p.copier.clone(),
             // Copies of the old queue may still run: the new one sees their claims and leases.
             Some(p) => Copier::start(&config.migration, migration_stats.clone(), p.copier.claims()),
             None => Copier::start(&config.migration, migration_stats.clone(), Arc::default()),
@@ -142,6 +145,16 @@ impl Generation {
             routes,
         })
     }
+}
+
+/// Whether two `[migration]` sections make the same copy-on-read queue (`status_refresh` is the
+/// admin page's, not the queue's).
+fn same_copier_settings(running: &MigrationConfig, next: &MigrationConfig) -> bool {
+    let next_queue = MigrationConfig {
+        status_refresh: running.status_refresh,
+        ..next.clone()
+    };
+    *running == next_queue
 }
 
 /// Copy on read into a provider without any atomic conditional write (`conditional_writes =
@@ -306,6 +319,29 @@ impl AdminView for Shared {
     fn probes(&self) -> &ProbeCache<Generation> {
         &self.probes
     }
+
+    fn migration_status(&self) -> &StatusCache<Generation> {
+        &self.migration_status
+    }
+
+    fn migration_stats(&self) -> &MigrationStats {
+        &self.migration_stats
+    }
+}
+
+impl MigratedBuckets for Generation {
+    fn migrated_routes(&self) -> Vec<crate::route::Route> {
+        self.config
+            .buckets
+            .iter()
+            .filter(|b| b.fallback.is_some() && b.name != WILDCARD_BUCKET)
+            .filter_map(|b| self.routes.resolve(&b.name).ok())
+            .collect()
+    }
+
+    fn status_refresh(&self) -> std::time::Duration {
+        self.config.migration.status_refresh
+    }
 }
 
 impl ProviderSet for Generation {
@@ -315,5 +351,25 @@ impl ProviderSet for Generation {
 
     fn upstreams(&self) -> &BTreeMap<String, Arc<Upstream>> {
         &self.upstreams
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_status_refresh_keeps_the_copy_queue_and_a_new_queue_setting_does_not() {
+        let running = MigrationConfig::default();
+        let refreshed = MigrationConfig {
+            status_refresh: std::time::Duration::from_secs(5),
+            ..MigrationConfig::default()
+        };
+        assert!(same_copier_settings(&running, &refreshed));
+        let more_workers = MigrationConfig {
+            copy_workers: running.copy_workers + 1,
+            ..refreshed
+        };
+        assert!(!same_copier_settings(&running, &more_workers));
     }
 }

@@ -225,6 +225,7 @@ pub async fn start(config: &Config) -> Result<RunningGateway, StartError> {
         draining: AtomicBool::new(false),
         listen: addr,
         probes: crate::admin::ProbeCache::default(),
+        migration_status: crate::admin::StatusCache::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(listener::accept_loop(

@@ -21,6 +21,7 @@ mod migration_multipart;
 mod migration_races;
 mod migration_replicas;
 mod migration_shards;
+mod migration_status;
 mod migration_tombstones;
 mod moto;
 mod post_upload;

@@ -1186,9 +1186,11 @@ async fn migrate_and_check_commands_report_and_exit_with_the_right_status() {
     let status = run(&["migrate", "--status"]).await;
     assert_eq!(status.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON report");
+    let only_in_old = &report["buckets"][0]["only_in_old"];
     assert_eq!(
-        (report["planned_objects"].as_u64(), report["planned_bytes"].as_u64()),
-        (Some(3), Some(6))
+        (only_in_old["objects"].as_u64(), only_in_old["bytes"].as_u64()),
+        (Some(3), Some(6)),
+        "{report}"
     );
 
     let migrated = run(&["migrate"]).await;
