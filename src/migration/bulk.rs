@@ -2,8 +2,8 @@
 //!
 //! Both walk the old bucket and the new bucket together in key order (two paginated listings,
 //! constant memory), asking the tombstones near each old key ([`TombstoneLookup`]). `migrate` copies every object that is only in the old
-//! provider and was not deleted through s3ferry, with [`copy_object`]'s guarantees (never over a
-//! newer object, verified); objects already in the new provider are skipped, so a migration that
+//! provider and was not deleted through s3ferry, with [`copy_walked_object`]'s guarantees (never
+//! over a newer object, never after a delete, verified); objects already in the new provider are skipped, so a migration that
 //! was interrupted simply runs again. `check` compares both sides like `rclone check`.
 //!
 //! Some old objects can never reach the new provider through s3ferry: keys under the reserved
@@ -21,7 +21,7 @@ use md5::Digest as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::copy::copy_object;
+use super::copy::copy_walked_object;
 use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
 use super::pages::ListRequest;
@@ -85,6 +85,9 @@ pub fn left_behind_reason(key: &str, route: &Route, fallback: &FallbackRoute) ->
     None
 }
 
+/// Keys per listing request (S3's most).
+const LISTING_PAGE: usize = 1000;
+
 /// Walks the old bucket and the new bucket in key order, with each key's tombstone.
 struct PairWalk<'a> {
     route: &'a Route,
@@ -104,7 +107,7 @@ impl<'a> PairWalk<'a> {
             delimiter: None,
             start_after: range.after.clone(),
             continuation_token: None,
-            max_keys: 1000,
+            max_keys: LISTING_PAGE,
         };
         Self {
             route,
@@ -332,8 +335,10 @@ pub async fn migrate(
         return Ok(report);
     }
 
-    // Pass 2: copy, `concurrency` at a time.
-    let (pairs_tx, pairs_rx) = tokio::sync::mpsc::channel::<KeyPair>(options.concurrency * 4);
+    // Pass 2: copy, `concurrency` at a time. The walk runs up to two listing pages ahead of the
+    // copies, so they never wait for the next page.
+    let ahead = (options.concurrency * 4).max(2 * LISTING_PAGE);
+    let (pairs_tx, pairs_rx) = tokio::sync::mpsc::channel::<KeyPair>(ahead);
     let producer = async {
         let mut walk = PairWalk::new(route, fallback, &options.prefix, &range);
         while let Some(pair) = walk.next().await? {
@@ -374,7 +379,7 @@ pub async fn migrate(
                 key: pair.key.clone(),
                 parts: options.parts,
             };
-            let outcome = copy_object(&task).await;
+            let outcome = copy_walked_object(&task).await;
             (pair.key, Some(outcome))
         })
         .buffer_unordered(options.concurrency.max(1))

@@ -1030,14 +1030,61 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
     m.stop().await;
 }
 
+/// moto (it stores tags and storage classes) with the buckets `<name>-old` and `<name>-new`,
+/// and a config whose bucket `name` lives in `<name>-new` and falls back to `<name>-old`, with
+/// `route` as more lines of its `[[buckets]]` table.
+pub(crate) async fn moto_migration(name: &str, route: &str) -> (Moto, Config) {
+    let moto = Moto::start().await;
+    for side in ["old", "new"] {
+        let bucket = format!("{name}-{side}");
+        moto.direct()
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
+    }
+    let toml = format!(
+        r#"{preamble}
+[providers.moto]
+endpoint = "{endpoint}"
+access_key_id = "moto"
+secret_access_key = "moto"
+[[buckets]]
+name = "{name}"
+provider = "moto"
+upstream_bucket = "{name}-new"
+fallback = "moto"
+fallback_bucket = "{name}-old"
+{route}
+"#,
+        preamble = crate::support::config_preamble(),
+        endpoint = moto.endpoint()
+    );
+    let config = Config::parse(&toml, "moto-migration.toml", Path::new("."), &|_| None).expect("config");
+    (moto, config)
+}
+
+/// Tags `key` of `bucket` with `album = 2017`.
+pub(crate) async fn tag_album(client: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    let tagging = Tagging::builder()
+        .tag_set(Tag::builder().key("album").value("2017").build().expect("tag"))
+        .build()
+        .expect("tags");
+    client
+        .put_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .tagging(tagging)
+        .send()
+        .await
+        .expect("tag");
+}
+
 #[tokio::test]
 async fn copy_on_read_keeps_tags_and_storage_class_where_the_provider_stores_them() {
-    // moto stores tags and storage classes; old and new are two buckets on it.
-    let moto = Moto::start().await;
+    let (moto, config) = moto_migration("tags", "copy_on_read = true").await;
     let direct = moto.direct();
-    for b in ["tags-old", "tags-new"] {
-        direct.create_bucket().bucket(b).send().await.expect("bucket");
-    }
     direct
         .put_object()
         .bucket("tags-old")
@@ -1047,42 +1094,7 @@ async fn copy_on_read_keeps_tags_and_storage_class_where_the_provider_stores_the
         .send()
         .await
         .expect("seed");
-    let tagging = Tagging::builder()
-        .tag_set(Tag::builder().key("album").value("2017").build().expect("tag"))
-        .build()
-        .expect("tags");
-    direct
-        .put_object_tagging()
-        .bucket("tags-old")
-        .key("t")
-        .tagging(tagging)
-        .send()
-        .await
-        .expect("tag");
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[[credentials]]
-access_key_id = "{CLIENT_KEY}"
-secret_access_key = "{CLIENT_SECRET}"
-grants = "all"
-[providers.moto]
-endpoint = "{}"
-access_key_id = "moto"
-secret_access_key = "moto"
-[[buckets]]
-name = "tags"
-provider = "moto"
-upstream_bucket = "tags-new"
-fallback = "moto"
-fallback_bucket = "tags-old"
-copy_on_read = true
-"#,
-        moto.endpoint()
-    );
-    let config = Config::parse(&toml, "t.toml", Path::new("."), &|_| None).expect("config");
+    tag_album(&direct, "tags-old", "t").await;
     let g = s3ferry::server::start(&config).await.expect("gateway");
     let c = sdk_client(
         &format!("http://127.0.0.1:{}", g.addr().port()),

@@ -1,0 +1,254 @@
+//! What `s3ferry migrate` sends per object, counted at two real s3s-fs upstreams, and the races
+//! its fewer checks must still win: a key written or deleted through the gateway between the
+//! walk that listed it and the copy's write.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use s3ferry::config::Config;
+use s3ferry::migration::bulk::{self, CopyLimits, MigrateOptions, MigrateReport, Progress};
+use s3ferry::migration::copy_task::PartSizes;
+use s3ferry::route::RouteTable;
+
+use crate::migration::{Migrating, config_text, moto_migration, read, tag_album, wait_for};
+use crate::support::{ReceivedRequest, put_objects};
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn planned(&self, _objects: u64, _bytes: u64) {}
+    fn done(&self, _key: &str, _bytes: u64) {}
+}
+
+/// `migrate` of `bucket`'s keys under `prefix`, as the command runs it, `concurrency` at once.
+async fn migrate(config: &Config, bucket: &str, prefix: &str, concurrency: usize) -> MigrateReport {
+    let (upstreams, _locals) = s3ferry::server::start_providers(config).await.expect("providers");
+    let table = RouteTable::new(&config.buckets, &upstreams).expect("routes");
+    let route = table.resolve(bucket).expect("route");
+    let fallback = route.fallback.clone().expect("fallback");
+    let options = MigrateOptions {
+        prefix: prefix.into(),
+        limits: CopyLimits::default(),
+        shard: None,
+        concurrency,
+        dry_run: false,
+        parts: PartSizes::default(),
+    };
+    let never = AtomicBool::new(false);
+    let run = bulk::migrate(&route, &fallback, &options, &Quiet, &never);
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("migrate ends")
+        .expect("migrate")
+}
+
+/// The requests that named `key` of `bucket` (the object itself or its tombstone), as
+/// `METHOD what` with `what` one of `key`, `key?<query>`, `tombstone`.
+fn requests_for(received: &[ReceivedRequest], bucket: &str, key: &str) -> Vec<String> {
+    let object = format!("/{bucket}/{key}");
+    let tombstone = format!("/{bucket}/.s3ferry/tombstones/{key}");
+    received
+        .iter()
+        .filter_map(|r| {
+            let (path, query) = r.target.split_once('?').unwrap_or((&r.target, ""));
+            let what = if path == object && query.is_empty() {
+                "key".to_string()
+            } else if path == object {
+                format!("key?{query}")
+            } else if path == tombstone {
+                "tombstone".to_string()
+            } else {
+                return None;
+            };
+            Some(format!("{} {what}", r.method))
+        })
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_string()).collect()
+}
+
+#[tokio::test]
+async fn migrate_sends_a_get_a_conditional_put_and_a_tombstone_check_per_small_object() {
+    let m = Migrating::start().await;
+    let keys: Vec<String> = (0..40).map(|i| format!("few/{i:02}")).collect();
+    put_objects(
+        &m.old.direct_client(),
+        "lazy",
+        keys.iter().map(|k| (k.clone(), format!("content of {k}").into_bytes())),
+        8,
+    )
+    .await;
+    let (old_before, new_before) = (m.old.quirks.received_count(), m.new.quirks.received_count());
+
+    let report = migrate(&m.config, "lazy", "few/", 8).await;
+    assert_eq!((report.copied_objects, report.failed.len()), (40, 0), "{report:?}");
+
+    let (old_seen, new_seen) = (
+        m.old.quirks.received_since(old_before),
+        m.new.quirks.received_since(new_before),
+    );
+    for key in &keys {
+        // No `?tagging`: s3s-fs speaks the `aws` dialect, whose GETs carry a tag count.
+        assert_eq!(requests_for(&old_seen, "lazy", key), strings(&["GET key"]), "{key}");
+        assert_eq!(
+            requests_for(&new_seen, "lazy", key),
+            strings(&["PUT key", "HEAD tombstone"]),
+            "{key}: no HEAD of the key or its tombstone before the write"
+        );
+    }
+    let put = new_seen
+        .iter()
+        .find(|r| r.method == http::Method::PUT && r.target == "/lazy/few/00")
+        .expect("the copy's PUT");
+    assert_eq!(
+        put.headers.get("if-none-match").map(|v| v.as_bytes()),
+        Some(&b"*"[..]),
+        "the write is create-if-absent"
+    );
+    // Everything else is listings: two walks (plan and copy) of both sides, a page each, and
+    // the tombstones near the keys.
+    let others = old_seen.len() + new_seen.len() - 3 * keys.len();
+    assert!(others <= 6, "{others} listing requests");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn migrate_into_a_provider_without_conditional_writes_still_heads_the_key_first() {
+    let m = Migrating::start().await;
+    m.seed_old("lazy", &[("plain/a", b"a"), ("plain/b", b"b")]).await;
+    let text = format!(
+        "{}\n[providers.new.dialect_overrides]\nconditional_writes = \"none\"\n",
+        config_text(&m.new.endpoint(), &m.old.endpoint())
+    );
+    let config = Config::parse(&text, "no-conditional.toml", Path::new("."), &|_| None).expect("config");
+    let new_before = m.new.quirks.received_count();
+
+    let report = migrate(&config, "lazy", "plain/", 2).await;
+    assert_eq!(report.copied_objects, 2, "{report:?}");
+    let new_seen = m.new.quirks.received_since(new_before);
+    for key in ["plain/a", "plain/b"] {
+        assert_eq!(
+            requests_for(&new_seen, "lazy", key),
+            strings(&["HEAD key", "PUT key", "HEAD tombstone"]),
+            "{key}"
+        );
+    }
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_or_delete_between_the_walk_and_the_copy_wins_over_migrate() {
+    let m = Migrating::start().await;
+    // One copy at a time: while the first one's source is held, the walk has already listed
+    // the other two keys as only in the old provider and not deleted.
+    m.seed_old(
+        "lazy",
+        &[
+            ("race/a-held", b"old a"),
+            ("race/b-written", b"old b"),
+            ("race/c-deleted", b"old c"),
+        ],
+    )
+    .await;
+    let new_before = m.new.quirks.received_count();
+    let tombstone_lists = |since: usize| {
+        m.new
+            .quirks
+            .received_since(since)
+            .iter()
+            .filter(|r| {
+                r.method == http::Method::GET && r.target.contains("list-type=2") && r.target.contains("tombstones")
+            })
+            .count()
+    };
+    m.old.quirks.hold_full_gets();
+    let config = m.config.clone();
+    let run = tokio::spawn(async move { migrate(&config, "lazy", "race/", 1).await });
+    wait_for("the first copy to be reading the old provider", || {
+        m.old.quirks.full_gets_held.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    wait_for("the copy pass to have read the tombstones near the keys", || {
+        tombstone_lists(new_before) >= 2
+    })
+    .await;
+
+    let c = m.client();
+    c.put_object()
+        .bucket("lazy")
+        .key("race/b-written")
+        .body(ByteStream::from_static(b"client's b"))
+        .send()
+        .await
+        .expect("write during the migration");
+    c.delete_object()
+        .bucket("lazy")
+        .key("race/c-deleted")
+        .send()
+        .await
+        .expect("delete during the migration");
+    m.old.quirks.release_full_gets();
+    let report = run.await.expect("the migration task");
+
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.copied_objects, 1, "only the untouched key is copied: {report:?}");
+    assert_eq!(
+        report.already_in_new, 1,
+        "the conditional write found the client's object"
+    );
+    assert_eq!(report.deleted_through_s3ferry, 1, "the tombstone check after the write");
+    assert_eq!(read(&c, "lazy", "race/a-held").await.expect("copied"), b"old a");
+    assert_eq!(read(&c, "lazy", "race/b-written").await.expect("kept"), b"client's b");
+    assert_eq!(
+        read(&c, "lazy", "race/c-deleted").await,
+        Err("NoSuchKey".to_string()),
+        "the delete is not undone"
+    );
+    assert!(
+        !m.new.has_object("lazy", "race/c-deleted").await,
+        "the copy was removed"
+    );
+    // The deleted key really raced: its copy was written, then removed again.
+    let new_seen = m.new.quirks.received_since(new_before);
+    let c_requests = requests_for(&new_seen, "lazy", "race/c-deleted");
+    let written_then_removed = strings(&["PUT key", "HEAD tombstone", "HEAD key", "DELETE key"]);
+    assert!(
+        c_requests.windows(4).any(|w| w == written_then_removed.as_slice()),
+        "{c_requests:?}"
+    );
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn migrate_copies_the_tags_that_the_tag_count_announces() {
+    // moto stores tags and sends `x-amz-tagging-count`; old and new are two buckets on it.
+    let (moto, config) = moto_migration("bulk-tags", "").await;
+    let direct = moto.direct();
+    for key in ["tagged", "untagged"] {
+        direct
+            .put_object()
+            .bucket("bulk-tags-old")
+            .key(key)
+            .body(ByteStream::from_static(b"body"))
+            .send()
+            .await
+            .expect("seed");
+    }
+    tag_album(&direct, "bulk-tags-old", "tagged").await;
+    let report = migrate(&config, "bulk-tags", "", 2).await;
+    assert_eq!((report.copied_objects, report.failed.len()), (2, 0), "{report:?}");
+    for (key, expected) in [("tagged", Some(("album", "2017"))), ("untagged", None)] {
+        let tags = direct
+            .get_object_tagging()
+            .bucket("bulk-tags-new")
+            .key(key)
+            .send()
+            .await
+            .expect("tags of the copy");
+        assert_eq!(tags.tag_set().first().map(|t| (t.key(), t.value())), expected, "{key}");
+    }
+}
