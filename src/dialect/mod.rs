@@ -186,6 +186,11 @@ pub struct DialectProfile {
     /// skips the `?tagging` request of each object that has none. Off unless the provider
     /// documents it (AWS does); off, every copy asks for the tags.
     pub tag_count_in_reads: bool,
+    /// Whether CopyObject honours the conditional write (`If-None-Match: *` in the
+    /// `conditional_writes` form) as PutObject does. A copy the provider makes itself between
+    /// two of its buckets relies on it; without it, the key is looked up just before the copy.
+    /// Off unless the provider documents it (AWS does).
+    pub conditional_copy: bool,
 }
 
 /// An owned list of operations.
@@ -265,6 +270,7 @@ fn aws() -> DialectProfile {
         verifies_before_storing: true,
         // Only where the provider documents it (the `aws` profile).
         tag_count_in_reads: false,
+        conditional_copy: false,
     }
 }
 
@@ -302,6 +308,10 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
             // when you have the relevant permission to read object tags"
             // (docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
             tag_count_in_reads: true,
+            // CopyObject's `If-None-Match`: "Copies the object only if the object key name at
+            // the destination does not already exist ... Otherwise, Amazon S3 returns a 412"
+            // (docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html).
+            conditional_copy: true,
             ..base
         },
         "oss" => DialectProfile {

@@ -18,8 +18,9 @@
 //! verified before it counts: when the source ETag is a plain MD5 it must equal the MD5 the new
 //! provider computed over what it received (both compared in the client's form).
 //!
-//! An object larger than `[migration] multipart_copy_threshold` is copied in parts
-//! ([`super::multipart_copy`]), with the same guarantees.
+//! Where one provider holds both buckets, it copies the object itself
+//! ([`super::provider_copy`]); an object larger than `[migration] multipart_copy_threshold` is
+//! copied in parts ([`super::multipart_copy`]); both with the same guarantees.
 //!
 //! The copy is written in the new provider's dialect: the old provider's storage class name
 //! goes through both profiles (old name -> AWS name -> new name), the conditional write takes
@@ -35,6 +36,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::claim::{CommitGatedBody, CommitPoint, KeyClaim, KeyClaims};
 use super::copy_task::{CopyOutcome, CopyTask, PartSizes, is_plain_md5_etag, keep_unless_deleted_meanwhile, same_etag};
 use super::multipart_copy::{SourceObject, copy_in_parts};
+use super::provider_copy::{copy_by_provider, provider_can_copy};
 use super::tombstone;
 use super::{CopyResult, MigrationStats};
 use crate::body::IdleTimeoutBody;
@@ -162,6 +164,11 @@ pub async fn copy_object_until(
     }
     if (full || !conditional) && new.head_object(new_bucket, key).await?.is_some() {
         return Ok(CopyOutcome::AlreadyInNew);
+    }
+    if provider_can_copy(task)
+        && let Some(outcome) = copy_by_provider(task, full || !conditional, commit).await?
+    {
+        return Ok(outcome);
     }
     let source = old.get_object(old_bucket, key, HeaderMap::new()).await?;
     match source.status() {

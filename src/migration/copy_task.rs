@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::tombstone;
 use crate::config::MigrationConfig;
 use crate::error::GatewayError;
+use crate::s3::encoding::uri_encode;
 use crate::upstream::Upstream;
 
 /// Where one object comes from and goes to.
@@ -59,6 +60,14 @@ impl From<&MigrationConfig> for PartSizes {
             part_size: config.multipart_copy_part_size,
         }
     }
+}
+
+/// The `x-amz-copy-source` naming `task`'s object in the old bucket (CopyObject and
+/// UploadPartCopy, where one provider holds both buckets).
+pub fn copy_source(task: &CopyTask) -> Result<http::HeaderValue, GatewayError> {
+    let source = format!("/{}/{}", task.old_bucket, uri_encode(task.key.as_bytes(), true));
+    http::HeaderValue::from_str(&source)
+        .map_err(|_| GatewayError::Internal("the copy source of a copy is not a header value".into()))
 }
 
 /// True for an ETag that is the MD5 of the content (not multipart, not encrypted with KMS).

@@ -20,14 +20,14 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use md5::Digest as _;
 
 use super::claim::{CommitGatedBody, CommitPoint};
-use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
+use super::copy_task::{CopyOutcome, CopyTask, copy_source, is_plain_md5_etag, same_etag};
+use super::provider_copy::same_account;
 use crate::body::{BoxError, IdleTimeoutBody};
 use crate::config::MAX_PART_SIZE;
 use crate::dialect::ConditionalWrites;
 use crate::dialect::translate::translate_request;
 use crate::error::GatewayError;
 use crate::rewrite::multipart_upload::{parse_result_etag, parse_upload_id, render_complete_multipart_upload};
-use crate::s3::encoding::uri_encode;
 use crate::s3::operation::Operation;
 use crate::small_body::MAX_SMALL_ANSWER;
 use crate::upstream::Upstream;
@@ -77,7 +77,7 @@ pub async fn copy_in_parts(
         None => (fixed_layout(source.size, task.parts.part_size), false),
     };
     let upload = Upload::create(task, source.headers.clone()).await?;
-    let server_side = Arc::ptr_eq(&task.old, &task.new) && task.new.settings.profile.upload_part_copy;
+    let server_side = same_account(&task.old, &task.new) && task.new.settings.profile.upload_part_copy;
     // Bytes that pass through s3ferry can be hashed; a plain-MD5 source is checked against it.
     let hasher = (!server_side && is_plain_md5_etag(&source.etag)).then(|| Arc::new(Mutex::new(md5::Md5::new())));
     let written = match upload
@@ -273,14 +273,13 @@ impl Upload {
         let mut request = self
             .new
             .request(Method::PUT, &self.bucket, &self.key, self.query(Some(part)));
-        let source = format!("/{}/{}", task.old_bucket, uri_encode(task.key.as_bytes(), true));
-        for (name, value) in [
-            ("x-amz-copy-source", source.as_str()),
-            ("x-amz-copy-source-range", range),
-        ] {
-            let value = HeaderValue::from_str(value).map_err(|_| internal("the copy source"))?;
-            request.headers.insert(HeaderName::from_static(name), value);
-        }
+        request
+            .headers
+            .insert(HeaderName::from_static("x-amz-copy-source"), copy_source(task)?);
+        let range = HeaderValue::from_str(range).map_err(|_| internal("the copy source range"))?;
+        request
+            .headers
+            .insert(HeaderName::from_static("x-amz-copy-source-range"), range);
         let settings = &self.new.settings;
         translate_request(
             &settings.profile,

@@ -1032,8 +1032,10 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
 
 /// moto (it stores tags and storage classes) with the buckets `<name>-old` and `<name>-new`,
 /// and a config whose bucket `name` lives in `<name>-new` and falls back to `<name>-old`, with
-/// `route` as more lines of its `[[buckets]]` table.
-pub(crate) async fn moto_migration(name: &str, route: &str) -> (Moto, Config) {
+/// `route` as more lines of its `[[buckets]]` table. The old provider is the new one, or (with
+/// `two_accounts`) another provider entry for the same moto with another key, so that copies
+/// go through s3ferry rather than by CopyObject.
+pub(crate) async fn moto_migration(name: &str, route: &str, two_accounts: bool) -> (Moto, Config) {
     let moto = Moto::start().await;
     for side in ["old", "new"] {
         let bucket = format!("{name}-{side}");
@@ -1050,16 +1052,21 @@ pub(crate) async fn moto_migration(name: &str, route: &str) -> (Moto, Config) {
 endpoint = "{endpoint}"
 access_key_id = "moto"
 secret_access_key = "moto"
+[providers.moto-old]
+endpoint = "{endpoint}"
+access_key_id = "moto-old"
+secret_access_key = "moto-old"
 [[buckets]]
 name = "{name}"
 provider = "moto"
 upstream_bucket = "{name}-new"
-fallback = "moto"
+fallback = "{old}"
 fallback_bucket = "{name}-old"
 {route}
 "#,
         preamble = crate::support::config_preamble(),
-        endpoint = moto.endpoint()
+        endpoint = moto.endpoint(),
+        old = if two_accounts { "moto-old" } else { "moto" },
     );
     let config = Config::parse(&toml, "moto-migration.toml", Path::new("."), &|_| None).expect("config");
     (moto, config)
@@ -1081,20 +1088,42 @@ pub(crate) async fn tag_album(client: &aws_sdk_s3::Client, bucket: &str, key: &s
         .expect("tag");
 }
 
-#[tokio::test]
-async fn copy_on_read_keeps_tags_and_storage_class_where_the_provider_stores_them() {
-    let (moto, config) = moto_migration("tags", "copy_on_read = true").await;
-    let direct = moto.direct();
-    direct
+/// Puts `key` (body `tagged`) in `bucket` as STANDARD_IA, tagged `album = 2017`.
+pub(crate) async fn seed_tagged_infrequent(client: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    client
         .put_object()
-        .bucket("tags-old")
-        .key("t")
+        .bucket(bucket)
+        .key(key)
         .body(ByteStream::from_static(b"tagged"))
         .storage_class(aws_sdk_s3::types::StorageClass::StandardIa)
         .send()
         .await
         .expect("seed");
-    tag_album(&direct, "tags-old", "t").await;
+    tag_album(client, bucket, key).await;
+}
+
+/// `key` of `bucket` has the tag and the class [`seed_tagged_infrequent`] gave its source.
+pub(crate) async fn assert_tagged_infrequent(client: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    let tags = client
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("tags of the copy");
+    assert_eq!(
+        tags.tag_set().first().map(|t| (t.key(), t.value())),
+        Some(("album", "2017"))
+    );
+    let head = client.head_object().bucket(bucket).key(key).send().await.expect("head");
+    assert_eq!(head.storage_class(), Some(&aws_sdk_s3::types::StorageClass::StandardIa));
+}
+
+#[tokio::test]
+async fn copy_on_read_keeps_tags_and_storage_class_where_the_provider_stores_them() {
+    let (moto, config) = moto_migration("tags", "copy_on_read = true", true).await;
+    let direct = moto.direct();
+    seed_tagged_infrequent(&direct, "tags-old", "t").await;
     let g = s3ferry::server::start(&config).await.expect("gateway");
     let c = sdk_client(
         &format!("http://127.0.0.1:{}", g.addr().port()),
@@ -1104,25 +1133,7 @@ async fn copy_on_read_keeps_tags_and_storage_class_where_the_provider_stores_the
     );
     assert_eq!(read(&c, "tags", "t").await.expect("fallback"), b"tagged");
     wait_for("copied", || MigrationStats::get(&g.migration_stats().copies_done) == 1).await;
-    let tags = direct
-        .get_object_tagging()
-        .bucket("tags-new")
-        .key("t")
-        .send()
-        .await
-        .expect("tags of the copy");
-    assert_eq!(
-        tags.tag_set().first().map(|t| (t.key(), t.value())),
-        Some(("album", "2017"))
-    );
-    let head = direct
-        .head_object()
-        .bucket("tags-new")
-        .key("t")
-        .send()
-        .await
-        .expect("head");
-    assert_eq!(head.storage_class(), Some(&aws_sdk_s3::types::StorageClass::StandardIa));
+    assert_tagged_infrequent(&direct, "tags-new", "t").await;
     g.shutdown(Duration::from_secs(2)).await;
 }
 

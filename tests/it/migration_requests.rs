@@ -12,8 +12,10 @@ use s3ferry::migration::bulk::{self, CopyLimits, MigrateOptions, MigrateReport, 
 use s3ferry::migration::copy_task::PartSizes;
 use s3ferry::route::RouteTable;
 
-use crate::migration::{Migrating, config_text, moto_migration, read, tag_album, wait_for};
-use crate::support::{ReceivedRequest, put_objects};
+use crate::migration::{
+    Migrating, assert_tagged_infrequent, config_text, moto_migration, read, seed_tagged_infrequent, tag_album, wait_for,
+};
+use crate::support::{ReceivedRequest, TestUpstream, config_preamble, put_objects, s3_provider_table};
 
 struct Quiet;
 
@@ -226,7 +228,7 @@ async fn a_write_or_delete_between_the_walk_and_the_copy_wins_over_migrate() {
 #[tokio::test]
 async fn migrate_copies_the_tags_that_the_tag_count_announces() {
     // moto stores tags and sends `x-amz-tagging-count`; old and new are two buckets on it.
-    let (moto, config) = moto_migration("bulk-tags", "").await;
+    let (moto, config) = moto_migration("bulk-tags", "", true).await;
     let direct = moto.direct();
     for key in ["tagged", "untagged"] {
         direct
@@ -251,4 +253,149 @@ async fn migrate_copies_the_tags_that_the_tag_count_announces() {
             .expect("tags of the copy");
         assert_eq!(tags.tag_set().first().map(|t| (t.key(), t.value())), expected, "{key}");
     }
+}
+
+/// One s3s-fs holding both buckets of a migration (`before` -> `after`), as one provider, and
+/// the config of bucket `renamed` on it with `overrides` as the provider's dialect overrides.
+fn one_provider_config(up: &TestUpstream, overrides: &str) -> Config {
+    let toml = format!(
+        r#"{preamble}
+{provider}[providers.one.dialect_overrides]
+{overrides}
+[[buckets]]
+name = "renamed"
+provider = "one"
+upstream_bucket = "after"
+fallback = "one"
+fallback_bucket = "before"
+"#,
+        preamble = config_preamble(),
+        provider = s3_provider_table("one", &up.endpoint()),
+    );
+    Config::parse(&toml, "one-provider.toml", Path::new("."), &|_| None).expect("config")
+}
+
+#[tokio::test]
+async fn migrate_between_two_buckets_of_one_provider_lets_it_copy_by_copy_object() {
+    let up = TestUpstream::path_style().await;
+    for b in ["before", "after"] {
+        up.create_bucket(b);
+    }
+    let direct = up.direct_client();
+    for key in ["guarded/a", "conditional/a"] {
+        direct
+            .put_object()
+            .bucket("before")
+            .key(key)
+            .body(ByteStream::from_static(b"moved by the provider"))
+            .content_type("text/plain")
+            .metadata("owner", "me")
+            .send()
+            .await
+            .expect("seed");
+    }
+
+    // s3s-fs ignores `If-None-Match` on CopyObject: said so, the key is looked up first.
+    let before = up.quirks.received_count();
+    let guarded = one_provider_config(&up, "conditional_copy = false");
+    let report = migrate(&guarded, "renamed", "guarded/", 2).await;
+    assert_eq!((report.copied_objects, report.failed.len()), (1, 0), "{report:?}");
+    let seen = up.quirks.received_since(before);
+    assert_eq!(
+        requests_for(&seen, "before", "guarded/a"),
+        strings(&["HEAD key"]),
+        "no GET"
+    );
+    assert_eq!(
+        requests_for(&seen, "after", "guarded/a"),
+        strings(&["HEAD key", "PUT key", "HEAD tombstone"])
+    );
+
+    // The `aws` profile's CopyObject is conditional: no HEAD before it.
+    let before = up.quirks.received_count();
+    let report = migrate(&one_provider_config(&up, ""), "renamed", "conditional/", 2).await;
+    assert_eq!((report.copied_objects, report.failed.len()), (1, 0), "{report:?}");
+    let seen = up.quirks.received_since(before);
+    assert_eq!(
+        requests_for(&seen, "after", "conditional/a"),
+        strings(&["PUT key", "HEAD tombstone"])
+    );
+    let copy = seen
+        .iter()
+        .find(|r| r.method == http::Method::PUT && r.target == "/after/conditional/a")
+        .expect("the CopyObject");
+    let header = |name: &str| copy.headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(header("x-amz-copy-source"), Some("/before/conditional/a"));
+    assert_eq!(header("if-none-match"), Some("*"));
+    assert!(
+        header("x-amz-copy-source-if-match").is_some(),
+        "pinned to the HEAD's ETag"
+    );
+
+    for key in ["guarded/a", "conditional/a"] {
+        let copied = direct.get_object().bucket("after").key(key).send().await.expect("copy");
+        assert_eq!(copied.content_type(), Some("text/plain"), "{key}");
+        assert_eq!(
+            copied.metadata().and_then(|m| m.get("owner")).map(String::as_str),
+            Some("me")
+        );
+        let body = copied.body.collect().await.expect("body").into_bytes();
+        assert_eq!(&body[..], b"moved by the provider");
+    }
+}
+
+#[tokio::test]
+async fn a_copy_by_the_provider_never_overwrites_a_newer_object() {
+    use s3ferry::migration::copy::copy_walked_object;
+    use s3ferry::migration::copy_task::{CopyOutcome, CopyTask};
+    let up = TestUpstream::path_style().await;
+    for b in ["before", "after"] {
+        up.create_bucket(b);
+    }
+    let direct = up.direct_client();
+    for (bucket, body) in [("before", &b"older"[..]), ("after", &b"newer"[..])] {
+        direct
+            .put_object()
+            .bucket(bucket)
+            .key("contested")
+            .body(ByteStream::from(body.to_vec()))
+            .send()
+            .await
+            .expect("seed");
+    }
+    // As if a walk had listed the key only in `before`: the HEAD before the CopyObject finds it.
+    let config = one_provider_config(&up, "conditional_copy = false");
+    let (upstreams, _locals) = s3ferry::server::start_providers(&config).await.expect("providers");
+    let task = CopyTask {
+        client_bucket: "renamed".into(),
+        old: upstreams["one"].clone(),
+        old_bucket: "before".into(),
+        new: upstreams["one"].clone(),
+        new_bucket: "after".into(),
+        key: "contested".into(),
+        parts: PartSizes::default(),
+    };
+    assert_eq!(
+        copy_walked_object(&task).await.expect("copy"),
+        CopyOutcome::AlreadyInNew
+    );
+    let kept = direct
+        .get_object()
+        .bucket("after")
+        .key("contested")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(&kept.body.collect().await.expect("body").into_bytes()[..], b"newer");
+}
+
+#[tokio::test]
+async fn a_copy_by_moto_between_its_buckets_keeps_tags_and_storage_class() {
+    // One moto, one provider: the copy is moto's own CopyObject.
+    let (moto, config) = moto_migration("same", "", false).await;
+    let direct = moto.direct();
+    seed_tagged_infrequent(&direct, "same-old", "t").await;
+    let report = migrate(&config, "same", "", 1).await;
+    assert_eq!((report.copied_objects, report.failed.len()), (1, 0), "{report:?}");
+    assert_tagged_infrequent(&direct, "same-new", "t").await;
 }
