@@ -374,7 +374,7 @@ pub async fn migrate(
                 new: route.provider.clone(),
                 new_bucket: route.upstream_bucket.clone(),
                 key: pair.key.clone(),
-                parts: options.parts,
+                parts: options.parts.within(options.limits.max_bytes_in_flight),
             };
             let outcome = copy_walked_object(&task).await;
             (pair.key, Some(outcome))

@@ -1,7 +1,8 @@
 //! Copies of objects above `[migration] multipart_copy_threshold` (5 GiB by default, the most
 //! one PUT may carry) as a multipart upload: UploadPartCopy where both sides are one provider
 //! that has it, else a ranged GET of each part streamed into UploadPart with its
-//! Content-Length. Parts go one after another; no part is ever held in memory.
+//! Content-Length. Up to `PartSizes::parallel` parts go at once (one after another where the
+//! bytes that pass through are hashed for a plain-MD5 source); no part is ever held in memory.
 //!
 //! The source's part layout is kept where the old provider tells it (a multipart ETag
 //! `"<hex>-N"` and HEAD `?partNumber=1..N` giving each part's size), so the copy's ETag can be
@@ -16,6 +17,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use md5::Digest as _;
 
@@ -238,7 +240,9 @@ impl Upload {
     }
 
     /// Writes every part and completes the upload: the ETag the provider gave the object, or
-    /// `None` when a client claim stopped the copy first or the key exists already.
+    /// `None` when a client claim stopped the copy first or the key exists already. Up to
+    /// `task.parts.parallel` parts go at once, except where the bytes are hashed on their way
+    /// (`hasher`): the whole object's MD5 needs them in order.
     async fn write_parts(
         &self,
         task: &CopyTask,
@@ -247,21 +251,37 @@ impl Upload {
         hasher: Option<&Arc<Mutex<md5::Md5>>>,
         commit: &Arc<CommitPoint>,
     ) -> Result<Option<String>, GatewayError> {
-        let mut etags = Vec::with_capacity(sizes.len());
+        let at_once = if hasher.is_some() {
+            1
+        } else {
+            task.parts.parallel.max(1)
+        };
+        let mut parts = Vec::with_capacity(sizes.len());
         let mut offset = 0u64;
         for (index, size) in sizes.iter().copied().enumerate() {
-            if commit.is_stopped() {
-                return Ok(None);
-            }
-            let range = format!("bytes={}-{}", offset, offset + size - 1);
-            let etag = if server_side {
-                self.copy_part(task, index + 1, &range).await?
-            } else {
-                self.upload_part(task, index + 1, &range, size, hasher, commit).await?
-            };
-            etags.push(etag);
+            parts.push((index, size, offset));
             offset += size;
         }
+        let written: Vec<Option<String>> = futures_util::stream::iter(parts)
+            .map(|(index, size, offset)| async move {
+                if commit.is_stopped() {
+                    return Ok(None);
+                }
+                let range = format!("bytes={}-{}", offset, offset + size - 1);
+                let etag = if server_side {
+                    self.copy_part(task, index + 1, &range).await?
+                } else {
+                    self.upload_part(task, index + 1, &range, size, hasher, commit).await?
+                };
+                Ok::<_, GatewayError>(Some(etag))
+            })
+            // In order: the etags are the parts' list.
+            .buffered(at_once)
+            .try_collect()
+            .await?;
+        let Some(etags) = written.into_iter().collect::<Option<Vec<String>>>() else {
+            return Ok(None);
+        };
         if !commit.try_commit() {
             return Ok(None);
         }
