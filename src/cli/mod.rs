@@ -112,7 +112,8 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
         /// The most bytes of objects being copied at once (e.g. 512MiB, 2GB): with large
-        /// objects, fewer than --concurrency copies run; one larger than this runs alone.
+        /// objects, fewer than --concurrency copies run; one larger than this runs alone. A
+        /// copy in parts sends as many parts at once as this holds (at most 8).
         #[arg(long, value_name = "SIZE", default_value = "512MiB")]
         max_bytes_in_flight: ByteSize,
         /// Copy at most this many bytes per second, averaged over the run (e.g. 50MB), so

@@ -309,9 +309,11 @@ impl RecordedProgress<'_> {
 impl Progress for RecordedProgress<'_> {
     fn planned(&self, objects: u64, bytes: u64) {
         self.shown.planned(objects, bytes);
+        // Called again as the walk finds more to copy (the totals grow): the copying began
+        // at the first call, and the rate counts from there.
         self.update(|r| {
             r.planned = Amount { objects, bytes };
-            r.copy_started_ms = Some(now_ms());
+            r.copy_started_ms.get_or_insert_with(now_ms);
         });
     }
 

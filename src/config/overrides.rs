@@ -136,6 +136,8 @@ impl Resolver<'_> {
         replace(&mut profile.unsigned_trailer, o.unsigned_trailer);
         replace(&mut profile.literal_dot_segments, o.literal_dot_segments);
         replace(&mut profile.verifies_before_storing, o.verifies_before_storing);
+        replace(&mut profile.tag_count_in_reads, o.tag_count_in_reads);
+        replace(&mut profile.conditional_copy, o.conditional_copy);
         Ok(())
     }
 }

@@ -137,6 +137,8 @@ pub(super) struct RawDialectOverrides {
     pub(super) unsigned_trailer: Option<bool>,
     pub(super) literal_dot_segments: Option<bool>,
     pub(super) verifies_before_storing: Option<bool>,
+    pub(super) tag_count_in_reads: Option<bool>,
+    pub(super) conditional_copy: Option<bool>,
 }
 
 /// `[providers.X.error_codes]`: provider code -> the AWS code clients get, either as a plain

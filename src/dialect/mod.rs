@@ -181,6 +181,16 @@ pub struct DialectProfile {
     /// is off, s3ferry compares the digests itself and releases the body's last piece only when
     /// they match, so a mismatch leaves the upload incomplete and nothing is stored.
     pub verifies_before_storing: bool,
+    /// Whether every GET of an object with tags answers with `x-amz-tagging-count` (for a key
+    /// that may read them), so that an answer without it means no tags: `s3ferry migrate` then
+    /// skips the `?tagging` request of each object that has none. Off unless the provider
+    /// documents it (AWS does); off, every copy asks for the tags.
+    pub tag_count_in_reads: bool,
+    /// Whether CopyObject honours the conditional write (`If-None-Match: *` in the
+    /// `conditional_writes` form) as PutObject does. A copy the provider makes itself between
+    /// two of its buckets relies on it; without it, the key is looked up just before the copy.
+    /// Off unless the provider documents it (AWS does).
+    pub conditional_copy: bool,
 }
 
 /// An owned list of operations.
@@ -258,6 +268,9 @@ fn aws() -> DialectProfile {
         // Only where a provider is known to keep them (see the `aws` profile).
         literal_dot_segments: false,
         verifies_before_storing: true,
+        // Only where the provider documents it (the `aws` profile).
+        tag_count_in_reads: false,
+        conditional_copy: false,
     }
 }
 
@@ -291,6 +304,14 @@ pub fn builtin(name: &str) -> Option<DialectProfile> {
         // `a/../b` is a key of its own there.
         "aws" => DialectProfile {
             literal_dot_segments: true,
+            // GetObject's `x-amz-tagging-count`: "The number of tags, if any, on the object,
+            // when you have the relevant permission to read object tags"
+            // (docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+            tag_count_in_reads: true,
+            // CopyObject's `If-None-Match`: "Copies the object only if the object key name at
+            // the destination does not already exist ... Otherwise, Amazon S3 returns a 412"
+            // (docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html).
+            conditional_copy: true,
             ..base
         },
         "oss" => DialectProfile {

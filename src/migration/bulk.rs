@@ -2,8 +2,8 @@
 //!
 //! Both walk the old bucket and the new bucket together in key order (two paginated listings,
 //! constant memory), asking the tombstones near each old key ([`TombstoneLookup`]). `migrate` copies every object that is only in the old
-//! provider and was not deleted through s3ferry, with [`copy_object`]'s guarantees (never over a
-//! newer object, verified); objects already in the new provider are skipped, so a migration that
+//! provider and was not deleted through s3ferry, with [`copy_walked_object`]'s guarantees (never
+//! over a newer object, never after a delete, verified); objects already in the new provider are skipped, so a migration that
 //! was interrupted simply runs again. `check` compares both sides like `rclone check`.
 //!
 //! Some old objects can never reach the new provider through s3ferry: keys under the reserved
@@ -21,7 +21,7 @@ use md5::Digest as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::copy::copy_object;
+use super::copy::copy_walked_object;
 use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
 use super::pages::ListRequest;
@@ -85,6 +85,9 @@ pub fn left_behind_reason(key: &str, route: &Route, fallback: &FallbackRoute) ->
     None
 }
 
+/// Keys per listing request (S3's most).
+const LISTING_PAGE: usize = 1000;
+
 /// Walks the old bucket and the new bucket in key order, with each key's tombstone.
 struct PairWalk<'a> {
     route: &'a Route,
@@ -104,7 +107,7 @@ impl<'a> PairWalk<'a> {
             delimiter: None,
             start_after: range.after.clone(),
             continuation_token: None,
-            max_keys: 1000,
+            max_keys: LISTING_PAGE,
         };
         Self {
             route,
@@ -286,6 +289,8 @@ pub struct MigrateReport {
 
 /// How `migrate` reports progress (a progress bar in the CLI, counters in tests).
 pub trait Progress: Sync {
+    /// What the walk has found to copy so far: called as it goes (the totals grow while it
+    /// runs ahead of the copies), last with the whole.
     fn planned(&self, objects: u64, bytes: u64);
     fn done(&self, key: &str, bytes: u64);
     /// A copy failed, and why (it is listed in the report, and the next run tries it again).
@@ -307,46 +312,43 @@ pub async fn migrate(
         ..MigrateReport::default()
     };
     let range = ShardLabel::range_of(options.shard.as_ref());
-    // Pass 1: what is left to copy (so progress can show totals and an ETA).
+    // One walk: it counts what it finds and hands the keys to copy to the copies, up to two
+    // listing pages ahead of them, so they never wait for the next page. (A walk of its own
+    // for the totals first would list both buckets twice: on a bucket of small objects that
+    // walk alone took about as long as the copies.) The totals grow as the walk goes.
     let mut walk = PairWalk::new(route, fallback, &options.prefix, &range);
-    while let Some(pair) = walk.next().await? {
-        if let Some(reason) = pair.left_behind {
-            report.left_behind.push(LeftBehind { key: pair.key, reason });
-            continue;
-        }
-        match (&pair.old, &pair.new, pair.tombstoned) {
-            (Some(_), None, true) => report.deleted_through_s3ferry += 1,
-            (Some(old), None, false) => {
-                report.planned_objects += 1;
-                report.planned_bytes += old.size;
-            }
-            (Some(old), Some(new), _) => match compare(old, new) {
-                Comparison::Different => report.newer_in_new += 1,
-                Comparison::Same | Comparison::NotComparable => report.already_in_new += 1,
-            },
-            _ => {}
-        }
-    }
-    progress.planned(report.planned_objects, report.planned_bytes);
     if options.dry_run {
+        while let Some(pair) = walk.next().await? {
+            tally(&mut report, pair);
+        }
+        progress.planned(report.planned_objects, report.planned_bytes);
         return Ok(report);
     }
-
-    // Pass 2: copy, `concurrency` at a time.
-    let (pairs_tx, pairs_rx) = tokio::sync::mpsc::channel::<KeyPair>(options.concurrency * 4);
+    let ahead = (options.concurrency * 4).max(2 * LISTING_PAGE);
+    let (pairs_tx, pairs_rx) = tokio::sync::mpsc::channel::<KeyPair>(ahead);
     let producer = async {
-        let mut walk = PairWalk::new(route, fallback, &options.prefix, &range);
+        let mut walked = std::mem::take(&mut report);
+        // Copying starts now; the totals follow a page at a time.
+        progress.planned(0, 0);
+        let mut since_progress = 0;
         while let Some(pair) = walk.next().await? {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let to_copy = pair.old.is_some() && pair.new.is_none() && !pair.tombstoned && pair.left_behind.is_none();
-            if to_copy && pairs_tx.send(pair).await.is_err() {
+            since_progress += 1;
+            if since_progress == LISTING_PAGE {
+                since_progress = 0;
+                progress.planned(walked.planned_objects, walked.planned_bytes);
+            }
+            if let Some(pair) = tally(&mut walked, pair)
+                && pairs_tx.send(pair).await.is_err()
+            {
                 break;
             }
         }
+        progress.planned(walked.planned_objects, walked.planned_bytes);
         drop(pairs_tx);
-        Ok::<(), GatewayError>(())
+        Ok::<MigrateReport, GatewayError>(walked)
     };
     let budget_kib = kib(options.limits.max_bytes_in_flight);
     let bytes_in_flight = Semaphore::new(budget_kib as usize);
@@ -372,9 +374,9 @@ pub async fn migrate(
                 new: route.provider.clone(),
                 new_bucket: route.upstream_bucket.clone(),
                 key: pair.key.clone(),
-                parts: options.parts,
+                parts: options.parts.within(options.limits.max_bytes_in_flight),
             };
-            let outcome = copy_object(&task).await;
+            let outcome = copy_walked_object(&task).await;
             (pair.key, Some(outcome))
         })
         .buffer_unordered(options.concurrency.max(1))
@@ -387,8 +389,8 @@ pub async fn migrate(
             results.push((key, outcome));
             async move { results }
         });
-    let (produced, results) = tokio::join!(producer, consumer);
-    produced?;
+    let (walked, results) = tokio::join!(producer, consumer);
+    report = walked?;
     for (key, outcome) in results {
         match outcome {
             None => {}
@@ -404,6 +406,29 @@ pub async fn migrate(
     }
     report.interrupted = stop.load(Ordering::Relaxed);
     Ok(report)
+}
+
+/// Counts one walked key in `report` (planned, already or newer in new, deleted, left
+/// behind); returns it when it is to be copied.
+fn tally(report: &mut MigrateReport, pair: KeyPair) -> Option<KeyPair> {
+    if let Some(reason) = pair.left_behind {
+        report.left_behind.push(LeftBehind { key: pair.key, reason });
+        return None;
+    }
+    match (&pair.old, &pair.new, pair.tombstoned) {
+        (Some(_), None, true) => report.deleted_through_s3ferry += 1,
+        (Some(old), None, false) => {
+            report.planned_objects += 1;
+            report.planned_bytes += old.size;
+            return Some(pair);
+        }
+        (Some(old), Some(new), _) => match compare(old, new) {
+            Comparison::Different => report.newer_in_new += 1,
+            Comparison::Same | Comparison::NotComparable => report.already_in_new += 1,
+        },
+        _ => {}
+    }
+    None
 }
 
 fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {

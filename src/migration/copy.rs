@@ -2,7 +2,10 @@
 //! that does it after a read fell back (copy on read).
 //!
 //! A copy only ever creates an object that did not exist and was not deleted since it started:
-//! - it is skipped when the key exists in the new provider or was deleted through s3ferry;
+//! - it is skipped when the key exists in the new provider or was deleted through s3ferry (a
+//!   copy on read asks both just before it copies; `s3ferry migrate` relies on its walk's
+//!   listings and tombstones instead where the conditional write below covers the same ground,
+//!   see [`PreWriteChecks`]);
 //! - inside this process, a client's write or delete of the key claims it first
 //!   ([`super::claim`]): a copy not yet at its commit point (the last byte of its body) is
 //!   stopped, a committed one is awaited, and the client's request lands after it;
@@ -15,8 +18,9 @@
 //! verified before it counts: when the source ETag is a plain MD5 it must equal the MD5 the new
 //! provider computed over what it received (both compared in the client's form).
 //!
-//! An object larger than `[migration] multipart_copy_threshold` is copied in parts
-//! ([`super::multipart_copy`]), with the same guarantees.
+//! Where one provider holds both buckets, it copies the object itself
+//! ([`super::provider_copy`]); an object larger than `[migration] multipart_copy_threshold` is
+//! copied in parts ([`super::multipart_copy`]); both with the same guarantees.
 //!
 //! The copy is written in the new provider's dialect: the old provider's storage class name
 //! goes through both profiles (old name -> AWS name -> new name), the conditional write takes
@@ -32,6 +36,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::claim::{CommitGatedBody, CommitPoint, KeyClaim, KeyClaims};
 use super::copy_task::{CopyOutcome, CopyTask, PartSizes, is_plain_md5_etag, keep_unless_deleted_meanwhile, same_etag};
 use super::multipart_copy::{SourceObject, copy_in_parts};
+use super::provider_copy::{copy_by_provider, provider_can_copy};
 use super::tombstone;
 use super::{CopyResult, MigrationStats};
 use crate::body::IdleTimeoutBody;
@@ -85,14 +90,63 @@ pub fn translate_copy_headers(
     Ok(())
 }
 
-/// Copies one object with no client of this process to yield to (`s3ferry migrate`); see the
-/// module documentation for the guarantees.
+/// What a copy asks the new provider before it writes. Whatever is chosen, the write is the
+/// new provider's create-if-absent where it has one (a key written meanwhile refuses it), and
+/// the key's tombstone is looked for after the write (a delete meanwhile removes the copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreWriteChecks {
+    /// The key's tombstone and the key itself, just before the copy (a copy on read: nothing
+    /// else looked at the key since the read fell back), and the source's tags always.
+    Full,
+    /// Only what the walk of `s3ferry migrate` does not already stand for. The walk listed the
+    /// key in neither the new provider nor its tombstones moments ago; since then, a write
+    /// makes the conditional PUT fail and a delete is found by the tombstone check after the
+    /// write, so asking again before the write adds a request per object and no safety. The
+    /// HEAD in the new provider stays where the new provider has no conditional write, and
+    /// before a copy in parts (a HEAD costs less than an upload refused at its last request).
+    /// The source's tags are asked for only where they may exist ([`source_may_have_tags`]).
+    AfterWalk,
+}
+
+/// Whether an object the old provider answered a GET for with `headers` may have tags, so
+/// that its `?tagging` is worth a request. No, where the old provider's profile refuses the
+/// tagging operations (it keeps none), or where it sends `x-amz-tagging-count` with every GET
+/// of a tagged object (`tag_count_in_reads`: AWS documents the header as "the number of tags,
+/// if any, on the object, when you have the relevant permission to read object tags"; without
+/// that permission the `?tagging` GET is refused too, so no tags would travel either way) and
+/// this answer has none, or zero. Yes otherwise.
+pub fn source_may_have_tags(old: &DialectProfile, headers: &HeaderMap) -> bool {
+    if old.unsupported_operations.contains(&Operation::GetObjectTagging) {
+        return false;
+    }
+    if !old.tag_count_in_reads {
+        return true;
+    }
+    match headers.get("x-amz-tagging-count") {
+        None => false,
+        // A count that does not read as a number is asked about, not taken for none.
+        Some(count) => count.to_str().ok().and_then(|c| c.trim().parse::<u64>().ok()) != Some(0),
+    }
+}
+
+/// Copies one object with no client of this process to yield to, checking the key just before
+/// (see [`PreWriteChecks::Full`]); see the module documentation for the guarantees.
 pub async fn copy_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
-    copy_object_until(task, &Arc::new(CommitPoint::default())).await
+    copy_object_until(task, PreWriteChecks::Full, &Arc::new(CommitPoint::default())).await
+}
+
+/// Copies one object that the walk of `s3ferry migrate` found only in the old provider and not
+/// tombstoned (see [`PreWriteChecks::AfterWalk`]), with the same guarantees.
+pub async fn copy_walked_object(task: &CopyTask) -> Result<CopyOutcome, GatewayError> {
+    copy_object_until(task, PreWriteChecks::AfterWalk, &Arc::new(CommitPoint::default())).await
 }
 
 /// Copies one object; its write takes effect only if `commit` is not stopped first.
-pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Result<CopyOutcome, GatewayError> {
+pub async fn copy_object_until(
+    task: &CopyTask,
+    checks: PreWriteChecks,
+    commit: &Arc<CommitPoint>,
+) -> Result<CopyOutcome, GatewayError> {
     let CopyTask {
         old,
         old_bucket,
@@ -103,11 +157,18 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
     } = task;
     // A key listed at the old provider reaches the new one only if both store it as it is.
     crate::upstream::refuse_dot_segments(key, &[&old.settings, &new.settings])?;
-    if tombstone::is_tombstoned(new, new_bucket, key).await? {
+    let conditional = new.settings.profile.conditional_writes != ConditionalWrites::Unsupported;
+    let full = checks == PreWriteChecks::Full;
+    if full && tombstone::is_tombstoned(new, new_bucket, key).await? {
         return Ok(CopyOutcome::Tombstoned);
     }
-    if new.head_object(new_bucket, key).await?.is_some() {
+    if (full || !conditional) && new.head_object(new_bucket, key).await?.is_some() {
         return Ok(CopyOutcome::AlreadyInNew);
+    }
+    if provider_can_copy(task)
+        && let Some(outcome) = copy_by_provider(task, full || !conditional, commit).await?
+    {
+        return Ok(outcome);
     }
     let source = old.get_object(old_bucket, key, HeaderMap::new()).await?;
     match source.status() {
@@ -136,7 +197,9 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
     // Old provider's names -> the client's (e.g. OSS `IA` -> `STANDARD_IA`) -> the new one's.
     let mut headers = preserved_headers(&parts.headers);
     translate_response_headers(&old.settings.profile, &mut headers);
-    if let Some(tagging) = read_tagging(old, old_bucket, key).await
+    let ask_tags = full || source_may_have_tags(&old.settings.profile, &parts.headers);
+    if ask_tags
+        && let Some(tagging) = read_tagging(old, old_bucket, key).await
         && let Ok(v) = HeaderValue::from_str(&tagging)
     {
         headers.insert(HeaderName::from_static("x-amz-tagging"), v);
@@ -144,6 +207,9 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
     if length > task.parts.threshold {
         // Too large for one PUT. This GET's body is not read: each part is read by range.
         drop(body);
+        if !full && conditional && new.head_object(new_bucket, key).await?.is_some() {
+            return Ok(CopyOutcome::AlreadyInNew);
+        }
         translate_copy_headers(&new.settings.profile, &new.settings.name, &mut headers)?;
         let source = SourceObject {
             size: length,
@@ -152,8 +218,8 @@ pub async fn copy_object_until(task: &CopyTask, commit: &Arc<CommitPoint>) -> Re
         };
         return copy_in_parts(task, source, commit).await;
     }
-    // Where the new provider has no conditional write at all, the HEAD above (and, against
-    // this process's clients, the claims) are the guards.
+    // Where the new provider has no conditional write at all, the HEAD above (asked whatever
+    // the checks) and, against this process's clients, the claims are the guards.
     if new.settings.profile.conditional_writes != ConditionalWrites::Unsupported {
         headers.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
     }
@@ -306,7 +372,7 @@ async fn copy_under_lease(task: &CopyTask, claims: &Arc<KeyClaims>) -> Result<Co
     };
     let commit = lease.commit_point().clone();
     tokio::select! {
-        outcome = copy_object_until(task, &commit) => outcome,
+        outcome = copy_object_until(task, PreWriteChecks::Full, &commit) => outcome,
         // Dropping the copy ends its requests; a body already handed to a connection fails at
         // its next poll (`CommitGatedBody`), so the provider never has all of it.
         () = commit.stopped() => Ok(CopyOutcome::Superseded),
@@ -372,6 +438,31 @@ async fn run_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_asked_for_only_where_the_source_may_have_some() {
+        let aws = crate::dialect::builtin("aws").expect("aws");
+        let minio = crate::dialect::builtin("minio").expect("minio");
+        let garage = crate::dialect::builtin("garage").expect("garage");
+        let none = HeaderMap::new();
+        let count = |n: &'static str| header_map(&[("x-amz-tagging-count", n)]);
+        // (profile, GET answer's headers, worth a `?tagging` request)
+        let table: &[(&DialectProfile, HeaderMap, bool)] = &[
+            (&aws, none.clone(), false),
+            (&aws, count("2"), true),
+            (&aws, count("0"), false),
+            (&aws, count("many"), true),
+            // Not known to send the count: its absence proves nothing.
+            (&minio, none.clone(), true),
+            (&minio, count("0"), true),
+            // Tagging operations refused: the provider keeps no tags.
+            (&garage, none.clone(), false),
+            (&garage, count("3"), false),
+        ];
+        for (i, (profile, headers, expected)) in table.iter().enumerate() {
+            assert_eq!(source_may_have_tags(profile, headers), *expected, "row {i}");
+        }
+    }
 
     #[test]
     fn plain_md5_etags_are_recognised() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::tombstone;
 use crate::config::MigrationConfig;
 use crate::error::GatewayError;
+use crate::s3::encoding::uri_encode;
 use crate::upstream::Upstream;
 
 /// Where one object comes from and goes to.
@@ -39,11 +40,28 @@ pub enum CopyOutcome {
     Superseded,
 }
 
-/// When a copy goes in parts, and how large they are (`[migration]`).
+/// When a copy goes in parts, how large they are (`[migration]`), and how many go at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartSizes {
     pub threshold: u64,
     pub part_size: u64,
+    /// Parts of one copy in flight at once (see [`PartSizes::within`]).
+    pub parallel: usize,
+}
+
+/// Parts of one copy in flight at once, at most.
+pub const MAX_PARALLEL_PARTS: usize = 8;
+
+impl PartSizes {
+    /// These sizes with no more parts at once than `bytes` hold (`--max-bytes-in-flight`),
+    /// and at least one.
+    pub fn within(self, bytes: u64) -> Self {
+        let fit = usize::try_from(bytes / self.part_size.max(1)).unwrap_or(usize::MAX);
+        Self {
+            parallel: fit.clamp(1, self.parallel.max(1)),
+            ..self
+        }
+    }
 }
 
 impl Default for PartSizes {
@@ -57,8 +75,17 @@ impl From<&MigrationConfig> for PartSizes {
         Self {
             threshold: config.multipart_copy_threshold,
             part_size: config.multipart_copy_part_size,
+            parallel: MAX_PARALLEL_PARTS,
         }
     }
+}
+
+/// The `x-amz-copy-source` naming `task`'s object in the old bucket (CopyObject and
+/// UploadPartCopy, where one provider holds both buckets).
+pub fn copy_source(task: &CopyTask) -> Result<http::HeaderValue, GatewayError> {
+    let source = format!("/{}/{}", task.old_bucket, uri_encode(task.key.as_bytes(), true));
+    http::HeaderValue::from_str(&source)
+        .map_err(|_| GatewayError::Internal("the copy source of a copy is not a header value".into()))
 }
 
 /// True for an ETag that is the MD5 of the content (not multipart, not encrypted with KMS).
@@ -100,6 +127,18 @@ pub(super) async fn keep_unless_deleted_meanwhile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_at_once_fit_the_bytes_in_flight() {
+        let sizes = PartSizes {
+            threshold: 100,
+            part_size: 64,
+            parallel: MAX_PARALLEL_PARTS,
+        };
+        assert_eq!(sizes.within(512 * 64).parallel, MAX_PARALLEL_PARTS);
+        assert_eq!(sizes.within(3 * 64 + 63).parallel, 3);
+        assert_eq!(sizes.within(10).parallel, 1, "one part even over the budget");
+    }
 
     #[test]
     fn same_etag_ignores_quotes_and_hex_case() {

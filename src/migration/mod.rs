@@ -6,6 +6,7 @@
 //! - [`claim`]     client writes and deletes of a key against background copies of it
 //! - [`copy`]      one object old -> new, verified and written conditionally; the copy-on-read queue
 //! - [`multipart_copy`] copies above `multipart_copy_threshold`, in parts
+//! - [`provider_copy`] copies the provider makes itself (CopyObject), where it holds both buckets
 //! - [`serve`]     the gateway's migration-aware handling of reads, deletes, copies and writes
 //! - [`listing`]   merged, paginated listings of both providers
 //! - [`bulk`]      the `migrate` and `check` commands
@@ -21,6 +22,7 @@ pub mod listing;
 pub mod multipart_copy;
 pub mod pages;
 pub mod policy;
+pub mod provider_copy;
 pub mod serve;
 pub mod shard;
 pub mod status;

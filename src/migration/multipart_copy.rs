@@ -1,7 +1,8 @@
 //! Copies of objects above `[migration] multipart_copy_threshold` (5 GiB by default, the most
 //! one PUT may carry) as a multipart upload: UploadPartCopy where both sides are one provider
 //! that has it, else a ranged GET of each part streamed into UploadPart with its
-//! Content-Length. Parts go one after another; no part is ever held in memory.
+//! Content-Length. Up to `PartSizes::parallel` parts go at once (one after another where the
+//! bytes that pass through are hashed for a plain-MD5 source); no part is ever held in memory.
 //!
 //! The source's part layout is kept where the old provider tells it (a multipart ETag
 //! `"<hex>-N"` and HEAD `?partNumber=1..N` giving each part's size), so the copy's ETag can be
@@ -16,18 +17,19 @@
 
 use std::sync::{Arc, Mutex};
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use md5::Digest as _;
 
 use super::claim::{CommitGatedBody, CommitPoint};
-use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
+use super::copy_task::{CopyOutcome, CopyTask, copy_source, is_plain_md5_etag, same_etag};
+use super::provider_copy::same_account;
 use crate::body::{BoxError, IdleTimeoutBody};
 use crate::config::MAX_PART_SIZE;
 use crate::dialect::ConditionalWrites;
 use crate::dialect::translate::translate_request;
 use crate::error::GatewayError;
 use crate::rewrite::multipart_upload::{parse_result_etag, parse_upload_id, render_complete_multipart_upload};
-use crate::s3::encoding::uri_encode;
 use crate::s3::operation::Operation;
 use crate::small_body::MAX_SMALL_ANSWER;
 use crate::upstream::Upstream;
@@ -77,7 +79,7 @@ pub async fn copy_in_parts(
         None => (fixed_layout(source.size, task.parts.part_size), false),
     };
     let upload = Upload::create(task, source.headers.clone()).await?;
-    let server_side = Arc::ptr_eq(&task.old, &task.new) && task.new.settings.profile.upload_part_copy;
+    let server_side = same_account(&task.old, &task.new) && task.new.settings.profile.upload_part_copy;
     // Bytes that pass through s3ferry can be hashed; a plain-MD5 source is checked against it.
     let hasher = (!server_side && is_plain_md5_etag(&source.etag)).then(|| Arc::new(Mutex::new(md5::Md5::new())));
     let written = match upload
@@ -238,7 +240,9 @@ impl Upload {
     }
 
     /// Writes every part and completes the upload: the ETag the provider gave the object, or
-    /// `None` when a client claim stopped the copy first or the key exists already.
+    /// `None` when a client claim stopped the copy first or the key exists already. Up to
+    /// `task.parts.parallel` parts go at once, except where the bytes are hashed on their way
+    /// (`hasher`): the whole object's MD5 needs them in order.
     async fn write_parts(
         &self,
         task: &CopyTask,
@@ -247,21 +251,37 @@ impl Upload {
         hasher: Option<&Arc<Mutex<md5::Md5>>>,
         commit: &Arc<CommitPoint>,
     ) -> Result<Option<String>, GatewayError> {
-        let mut etags = Vec::with_capacity(sizes.len());
+        let at_once = if hasher.is_some() {
+            1
+        } else {
+            task.parts.parallel.max(1)
+        };
+        let mut parts = Vec::with_capacity(sizes.len());
         let mut offset = 0u64;
         for (index, size) in sizes.iter().copied().enumerate() {
-            if commit.is_stopped() {
-                return Ok(None);
-            }
-            let range = format!("bytes={}-{}", offset, offset + size - 1);
-            let etag = if server_side {
-                self.copy_part(task, index + 1, &range).await?
-            } else {
-                self.upload_part(task, index + 1, &range, size, hasher, commit).await?
-            };
-            etags.push(etag);
+            parts.push((index, size, offset));
             offset += size;
         }
+        let written: Vec<Option<String>> = futures_util::stream::iter(parts)
+            .map(|(index, size, offset)| async move {
+                if commit.is_stopped() {
+                    return Ok(None);
+                }
+                let range = format!("bytes={}-{}", offset, offset + size - 1);
+                let etag = if server_side {
+                    self.copy_part(task, index + 1, &range).await?
+                } else {
+                    self.upload_part(task, index + 1, &range, size, hasher, commit).await?
+                };
+                Ok::<_, GatewayError>(Some(etag))
+            })
+            // In order: the etags are the parts' list.
+            .buffered(at_once)
+            .try_collect()
+            .await?;
+        let Some(etags) = written.into_iter().collect::<Option<Vec<String>>>() else {
+            return Ok(None);
+        };
         if !commit.try_commit() {
             return Ok(None);
         }
@@ -273,14 +293,13 @@ impl Upload {
         let mut request = self
             .new
             .request(Method::PUT, &self.bucket, &self.key, self.query(Some(part)));
-        let source = format!("/{}/{}", task.old_bucket, uri_encode(task.key.as_bytes(), true));
-        for (name, value) in [
-            ("x-amz-copy-source", source.as_str()),
-            ("x-amz-copy-source-range", range),
-        ] {
-            let value = HeaderValue::from_str(value).map_err(|_| internal("the copy source"))?;
-            request.headers.insert(HeaderName::from_static(name), value);
-        }
+        request
+            .headers
+            .insert(HeaderName::from_static("x-amz-copy-source"), copy_source(task)?);
+        let range = HeaderValue::from_str(range).map_err(|_| internal("the copy source range"))?;
+        request
+            .headers
+            .insert(HeaderName::from_static("x-amz-copy-source-range"), range);
         let settings = &self.new.settings;
         translate_request(
             &settings.profile,

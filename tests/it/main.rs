@@ -20,6 +20,7 @@ mod migration_faults;
 mod migration_multipart;
 mod migration_races;
 mod migration_replicas;
+mod migration_requests;
 mod migration_shards;
 mod migration_status;
 mod migration_tombstones;

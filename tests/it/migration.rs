@@ -1030,59 +1030,100 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
     m.stop().await;
 }
 
-#[tokio::test]
-async fn copy_on_read_keeps_tags_and_storage_class_where_the_provider_stores_them() {
-    // moto stores tags and storage classes; old and new are two buckets on it.
+/// moto (it stores tags and storage classes) with the buckets `<name>-old` and `<name>-new`,
+/// and a config whose bucket `name` lives in `<name>-new` and falls back to `<name>-old`, with
+/// `route` as more lines of its `[[buckets]]` table. The old provider is the new one, or (with
+/// `two_accounts`) another provider entry for the same moto with another key, so that copies
+/// go through s3ferry rather than by CopyObject.
+pub(crate) async fn moto_migration(name: &str, route: &str, two_accounts: bool) -> (Moto, Config) {
     let moto = Moto::start().await;
-    let direct = moto.direct();
-    for b in ["tags-old", "tags-new"] {
-        direct.create_bucket().bucket(b).send().await.expect("bucket");
+    for side in ["old", "new"] {
+        let bucket = format!("{name}-{side}");
+        moto.direct()
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
     }
-    direct
+    let toml = format!(
+        r#"{preamble}
+[providers.moto]
+endpoint = "{endpoint}"
+access_key_id = "moto"
+secret_access_key = "moto"
+[providers.moto-old]
+endpoint = "{endpoint}"
+access_key_id = "moto-old"
+secret_access_key = "moto-old"
+[[buckets]]
+name = "{name}"
+provider = "moto"
+upstream_bucket = "{name}-new"
+fallback = "{old}"
+fallback_bucket = "{name}-old"
+{route}
+"#,
+        preamble = crate::support::config_preamble(),
+        endpoint = moto.endpoint(),
+        old = if two_accounts { "moto-old" } else { "moto" },
+    );
+    let config = Config::parse(&toml, "moto-migration.toml", Path::new("."), &|_| None).expect("config");
+    (moto, config)
+}
+
+/// Tags `key` of `bucket` with `album = 2017`.
+pub(crate) async fn tag_album(client: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    let tagging = Tagging::builder()
+        .tag_set(Tag::builder().key("album").value("2017").build().expect("tag"))
+        .build()
+        .expect("tags");
+    client
+        .put_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .tagging(tagging)
+        .send()
+        .await
+        .expect("tag");
+}
+
+/// Puts `key` (body `tagged`) in `bucket` as STANDARD_IA, tagged `album = 2017`.
+pub(crate) async fn seed_tagged_infrequent(client: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    client
         .put_object()
-        .bucket("tags-old")
-        .key("t")
+        .bucket(bucket)
+        .key(key)
         .body(ByteStream::from_static(b"tagged"))
         .storage_class(aws_sdk_s3::types::StorageClass::StandardIa)
         .send()
         .await
         .expect("seed");
-    let tagging = Tagging::builder()
-        .tag_set(Tag::builder().key("album").value("2017").build().expect("tag"))
-        .build()
-        .expect("tags");
-    direct
-        .put_object_tagging()
-        .bucket("tags-old")
-        .key("t")
-        .tagging(tagging)
+    tag_album(client, bucket, key).await;
+}
+
+/// `key` of `bucket` has the tag and the class [`seed_tagged_infrequent`] gave its source.
+pub(crate) async fn assert_tagged_infrequent(client: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    let tags = client
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
         .send()
         .await
-        .expect("tag");
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[[credentials]]
-access_key_id = "{CLIENT_KEY}"
-secret_access_key = "{CLIENT_SECRET}"
-grants = "all"
-[providers.moto]
-endpoint = "{}"
-access_key_id = "moto"
-secret_access_key = "moto"
-[[buckets]]
-name = "tags"
-provider = "moto"
-upstream_bucket = "tags-new"
-fallback = "moto"
-fallback_bucket = "tags-old"
-copy_on_read = true
-"#,
-        moto.endpoint()
+        .expect("tags of the copy");
+    assert_eq!(
+        tags.tag_set().first().map(|t| (t.key(), t.value())),
+        Some(("album", "2017"))
     );
-    let config = Config::parse(&toml, "t.toml", Path::new("."), &|_| None).expect("config");
+    let head = client.head_object().bucket(bucket).key(key).send().await.expect("head");
+    assert_eq!(head.storage_class(), Some(&aws_sdk_s3::types::StorageClass::StandardIa));
+}
+
+#[tokio::test]
+async fn copy_on_read_keeps_tags_and_storage_class_where_the_provider_stores_them() {
+    let (moto, config) = moto_migration("tags", "copy_on_read = true", true).await;
+    let direct = moto.direct();
+    seed_tagged_infrequent(&direct, "tags-old", "t").await;
     let g = s3ferry::server::start(&config).await.expect("gateway");
     let c = sdk_client(
         &format!("http://127.0.0.1:{}", g.addr().port()),
@@ -1092,25 +1133,7 @@ copy_on_read = true
     );
     assert_eq!(read(&c, "tags", "t").await.expect("fallback"), b"tagged");
     wait_for("copied", || MigrationStats::get(&g.migration_stats().copies_done) == 1).await;
-    let tags = direct
-        .get_object_tagging()
-        .bucket("tags-new")
-        .key("t")
-        .send()
-        .await
-        .expect("tags of the copy");
-    assert_eq!(
-        tags.tag_set().first().map(|t| (t.key(), t.value())),
-        Some(("album", "2017"))
-    );
-    let head = direct
-        .head_object()
-        .bucket("tags-new")
-        .key("t")
-        .send()
-        .await
-        .expect("head");
-    assert_eq!(head.storage_class(), Some(&aws_sdk_s3::types::StorageClass::StandardIa));
+    assert_tagged_infrequent(&direct, "tags-new", "t").await;
     g.shutdown(Duration::from_secs(2)).await;
 }
 

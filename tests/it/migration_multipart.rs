@@ -304,6 +304,27 @@ async fn a_copy_in_parts_keeps_the_source_layout_where_the_old_provider_tells_it
 }
 
 #[tokio::test]
+async fn parts_of_a_copy_whose_etag_is_compared_go_at_once() {
+    let m = LargeCopies::start(Old::Moto(Moto::start().await)).await;
+    let parts = vec![pattern(5 * MIB, 10), pattern(5 * MIB, 11), pattern(MIB, 12)];
+    let source_etag = m.seed_in_parts("parallel", &parts).await;
+    // Every UploadPart's answer is held until two of them are in the new provider at once.
+    m.new.quirks.hold_put_answers();
+    let release = async {
+        wait_for("two parts written at once", || {
+            m.new.quirks.put_answers_held.load(Ordering::SeqCst) >= 2
+        })
+        .await;
+        m.new.quirks.release_put_answers();
+    };
+    let (report, ()) = tokio::join!(m.migrate(), release);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let (bytes, etag) = m.in_new("parallel").await;
+    assert!(bytes == parts.concat(), "the parts are in their order");
+    assert_eq!(etag, source_etag);
+}
+
+#[tokio::test]
 async fn a_copy_in_parts_that_fails_midway_aborts_its_upload() {
     let old = TestUpstream::path_style().await;
     // The second part's ranged read fails.
