@@ -109,6 +109,7 @@ pub(super) struct MigrateRun {
     pub shard: Option<ShardSpec>,
     pub shard_plan_wait: Duration,
     pub concurrency: usize,
+    pub list_parallelism: usize,
     pub limits: CopyLimits,
     pub max_requests_per_second: Option<u64>,
     pub dry_run: bool,
@@ -161,6 +162,7 @@ pub(super) async fn migrate_command(route: Route, fallback: FallbackRoute, run: 
         shard,
         limits: run.limits,
         concurrency: run.concurrency,
+        list_parallelism: run.list_parallelism,
         dry_run: run.dry_run,
         parts: run.parts,
     };
@@ -214,7 +216,7 @@ pub(super) async fn migrate_command(route: Route, fallback: FallbackRoute, run: 
         return ExitCode::FAILURE;
     };
     // Objects left behind fail a real run (the migration cannot finish); `--status` only reports.
-    if !report.failed.is_empty() || (!report.dry_run && !report.left_behind.is_empty()) {
+    if report.failed_objects > 0 || (!report.dry_run && !report.left_behind.is_empty()) {
         ExitCode::FAILURE
     } else if report.interrupted {
         ExitCode::from(130)
@@ -254,7 +256,7 @@ fn print_migrate_report(r: &MigrateReport) {
     println!("already in new:          {}", r.already_in_new);
     println!("newer in new (kept):     {}", r.newer_in_new);
     println!("deleted through s3ferry: {}", r.deleted_through_s3ferry);
-    println!("failed:                  {}", r.failed.len());
+    println!("failed:                  {}", r.failed_objects);
     for (key, error) in r.failed.iter().take(20) {
         println!("  {key}: {error}");
     }

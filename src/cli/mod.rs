@@ -111,6 +111,12 @@ enum Command {
         /// Copies running at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Listings walked at once: the key range is cut at the old bucket's prefixes one level
+        /// below --prefix (e.g. `photos/`, `videos/`), each part listed by its own walk, so
+        /// the copies of a large bucket never wait for one listing. A bucket without such
+        /// prefixes is walked once.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        list_parallelism: usize,
         /// The most bytes of objects being copied at once (e.g. 512MiB, 2GB): with large
         /// objects, fewer than --concurrency copies run; one larger than this runs alone. A
         /// copy in parts sends as many parts at once as this holds (at most 8).
@@ -310,6 +316,7 @@ pub fn run(cli: Cli) -> ExitCode {
             scope: BulkScope { config, bucket, prefix },
             sharding,
             concurrency,
+            list_parallelism,
             max_bytes_in_flight,
             bandwidth,
             max_requests_per_second,
@@ -330,6 +337,7 @@ pub fn run(cli: Cli) -> ExitCode {
                         shard,
                         shard_plan_wait: Duration::from_secs(sharding.shard_plan_wait_secs),
                         concurrency,
+                        list_parallelism,
                         limits: CopyLimits {
                             max_bytes_in_flight: max_bytes_in_flight.0,
                             bandwidth: bandwidth.map(|b| Arc::new(TokenBucket::per_second(b.0))),

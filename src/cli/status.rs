@@ -97,6 +97,7 @@ async fn survey_bucket(
         prefix: prefix.to_string(),
         shard: None,
         concurrency: 1,
+        list_parallelism: 4,
         dry_run: true,
         parts,
     };

@@ -24,8 +24,8 @@ use tokio::sync::Semaphore;
 use super::copy::copy_walked_object;
 use super::copy_task::{CopyOutcome, CopyTask, is_plain_md5_etag, same_etag};
 use super::listing::Cursor;
-use super::pages::ListRequest;
-use super::shard::{KeyRange, ShardPlan, ShardSpec};
+use super::pages::{ListRequest, list_page};
+use super::shard::{KeyRange, ShardPlan, ShardSpec, spread};
 use super::tombstone::TombstoneLookup;
 use crate::error::GatewayError;
 use crate::rewrite::list_objects::{ListEntry, ListedObject};
@@ -262,6 +262,8 @@ pub struct MigrateOptions {
     /// Only this shard's keys (`--shard`), or all.
     pub shard: Option<ShardLabel>,
     pub concurrency: usize,
+    /// Walks of the key range at once (`--list-parallelism`), cut at the old bucket's prefixes.
+    pub list_parallelism: usize,
     pub dry_run: bool,
     /// When copies go in parts (`[migration] multipart_copy_*`).
     pub parts: super::copy_task::PartSizes,
@@ -280,6 +282,8 @@ pub struct MigrateReport {
     pub deleted_through_s3ferry: u64,
     /// Old objects that cannot reach the new provider: lost when the old provider is switched off.
     pub left_behind: Vec<LeftBehind>,
+    /// Copies that failed: every one counted, the first [`MAX_LISTED_FAILURES`] named.
+    pub failed_objects: u64,
     pub failed: Vec<(String, String)>,
     pub interrupted: bool,
     pub dry_run: bool,
@@ -312,43 +316,52 @@ pub async fn migrate(
         ..MigrateReport::default()
     };
     let range = ShardLabel::range_of(options.shard.as_ref());
-    // One walk: it counts what it finds and hands the keys to copy to the copies, up to two
+    // The walk: it counts what it finds and hands the keys to copy to the copies, up to two
     // listing pages ahead of them, so they never wait for the next page. (A walk of its own
     // for the totals first would list both buckets twice: on a bucket of small objects that
-    // walk alone took about as long as the copies.) The totals grow as the walk goes.
-    let mut walk = PairWalk::new(route, fallback, &options.prefix, &range);
-    if options.dry_run {
-        while let Some(pair) = walk.next().await? {
-            tally(&mut report, pair);
-        }
-        progress.planned(report.planned_objects, report.planned_bytes);
-        return Ok(report);
-    }
+    // walk alone took about as long as the copies.) The totals grow as the walk goes. With
+    // `list_parallelism`, several walks over parts of the range run at once.
+    let ranges = fan_out(fallback, &options.prefix, &range, options.list_parallelism).await?;
     let ahead = (options.concurrency * 4).max(2 * LISTING_PAGE);
     let (pairs_tx, pairs_rx) = tokio::sync::mpsc::channel::<KeyPair>(ahead);
+    let found = FoundSoFar::default();
+    // Copying starts now; the totals follow a page at a time.
+    progress.planned(0, 0);
+    let walks: Vec<_> = ranges
+        .iter()
+        .map(|part| {
+            let pairs_tx = (!options.dry_run).then(|| pairs_tx.clone());
+            let found = &found;
+            async move {
+                let mut walk = PairWalk::new(route, fallback, &options.prefix, part);
+                let mut walked = MigrateReport::default();
+                let mut since_progress = 0;
+                while let Some(pair) = walk.next().await? {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    since_progress += 1;
+                    if since_progress == LISTING_PAGE {
+                        since_progress = 0;
+                        found.show(progress);
+                    }
+                    let Some(pair) = tally(&mut walked, pair) else { continue };
+                    found.add(pair.old.as_ref().map_or(0, |o| o.size));
+                    if let Some(tx) = &pairs_tx
+                        && tx.send(pair).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                Ok::<MigrateReport, GatewayError>(walked)
+            }
+        })
+        .collect();
+    drop(pairs_tx);
     let producer = async {
-        let mut walked = std::mem::take(&mut report);
-        // Copying starts now; the totals follow a page at a time.
-        progress.planned(0, 0);
-        let mut since_progress = 0;
-        while let Some(pair) = walk.next().await? {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            since_progress += 1;
-            if since_progress == LISTING_PAGE {
-                since_progress = 0;
-                progress.planned(walked.planned_objects, walked.planned_bytes);
-            }
-            if let Some(pair) = tally(&mut walked, pair)
-                && pairs_tx.send(pair).await.is_err()
-            {
-                break;
-            }
-        }
-        progress.planned(walked.planned_objects, walked.planned_bytes);
-        drop(pairs_tx);
-        Ok::<MigrateReport, GatewayError>(walked)
+        let walked = futures_util::future::try_join_all(walks).await;
+        found.show(progress);
+        walked
     };
     let budget_kib = kib(options.limits.max_bytes_in_flight);
     let bytes_in_flight = Semaphore::new(budget_kib as usize);
@@ -380,32 +393,98 @@ pub async fn migrate(
             (pair.key, Some(outcome))
         })
         .buffer_unordered(options.concurrency.max(1))
-        .fold(Vec::new(), |mut results, (key, outcome)| {
-            match &outcome {
-                Some(Ok(CopyOutcome::Copied { bytes })) => progress.done(&key, *bytes),
-                Some(Err(e)) => progress.failed(&key, &e.to_string()),
-                _ => {}
+        // Counted as they end, not kept: a run over a billion keys holds counts, not keys
+        // (only the failures, up to MAX_LISTED_FAILURES of them, are named).
+        .fold(MigrateReport::default(), |mut copied, (key, outcome)| {
+            match outcome {
+                None => {}
+                Some(Ok(CopyOutcome::Copied { bytes })) => {
+                    progress.done(&key, bytes);
+                    copied.copied_objects += 1;
+                    copied.copied_bytes += bytes;
+                }
+                Some(Ok(CopyOutcome::AlreadyInNew)) => copied.already_in_new += 1,
+                Some(Ok(CopyOutcome::Tombstoned)) => copied.deleted_through_s3ferry += 1,
+                Some(Ok(CopyOutcome::GoneFromOld | CopyOutcome::Superseded)) => {}
+                Some(Err(e)) => {
+                    let reason = e.to_string();
+                    progress.failed(&key, &reason);
+                    copied.failed_objects += 1;
+                    if copied.failed.len() < MAX_LISTED_FAILURES {
+                        copied.failed.push((key, reason));
+                    }
+                }
             }
-            results.push((key, outcome));
-            async move { results }
+            async move { copied }
         });
-    let (walked, results) = tokio::join!(producer, consumer);
-    report = walked?;
-    for (key, outcome) in results {
-        match outcome {
-            None => {}
-            Some(Ok(CopyOutcome::Copied { bytes })) => {
-                report.copied_objects += 1;
-                report.copied_bytes += bytes;
-            }
-            Some(Ok(CopyOutcome::AlreadyInNew)) => report.already_in_new += 1,
-            Some(Ok(CopyOutcome::Tombstoned)) => report.deleted_through_s3ferry += 1,
-            Some(Ok(CopyOutcome::GoneFromOld | CopyOutcome::Superseded)) => {}
-            Some(Err(e)) => report.failed.push((key, e.to_string())),
-        }
+    let (walked, copied) = tokio::join!(producer, consumer);
+    for part in walked? {
+        report.add(part);
     }
+    report.add(copied);
     report.interrupted = stop.load(Ordering::Relaxed);
     Ok(report)
+}
+
+/// The most failed keys a report names (all of them are counted).
+pub const MAX_LISTED_FAILURES: usize = 10_000;
+
+/// What the walks found to copy so far, for the progress shown while they run.
+#[derive(Default)]
+struct FoundSoFar {
+    objects: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl FoundSoFar {
+    fn add(&self, bytes: u64) {
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn show(&self, progress: &dyn Progress) {
+        progress.planned(self.objects.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed));
+    }
+}
+
+/// `range` cut for `walks` walks at once at the old bucket's prefixes one level below
+/// `prefix` (its first delimiter listing page: up to 1,000 of them, spread evenly over the
+/// walks). A bucket without such prefixes has one walk, whatever `walks` says.
+async fn fan_out(
+    fallback: &FallbackRoute,
+    prefix: &str,
+    range: &KeyRange,
+    walks: usize,
+) -> Result<Vec<KeyRange>, GatewayError> {
+    if walks <= 1 {
+        return Ok(vec![range.clone()]);
+    }
+    let list = ListRequest {
+        prefix: prefix.to_string(),
+        delimiter: Some("/".to_string()),
+        start_after: range.after.clone(),
+        continuation_token: None,
+        max_keys: LISTING_PAGE,
+    };
+    let page = list_page(&fallback.provider, &fallback.bucket, &list).await?;
+    let prefixes: Vec<String> = page.common_prefixes.into_iter().filter(|p| range.contains(p)).collect();
+    Ok(range.split_at(&spread(&prefixes, walks - 1)))
+}
+
+impl MigrateReport {
+    /// Adds what another walk, or the copies, counted.
+    fn add(&mut self, other: MigrateReport) {
+        self.planned_objects += other.planned_objects;
+        self.planned_bytes += other.planned_bytes;
+        self.copied_objects += other.copied_objects;
+        self.copied_bytes += other.copied_bytes;
+        self.already_in_new += other.already_in_new;
+        self.newer_in_new += other.newer_in_new;
+        self.deleted_through_s3ferry += other.deleted_through_s3ferry;
+        self.left_behind.extend(other.left_behind);
+        self.failed_objects += other.failed_objects;
+        self.failed.extend(other.failed);
+    }
 }
 
 /// Counts one walked key in `report` (planned, already or newer in new, deleted, left

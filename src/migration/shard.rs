@@ -136,6 +136,38 @@ impl KeyRange {
     pub fn is_past(&self, key: &str) -> bool {
         self.through.as_deref().is_some_and(|t| key > t)
     }
+
+    /// This range cut at `bounds`: `(after, b1], (b1, b2], ..., (bn, through]`, each key of the
+    /// range in exactly one part. Bounds outside the range, or not above the previous one, are
+    /// left out.
+    pub fn split_at(&self, bounds: &[String]) -> Vec<KeyRange> {
+        let mut parts = Vec::with_capacity(bounds.len() + 1);
+        let mut after = self.after.clone();
+        for bound in bounds {
+            let above_last = after.as_deref().is_none_or(|a| bound.as_str() > a);
+            if above_last && self.contains(bound) && self.through.as_deref() != Some(bound.as_str()) {
+                parts.push(KeyRange {
+                    after: after.replace(bound.clone()),
+                    through: Some(bound.clone()),
+                });
+            }
+        }
+        parts.push(KeyRange {
+            after,
+            through: self.through.clone(),
+        });
+        parts
+    }
+}
+
+/// `count` of `sorted`, spread evenly over it (all of them when there are fewer).
+pub fn spread<T: Clone>(sorted: &[T], count: usize) -> Vec<T> {
+    if sorted.len() <= count {
+        return sorted.to_vec();
+    }
+    (1..=count)
+        .map(|i| sorted[i * sorted.len() / (count + 1)].clone())
+        .collect()
 }
 
 /// How the key space under a prefix is cut into shards: stored as JSON in the new provider.
@@ -383,6 +415,44 @@ async fn wait_for_plan(route: &Route, key: &str, count: u32, wait: Duration) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_split_at_prefixes_holds_each_of_its_keys_once() {
+        let keys = ["", "a", "a/", "a/x", "a0", "b", "b/", "b/y", "c", "c/z", "d/", "zz"];
+        let bounds: Vec<String> = ["0", "b/", "a/", "c/", "c/", "d/", "zz", "zzz"]
+            .map(String::from)
+            .to_vec();
+        for range in [
+            KeyRange::all(),
+            KeyRange {
+                after: Some("a".into()),
+                through: Some("c/z".into()),
+            },
+            KeyRange {
+                after: None,
+                through: Some("b/".into()),
+            },
+        ] {
+            let parts = range.split_at(&bounds);
+            assert!(parts.len() > 1, "{range:?} is cut");
+            for key in keys {
+                let holders = parts.iter().filter(|p| p.contains(key)).count();
+                assert_eq!(
+                    holders,
+                    usize::from(range.contains(key)),
+                    "{key:?} in {range:?}: {parts:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn spread_picks_evenly_and_never_more_than_there_are() {
+        let items: Vec<u32> = (0..10).collect();
+        assert_eq!(spread(&items, 3), vec![2, 5, 7]);
+        assert_eq!(spread(&items[..2], 3), vec![0, 1]);
+        assert!(spread(&items, 0).is_empty());
+    }
 
     #[test]
     fn shard_specs_are_index_slash_count() {

@@ -936,6 +936,7 @@ async fn migrate_copies_2000_objects_resumes_after_interruption_and_check_agrees
         limits: CopyLimits::default(),
         shard: None,
         concurrency: 8,
+        list_parallelism: 1,
         dry_run: false,
         parts: PartSizes::default(),
     };

@@ -176,6 +176,7 @@ multipart_copy_part_size = {PART_SIZE}
             limits: CopyLimits::default(),
             shard: None,
             concurrency: 2,
+            list_parallelism: 1,
             dry_run: false,
             parts: PartSizes::from(&self.config.migration),
         };
@@ -460,6 +461,7 @@ multipart_copy_part_size = {PART_SIZE}
         limits: CopyLimits::default(),
         shard: None,
         concurrency: 1,
+        list_parallelism: 1,
         dry_run: false,
         parts: PartSizes::from(&config.migration),
     };

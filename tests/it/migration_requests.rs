@@ -26,6 +26,17 @@ impl Progress for Quiet {
 
 /// `migrate` of `bucket`'s keys under `prefix`, as the command runs it, `concurrency` at once.
 async fn migrate(config: &Config, bucket: &str, prefix: &str, concurrency: usize) -> MigrateReport {
+    migrate_walking(config, bucket, prefix, concurrency, 1).await
+}
+
+/// [`migrate`] with `walks` listings at once (`--list-parallelism`).
+async fn migrate_walking(
+    config: &Config,
+    bucket: &str,
+    prefix: &str,
+    concurrency: usize,
+    walks: usize,
+) -> MigrateReport {
     let (upstreams, _locals) = s3ferry::server::start_providers(config).await.expect("providers");
     let table = RouteTable::new(&config.buckets, &upstreams).expect("routes");
     let route = table.resolve(bucket).expect("route");
@@ -35,6 +46,7 @@ async fn migrate(config: &Config, bucket: &str, prefix: &str, concurrency: usize
         limits: CopyLimits::default(),
         shard: None,
         concurrency,
+        list_parallelism: walks,
         dry_run: false,
         parts: PartSizes::default(),
     };
@@ -69,14 +81,9 @@ fn requests_for(received: &[ReceivedRequest], bucket: &str, key: &str) -> Vec<St
         .collect()
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_string()).collect()
-}
-
-#[tokio::test]
-async fn migrate_sends_a_get_a_conditional_put_and_a_tombstone_check_per_small_object() {
-    let m = Migrating::start().await;
-    let keys: Vec<String> = (0..40).map(|i| format!("few/{i:02}")).collect();
+/// Puts `keys` into the old bucket `lazy` (each holding "content of <key>"); returns how many
+/// requests each upstream had received by then.
+async fn seed_contents(m: &Migrating, keys: &[String]) -> (usize, usize) {
     put_objects(
         &m.old.direct_client(),
         "lazy",
@@ -84,7 +91,63 @@ async fn migrate_sends_a_get_a_conditional_put_and_a_tombstone_check_per_small_o
         8,
     )
     .await;
-    let (old_before, new_before) = (m.old.quirks.received_count(), m.new.quirks.received_count());
+    (m.old.quirks.received_count(), m.new.quirks.received_count())
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_string()).collect()
+}
+
+#[tokio::test]
+async fn parallel_walks_cut_at_prefixes_copy_every_key_exactly_once() {
+    let m = Migrating::start().await;
+    let mut keys: Vec<String> = ["fan/top", "fan/zz-last", "fan/a0"].map(String::from).to_vec();
+    for prefix in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        keys.extend((0..5).map(|i| format!("fan/{prefix}/{i}")));
+    }
+    let (old_before, new_before) = seed_contents(&m, &keys).await;
+
+    let report = migrate_walking(&m.config, "lazy", "fan/", 8, 4).await;
+    assert_eq!(
+        (report.copied_objects, report.planned_objects, report.failed_objects),
+        (keys.len() as u64, keys.len() as u64, 0),
+        "{report:?}"
+    );
+    let (old_seen, new_seen) = (
+        m.old.quirks.received_since(old_before),
+        m.new.quirks.received_since(new_before),
+    );
+    for key in &keys {
+        let puts = requests_for(&new_seen, "lazy", key)
+            .iter()
+            .filter(|r| r.starts_with("PUT "))
+            .count();
+        assert_eq!(puts, 1, "{key} is written once: {new_seen:?}");
+    }
+    // One delimiter listing to find the prefixes, then a walk of the old bucket per part.
+    let listings = |delimited: bool| {
+        old_seen
+            .iter()
+            .filter(|r| {
+                r.method == http::Method::GET
+                    && r.target.contains("list-type=2")
+                    && r.target.contains("delimiter=") == delimited
+            })
+            .count()
+    };
+    assert_eq!(listings(true), 1, "{old_seen:?}");
+    assert_eq!(listings(false), 4, "four walks: {old_seen:?}");
+    for key in &keys {
+        let content = read(&m.new.direct_client(), "lazy", key).await;
+        assert_eq!(content, Ok(format!("content of {key}").into_bytes()), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_sends_a_get_a_conditional_put_and_a_tombstone_check_per_small_object() {
+    let m = Migrating::start().await;
+    let keys: Vec<String> = (0..40).map(|i| format!("few/{i:02}")).collect();
+    let (old_before, new_before) = seed_contents(&m, &keys).await;
 
     let report = migrate(&m.config, "lazy", "few/", 8).await;
     assert_eq!((report.copied_objects, report.failed.len()), (40, 0), "{report:?}");
