@@ -342,11 +342,11 @@ fn print_check_report(report: &CheckReport) {
         );
     }
     println!("matching:                {}", report.matching);
-    println!("missing in new:          {}", report.missing_in_new.len());
+    println!("missing in new:          {}", report.missing_in_new_count());
     for key in report.missing_in_new.iter().take(20) {
         println!("  {key}");
     }
-    println!("differ:                  {}", report.differ.len());
+    println!("differ:                  {}", report.differ_count());
     for key in report.differ.iter().take(20) {
         println!("  {key}");
     }

@@ -282,7 +282,7 @@ pub struct MigrateReport {
     pub deleted_through_s3ferry: u64,
     /// Old objects that cannot reach the new provider: lost when the old provider is switched off.
     pub left_behind: Vec<LeftBehind>,
-    /// Copies that failed: every one counted, the first [`MAX_LISTED_FAILURES`] named.
+    /// Copies that failed: every one counted, the first [`MAX_LISTED_KEYS`] named.
     pub failed_objects: u64,
     pub failed: Vec<(String, String)>,
     pub interrupted: bool,
@@ -394,7 +394,7 @@ pub async fn migrate(
         })
         .buffer_unordered(options.concurrency.max(1))
         // Counted as they end, not kept: a run over a billion keys holds counts, not keys
-        // (only the failures, up to MAX_LISTED_FAILURES of them, are named).
+        // (only the failures, up to MAX_LISTED_KEYS of them, are named).
         .fold(MigrateReport::default(), |mut copied, (key, outcome)| {
             match outcome {
                 None => {}
@@ -410,7 +410,7 @@ pub async fn migrate(
                     let reason = e.to_string();
                     progress.failed(&key, &reason);
                     copied.failed_objects += 1;
-                    if copied.failed.len() < MAX_LISTED_FAILURES {
+                    if copied.failed.len() < MAX_LISTED_KEYS {
                         copied.failed.push((key, reason));
                     }
                 }
@@ -426,8 +426,17 @@ pub async fn migrate(
     Ok(report)
 }
 
-/// The most failed keys a report names (all of them are counted).
-pub const MAX_LISTED_FAILURES: usize = 10_000;
+/// The most keys a report names per list (failed copies, objects missing or different): every
+/// one is counted, the first this many named, so a run over a billion keys holds counts.
+pub const MAX_LISTED_KEYS: usize = 10_000;
+
+/// Counts `key` and names it while the list has room.
+fn count_and_name(list: &mut Vec<String>, count: &mut u64, key: String) {
+    *count += 1;
+    if list.len() < MAX_LISTED_KEYS {
+        list.push(key);
+    }
+}
 
 /// What the walks found to copy so far, for the progress shown while they run.
 #[derive(Default)]
@@ -527,7 +536,11 @@ pub struct CheckReport {
     pub matching: u64,
     /// Same size, ETags not comparable, and not downloaded (`--download` compares content).
     pub unverified: u64,
+    /// Objects only in the old provider: all counted, the first [`MAX_LISTED_KEYS`] named.
+    pub missing_in_new_objects: u64,
     pub missing_in_new: Vec<String>,
+    /// Objects whose size or content differ: all counted, the first [`MAX_LISTED_KEYS`] named.
+    pub differ_objects: u64,
     pub differ: Vec<String>,
     pub only_in_new: u64,
     pub deleted_through_s3ferry: u64,
@@ -539,8 +552,19 @@ pub struct CheckReport {
 
 impl CheckReport {
     /// Differences that make `check` fail.
-    pub fn differences(&self) -> usize {
-        self.missing_in_new.len() + self.differ.len() + self.left_behind.len()
+    pub fn differences(&self) -> u64 {
+        self.missing_in_new_count() + self.differ_count() + self.left_behind.len() as u64
+    }
+
+    /// Objects missing in the new provider (a report written before the count existed has
+    /// only the list).
+    pub fn missing_in_new_count(&self) -> u64 {
+        self.missing_in_new_objects.max(self.missing_in_new.len() as u64)
+    }
+
+    /// Objects that differ (as [`Self::missing_in_new_count`]).
+    pub fn differ_count(&self) -> u64 {
+        self.differ_objects.max(self.differ.len() as u64)
     }
 }
 
@@ -588,6 +612,8 @@ pub fn merge_check_reports(reports: Vec<CheckReport>) -> Result<CheckReport, Mer
         merged.only_in_new += report.only_in_new;
         merged.deleted_through_s3ferry += report.deleted_through_s3ferry;
         merged.bytes_only_in_old += report.bytes_only_in_old;
+        merged.missing_in_new_objects += report.missing_in_new_count();
+        merged.differ_objects += report.differ_count();
         merged.missing_in_new.extend(report.missing_in_new);
         merged.differ.extend(report.differ);
         merged.left_behind.extend(report.left_behind);
@@ -597,7 +623,9 @@ pub fn merge_check_reports(reports: Vec<CheckReport>) -> Result<CheckReport, Mer
         return Err(MergeError::Missing(missing));
     }
     merged.missing_in_new.sort();
+    merged.missing_in_new.truncate(MAX_LISTED_KEYS);
     merged.differ.sort();
+    merged.differ.truncate(MAX_LISTED_KEYS);
     merged.left_behind.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(merged)
 }
@@ -641,19 +669,19 @@ pub async fn check_shard(
             }
             (Some(old), None) => {
                 report.bytes_only_in_old += old.size;
-                report.missing_in_new.push(pair.key);
+                count_and_name(&mut report.missing_in_new, &mut report.missing_in_new_objects, pair.key);
             }
             (None, Some(_)) => report.only_in_new += 1,
             (Some(old), Some(new)) => match compare(old, new) {
                 Comparison::Same => report.matching += 1,
-                Comparison::Different => report.differ.push(pair.key),
+                Comparison::Different => count_and_name(&mut report.differ, &mut report.differ_objects, pair.key),
                 Comparison::NotComparable if download => {
                     let a = content_md5(&fallback.provider, &fallback.bucket, &pair.key).await?;
                     let b = content_md5(&route.provider, &route.upstream_bucket, &pair.key).await?;
                     if a == b {
                         report.matching += 1;
                     } else {
-                        report.differ.push(pair.key);
+                        count_and_name(&mut report.differ, &mut report.differ_objects, pair.key);
                     }
                 }
                 Comparison::NotComparable => report.unverified += 1,
@@ -739,6 +767,29 @@ mod tests {
         let whole = vec![CheckReport::default()];
         assert_eq!(merge_check_reports(whole).err(), Some(MergeError::NotSharded(1)));
         assert_eq!(merge_check_reports(Vec::new()).err(), Some(MergeError::Empty));
+    }
+
+    #[test]
+    fn reports_count_every_key_and_name_the_first_ones() {
+        let mut report = CheckReport::default();
+        for i in 0..MAX_LISTED_KEYS + 5 {
+            count_and_name(
+                &mut report.missing_in_new,
+                &mut report.missing_in_new_objects,
+                format!("k{i:06}"),
+            );
+        }
+        assert_eq!(report.missing_in_new.len(), MAX_LISTED_KEYS);
+        assert_eq!(report.differences(), (MAX_LISTED_KEYS + 5) as u64);
+
+        // Counts add up across shards; a report without counts (an older s3ferry's) counts
+        // its list.
+        let mut first = shard_report(0, 2, &["a"], 0);
+        first.missing_in_new_objects = MAX_LISTED_KEYS as u64 + 7;
+        let older = shard_report(1, 2, &["b", "c"], 0);
+        let merged = merge_check_reports(vec![first, older]).expect("merges");
+        assert_eq!(merged.missing_in_new_count(), MAX_LISTED_KEYS as u64 + 9);
+        assert_eq!(merged.missing_in_new, vec!["a", "b", "c"]);
     }
 
     #[test]
