@@ -35,6 +35,10 @@ use crate::upstream::Upstream;
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
+
+/// How long a `/metrics` scrape waits for the migration status to be read again (when its
+/// cache is due) before it answers with the gauges as they stand.
+const METRICS_WAITS_FOR_MIGRATION_STATUS: Duration = Duration::from_secs(2);
 pub const MIGRATION: &str = "/migration";
 
 /// What the admin endpoints read of the running gateway. The server starts this listener and
@@ -136,8 +140,15 @@ async fn answer<V: AdminView>(shared: Arc<V>, req: Request<Incoming>) -> Result<
             }
         }
         METRICS => {
-            // The migration gauges are set from the same (cached) numbers as the page.
-            migration_page(&*shared).await;
+            // The migration gauges are set from the same (cached) numbers as the page. A
+            // refresh asks the providers (up to 10 s per bucket): it runs in its own task, and
+            // the scrape waits for it only briefly, then answers with the gauges as they
+            // stand, so a slow provider never costs Prometheus every other metric.
+            let refresh = shared.clone();
+            let refreshed = tokio::spawn(async move {
+                migration_page(&*refresh).await;
+            });
+            let _ = tokio::time::timeout(METRICS_WAITS_FOR_MIGRATION_STATUS, refreshed).await;
             metrics_answer(&*shared)
         }
         _ => text(

@@ -494,3 +494,43 @@ async fn migrate_status_says_when_no_bucket_is_migrated() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_scrape_is_answered_while_the_status_records_cannot_be_read() {
+    // The new provider, where the records are, holds back its answer to their listing.
+    let new = TestUpstream::path_style().await;
+    let old = TestUpstream::path_style().await;
+    new.create_bucket("photos-new");
+    old.create_bucket("photos-old");
+    let proxy = FaultProxy::start(new.addr).await;
+    proxy.inject(
+        Match::method(Method::GET).path("migration-status"),
+        Fault::StallBeforeResponse,
+    );
+    let config = format!(
+        r#"{preamble}
+{new}read_timeout_secs = 30
+{old}[[buckets]]
+name = "photos"
+provider = "new"
+upstream_bucket = "photos-new"
+fallback = "old"
+fallback_bucket = "photos-old"
+[migration]
+status_refresh = "1s"
+"#,
+        preamble = config_preamble(),
+        new = s3_provider_table("new", &proxy.endpoint()),
+        old = s3_provider_table("old", &old.endpoint()),
+    );
+    let g = start_in_process(&config).await;
+    // The records' read waits on the stalled listing (10 s per bucket); the scrape does not.
+    let scrape = tokio::time::timeout(Duration::from_secs(8), admin_get(g.admin_addr(), "/metrics")).await;
+    let metrics = scrape.expect("/metrics answers while the status read is stalled");
+    assert!(metrics.body.contains("s3ferry_active_connections"), "{}", metrics.body);
+    assert_eq!(
+        proxy.count(&Method::GET, "migration-status"),
+        1,
+        "the scrape did start a read"
+    );
+}
